@@ -1,0 +1,106 @@
+"""The exception hierarchy shared by every layer.
+
+Each error carries an HTTP ``status_code`` and a short machine ``code`` so the
+server can answer in Workers AI's or OpenAI's error shape without a lookup
+table, and a ``where`` that points at the offending part of the input
+(``messages[2].role``, ``tools[0].parameters``) when there is one.
+"""
+
+from __future__ import annotations
+
+
+class ToolrunError(Exception):
+    """Base class of every error toolrun raises on purpose."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class InvalidInputError(ToolrunError, ValueError):
+    """The request itself is wrong: malformed messages, bad parameter values."""
+
+    status_code = 400
+    code = "invalid_input"
+
+
+class ToolSchemaError(InvalidInputError):
+    """A tool's ``parameters`` is not a usable JSON Schema."""
+
+    code = "invalid_tool_schema"
+
+
+class ToolChoiceError(InvalidInputError):
+    """``tool_choice`` names no tool that was given, or has a bad shape."""
+
+    code = "invalid_tool_choice"
+
+
+class ContextOverflowError(InvalidInputError):
+    """The prompt plus the requested completion does not fit the context window."""
+
+    code = "context_length_exceeded"
+
+    def __init__(self, prompt_tokens: int, max_tokens: int, context_window: int) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.context_window = context_window
+        super().__init__(
+            f"the prompt is {prompt_tokens} tokens and max_tokens asks for {max_tokens} more, "
+            f"but the model's context window is {context_window} tokens; "
+            "shorten the messages or tools, or lower max_tokens",
+        )
+
+
+class ModelNotFoundError(ToolrunError, LookupError):
+    """No catalog entry has this name."""
+
+    status_code = 404
+    code = "model_not_found"
+
+
+class ModelUnavailableError(ToolrunError):
+    """The model is in the catalog, but its weights are not here (and cannot be fetched)."""
+
+    status_code = 503
+    code = "model_unavailable"
+
+
+class ModelFetchError(ModelUnavailableError):
+    """Downloading or verifying model weights failed."""
+
+    code = "model_fetch_failed"
+
+
+class EngineError(ToolrunError):
+    """The inference engine failed (a remote engine answered badly, llama.cpp failed to decode)."""
+
+    status_code = 502
+    code = "engine_error"
+
+
+class OverloadedError(ToolrunError):
+    """Too many requests are queued; try again later."""
+
+    status_code = 429
+    code = "overloaded"
+
+    def __init__(self, message: str = "the engine queue is full", *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class OpenAPISpecError(InvalidInputError):
+    """An OpenAPI document could not be read, parsed or understood."""
+
+    code = "invalid_openapi_spec"
+
+
+class ToolExecutionError(ToolrunError):
+    """A tool's own function failed in a way the caller must see (not reported to the model)."""
+
+    code = "tool_execution_error"
