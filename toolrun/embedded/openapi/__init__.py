@@ -1,0 +1,150 @@
+"""OpenAPI documents as tools: the Python form of ai-utils' ``createToolsFromOpenAPISpec``.
+
+>>> tools = await create_tools_from_openapi_spec(
+...     "https://example.com/openapi.json",   # or a file path, the text itself, or a parsed mapping
+...     match_patterns=[r"^https://api\\.github\\.com/users/([^/]+)$"],
+...     overrides=[{"matcher": lambda url, method: url.host == "api.github.com",
+...                 "values": {"headers": {"User-Agent": "toolrun"}}}],
+... )
+
+Each operation becomes one :class:`~toolrun.embedded._tool.Tool` whose
+parameters group the operation's inputs like ai-utils does — ``path``,
+``query``, ``header``, ``cookie``, ``formData`` and ``body`` objects — and
+whose function makes the HTTP request and returns the response text.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from typing import Any, Callable, Iterable, Mapping
+
+import httpx
+
+from ..._errors import InvalidInputError, OpenAPISpecError
+from .._tool import Tool
+from ._call import MAX_RESPONSE_BYTES, CallSettings, OperationCaller, Override
+from ._convert import GROUPS, Operation, ServerResolver, assign_names, make_server
+from ._document import Document, parse
+from ._load import MAX_SPEC_BYTES, read_source
+
+__all__ = ["create_tools_from_openapi_spec", "OpenAPISpecError", "GROUPS"]
+
+
+async def create_tools_from_openapi_spec(
+    spec: Any,
+    *,
+    match_patterns: Iterable[str | re.Pattern[str]] | None = None,
+    overrides: Iterable[Mapping[str, Any]] | None = None,
+    base_url: str | None = None,
+    credentials: Mapping[str, Any] | None = None,
+    timeout: float = 30.0,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+    max_spec_bytes: int = MAX_SPEC_BYTES,
+    client: httpx.AsyncClient | None = None,
+    verbose: bool = False,
+) -> list[Tool]:
+    """One tool per operation of an OpenAPI 3.0 / 3.1 or Swagger 2.0 document.
+
+    ``spec``
+        An ``http(s)://`` URL (fetched with httpx, ``timeout`` and ``max_spec_bytes`` apply),
+        a file path, the document's JSON or YAML text (``str`` or ``bytes``), or a parsed mapping.
+    ``match_patterns``
+        Regular expressions (strings or compiled); an operation becomes a tool only if one of
+        them matches (``re.search``) its URL, written as ai-utils does:
+        ``https://api.github.com/users/{username}``.
+    ``overrides``
+        ``{"matcher": fn(url, method), "values": {...}}`` rules. ``url`` is the operation's
+        :class:`httpx.URL` (path template unfilled), ``method`` is lower case (``"get"``), as in
+        ai-utils. ``values`` may hold ``headers``, ``path_data``, ``query``, ``body``, ``cookies``
+        and ``form_data`` (ai-utils' ``pathData`` / ``formData`` spellings work too); they win over
+        the model's values of the same name.
+    ``base_url``
+        Sends every operation here instead of the document's servers (``base_url`` + path).
+    ``credentials``
+        Security scheme name -> secret, for the schemes in ``components.securitySchemes`` /
+        ``securityDefinitions``: apiKey (header, query, cookie), HTTP bearer, HTTP basic
+        (``"user:password"`` or a ``(user, password)`` pair), OAuth2 / OpenID tokens as bearer.
+    ``timeout``, ``max_response_bytes``
+        Limits of each call: the whole exchange, and the response text the model gets (longer
+        responses are cut and say so).
+    ``client``
+        An ``httpx.AsyncClient`` to fetch the document and make calls with (its cookies and
+        settings are then yours); by default one shared client per event loop.
+
+    Calling a tool: ``await tool.function({"path": {...}, "query": {...}, "body": ...})``
+    returns the response text on 2xx, ``{"error", "status", "body"}`` JSON otherwise, and an
+    ``{"error": ...}`` JSON string on network errors and timeouts. Arguments with none of the
+    group keys are routed by name: declared path / header / cookie / form parameters go there,
+    properties of the JSON body go in the body, and the rest is the query (ai-utils sends all
+    of them as the query).
+    """
+    patterns = [_pattern(p, i) for i, p in enumerate(match_patterns or ())]
+    rules = [_override(o, i) for i, o in enumerate(overrides or ())]
+    if base_url is not None:
+        server = make_server(base_url, None, "base_url")
+        if server.base is None:
+            raise InvalidInputError(server.error or "invalid base_url", where="base_url")
+    content, source_url, label = await read_source(spec, client=client, timeout=timeout, max_bytes=max_spec_bytes)
+    settings = CallSettings(rules, dict(credentials or {}), timeout, max_response_bytes, client, verbose)
+    # Decoding a big document allocates many containers at once, which sets off the cyclic GC
+    # again and again (half the time on GitHub's description); nothing here makes cycles to
+    # collect, and no other task runs during this synchronous stretch.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        doc = parse(content, label)
+        return build_tools(doc, source_url=source_url, match_patterns=patterns, base_url=base_url,
+                           settings=settings)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def build_tools(doc: Document, *, source_url: str | None, match_patterns: list[re.Pattern[str]],
+                base_url: str | None, settings: CallSettings) -> list[Tool]:
+    servers = ServerResolver(doc, source_url, base_url)
+    found = []
+    for src in doc.operations():
+        server = servers.for_op(src)
+        if match_patterns:
+            url = (server.base or "") + (src.path if src.path.startswith("/") else "/" + src.path)
+            if not any(p.search(url) for p in match_patterns):
+                continue
+        found.append((src, server))
+    names = assign_names([(src.operation_id, src.method, src.path) for src, _ in found])
+    tools = []
+    for (src, server), name in zip(found, names):
+        op = Operation(doc, src, name, server)
+        tools.append(Tool(name, op.description, function=OperationCaller(op, settings), parameters_factory=op.schema))
+    return tools
+
+
+def _pattern(pattern: Any, index: int) -> re.Pattern[str]:
+    if isinstance(pattern, re.Pattern):
+        return pattern
+    if isinstance(pattern, str):
+        try:
+            return re.compile(pattern)
+        except re.error as exc:
+            raise InvalidInputError(f"not a valid regular expression: {exc}", where=f"match_patterns[{index}]") from None
+    raise InvalidInputError(f"a pattern must be a string or re.Pattern, not {type(pattern).__name__}",
+                            where=f"match_patterns[{index}]")
+
+
+def _override(rule: Any, index: int) -> Override:
+    where = f"overrides[{index}]"
+    if not isinstance(rule, Mapping):
+        raise InvalidInputError("an override must be a mapping with 'matcher' and 'values'", where=where)
+    matcher: Callable[..., Any] | None = rule.get("matcher")
+    values = rule.get("values")
+    if not callable(matcher):
+        raise InvalidInputError("'matcher' must be a function (url, method) -> bool", where=f"{where}.matcher")
+    if not isinstance(values, Mapping):
+        raise InvalidInputError("'values' must be a mapping", where=f"{where}.values")
+    known = {"headers", "path_data", "pathData", "query", "body", "cookies", "form_data", "formData"}
+    unknown = set(values) - known
+    if unknown:
+        raise InvalidInputError(f"unknown override value(s) {sorted(unknown)}; known: {sorted(known)}",
+                                where=f"{where}.values")
+    return Override(matcher, values)

@@ -1,0 +1,444 @@
+"""Operations to tools: names, descriptions, server URLs, and (lazily) parameters.
+
+Everything a tool needs before it is sent to a model — its name, its
+description, the URL it calls — is worked out for every operation up front;
+its parameter schema and call plan (references resolved, request body
+chosen) only the first time they are asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import httpx
+
+from ._document import MISSING, Document, OpSource
+from ._schema import SchemaConverter, trim
+
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+NAME_LIMIT = 64
+TOOL_DESCRIPTION_LIMIT = 1024
+GROUPS = ("path", "query", "header", "cookie", "formData", "body")
+
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]+")
+_SERVER_VAR = re.compile(r"\{([^{}]*)\}")
+# The spec says these header parameters "SHALL be ignored": the client sets them.
+_IGNORED_HEADERS = frozenset(("accept", "content-type", "authorization"))
+_OAS3_LOCATIONS = frozenset(("path", "query", "header", "cookie"))
+_SWAGGER_LOCATIONS = frozenset(("path", "query", "header", "formData", "body"))
+
+
+# ------------------------------------------------------------------- names
+
+
+def sanitize_name(raw: str) -> str:
+    """``raw`` made into ``^[a-zA-Z0-9_-]{1,64}$`` ("" if nothing usable is left)."""
+    name = _NAME_BAD.sub("_", raw)
+    if name != raw:
+        name = name.strip("_")
+    return name[:NAME_LIMIT]
+
+
+def fallback_name(method: str, path: str) -> str:
+    name = sanitize_name(f"{method}_{path.replace('{', '').replace('}', '')}".replace("/", "_"))
+    return re.sub(r"_+", "_", name) or method
+
+
+def assign_names(ops: list[tuple[Any, str, str]]) -> list[str]:
+    """Unique, deterministic names for ``(operationId, method, path)`` in document order.
+
+    Valid operationIds keep their exact name; the others get the sanitized form (or
+    ``method_path``) with ``_2``, ``_3``... added on a clash.
+    """
+    names: list[str | None] = [None] * len(ops)
+    taken: set[str] = set()
+    for i, (op_id, _, _) in enumerate(ops):
+        if isinstance(op_id, str) and NAME_PATTERN.match(op_id) and op_id not in taken:
+            names[i] = op_id
+            taken.add(op_id)
+    for i, (op_id, method, path) in enumerate(ops):
+        if names[i] is not None:
+            continue
+        base = sanitize_name(op_id) if isinstance(op_id, str) else ""
+        base = base or fallback_name(method, path)
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            suffix = f"_{n}"
+            name = base[: NAME_LIMIT - len(suffix)] + suffix
+        names[i] = name
+        taken.add(name)
+    return names  # type: ignore[return-value]
+
+
+def describe(src: OpSource) -> str:
+    summary = trim(src.summary, TOOL_DESCRIPTION_LIMIT) or trim(src.path_summary, TOOL_DESCRIPTION_LIMIT)
+    details = src.description if isinstance(src.description, str) and src.description.strip() else src.path_description
+    details = details.strip() if isinstance(details, str) else ""
+    if summary and details and not details.startswith(summary.rstrip("…")):
+        text = f"{summary}\n\n{details}"
+    else:
+        text = details or summary
+    return trim(text, TOOL_DESCRIPTION_LIMIT) or f"{src.method.upper()} {src.path}"
+
+
+# ----------------------------------------------------------------- servers
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where an operation's requests go: ``base`` (no trailing slash) or why there is none."""
+
+    base: str | None
+    origin: tuple[str, str, int | None] | None = None
+    error: str | None = None
+
+
+def make_server(raw_url: str, source_url: str | None, what: str) -> Server:
+    url = raw_url.strip()
+    try:
+        parsed = httpx.URL(url)
+        if not parsed.is_absolute_url:
+            if parsed.scheme or not source_url:
+                return Server(None, error=f"{what} {raw_url!r} is relative and the document was not fetched "
+                                           "from a URL to resolve it against; pass base_url=")
+            parsed = httpx.URL(source_url).join(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        return Server(None, error=f"{what} {raw_url!r} is not a valid URL: {exc}")
+    if parsed.scheme not in ("http", "https"):
+        return Server(None, error=f"{what} {raw_url!r} uses {parsed.scheme!r}; only http and https are supported")
+    if not parsed.host:
+        return Server(None, error=f"{what} {raw_url!r} has no host")
+    netloc = parsed.netloc.decode("ascii")
+    base = f"{parsed.scheme}://{netloc}{parsed.raw_path.decode('ascii').split('?', 1)[0].rstrip('/')}"
+    return Server(base, origin=(parsed.scheme, parsed.host, parsed.port))
+
+
+class ServerResolver:
+    """The server of each operation, worked out once per distinct ``servers`` list."""
+
+    def __init__(self, doc: Document, source_url: str | None, base_url: str | None) -> None:
+        self.doc = doc
+        self.source_url = source_url
+        self._fixed = make_server(base_url, None, "base_url") if base_url else None
+        self._cache: dict[int, Server] = {}
+        self._keep: list[Any] = []  # keeps the lists alive so their ids stay unique
+        self._doc_server: Server | None = None
+
+    def for_op(self, src: OpSource) -> Server:
+        if self._fixed is not None:
+            return self._fixed
+        if self.doc.kind == "swagger":
+            if self._doc_server is None:
+                self._doc_server = self._swagger()
+            return self._doc_server
+        for servers in (src.servers, src.path_servers):
+            if isinstance(servers, list) and servers:
+                key = id(servers)
+                if key not in self._cache:
+                    self._keep.append(servers)
+                    self._cache[key] = self._oas3(servers)
+                return self._cache[key]
+        if self._doc_server is None:
+            servers = self.doc.get("servers")
+            self._doc_server = self._oas3(servers if isinstance(servers, list) else [])
+        return self._doc_server
+
+    def _oas3(self, servers: list[Any]) -> Server:
+        server = self.doc.follow(servers[0]) if servers else {"url": "/"}  # the spec's default
+        if not isinstance(server, Mapping) or not isinstance(server.get("url"), str):
+            return Server(None, error="the first server has no 'url'; pass base_url=")
+        variables = server.get("variables") if isinstance(server.get("variables"), Mapping) else {}
+        missing: list[str] = []
+
+        def fill(match: re.Match[str]) -> str:
+            var = variables.get(match.group(1))
+            if isinstance(var, Mapping):
+                if "default" in var and var["default"] is not None:
+                    return str(var["default"])
+                if isinstance(var.get("enum"), list) and var["enum"]:
+                    return str(var["enum"][0])
+            missing.append(match.group(1))
+            return match.group(0)
+
+        url = _SERVER_VAR.sub(fill, server["url"])
+        if missing:
+            return Server(None, error=f"server URL {server['url']!r} uses variable(s) "
+                                      f"{', '.join(missing)} with no default; pass base_url=")
+        return make_server(url, self.source_url, "server URL")
+
+    def _swagger(self) -> Server:
+        host = self.doc.get("host")
+        base_path = self.doc.get("basePath")
+        base_path = base_path if isinstance(base_path, str) else ""
+        schemes = [s for s in self.doc.get("schemes") or () if isinstance(s, str)]
+        if isinstance(host, str) and host:
+            scheme = "https" if "https" in schemes or not schemes else schemes[0]
+            return make_server(f"{scheme}://{host}{base_path}", None, "host")
+        # No host: "the host serving the documentation".
+        return make_server(base_path or "/", self.source_url, "basePath")
+
+
+# ------------------------------------------------------------------- plans
+
+
+@dataclass
+class Param:
+    name: str
+    location: str  # path, query, header, cookie, formData
+    required: bool
+    style: str
+    explode: bool
+    allow_reserved: bool = False
+    binary: bool = False
+
+
+@dataclass
+class Body:
+    kind: str  # json, form, multipart, text, raw
+    media_type: str
+    required: bool
+    binary_fields: frozenset[str] = frozenset()
+
+
+@dataclass
+class Plan:
+    """What calling an operation needs, and the parameter schema a model sees."""
+
+    schema: dict[str, Any]
+    params: dict[str, list[Param]] = field(default_factory=dict)  # by location
+    body: Body | None = None
+    form_kind: str = "form"  # Swagger 2 formData: form or multipart
+    security: list[list[tuple[str, Mapping[str, Any]]]] = field(default_factory=list)
+
+
+def build_plan(doc: Document, src: OpSource) -> Plan:
+    conv = SchemaConverter(doc)
+    groups: dict[str, dict[str, Any]] = {}
+    required: dict[str, list[str]] = {}
+    params: dict[str, list[Param]] = {}
+    swagger = doc.kind == "swagger"
+    locations = _SWAGGER_LOCATIONS if swagger else _OAS3_LOCATIONS
+    body: Body | None = None
+    body_schema: Any = None
+    body_required = False
+    form_kind = "form"
+    consumes = _consumes(doc, src)
+
+    for p in _parameters(doc, src):
+        name, location = p["name"], p["in"]
+        if location not in locations or (location == "header" and name.lower() in _IGNORED_HEADERS):
+            continue
+        if location == "body":  # Swagger 2: the request body
+            body_schema = conv.convert(p.get("schema"))
+            body_schema = _with_description(body_schema, p.get("description"))
+            body_required = p.get("required") is True
+            body = _swagger_body(consumes, body_required)
+            continue
+        schema = _param_schema(conv, p, swagger)
+        is_required = location == "path" or p.get("required") is True
+        style, explode = _style(p, location, swagger)
+        binary = isinstance(schema, Mapping) and schema.get("format") == "binary"
+        if location == "formData" and binary:
+            form_kind = "multipart"
+        groups.setdefault(location, {})[name] = schema
+        if is_required:
+            required.setdefault(location, []).append(name)
+        params.setdefault(location, []).append(
+            Param(name, location, is_required, style, explode, p.get("allowReserved") is True, binary)
+        )
+    if "formData" in params and any("multipart" in c for c in consumes):
+        form_kind = "multipart"
+
+    if not swagger and src.request_body is not None:
+        rb = doc.follow(doc.materialize(src.request_body))
+        if isinstance(rb, Mapping) and isinstance(rb.get("content"), Mapping):
+            picked = _pick_media(rb["content"])
+            if picked is not None:
+                media_type, kind, media = picked
+                body_required = rb.get("required") is True
+                media = doc.follow(media)
+                raw_schema = media.get("schema") if isinstance(media, Mapping) else None
+                if kind in ("text", "raw"):
+                    body_schema = {"type": "string",
+                                   "description": f"the raw {media_type} request body"}
+                else:
+                    body_schema = conv.convert(raw_schema) if raw_schema is not None else {}
+                body_schema = _with_description(body_schema, rb.get("description"))
+                binary = frozenset()
+                if kind == "multipart" and isinstance(body_schema, Mapping):
+                    binary = frozenset(
+                        n for n, s in (body_schema.get("properties") or {}).items()
+                        if isinstance(s, Mapping) and s.get("format") in ("binary", "base64")
+                        or isinstance(s, Mapping) and isinstance(s.get("items"), Mapping)
+                        and s["items"].get("format") in ("binary", "base64")
+                    )
+                body = Body(kind, media_type, body_required, binary)
+
+    properties: dict[str, Any] = {}
+    top_required: list[str] = []
+    for group in GROUPS[:-1]:
+        if group in groups:
+            schema: dict[str, Any] = {"type": "object", "properties": groups[group]}
+            if required.get(group):
+                schema["required"] = list(dict.fromkeys(required[group]))
+                top_required.append(group)
+            properties[group] = schema
+    if body is not None:
+        properties["body"] = body_schema if body_schema is not None else {}
+        if body_required:
+            top_required.append("body")
+    tool_schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if top_required:
+        tool_schema["required"] = top_required
+    return Plan(tool_schema, params, body, form_kind, _security(doc, src))
+
+
+def _parameters(doc: Document, src: OpSource) -> Iterable[Mapping[str, Any]]:
+    merged: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for group in (src.path_parameters, src.parameters):
+        for raw in group if isinstance(group, list) else ():
+            p = doc.follow(raw)
+            if isinstance(p, Mapping) and isinstance(p.get("name"), str) and isinstance(p.get("in"), str):
+                merged[(p["name"], p["in"])] = p  # the operation's own parameter wins over the path's
+    return merged.values()
+
+
+def _param_schema(conv: SchemaConverter, p: Mapping[str, Any], swagger: bool) -> Any:
+    if swagger:
+        # A Swagger 2 parameter is its own schema (type, format, items, enum, default...).
+        raw = {k: v for k, v in p.items()
+               if k not in ("name", "in", "required", "description", "collectionFormat", "allowEmptyValue")}
+    elif "schema" in p:
+        raw = p["schema"]
+    elif isinstance(p.get("content"), Mapping) and p["content"]:
+        media = conv.doc.follow(next(iter(p["content"].values())))
+        raw = media.get("schema") if isinstance(media, Mapping) else None
+    else:
+        raw = None
+    schema = conv.convert(raw) if raw is not None else {}
+    schema = _with_description(schema, p.get("description"), override=True)
+    if p.get("deprecated") is True and isinstance(schema, dict):
+        schema = {**schema, "deprecated": True}
+    return schema
+
+
+def _with_description(schema: Any, description: Any, *, override: bool = False) -> Any:
+    text = trim(description)
+    if not text or not isinstance(schema, Mapping):
+        return schema
+    if "description" in schema and not override:
+        return schema
+    return {**schema, "description": text}
+
+
+def _style(p: Mapping[str, Any], location: str, swagger: bool) -> tuple[str, bool]:
+    if swagger:
+        fmt = p.get("collectionFormat") if isinstance(p.get("collectionFormat"), str) else "csv"
+        return {"csv": "form", "multi": "form", "ssv": "spaceDelimited", "pipes": "pipeDelimited",
+                "tsv": "tabDelimited"}.get(fmt, "form"), fmt == "multi"
+    default = "form" if location in ("query", "cookie") else "simple"
+    style = p.get("style") if isinstance(p.get("style"), str) else default
+    explode = p.get("explode") if isinstance(p.get("explode"), bool) else style == "form"
+    return style, explode
+
+
+def _consumes(doc: Document, src: OpSource) -> list[str]:
+    value = src.consumes if src.consumes is not None else doc.get("consumes")
+    return [c.lower() for c in value if isinstance(c, str)] if isinstance(value, list) else []
+
+
+def _swagger_body(consumes: list[str], required: bool) -> Body:
+    for media in consumes:
+        if _is_json(media):
+            return Body("json", media, required)
+    if consumes:
+        kind = _media_kind(consumes[0])
+        return Body(kind if kind != "multipart" else "json", consumes[0], required)
+    return Body("json", "application/json", required)
+
+
+def _is_json(media: str) -> bool:
+    base = media.split(";", 1)[0].strip().lower()
+    return base in ("application/json", "*/*", "application/*") or base.endswith("+json") or base.endswith("/json")
+
+
+def _media_kind(media: str) -> str:
+    base = media.split(";", 1)[0].strip().lower()
+    if _is_json(base):
+        return "json"
+    if base == "application/x-www-form-urlencoded":
+        return "form"
+    if base.startswith("multipart/"):
+        return "multipart"
+    if base.startswith("text/"):
+        return "text"
+    return "raw"
+
+
+_KIND_ORDER = ("json", "form", "multipart", "text", "raw")
+
+
+def _pick_media(content: Mapping[str, Any]) -> tuple[str, str, Any] | None:
+    best: tuple[int, str, str, Any] | None = None
+    for media, value in content.items():
+        if not isinstance(media, str):
+            continue
+        kind = _media_kind(media)
+        rank = _KIND_ORDER.index(kind)
+        if best is None or rank < best[0]:
+            mt = "application/json" if media.split(";")[0].strip() in ("*/*", "application/*") else media
+            best = (rank, mt, kind, value)
+    return best[1:] if best else None
+
+
+def _security(doc: Document, src: OpSource) -> list[list[tuple[str, Mapping[str, Any]]]]:
+    reqs = src.security if src.security is not None else doc.get("security")
+    if not isinstance(reqs, list):
+        return []
+    if doc.kind == "swagger":
+        schemes = doc.get("securityDefinitions")
+    else:
+        schemes = doc.resolve_parts(("components", "securitySchemes"), None)
+    if not isinstance(schemes, Mapping):
+        schemes = {}
+    out = []
+    for req in reqs:
+        if not isinstance(req, Mapping):
+            continue
+        alternative = []
+        for name in req:
+            scheme = doc.follow(schemes.get(name, MISSING))
+            if isinstance(scheme, Mapping):
+                alternative.append((str(name), scheme))
+        if len(alternative) == len(req):
+            out.append(alternative)
+    return out
+
+
+class Operation:
+    """One operation: what is known up front, and its plan once asked for."""
+
+    __slots__ = ("doc", "src", "name", "description", "method", "path", "server", "match_url", "_plan")
+
+    def __init__(self, doc: Document, src: OpSource, name: str, server: Server) -> None:
+        self.doc = doc
+        self.src = src
+        self.name = name
+        self.description = describe(src)
+        self.method = src.method
+        self.path = src.path if src.path.startswith("/") else "/" + src.path
+        self.server = server
+        # What match_patterns test, in ai-utils' form: origin + base path + path template.
+        self.match_url = (server.base or "") + self.path
+        self._plan: Plan | None = None
+
+    def plan(self) -> Plan:
+        if self._plan is None:
+            self._plan = build_plan(self.doc, self.src)
+        return self._plan
+
+    def schema(self) -> dict[str, Any]:
+        return self.plan().schema
