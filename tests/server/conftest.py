@@ -1,0 +1,46 @@
+"""Real HTTP for the server tests: uvicorn on 127.0.0.1, an OS-chosen port, a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Iterator
+
+import pytest
+from server_testing import API_KEY, LiveServer, scripted_ai
+
+from toolrun.ai import AsyncAI, Catalog
+from toolrun.server import create_app
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., LiveServer]]:
+    """``start_server(ai, **create_app_options)`` → a running LiveServer, stopped after the test."""
+    servers: list[LiveServer] = []
+
+    def start(ai: AsyncAI, **options: Any) -> LiveServer:
+        server = LiveServer(create_app(ai, **options))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def scripted_server(start_server: Callable[..., LiveServer]) -> LiveServer:
+    ai, _ = scripted_ai()
+    return start_server(ai, api_keys=[API_KEY])
+
+
+@pytest.fixture(scope="session")
+def real_ai(request: pytest.FixtureRequest) -> Iterator[AsyncAI]:
+    """The shared session ``async_ai`` on the real default model, or our own if the suite has none."""
+    try:
+        yield request.getfixturevalue("async_ai")
+        return
+    except pytest.FixtureLookupError:
+        pass
+    ai = AsyncAI(catalog=Catalog())
+    yield ai
+    asyncio.run(ai.aclose())

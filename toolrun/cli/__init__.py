@@ -1,0 +1,155 @@
+"""The ``toolrun`` command line: serve, run, models, pull.
+
+Commands import their heavy parts (uvicorn, llama.cpp, the embedded loop) when they run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Optional
+
+import typer
+
+from ..ai import DEFAULT_MODEL
+from ._console import fail_on_toolrun_errors
+
+app = typer.Typer(
+    name="toolrun",
+    help="Workers AI-style function calling on local models: an HTTP server, a shell runner, a model catalog.",
+    epilog="Docs: every command has --help with examples. Default model: " + DEFAULT_MODEL,
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        "  toolrun serve\n\n"
+        "  toolrun serve --port 9000 --model @local/qwen2.5-coder-0.5b-instruct\n\n"
+        "  toolrun serve --host 0.0.0.0 --api-key \"$(openssl rand -hex 16)\"\n\n"
+        "  curl localhost:8787/v1/chat/completions -d '{\"model\": \"default\", "
+        "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'"
+    ),
+)
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on. Anything but loopback needs --api-key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8787,
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", "-m", help="Load this model at startup (repeatable); others load on first use.")] = None,
+    api_key: Annotated[Optional[list[str]], typer.Option(
+        "--api-key", help="Accept this bearer token (repeatable). Also read from TOOLRUN_API_KEYS, comma-separated.",
+        show_default=False)] = None,
+    max_queue: Annotated[int, typer.Option(
+        help="Requests per model running or waiting at once; more get 429 with Retry-After.", min=1)] = 16,
+    max_tokens_cap: Annotated[int, typer.Option(help="The largest max_tokens a request may ask for.", min=1)] = 2048,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body, in MiB.", min=0.001)] = 4.0,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for local models (default: all cores).",
+                                                   min=1)] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
+) -> None:
+    """Serve the AI binding over HTTP: Workers AI's REST API and OpenAI's Chat Completions.
+
+    Point the official [bold]cloudflare[/bold] SDK at [cyan]http://HOST:PORT/client/v4[/cyan] or the
+    [bold]openai[/bold] SDK at [cyan]http://HOST:PORT/v1[/cyan]; tools, tool_choice and streaming work as
+    they do against the cloud.
+    """
+    from ._serve import run_server
+
+    keys = list(api_key or []) + [k.strip() for k in os.environ.get("TOOLRUN_API_KEYS", "").split(",") if k.strip()]
+    with fail_on_toolrun_errors():
+        run_server(host=host, port=port, models=list(model or []), api_keys=keys, max_queue=max_queue,
+                   max_tokens_cap=max_tokens_cap, max_body_bytes=int(max_body_mb * 1024 * 1024),
+                   threads=threads, log_level=log_level)
+
+
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        "  toolrun run default \"Write a haiku about CPUs\" --stream\n\n"
+        "  toolrun run default \"What's the weather in Lisbon?\" --tool weather:get_weather\n\n"
+        "  toolrun run default \"Add 2 and 40\" --tool ./mytools.py:add --tool ./mytools.py:multiply\n\n"
+        "  toolrun run default \"Who is torvalds on GitHub?\" --openapi https://api.apis.guru/v2/specs/github.com/"
+        "api.github.com/1.1.4/openapi.json --match '^https://api.github.com/users/[^/]+$'\n\n"
+        "  echo \"Summarise this\" | toolrun run default -"
+    ),
+)
+def run(
+    model: Annotated[str, typer.Argument(help="Catalog name or alias, e.g. default or " + DEFAULT_MODEL + ".")],
+    prompt: Annotated[str, typer.Argument(help="What to ask. '-' reads it from standard input.")],
+    tool: Annotated[Optional[list[str]], typer.Option(
+        "--tool", "-t", help="A Python function the model may call, as module:function or path/file.py:function "
+                             "(repeatable). A name bound to a list of tools adds them all.")] = None,
+    openapi: Annotated[Optional[list[str]], typer.Option(
+        help="An OpenAPI spec (URL or file) whose operations become tools (repeatable).")] = None,
+    match: Annotated[Optional[list[str]], typer.Option(
+        help="Keep only OpenAPI operations whose URL matches this regular expression (repeatable).")] = None,
+    stream: Annotated[bool, typer.Option("--stream", "-s", help="Print the final answer as it is generated.")] = False,
+    system: Annotated[Optional[str], typer.Option(help="A system message to put first.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Tokens per model call.", min=1)] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (0 = greedy).", min=0)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed, for repeatable answers.", min=0)] = None,
+    max_rounds: Annotated[int, typer.Option(
+        help="Tool rounds after the first before the model must answer.", min=0)] = 1,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON instead.")] = False,
+) -> None:
+    """Run a model from the shell, letting it call your Python functions and OpenAPI operations.
+
+    Each tool call and its result are shown as they happen; the answer follows.
+    """
+    from ._run import run_command
+
+    with fail_on_toolrun_errors():
+        run_command(model=model, prompt=prompt, tool_refs=list(tool or []), openapi_specs=list(openapi or []),
+                    match_patterns=list(match or []), stream=stream, system=system, max_tokens=max_tokens,
+                    temperature=temperature, seed=seed, max_rounds=max_rounds, json_output=json_output)
+
+
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        "  toolrun models\n\n"
+        "  toolrun models --function-calling\n\n"
+        "  toolrun models --search llama --json"
+    ),
+)
+def models(
+    function_calling: Annotated[bool, typer.Option(
+        "--function-calling", "-f", help="Only models that support function calling.")] = False,
+    search: Annotated[Optional[str], typer.Option("--search", "-s", help="Text to find in names and descriptions.")] = None,
+    task: Annotated[Optional[str], typer.Option(help="Only this task, e.g. 'Text Generation'.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print Cloudflare's model-search JSON instead.")] = False,
+) -> None:
+    """List the models in the catalog: built-ins plus your config file's, and whether their weights are here."""
+    from ._models import models_command
+
+    with fail_on_toolrun_errors():
+        models_command(function_calling=function_calling, search=search, task=task, json_output=json_output)
+
+
+@app.command(
+    epilog=(
+        "[bold]Examples[/bold]\n\n"
+        "  toolrun pull default\n\n"
+        "  toolrun pull @hf/nousresearch/hermes-2-pro-mistral-7b"
+    ),
+)
+def pull(
+    model: Annotated[str, typer.Argument(help="Catalog name or alias.")],
+) -> None:
+    """Download a model's weights into the cache (verified before use), with a progress bar."""
+    from ._models import pull_command
+
+    with fail_on_toolrun_errors():
+        pull_command(model)
+
+
+def main() -> None:
+    """Entry point of the ``toolrun`` script and ``python -m toolrun``."""
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,214 @@
+"""``toolrun run``: embedded function calling from the shell.
+
+The tool loop is ``toolrun.embedded.run_with_tools``; this module loads the
+tools, and narrates: it hands the loop a thin wrapper of the binding that
+prints each model call's tool calls when the model makes them and each tool
+result when the loop sends it back, so the user watches the run unfold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from rich.markup import escape
+
+from .._errors import InvalidInputError
+from ._console import console, err_console
+
+_RESULT_PREVIEW_CHARS = 300
+
+
+def run_command(*, model: str, prompt: str, tool_refs: list[str], openapi_specs: list[str], match_patterns: list[str],
+                stream: bool, system: str | None, max_tokens: int | None, temperature: float | None,
+                seed: int | None, max_rounds: int, json_output: bool) -> None:
+    if stream and json_output:
+        raise InvalidInputError("--json prints the finished result; it cannot be combined with --stream",
+                                where="--json")
+    if match_patterns and not openapi_specs:
+        raise InvalidInputError("--match filters the operations of --openapi specs; give a spec too", where="--match")
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise InvalidInputError("the prompt is empty", where="PROMPT")
+    asyncio.run(_run(model, prompt, tool_refs, openapi_specs, match_patterns, stream=stream, system=system,
+                     sampling={"max_tokens": max_tokens, "temperature": temperature, "seed": seed},
+                     max_rounds=max_rounds, json_output=json_output))
+
+
+async def _run(model: str, prompt: str, tool_refs: list[str], openapi_specs: list[str], match_patterns: list[str], *,
+               stream: bool, system: str | None, sampling: dict[str, Any], max_rounds: int, json_output: bool) -> None:
+    from ..ai import AsyncAI
+    from ..embedded import run_with_tools
+
+    tools: list[Any] = []
+    for ref in tool_refs:
+        tools.extend(load_tools(ref))
+    for spec in openapi_specs:
+        tools.extend(await _openapi_tools(spec, match_patterns))
+
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    inputs: dict[str, Any] = {"messages": messages, **{k: v for k, v in sampling.items() if v is not None}}
+    if tools:
+        inputs["tools"] = tools
+        names = ", ".join(escape(t.name) for t in tools)
+        err_console.print(f"[dim]{len(tools)} tool{'s' if len(tools) != 1 else ''}: {names}[/dim]")
+
+    ai = AsyncAI()
+    narrator = Narrator(ai)
+    started = time.perf_counter()
+    try:
+        result = await run_with_tools(narrator, model, inputs, stream_final_response=stream,
+                                      max_recursive_tool_runs=max_rounds)
+        if stream:
+            async for event in result:
+                text = event.get("response") if isinstance(event, Mapping) else None
+                if text:
+                    console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+            console.print()
+            usage = result.total_usage
+        else:
+            if json_output:
+                console.print_json(json.dumps(result, default=str))
+            else:
+                console.print(result.get("response") or "", markup=False, highlight=False, soft_wrap=True)
+            usage = result.get("total_usage") or result.get("usage") or {}
+    finally:
+        narrator.stop_status()
+        await ai.aclose()
+    err_console.print(
+        f"[dim]{narrator.model_calls} model call{'s' if narrator.model_calls != 1 else ''} · "
+        f"{usage.get('prompt_tokens', 0)} prompt + {usage.get('completion_tokens', 0)} completion tokens · "
+        f"{time.perf_counter() - started:.1f} s[/dim]"
+    )
+
+
+class Narrator:
+    """The binding, plus a running commentary of tool calls and results on stderr."""
+
+    def __init__(self, ai: Any) -> None:
+        self._ai = ai
+        self._shown_results: set[str] = set()
+        self._status: Any = None
+        self.model_calls = 0
+
+    async def run(self, model: str, inputs: Mapping[str, Any]) -> Any:
+        self._show_new_results(inputs.get("messages") or [])
+        self.model_calls += 1
+        self._status = err_console.status(f"[dim]{escape(model)} is thinking…[/dim]", spinner="dots")
+        self._status.start()
+        try:
+            # Streaming or not, run() returns once the model has produced something.
+            result = await self._ai.run(model, inputs)
+        finally:
+            self.stop_status()
+        if isinstance(result, Mapping):
+            for call in result.get("tool_calls") or ():
+                self._show_call(call)
+        return result
+
+    def stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def _show_call(self, call: Mapping[str, Any]) -> None:
+        args = call.get("arguments")
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except json.JSONDecodeError:
+                pass
+        shown = (", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
+                 if isinstance(args, Mapping) else json.dumps(args))
+        err_console.print(f"[bold yellow]→[/bold yellow] [bold]{escape(str(call.get('name')))}[/bold]"
+                          f"({escape(shown)})", highlight=False)
+
+    def _show_new_results(self, messages: list[Mapping[str, Any]]) -> None:
+        for msg in messages:
+            if msg.get("role") != "tool":
+                continue
+            key = str(msg.get("tool_call_id") or id(msg))
+            if key in self._shown_results:
+                continue
+            self._shown_results.add(key)
+            content = msg.get("content")
+            text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False, default=str)
+            if len(text) > _RESULT_PREVIEW_CHARS:
+                text = text[:_RESULT_PREVIEW_CHARS] + f"… ({len(text):,} chars)"
+            name = msg.get("name") or "tool"
+            err_console.print(f"[bold green]←[/bold green] [bold]{escape(str(name))}[/bold]: [dim]{escape(text)}[/dim]",
+                              highlight=False)
+
+
+# -------------------------------------------------------------- loading tools
+
+
+def load_tools(ref: str) -> list[Any]:
+    """The tools named by ``module:attr`` or ``path/to/file.py:attr`` (a function, a Tool, or a list of them)."""
+    from ..embedded import as_tool
+
+    where = f"--tool {ref}"
+    module_part, sep, attr = ref.rpartition(":")
+    if not sep or not module_part or not attr:
+        raise InvalidInputError("expected module:function or path/to/file.py:function", where=where)
+    module = _import(module_part, where)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            available = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+            hint = f"; it has {', '.join(available[:12])}" if available else ""
+            raise InvalidInputError(f"{module_part} has no attribute {attr!r}{hint}", where=where)
+        obj = getattr(obj, part)
+    items = list(obj) if isinstance(obj, (list, tuple)) else [obj]
+    return [as_tool(item, where=where) for item in items]
+
+
+def _import(module_part: str, where: str) -> Any:
+    if module_part.endswith(".py") or os.sep in module_part or "/" in module_part:
+        path = Path(module_part).expanduser().resolve()
+        if not path.is_file():
+            raise InvalidInputError(f"no such file: {path}", where=where)
+        name = f"toolrun_cli_tools_{abs(hash(str(path)))}"
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise InvalidInputError(f"cannot import {path}", where=where)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[name]
+            raise InvalidInputError(f"importing {path} failed: {type(exc).__name__}: {exc}", where=where) from exc
+        return module
+    # Like `python -m`, let modules in the current directory be found.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_part)
+    except ImportError as exc:
+        raise InvalidInputError(f"cannot import module {module_part!r}: {exc}", where=where) from exc
+
+
+async def _openapi_tools(spec: str, match_patterns: list[str]) -> list[Any]:
+    try:
+        from ..embedded import create_tools_from_openapi_spec  # type: ignore[attr-defined]
+    except ImportError:  # exported from the openapi subpackage until toolrun.embedded re-exports it
+        from ..embedded.openapi import create_tools_from_openapi_spec
+
+    tools = await create_tools_from_openapi_spec(spec, match_patterns=match_patterns or None)
+    if not tools:
+        raise InvalidInputError(
+            f"the spec has no operation matching {match_patterns}" if match_patterns else "the spec has no operations",
+            where=f"--openapi {spec}",
+        )
+    return tools

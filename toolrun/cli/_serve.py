@@ -1,0 +1,65 @@
+"""``toolrun serve``: check the settings, show where to connect, hand over to uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from .._errors import InvalidInputError
+from ._console import err_console
+
+
+def run_server(*, host: str, port: int, models: list[str], api_keys: list[str], max_queue: int,
+               max_tokens_cap: int, max_body_bytes: int, threads: int | None, log_level: str) -> None:
+    from ..ai import AsyncAI
+    from ..server import is_loopback, serve
+
+    if not is_loopback(host) and not api_keys:
+        raise InvalidInputError(
+            f"refusing to listen on {host} without an API key: anyone who can reach the port could use it. "
+            "Add --api-key KEY (or set TOOLRUN_API_KEYS), or use --host 127.0.0.1",
+            where="--host",
+        )
+    ai = AsyncAI(n_threads=threads)
+    for name in models:
+        ai.catalog.get(name)  # an unknown --model fails here, before the banner, with the catalog's hint
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
+    err_console.print(_banner(host, port, models, bool(api_keys), max_queue))
+    # The server owns the binding it is given only if it created it: close ours on the way out.
+    try:
+        serve(host, port, ai=ai, api_keys=api_keys, log_level=log_level, max_queue=max_queue,
+              max_tokens_cap=max_tokens_cap, max_body_bytes=max_body_bytes, preload=models)
+    finally:
+        import asyncio
+
+        asyncio.run(ai.aclose())
+
+
+def _banner(host: str, port: int, models: list[str], auth: bool, max_queue: int) -> Panel:
+    shown = "localhost" if host in ("127.0.0.1", "::1", "localhost") else ("<this-host>" if host in ("0.0.0.0", "::") else host)
+    base = f"http://{shown}:{port}"
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("Workers AI", f"{base}/client/v4/accounts/local/ai/run/{{model}}")
+    table.add_row("OpenAI", f"{base}/v1/chat/completions")
+    table.add_row("Models", f"{base}/v1/models  ·  {base}/client/v4/accounts/local/ai/models/search")
+    table.add_row("Health", f"{base}/health  ·  {base}/metrics")
+    table.add_row("Auth", "bearer token required" if auth else "none (loopback clients only)")
+    table.add_row("Preloading", ", ".join(escape(m) for m in models) if models else "nothing; models load on first use")
+    table.add_row("Queue", f"{max_queue} requests per model, then 429 + Retry-After")
+    example = (
+        f"[dim]from openai import OpenAI\n"
+        f"client = OpenAI(base_url=\"{base}/v1\", api_key=\"{'<your key>' if auth else 'unused'}\")[/dim]"
+    )
+    return Panel.fit(_stack(table, example), title="[bold]toolrun serve[/bold]", border_style="cyan")
+
+
+def _stack(*renderables: object) -> Table:
+    grid = Table.grid(padding=(1, 0))
+    for item in renderables:
+        grid.add_row(item)
+    return grid

@@ -1,0 +1,137 @@
+"""``toolrun serve``: the AI binding over HTTP, in Workers AI's and OpenAI's dialects.
+
+>>> from toolrun.server import create_app
+>>> app = create_app(api_keys=["secret"])          # any ASGI server can run it
+>>> # or: toolrun serve --host 0.0.0.0 --api-key secret
+
+Endpoints
+  POST /client/v4/accounts/{account_id}/ai/run/{model}        Workers AI REST (``stream`` → SSE)
+  GET  /client/v4/accounts/{account_id}/ai/models/search      Cloudflare's model search (+ ``function_calling``)
+  POST /client/v4/accounts/{account_id}/ai/v1/chat/completions
+  POST /v1/chat/completions                                   OpenAI Chat Completions (tools, streaming)
+  GET  /v1/models, /v1/models/{model}
+  GET  /health, /metrics (Prometheus text)
+
+Every endpoint is a thin adapter over :class:`toolrun.AsyncAI`: the binding
+validates and runs; the server adds auth, limits and the wire formats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any, AsyncIterator, Iterable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..ai import AsyncAI
+from . import _openai, _workers_ai
+from ._errors import MethodNotAllowedError, RouteNotFoundError, cloudflare_error, openai_error
+from ._state import ServerConfig, ServerState, endpoint, is_loopback
+
+log = logging.getLogger("toolrun.server")
+
+DEFAULT_PORT = 8787  # wrangler dev's port: where Workers developers expect a local AI
+
+
+def _error_dialect(path: str):
+    """Cloudflare's envelope under /client/v4 (except its OpenAI-compatible /ai/v1), OpenAI's elsewhere."""
+    if path.startswith("/client/v4") and "/ai/v1/" not in path:
+        return cloudflare_error
+    return openai_error
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
+    else:
+        error = RouteNotFoundError(f"no endpoint at {request.method} {request.url.path}")
+    return _error_dialect(request.url.path)(error)
+
+
+@endpoint("server", "metrics", openai_error)
+async def _metrics(request: Request, state: ServerState) -> Response:
+    return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+
+async def _health(request: Request) -> Response:
+    # Unauthenticated on purpose (load balancers, `curl` in a shell): it reveals no model output.
+    state: ServerState = request.app.state.toolrun
+    queues = {model: state.admission.depth(model) for model in state.admission._queues}
+    return JSONResponse({"status": "ok", "uptime_s": round(time.time() - state.started_at, 3),
+                         "max_queue": state.config.max_queue, "queue_depth": queues})
+
+
+def create_app(
+    ai: AsyncAI | None = None,
+    *,
+    api_keys: Iterable[str] = (),
+    max_queue: int = ServerConfig.max_queue,
+    max_body_bytes: int = ServerConfig.max_body_bytes,
+    max_tokens_cap: int = ServerConfig.max_tokens_cap,
+    preload: Iterable[str] = (),
+) -> Starlette:
+    """The ASGI app. ``ai`` defaults to a new :class:`AsyncAI` that the app closes on shutdown.
+
+    Without ``api_keys`` the app answers only loopback clients; ``preload``
+    names models to load at startup, so the first request does not pay for it.
+    """
+    owns_ai = ai is None
+    binding = ai if ai is not None else AsyncAI()
+    config = ServerConfig(api_keys=tuple(k for k in api_keys if k), max_queue=max_queue,
+                          max_body_bytes=max_body_bytes, max_tokens_cap=max_tokens_cap)
+    state = ServerState(binding, config)
+    to_preload = list(preload)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for model in to_preload:
+            started = time.perf_counter()
+            await binding.engine(model)
+            log.info("loaded %s in %.1f s", model, time.perf_counter() - started)
+        try:
+            yield
+        finally:
+            if owns_ai:
+                await binding.aclose()
+
+    routes: list[Any] = [
+        *_workers_ai.routes(),
+        *_openai.routes(),
+        Route("/health", _health, methods=["GET"]),
+        Route("/metrics", _metrics, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_exception})
+    app.state.toolrun = state
+    return app
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    ai: AsyncAI | None = None,
+    api_keys: Iterable[str] = (),
+    log_level: str = "info",
+    **app_options: Any,
+) -> None:
+    """Run the server with uvicorn until interrupted. Refuses a non-loopback host without API keys."""
+    import uvicorn
+
+    keys = [k for k in api_keys if k]
+    if not is_loopback(host) and not keys:
+        raise ValueError(
+            f"refusing to listen on {host} without an API key: anyone who can reach it could use it. "
+            "Pass --api-key (or set TOOLRUN_API_KEYS), or listen on 127.0.0.1"
+        )
+    app = create_app(ai, api_keys=keys, **app_options)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+
+
+__all__ = ["create_app", "serve", "ServerConfig", "DEFAULT_PORT", "is_loopback"]

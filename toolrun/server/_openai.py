@@ -1,0 +1,201 @@
+"""OpenAI's Chat Completions API (``/v1/chat/completions``, ``/v1/models``) over the same binding.
+
+OpenAI's request differs from Workers AI's inputs in a few fields
+(``max_completion_tokens``, ``n``, ``stop``, ``stream_options``...); those are
+checked and translated here, everything else (messages, tools, tool_choice,
+response_format) is handed to the binding, which accepts OpenAI's shapes and
+validates them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any, AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .._errors import InvalidInputError, ModelNotFoundError
+from ._errors import as_toolrun_error, openai_error, openai_error_body
+from ._limits import Ticket
+from ._state import ServerState, endpoint, log, ticket_seconds
+from ._streaming import EventStreamResponse, sse_frame
+
+API = "openai"
+
+#: Request fields handed to the binding as they are (it validates them).
+_PASSED_THROUGH = (
+    "messages", "tools", "tool_choice", "parallel_tool_calls", "temperature", "top_p", "seed",
+    "frequency_penalty", "presence_penalty", "response_format",
+    # Not OpenAI's, but what vLLM and llama.cpp's servers accept too.
+    "top_k", "repetition_penalty",
+)
+#: Fields that are accepted and have no effect here.
+_IGNORED = ("user", "metadata", "store", "service_tier", "prediction", "reasoning_effort", "modalities")
+_HANDLED = ("model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "stop",
+            "logprobs", "top_logprobs", "logit_bias")
+_KNOWN = frozenset(_PASSED_THROUGH + _IGNORED + _HANDLED)
+
+
+def _unsupported(field: str, why: str) -> InvalidInputError:
+    return InvalidInputError(why, where=field)
+
+
+def to_binding_inputs(body: dict[str, Any]) -> tuple[str, dict[str, Any], bool, bool]:
+    """(model, Workers AI inputs, stream, include_usage) from an OpenAI request body."""
+    unknown = sorted(set(body) - _KNOWN)
+    if "functions" in unknown or "function_call" in unknown:
+        raise _unsupported("functions", "the legacy 'functions'/'function_call' parameters are not supported; "
+                                        "send 'tools' and 'tool_choice' instead")
+    if unknown:
+        raise InvalidInputError(f"unrecognized request argument(s): {', '.join(unknown)}", where=unknown[0])
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidInputError("'model' is required and must be a model name (GET /v1/models lists them)",
+                                where="model")
+    if body.get("messages") is None:
+        raise InvalidInputError("'messages' is required", where="messages")
+    if body.get("n") not in (None, 1):
+        raise _unsupported("n", f"n must be 1 (one choice per request), not {body['n']!r}")
+    if body.get("stop") not in (None, [], ""):
+        raise _unsupported("stop", "stop sequences are not supported; the model stops at its end-of-turn token")
+    if body.get("logprobs") not in (None, False) or body.get("top_logprobs") is not None:
+        raise _unsupported("logprobs", "logprobs are not supported")
+    if body.get("logit_bias") not in (None, {}):
+        raise _unsupported("logit_bias", "logit_bias is not supported")
+    stream = body.get("stream")
+    if stream is None:
+        stream = False
+    elif not isinstance(stream, bool):
+        raise InvalidInputError(f"stream must be true or false, not {stream!r}", where="stream")
+    options = body.get("stream_options")
+    include_usage = False
+    if options is not None:
+        if not isinstance(options, dict):
+            raise InvalidInputError("stream_options must be an object", where="stream_options")
+        include_usage = options.get("include_usage") is True
+
+    inputs = {k: body[k] for k in _PASSED_THROUGH if body.get(k) is not None}
+    inputs["stream"] = stream
+    # max_completion_tokens replaced max_tokens in OpenAI's API; honour the newer when both come.
+    for field in ("max_completion_tokens", "max_tokens"):
+        if body.get(field) is not None:
+            inputs["max_tokens"] = body[field]
+            break
+    return model, inputs, stream, include_usage
+
+
+def _completion_id() -> str:
+    return "chatcmpl-" + secrets.token_hex(12)
+
+
+def _openai_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"id": c["id"], "type": "function",
+             "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
+            for c in calls]
+
+
+@endpoint(API, "chat_completions", openai_error)
+async def chat_completions(request: Request, state: ServerState) -> Response:
+    body = await state.read_body(request)
+    model, inputs, stream, include_usage = to_binding_inputs(body)
+    field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    state.cap_max_tokens(inputs, field=field)
+    result, ticket = await state.run(request, model, inputs)
+    completion_id, created = _completion_id(), int(time.time())
+    if not stream:
+        calls = result.get("tool_calls") or []
+        message: dict[str, Any] = {"role": "assistant", "content": result.get("response") or (None if calls else ""),
+                                   "refusal": None}
+        if calls:
+            message["tool_calls"] = _openai_calls(calls)
+        return JSONResponse({
+            "id": completion_id, "object": "chat.completion", "created": created, "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": result.get("finish_reason") or ("tool_calls" if calls else "stop")}],
+            "usage": result.get("usage") or {},
+        })
+    frames = _chunks(state, ticket, result, completion_id=completion_id, created=created, model=model,
+                     include_usage=include_usage)
+    return EventStreamResponse(frames, on_finish=lambda _: ticket.release())
+
+
+async def _chunks(state: ServerState, ticket: Ticket, events: AsyncIterator[dict[str, Any]], *,
+                  completion_id: str, created: int, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+    """Binding events as ``chat.completion.chunk``s.
+
+    A tool call arrives from the binding complete; it goes out as OpenAI streams
+    it, a first delta with id and name and then the arguments, so clients that
+    reassemble deltas (the SDK's ``stream()`` helpers, LangChain) see the usual shape.
+    """
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return sse_frame(json.dumps({
+            "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }, ensure_ascii=False))
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        async for event in events:
+            if event.get("response"):
+                yield chunk({"content": event["response"]})
+            for call in event.get("tool_calls", ()):
+                index = call.get("index", 0)
+                yield chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                             "function": {"name": call["name"], "arguments": ""}}]})
+                yield chunk({"tool_calls": [{"index": index, "function": {"arguments": call["arguments"]}}]})
+            if "usage" in event:
+                state.metrics.observe_usage(ticket.model, event["usage"], ticket_seconds(ticket))
+                yield chunk({}, finish=event.get("finish_reason") or "stop")
+                if include_usage:
+                    yield sse_frame(json.dumps({
+                        "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                        "system_fingerprint": None, "choices": [], "usage": event["usage"],
+                    }))
+        yield sse_frame("[DONE]")
+    except Exception as exc:  # noqa: BLE001 - headers are sent: report in-band, as OpenAI does
+        error = as_toolrun_error(exc)
+        if error is not exc:
+            log.exception("stream failed")
+        yield sse_frame(json.dumps(openai_error_body(error)))
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ models
+
+
+def _openai_model(entry: Any, created: int) -> dict[str, Any]:
+    return {"id": entry.name, "object": "model", "created": created, "owned_by": "toolrun",
+            "function_calling": entry.function_calling, "context_window": entry.context_window}
+
+
+@endpoint(API, "models", openai_error)
+async def list_models(request: Request, state: ServerState) -> Response:
+    created = int(state.started_at)
+    return JSONResponse({"object": "list", "data": [_openai_model(e, created) for e in state.ai.catalog]})
+
+
+@endpoint(API, "model", openai_error)
+async def get_model(request: Request, state: ServerState) -> Response:
+    name = request.path_params["model"]
+    if name not in state.ai.catalog:
+        raise ModelNotFoundError(f"no model named {name!r}; GET /v1/models lists them", where="model")
+    return JSONResponse(_openai_model(state.ai.catalog.get(name), int(state.started_at)))
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+        # Workers AI's own OpenAI-compatible endpoint, so base_url=".../accounts/ID/ai/v1" works too.
+        Route("/client/v4/accounts/{account_id}/ai/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/client/v4/accounts/{account_id}/ai/v1/models", list_models, methods=["GET"]),
+    ]

@@ -1,0 +1,124 @@
+"""Cloudflare's Workers AI REST API: ``/client/v4/accounts/{account_id}/ai/...``.
+
+The body of ``ai/run/{model}`` is the model's inputs, exactly what
+``env.AI.run(model, inputs)`` takes, so it goes to the binding unchanged
+(apart from the server's ``max_tokens`` cap). The account id is accepted and
+ignored: there is one "account" per server.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .._errors import InvalidInputError
+from ._errors import as_toolrun_error, cloudflare_error, cloudflare_error_body
+from ._limits import Ticket
+from ._state import ServerState, endpoint, log, ticket_seconds
+from ._streaming import EventStreamResponse, sse_frame
+
+API = "workers_ai"
+PREFIX = "/client/v4/accounts/{account_id}/ai"
+
+
+def envelope(result: Any, **extra: Any) -> dict[str, Any]:
+    return {"result": result, "success": True, "errors": [], "messages": [], **extra}
+
+
+@endpoint(API, "run", cloudflare_error)
+async def run_model(request: Request, state: ServerState) -> Response:
+    model = request.path_params["model"]
+    inputs = await state.read_body(request)
+    state.cap_max_tokens(inputs)
+    result, ticket = await state.run(request, model, inputs)
+    if isinstance(result, dict):
+        return JSONResponse(envelope(result))
+    return EventStreamResponse(_frames(state, ticket, result), on_finish=lambda _: ticket.release())
+
+
+async def _frames(state: ServerState, ticket: Ticket, events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """Workers AI's SSE: one ``data: {"response": ...}`` per event, then ``data: [DONE]``."""
+    try:
+        async for event in events:
+            if "usage" in event:
+                state.metrics.observe_usage(ticket.model, event["usage"], ticket_seconds(ticket))
+            # Every Workers AI stream event has "response"; tool-call events carry an empty one.
+            yield sse_frame(json.dumps({"response": "", **event}, ensure_ascii=False))
+        yield sse_frame("[DONE]")
+    except Exception as exc:  # noqa: BLE001 - the status line is gone: report in-band and end the stream
+        error = as_toolrun_error(exc)
+        if error is not exc:
+            log.exception("stream failed")
+        yield sse_frame(json.dumps(cloudflare_error_body(error)))
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ models
+
+
+def _bool_param(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise InvalidInputError(f"{name} must be true or false, not {raw!r}", where=name)
+
+
+def _int_param(request: Request, name: str, default: int, *, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInputError(f"{name} must be an integer, not {raw!r}", where=name) from None
+    if not low <= value <= high:
+        raise InvalidInputError(f"{name} must be between {low} and {high}, not {value}", where=name)
+    return value
+
+
+def cloudflare_model(entry: Any) -> dict[str, Any]:
+    """A catalog entry in Cloudflare's model-search shape, with a stable id derived from the name."""
+    model = entry.as_dict()
+    model["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, "toolrun:" + entry.name))
+    model["task"] = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "toolrun-task:" + entry.task)), **model["task"]}
+    model.setdefault("tags", [])
+    return model
+
+
+@endpoint(API, "models_search", cloudflare_error)
+async def search_models(request: Request, state: ServerState) -> Response:
+    """``GET .../ai/models/search?search=&task=&function_calling=&page=&per_page=``.
+
+    ``function_calling`` is toolrun's addition: Cloudflare's API has no query
+    parameter for it, only the property on each model.
+    """
+    found = state.ai.catalog.search(
+        request.query_params.get("search") or None,
+        task=request.query_params.get("task") or None,
+        function_calling=_bool_param(request, "function_calling"),
+    )
+    page = _int_param(request, "page", 1, low=1, high=10_000)
+    per_page = _int_param(request, "per_page", 50, low=1, high=1000)
+    window = found[(page - 1) * per_page: page * per_page]
+    return JSONResponse(envelope(
+        [cloudflare_model(e) for e in window],
+        result_info={"page": page, "per_page": per_page, "count": len(window), "total_count": len(found)},
+    ))
+
+
+def routes() -> list[Route]:
+    return [
+        Route(PREFIX + "/run/{model:path}", run_model, methods=["POST"]),
+        Route(PREFIX + "/models/search", search_models, methods=["GET"]),
+    ]
