@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Mapping
+import asyncio
+import contextvars
+import inspect
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NamedTuple
 
-from .._types import ToolSpec
+from .._errors import InvalidInputError, ToolSchemaError
+from .._types import TOOL_NAME_PATTERN, ToolSpec, validator_for
 
 ToolFunction = Callable[..., Any] | Callable[..., Awaitable[Any]]
+
+
+class _FunctionFacts(NamedTuple):
+    is_coroutine: bool
+    #: The name of the only parameter, when the function takes exactly one
+    #: (``def f(args)``): it may want ai-utils' single argument object.
+    sole_parameter: str | None
+
+
+# Reading a signature costs more than the rest of a tool round; functions outlive runs.
+_FACTS: weakref.WeakKeyDictionary[Any, _FunctionFacts] = weakref.WeakKeyDictionary()
 
 
 class Tool:
@@ -16,10 +34,24 @@ class Tool:
     ``parameters_factory`` (OpenAPI tools resolve their schemas lazily: a big
     spec has thousands of operations and only the ones sent to a model need one).
     It also reads like ai-utils' plain-object tools: ``tool["name"]``,
-    ``tool["function"]``.
+    ``tool["function"]``. Calling a ``Tool`` calls its function unchanged, so
+    a decorated function keeps working as a function.
+
+    ``coerce_arguments`` (set by :func:`tool` from type hints) validates the
+    model's arguments and turns them into the keyword arguments of the function;
+    ``timeout`` (seconds) overrides ``run_with_tools``' per-call timeout.
     """
 
-    __slots__ = ("name", "description", "function", "_parameters", "_parameters_factory")
+    __slots__ = (
+        "name",
+        "description",
+        "function",
+        "timeout",
+        "_parameters",
+        "_parameters_factory",
+        "_coerce_arguments",
+        "_validator",
+    )
     _KEYS = ("name", "description", "parameters", "function")
 
     def __init__(
@@ -30,12 +62,17 @@ class Tool:
         function: ToolFunction | None = None,
         *,
         parameters_factory: Callable[[], Mapping[str, Any]] | None = None,
+        timeout: float | None = None,
+        coerce_arguments: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.name = name
         self.description = description
         self.function = function
+        self.timeout = timeout
         self._parameters = parameters
         self._parameters_factory = parameters_factory
+        self._coerce_arguments = coerce_arguments
+        self._validator: Any = None
 
     @property
     def parameters(self) -> Mapping[str, Any]:
@@ -48,6 +85,10 @@ class Tool:
     def spec(self) -> ToolSpec:
         return ToolSpec(self.name, self.description, self.parameters)
 
+    @property
+    def __wrapped__(self) -> ToolFunction | None:
+        return self.function
+
     def __getitem__(self, key: str) -> Any:
         if key not in self._KEYS:
             raise KeyError(key)
@@ -59,5 +100,196 @@ class Tool:
     def keys(self) -> tuple[str, ...]:
         return self._KEYS
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.function is None:
+            raise TypeError(f"tool {self.name!r} has no function to call")
+        return self.function(*args, **kwargs)
+
     def __repr__(self) -> str:
         return f"Tool(name={self.name!r}, description={self.description[:40]!r})"
+
+    # ------------------------------------------------------------- running
+
+    def schema_errors(self, arguments: Mapping[str, Any]) -> list[str]:
+        """Every way ``arguments`` breaks the full JSON Schema, as ``path: message`` lines.
+
+        ``format`` is checked too (``date``, ``email``, ``uri``...): plain JSON Schema
+        validation, the binding's included, treats it as a mere annotation.
+        """
+        validator = self._validator
+        if validator is None:
+            schema = self.parameters
+            cls = validator_for(schema)
+            validator = self._validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
+        return [f"{_json_path(e.absolute_path)}: {e.message}" for e in errors]
+
+    def prepare_arguments(self, arguments: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The positional and keyword arguments the function is called with.
+
+        Raises ``ValueError`` (pydantic's ``ValidationError`` for tools built by
+        :func:`tool`) when the arguments cannot be coerced to the function's types.
+        """
+        if self._coerce_arguments is not None:
+            return (), self._coerce_arguments(arguments)
+        sole = function_facts(self.function).sole_parameter
+        # ai-utils passes one object (`function: async ({ city }) => ...`); Python functions take
+        # keywords. `def f(args)` whose schema has no property "args" is the former.
+        if sole is not None and sole not in (self.parameters.get("properties") or ()):
+            return (dict(arguments),), {}
+        return (), dict(arguments)
+
+    async def acall(self, arguments: Mapping[str, Any]) -> Any:
+        """Run the function with a model's arguments; sync functions run in a thread of their own.
+
+        A sync function gets a daemon thread rather than a pool worker: a tool
+        that hangs past its timeout is abandoned, and a pool would either run
+        out of workers or keep the interpreter from exiting.
+        """
+        function = self.function
+        if function is None:
+            raise TypeError(f"tool {self.name!r} has no function to call")
+        args, kwargs = self.prepare_arguments(arguments)
+        if function_facts(function).is_coroutine:
+            return await function(*args, **kwargs)
+        result = await _run_in_daemon_thread(self.name, function, args, kwargs)
+        if inspect.isawaitable(result):  # a sync callable that returns a coroutine / future
+            result = await result
+        return result
+
+
+def _json_path(path: Any) -> str:
+    out = "$"
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def function_facts(function: Any) -> _FunctionFacts:
+    """Whether ``function`` is ``async def``, and its sole parameter if it has just one (cached)."""
+    try:
+        return _FACTS[function]
+    except (KeyError, TypeError):
+        pass
+    sole = None
+    try:
+        params = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    if len(params) == 1 and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        sole = params[0].name
+    facts = _FunctionFacts(inspect.iscoroutinefunction(function), sole)
+    try:
+        _FACTS[function] = facts
+    except TypeError:
+        pass  # not weakly referenceable: computed again next time
+    return facts
+
+
+def _run_in_daemon_thread(name: str, function: Callable[..., Any], args: tuple, kwargs: dict) -> asyncio.Future:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+    context = contextvars.copy_context()
+
+    def deliver(setter: Callable[[Any], None], value: Any) -> None:
+        if not future.done():  # cancelled by a timeout: nobody wants the result any more
+            setter(value)
+
+    def target() -> None:
+        try:
+            result = context.run(function, *args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            outcome = (future.set_exception, exc)
+        else:
+            outcome = (future.set_result, result)
+        try:
+            loop.call_soon_threadsafe(deliver, *outcome)
+        except RuntimeError:
+            pass  # the loop closed while an abandoned tool was still running
+
+    threading.Thread(target=target, name=f"toolrun-tool-{name}", daemon=True).start()
+    return future
+
+
+# ------------------------------------------------------------- conversion
+
+
+def as_tool(obj: Any, where: str = "tool") -> Tool:
+    """A :class:`Tool` from what users pass in ``tools``.
+
+    Accepts a ``Tool``; ai-utils' plain object ``{"name", "description",
+    "parameters", "function": callable}``; or a bare Python function (described
+    by :func:`tool`). The OpenAI shape ``{"type": "function", "function": {...}}``
+    holds no code to run, so it is refused with a pointer to the shapes that do.
+    """
+    if isinstance(obj, Tool):
+        return obj
+    if type(obj) is dict or isinstance(obj, Mapping):
+        cached = _DICT_TOOLS.get(id(obj))
+        if cached is not None and cached[0] is obj and _still_matches(obj, cached[1]):
+            return cached[1]
+        converted = _tool_from_dict(obj, where)
+        if len(_DICT_TOOLS) >= _DICT_TOOLS_MAX:
+            _DICT_TOOLS.clear()
+        _DICT_TOOLS[id(obj)] = (obj, converted)
+        return converted
+    if callable(obj):
+        from ._tool_decorator import tool  # noqa: PLC0415 - the decorator module imports this one
+
+        return tool(obj)
+    raise InvalidInputError(f"a tool must be a dict, a Tool or a function, not {type(obj).__name__}", where=where)
+
+
+# ai-utils-style dict tools come back on every run; converting them again (and
+# building a new schema validator for strict_validation) would cost more than the
+# rest of a round. The Tool is reused while the dict still holds the same objects.
+_DICT_TOOLS: dict[int, tuple[Mapping[str, Any], Tool]] = {}
+_DICT_TOOLS_MAX = 1024
+
+
+def _still_matches(obj: Mapping[str, Any], converted: Tool) -> bool:
+    return (
+        obj.get("function") is converted.function
+        and obj.get("parameters") is converted._parameters
+        and obj.get("name") == converted.name
+        and (obj.get("description") or "") == converted.description
+        and obj.get("timeout") == converted.timeout
+    )
+
+
+def _tool_from_dict(obj: Mapping[str, Any], where: str) -> Tool:
+    function = obj.get("function")
+    if isinstance(function, Mapping):
+        raise InvalidInputError(
+            "an OpenAI-style tool carries no code to run; give run_with_tools "
+            "{'name', 'description', 'parameters', 'function': callable} or a tool() function",
+            where=where,
+        )
+    if function is not None and not callable(function):
+        raise InvalidInputError(f"'function' must be callable, not {type(function).__name__}", where=f"{where}.function")
+    name = obj.get("name")
+    if not isinstance(name, str) or not TOOL_NAME_PATTERN.match(name):
+        raise InvalidInputError(
+            f"tool name {name!r} must be 1-128 characters of letters, digits, '_', '-', '.' or ':'",
+            where=f"{where}.name",
+        )
+    description = obj.get("description") or ""
+    if not isinstance(description, str):
+        raise InvalidInputError("description must be a string", where=f"{where}.description")
+    parameters = obj.get("parameters")
+    if parameters is not None and not isinstance(parameters, Mapping):
+        raise ToolSchemaError(
+            f"tool {name!r}: parameters must be a JSON Schema object, not {type(parameters).__name__}",
+            where=f"{where}.parameters",
+        )
+    return Tool(name, description, parameters, function, timeout=obj.get("timeout"))
+
+
+def tool_name_and_description(item: Any) -> tuple[Any, str]:
+    """Name and description of a tool in any accepted shape (``Tool``, flat dict, OpenAI dict, or a bare name)."""
+    if isinstance(item, str):
+        return item, ""
+    if isinstance(item, Mapping):
+        body = item["function"] if isinstance(item.get("function"), Mapping) else item
+        return body.get("name"), body.get("description") or ""
+    return getattr(item, "name", None), getattr(item, "description", "") or ""
