@@ -1,0 +1,21 @@
+"""Run every benchmark in this folder, one after another (`make bench`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ORDER = ["bench_core.py", "bench_bfcl.py", "bench_embedded.py", "bench_openapi.py", "bench_server.py"]
+
+failed = []
+for name in ORDER:
+    script = HERE / name
+    if not script.exists():
+        continue
+    print(f"\n=== {name} ===", flush=True)
+    if subprocess.call([sys.executable, str(script)]) != 0:
+        failed.append(name)
+if failed:
+    sys.exit(f"benchmarks failed: {', '.join(failed)}")
