@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import uvicorn
 
 from toolrun.ai import AsyncAI, Catalog, ModelEntry
-from toolrun.engines import GenerationRequest
+from toolrun.engines import Engine, GenerationRequest, final_event
 from toolrun.engines.scripted import ScriptedEngine, ScriptedReply
 
 SCRIPTED = "@test/scripted"
@@ -62,3 +63,37 @@ def scripted_ai(script: Callable[[GenerationRequest], ScriptedReply] = weather_s
     engine = ScriptedEngine(script)
     ai.register(ModelEntry(name=SCRIPTED, description="Scripted replies for tests.", scripted=True), engine)
     return ai, engine
+
+
+class PacedEngine(Engine):
+    """Writes "tok" every ``interval`` seconds up to max_tokens, and records whether it was stopped early.
+
+    The scripted engine answers at once; disconnect tests need a generation that
+    is still running when the client leaves.
+    """
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+        self.produced = 0
+        self.started = threading.Event()
+        self.closed = threading.Event()
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[dict[str, Any]]:
+        self.started.set()
+        try:
+            for _ in range(request.sampling.max_tokens):
+                await asyncio.sleep(self.interval)
+                self.produced += 1
+                yield {"response": "tok "}
+            yield final_event(1, self.produced, "length")
+        finally:
+            self.closed.set()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
