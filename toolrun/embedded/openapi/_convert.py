@@ -52,6 +52,8 @@ def assign_names(ops: list[tuple[Any, str, str]]) -> list[str]:
     Valid operationIds keep their exact name; the others get the sanitized form (or
     ``method_path``) with ``_2``, ``_3``... added on a clash.
     """
+    # A YAML operationId like 12 is a number; its text is the name it means.
+    ops = [(str(i) if isinstance(i, (int, float)) and not isinstance(i, bool) else i, m, p) for i, m, p in ops]
     names: list[str | None] = [None] * len(ops)
     taken: set[str] = set()
     for i, (op_id, _, _) in enumerate(ops):
@@ -253,7 +255,7 @@ def build_plan(doc: Document, src: OpSource) -> Plan:
         form_kind = "multipart"
 
     if not swagger and src.request_body is not None:
-        rb = doc.follow(doc.materialize(src.request_body))
+        rb = doc.follow(doc.materialize(src.request_body, f"paths[{src.path!r}].{src.method}.requestBody"))
         if isinstance(rb, Mapping) and isinstance(rb.get("content"), Mapping):
             picked = _pick_media(rb["content"])
             if picked is not None:

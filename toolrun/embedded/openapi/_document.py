@@ -129,7 +129,7 @@ def parse(content: Any, label: str) -> "Document":
                 return Document.from_typed(_TOP_DECODER.decode(text), text, label)
             except msgspec.ValidationError:
                 pass  # an odd shape somewhere: the generic path below says exactly where
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 return _parse_json_slow(text, label)
         return _parse_json_slow(text, label)
     return Document.from_tree(_parse_yaml(text, label), label)
@@ -333,9 +333,16 @@ class Document:
         parts = tuple(p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/"))
         return self.resolve_parts(parts)
 
-    def materialize(self, value: Any) -> Any:
+    def materialize(self, value: Any, where: str = "a request body") -> Any:
         """A value that may still be undecoded bytes, decoded."""
-        return msgspec.json.decode(value) if is_raw(value) else value
+        return self._decode(value, where) if is_raw(value) else value
+
+    def _decode(self, raw: Any, where: str, decoder: Any = None) -> Any:
+        try:
+            return (decoder or msgspec.json).decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            # Skipped parts were checked for JSON syntax, but not for valid UTF-8 inside strings.
+            raise OpenAPISpecError(f"{self.label} is broken at {where}: {exc}", where=where) from None
 
     def resolve_parts(self, parts: tuple[str, ...], default: Any = MISSING) -> Any:
         hit = self._values.get(parts, MISSING)
@@ -350,12 +357,12 @@ class Document:
                 prefix = parts[:i]
                 level = self._levels.get(prefix)
                 if level is None:
-                    level = self._levels[prefix] = _LEVEL_DECODER.decode(node)
+                    level = self._levels[prefix] = self._decode(node, _pointer(prefix), _LEVEL_DECODER)
                 node = level
             node = _step(node, part)
             if node is MISSING:
                 return default
-        value = msgspec.json.decode(node) if is_raw(node) else node
+        value = self._decode(node, _pointer(parts)) if is_raw(node) else node
         self._values[parts] = value
         return value
 
@@ -363,6 +370,10 @@ class Document:
         if self._tree is None:
             self._tree = json.loads(self._text)
         return self._tree
+
+
+def _pointer(parts: tuple[str, ...]) -> str:
+    return "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def _step(node: Any, part: str) -> Any:

@@ -38,7 +38,7 @@ async def read_source(
             where="spec",
         )
     # Only the start is looked at: copying a 13 MB string (strip) costs more than parsing it.
-    head = spec[:4096].strip()
+    head = spec[:4096].strip().lstrip("\ufeff")
     if not head:
         raise OpenAPISpecError("the document is empty", where="spec")
     one_line = len(spec) <= 4096 and "\n" not in head

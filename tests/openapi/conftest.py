@@ -1,0 +1,178 @@
+"""Fixtures for the OpenAPI tests: the example corpus, GitHub's description, loopback API servers."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import tarfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("oas-examples")
+    with tarfile.open(FIXTURES / "oas-examples-8.2.2.tgz") as tar:
+        tar.extractall(out, filter="data")
+    return out / "package"
+
+
+@pytest.fixture(scope="session")
+def corpus_files(corpus_dir: Path) -> list[Path]:
+    files = sorted(p for v in ("2.0", "3.0", "3.1") for p in (corpus_dir / v).rglob("*")
+                   if p.suffix in (".json", ".yaml"))
+    assert len(files) == 129  # what @readme/oas-examples 8.2.2 ships
+    return files
+
+
+@pytest.fixture(scope="session")
+def github_spec() -> bytes:
+    return gzip.decompress((FIXTURES / "api.github.com.json.gz").read_bytes())
+
+
+# ------------------------------------------------------------------ servers
+
+
+class ApiServer:
+    """A loopback HTTP server standing in for an API; it records every request.
+
+    Routes (any method):
+      /echo/...              200, JSON of what it got (method, raw path, query, headers, body)
+      /status/CODE           that status, a JSON body
+      /redirect?to=U&code=C  a redirect to U (default 302)
+      /big?n=N               N bytes of text
+      /slow?s=S              answers after S seconds
+      /drip?n=N&s=S          headers at once, then N bytes one per S seconds
+      /users/NAME            a GitHub-like user (cloudflare, torvalds) or 404
+      /spec.json, /spec.yaml the document set with ``serve_spec``
+    """
+
+    USERS = {
+        "cloudflare": {"login": "cloudflare", "id": 314135, "type": "Organization", "name": "Cloudflare",
+                       "location": "San Francisco, CA", "public_repos": 513, "followers": 9400,
+                       "blog": "https://www.cloudflare.com"},
+        "torvalds": {"login": "torvalds", "id": 1024025, "type": "User", "name": "Linus Torvalds",
+                     "location": "Portland, OR", "public_repos": 8, "followers": 250000},
+    }
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.specs: dict[str, tuple[bytes, str]] = {}
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                split = urlsplit(self.path)
+                record = {
+                    "method": self.command, "raw_path": split.path, "raw_query": split.query,
+                    "query": parse_qsl(split.query, keep_blank_values=True),
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body.decode("utf-8", "replace"),
+                }
+                server.requests.append(record)
+                server.route(self, split.path, dict(parse_qsl(split.query)), record)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def serve_spec(self, name: str, content: bytes | str, content_type: str = "application/json") -> str:
+        self.specs[name] = (content.encode() if isinstance(content, str) else content, content_type)
+        return f"{self.url}/{name}"
+
+    @staticmethod
+    def send(handler: Any, status: int, body: bytes, content_type: str = "application/json",
+             headers: dict[str, str] | None = None) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            handler.send_header(k, v)
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(body)
+
+    def route(self, h: Any, path: str, q: dict[str, str], record: dict[str, Any]) -> None:
+        if path.startswith("/echo"):
+            self.send(h, 200, json.dumps(record).encode())
+        elif path.startswith("/status/"):
+            code = int(path.rsplit("/", 1)[1])
+            self.send(h, code, json.dumps({"message": f"status {code}"}).encode())
+        elif path.startswith("/redirect"):
+            self.send(h, int(q.get("code", 302)), b"", headers={"Location": q["to"]})
+        elif path.startswith("/big"):
+            self.send(h, 200, ("é" + "x" * (int(q["n"]) - 2)).encode(), "text/plain; charset=utf-8")
+        elif path.startswith("/slow"):
+            time.sleep(float(q["s"]))
+            self.send(h, 200, b'{"slow": true}')
+        elif path.startswith("/drip"):
+            h.send_response(200)
+            h.send_header("Content-Type", "text/plain")
+            h.send_header("Content-Length", q["n"])
+            h.end_headers()
+            try:
+                for _ in range(int(q["n"])):
+                    h.wfile.write(b"x")
+                    h.wfile.flush()
+                    time.sleep(float(q["s"]))
+            except OSError:
+                pass
+        elif path.startswith("/users/"):
+            user = self.USERS.get(path.split("/")[2].lower())
+            self.send(h, 200 if user else 404, json.dumps(user or {"message": "Not Found"}).encode())
+        elif path.lstrip("/") in self.specs:
+            content, kind = self.specs[path.lstrip("/")]
+            self.send(h, 200, content, kind)
+        else:
+            self.send(h, 404, b'{"message": "no such route"}')
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def api_server():
+    server = ApiServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def other_server():
+    """A second origin (another port): requests must never reach it."""
+    server = ApiServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def api(api_server: ApiServer) -> ApiServer:
+    api_server.requests.clear()
+    return api_server
+
+
+@pytest.fixture
+def other(other_server: ApiServer) -> ApiServer:
+    other_server.requests.clear()
+    return other_server
