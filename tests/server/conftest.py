@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Callable, Iterator
 
 import pytest
 from server_testing import API_KEY, LiveServer, scripted_ai
 
-from toolrun.ai import AsyncAI, Catalog
+from toolrun.ai import AsyncAI
 from toolrun.server import create_app
 
 
@@ -31,16 +30,3 @@ def start_server() -> Iterator[Callable[..., LiveServer]]:
 def scripted_server(start_server: Callable[..., LiveServer]) -> LiveServer:
     ai, _ = scripted_ai()
     return start_server(ai, api_keys=[API_KEY])
-
-
-@pytest.fixture(scope="session")
-def real_ai(request: pytest.FixtureRequest) -> Iterator[AsyncAI]:
-    """The shared session ``async_ai`` on the real default model, or our own if the suite has none."""
-    try:
-        yield request.getfixturevalue("async_ai")
-        return
-    except pytest.FixtureLookupError:
-        pass
-    ai = AsyncAI(catalog=Catalog())
-    yield ai
-    asyncio.run(ai.aclose())

@@ -82,7 +82,7 @@ def pull_command(model: str) -> None:
     started = time.perf_counter()
     with Progress(
         TextColumn("[bold cyan]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=err_console, transient=False,
+        TimeRemainingColumn(), console=err_console, transient=True,
     ) as progress:
         task = progress.add_task(escape(entry.name), total=None)
         downloaded = False

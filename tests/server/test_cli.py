@@ -1,0 +1,138 @@
+"""The ``toolrun`` command line, in-process (typer's runner) and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from server_testing import SCRIPTED, scripted_ai
+from typer.testing import CliRunner
+
+import toolrun.ai
+from toolrun import DEFAULT_MODEL
+from toolrun.cli import app
+
+runner = CliRunner()
+
+
+def one_line(text: str) -> str:
+    """Rich wraps at 80 columns under the test runner; compare text, not layout."""
+    return " ".join(text.split())
+
+TOOLS_FILE = textwrap.dedent('''
+    def get_weather(city: str) -> str:
+        """Current weather for a city.
+
+        Args:
+            city: City name
+        """
+        return f"21°C and sunny in {city}"
+
+    NOT_A_TOOL = 3
+''')
+
+
+@pytest.fixture
+def tools_file(tmp_path: Path) -> Path:
+    path = tmp_path / "weather_tools.py"
+    path.write_text(TOOLS_FILE)
+    return path
+
+
+@pytest.fixture
+def scripted_binding(monkeypatch: pytest.MonkeyPatch):
+    """`toolrun run` builds its own AsyncAI: hand it the scripted one instead."""
+    ai, engine = scripted_ai()
+    monkeypatch.setattr(toolrun.ai, "AsyncAI", lambda *a, **k: ai)
+    return engine
+
+
+def test_python_dash_m_and_every_help_has_examples() -> None:
+    top = subprocess.run([sys.executable, "-m", "toolrun", "--help"], capture_output=True, text=True, timeout=60)
+    assert top.returncode == 0, top.stderr
+    for command in ("serve", "run", "models", "pull"):
+        assert command in top.stdout
+        help_text = runner.invoke(app, [command, "--help"], terminal_width=120).output
+        assert "Examples" in help_text and f"toolrun {command}" in help_text, command
+
+
+def test_run_narrates_tool_calls_and_results(scripted_binding, tools_file: Path) -> None:
+    result = runner.invoke(app, ["run", SCRIPTED, "Weather in Lisbon?", "--tool", f"{tools_file}:get_weather"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "It is 21°C and sunny in Lisbon in Lisbon."
+    assert '→ get_weather(city="Lisbon")' in result.stderr
+    assert "← get_weather: 21°C and sunny in Lisbon" in result.stderr
+    assert "2 model calls" in result.stderr
+    # The tool really ran: its result reached the model's second request.
+    assert scripted_binding.requests[-1].messages[-1]["content"] == "21°C and sunny in Lisbon"
+
+
+def test_run_streams_and_reads_stdin(scripted_binding) -> None:
+    result = runner.invoke(app, ["run", SCRIPTED, "-", "--stream"], input="one two three\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "echo: one two three"
+
+
+def test_run_json_output(scripted_binding, tools_file: Path) -> None:
+    result = runner.invoke(app, ["run", SCRIPTED, "Weather?", "--tool", f"{tools_file}:get_weather", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [m["role"] for m in out["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert out["total_usage"]["total_tokens"] > 0
+
+
+@pytest.mark.parametrize(
+    ("ref", "words"),
+    [
+        ("{file}:nope", "has no attribute 'nope'; it has get_weather"),
+        ("{file}:NOT_A_TOOL", "must be a dict, a Tool or a function"),
+        ("/no/such/file.py:f", "no such file"),
+        ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
+        ("nocolon", "expected module:function"),
+    ],
+)
+def test_run_bad_tool_reference_is_one_clear_line(scripted_binding, tools_file: Path, ref: str, words: str) -> None:
+    result = runner.invoke(app, ["run", SCRIPTED, "hi", "--tool", ref.format(file=tools_file)])
+    assert result.exit_code == 1
+    assert words in one_line(result.stderr) and "Traceback" not in result.output
+
+
+def test_models_filters_and_json() -> None:
+    table = runner.invoke(app, ["models", "--function-calling"])
+    assert table.exit_code == 0
+    assert DEFAULT_MODEL in table.stdout and "mistral-7b-instruct-v0.1" not in table.stdout
+    found = json.loads(runner.invoke(app, ["models", "--search", "hermes", "--json"]).stdout)
+    assert [m["name"] for m in found] == ["@hf/nousresearch/hermes-2-pro-mistral-7b"]
+    none = runner.invoke(app, ["models", "--search", "zzz-nothing"])
+    assert none.exit_code == 0 and "No model matches" in none.stderr
+
+
+def test_pull_unknown_model_and_cached_model(async_ai) -> None:
+    unknown = runner.invoke(app, ["pull", "@nope/none"])
+    assert unknown.exit_code == 1 and "model_not_found" in unknown.stderr
+    cached = runner.invoke(app, ["pull", "default"])  # async_ai fetched it already
+    assert cached.exit_code == 0, cached.output
+    assert "already here" in one_line(cached.stderr)
+
+
+def test_serve_refuses_public_host_without_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOOLRUN_API_KEYS", raising=False)
+    result = runner.invoke(app, ["serve", "--host", "0.0.0.0"])
+    assert result.exit_code == 1
+    assert "refusing to listen on 0.0.0.0 without an API key" in one_line(result.stderr)
+
+
+@pytest.mark.model
+def test_run_on_the_real_model(tools_file: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "toolrun", "run", "default", "What's the weather in Lisbon?",
+         "--tool", f"{tools_file}:get_weather", "--temperature", "0", "--max-tokens", "64"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "→ get_weather(city=" in done.stderr and "← get_weather: 21°C and sunny" in done.stderr
+    assert "21" in done.stdout
