@@ -23,7 +23,7 @@ import httpx
 
 from ..._errors import InvalidInputError, OpenAPISpecError
 from .._tool import Tool
-from ._call import MAX_RESPONSE_BYTES, CallSettings, OperationCaller, Override
+from ._call import MAX_RESPONSE_BYTES, CallSettings, Override, make_tool_function
 from ._convert import GROUPS, Operation, ServerResolver, assign_names, make_server
 from ._document import Document, parse
 from ._load import MAX_SPEC_BYTES, read_source
@@ -116,7 +116,7 @@ def build_tools(doc: Document, *, source_url: str | None, match_patterns: list[r
     tools = []
     for (src, server), name in zip(found, names):
         op = Operation(doc, src, name, server)
-        tools.append(Tool(name, op.description, function=OperationCaller(op, settings), parameters_factory=op.schema))
+        tools.append(Tool(name, op.description, function=make_tool_function(op, settings), parameters_factory=op.schema))
     return tools
 
 

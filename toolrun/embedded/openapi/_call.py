@@ -82,34 +82,41 @@ def shared_client() -> httpx.AsyncClient:
 # ------------------------------------------------------------- the caller
 
 
-class OperationCaller:
-    """The tool's function: ``await caller({"path": {...}, "query": {...}})`` -> text for the model."""
+def make_tool_function(op: Operation, settings: CallSettings) -> Callable[..., Any]:
+    """The tool's function: ``await function({"path": {...}, "query": {...}})`` -> text for the model.
 
-    def __init__(self, op: Operation, settings: CallSettings) -> None:
-        self.op = op
-        self.settings = settings
-        self.__name__ = op.name
-        self.__doc__ = op.description
+    A real ``async def`` (not a callable object), so callers that check
+    ``inspect.iscoroutinefunction`` await it instead of running it in a thread.
+    """
 
-    async def __call__(self, args: Any = None, /) -> str:
-        op, settings = self.op, self.settings
-        if op.server.base is None:
-            raise ToolExecutionError(f"tool {op.name!r} cannot be called: {op.server.error}")
-        try:
-            request = _build(op, settings, args)
-        except ArgumentError as exc:
-            return json.dumps({"error": str(exc)})
-        log = logger.info if settings.verbose else logger.debug
-        log("%s: %s %s", op.name, request.method, request.url.copy_with(query=None))
-        try:
-            async with asyncio.timeout(settings.timeout):
-                result = await _send(request, op, settings)
-        except TimeoutError:
-            result = json.dumps({"error": f"the request timed out after {settings.timeout:g}s"})
-        except httpx.HTTPError as exc:
-            result = json.dumps({"error": f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__})
-        log("%s: answered %d characters", op.name, len(result))
-        return result
+    async def function(args: Any = None, /) -> str:
+        return await call_operation(op, settings, args)
+
+    function.__name__ = function.__qualname__ = op.name
+    function.__doc__ = op.description
+    function.op = op  # type: ignore[attr-defined]
+    function.settings = settings  # type: ignore[attr-defined]
+    return function
+
+
+async def call_operation(op: Operation, settings: CallSettings, args: Any) -> str:
+    if op.server.base is None:
+        raise ToolExecutionError(f"tool {op.name!r} cannot be called: {op.server.error}")
+    try:
+        request = _build(op, settings, args)
+    except ArgumentError as exc:
+        return json.dumps({"error": str(exc)})
+    log = logger.info if settings.verbose else logger.debug
+    log("%s: %s %s", op.name, request.method, request.url.copy_with(query=None))
+    try:
+        async with asyncio.timeout(settings.timeout):
+            result = await _send(request, op, settings)
+    except TimeoutError:
+        result = json.dumps({"error": f"the request timed out after {settings.timeout:g}s"})
+    except httpx.HTTPError as exc:
+        result = json.dumps({"error": f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__})
+    log("%s: answered %d characters", op.name, len(result))
+    return result
 
 
 @dataclass
@@ -337,6 +344,8 @@ def _build_body(request: _Request, plan: Any, args: Mapping[str, Any], ov: Mappi
             if value is None or isinstance(value, Mapping):
                 value = {**(value or {}), **ov["body"]}
         if value is None:
+            if body.required:
+                raise ArgumentError(f"this operation needs a request body ('body', {body.media_type})")
             return
         if body.kind == "json":
             _set_content(request, headers, json.dumps(value).encode(), body.media_type)

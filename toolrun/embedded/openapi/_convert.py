@@ -280,21 +280,18 @@ def build_plan(doc: Document, src: OpSource) -> Plan:
                 body = Body(kind, media_type, body_required, binary)
 
     properties: dict[str, Any] = {}
-    top_required: list[str] = []
     for group in GROUPS[:-1]:
         if group in groups:
             schema: dict[str, Any] = {"type": "object", "properties": groups[group]}
             if required.get(group):
                 schema["required"] = list(dict.fromkeys(required[group]))
-                top_required.append(group)
             properties[group] = schema
     if body is not None:
         properties["body"] = body_schema if body_schema is not None else {}
-        if body_required:
-            top_required.append("body")
+    # The groups themselves are not listed as required, as in ai-utils (`required: []`): a
+    # missing path parameter or body goes back to the model by name when it calls. Listing them
+    # made the 0.5B default model echo its tool list instead of calling on the seed prompt.
     tool_schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if top_required:
-        tool_schema["required"] = top_required
     return Plan(tool_schema, params, body, form_kind, _security(doc, src))
 
 
