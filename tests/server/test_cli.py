@@ -136,3 +136,40 @@ def test_run_on_the_real_model(tools_file: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "→ get_weather(city=" in done.stderr and "← get_weather: 21°C and sunny" in done.stderr
     assert "21" in done.stdout
+
+
+def test_serve_merges_flags_config_and_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import toolrun.server
+
+    config = tmp_path / "config.toml"
+    config.write_text('[server]\nhost = "0.0.0.0"\nport = 9999\napi_keys_env = "BENCH_KEYS"\nmax_queue = 3\n')
+    monkeypatch.setenv("TOOLRUN_CONFIG", str(config))
+    monkeypatch.delenv("TOOLRUN_API_KEYS", raising=False)
+    calls: list[tuple[tuple, dict]] = []
+    monkeypatch.setattr(toolrun.server, "serve", lambda *a, **k: calls.append((a, k)))
+
+    refused = runner.invoke(app, ["serve"])  # 0.0.0.0 from the config, and BENCH_KEYS is unset
+    assert refused.exit_code == 1 and "without an API key" in one_line(refused.stderr)
+    assert calls == []
+
+    monkeypatch.setenv("BENCH_KEYS", "k1, k2")
+    started = runner.invoke(app, ["serve", "--port", "8000", "--api-key", "k0", "--max-tokens-cap", "99"])
+    assert started.exit_code == 0, started.output
+    ((host, port), options), = calls
+    assert (host, port) == ("0.0.0.0", 8000)  # the flag beat the config's port
+    assert options["api_keys"] == ["k0", "k1", "k2"]
+    assert (options["max_queue"], options["max_tokens_cap"], options["max_body_bytes"]) == (3, 99, 4 * 1024 * 1024)
+
+
+def test_server_config_section_is_checked(tmp_path: Path) -> None:
+    from toolrun._errors import InvalidInputError
+    from toolrun.server import read_server_section
+
+    config = tmp_path / "config.toml"
+    assert read_server_section(tmp_path / "absent.toml") == {}
+    config.write_text('[server]\nmax_queue = "lots"\n')
+    with pytest.raises(InvalidInputError, match="max_queue must be an integer, not str"):
+        read_server_section(config)
+    config.write_text('[server]\nmax_qeue = 3\n')
+    with pytest.raises(InvalidInputError, match=r"unknown keys \['max_qeue'\]"):
+        read_server_section(config)

@@ -146,3 +146,28 @@ def test_cloudflare_openai_compatible_endpoint(scripted_server: LiveServer) -> N
     with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="@nope/none", messages=ASK)
     assert info.value.body["code"] == "model_not_found"  # OpenAI's shape there too, not Cloudflare's
+
+
+def test_openai_fields_reach_the_engine(start_server) -> None:
+    from server_testing import scripted_ai
+
+    ai, engine = scripted_ai()
+    server = start_server(ai, api_keys=[API_KEY])
+    client = OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    client.chat.completions.create(
+        model=SCRIPTED, messages=ASK, max_completion_tokens=33, temperature=0.2, top_p=0.9, seed=7,
+        frequency_penalty=0.5, presence_penalty=0.25,
+        response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": schema, "strict": True}},
+    )
+    request = engine.requests[-1]
+    assert request.response_schema == schema
+    sampling = request.sampling
+    assert (sampling.max_tokens, sampling.temperature, sampling.top_p, sampling.seed) == (33, 0.2, 0.9, 7)
+    assert (sampling.frequency_penalty, sampling.presence_penalty) == (0.5, 0.25)
+
+    client.chat.completions.create(model=SCRIPTED, messages=ASK, tools=[OPENAI_TOOL], tool_choice="required",
+                                   parallel_tool_calls=False)
+    request = engine.requests[-1]
+    assert (request.tool_choice, request.parallel_tool_calls) == ("required", False)
+    assert [t.name for t in request.tools] == ["get_weather"]

@@ -36,34 +36,39 @@ app = typer.Typer(
     ),
 )
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on. Anything but loopback needs --api-key.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8787,
+    host: Annotated[Optional[str], typer.Option(
+        help="Interface to listen on \\[default: 127.0.0.1]. Anything but loopback needs --api-key.",
+        show_default=False)] = None,
+    port: Annotated[Optional[int], typer.Option(help="TCP port \\[default: 8787].", show_default=False)] = None,
     model: Annotated[Optional[list[str]], typer.Option(
         "--model", "-m", help="Load this model at startup (repeatable); others load on first use.")] = None,
     api_key: Annotated[Optional[list[str]], typer.Option(
-        "--api-key", help="Accept this bearer token (repeatable). Also read from TOOLRUN_API_KEYS, comma-separated.",
-        show_default=False)] = None,
-    max_queue: Annotated[int, typer.Option(
-        help="Requests per model running or waiting at once; more get 429 with Retry-After.", min=1)] = 16,
-    max_tokens_cap: Annotated[int, typer.Option(help="The largest max_tokens a request may ask for.", min=1)] = 2048,
-    max_body_mb: Annotated[float, typer.Option(help="Largest request body, in MiB.", min=0.001)] = 4.0,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for local models (default: all cores).",
-                                                   min=1)] = None,
+        "--api-key", help="Accept this bearer token (repeatable). Also read from TOOLRUN_API_KEYS (comma-separated) "
+                          "and the config file's \\[server] api_keys.", show_default=False)] = None,
+    max_queue: Annotated[Optional[int], typer.Option(
+        help="Requests per model running or waiting at once; more get 429 with Retry-After \\[default: 16].",
+        min=1, show_default=False)] = None,
+    max_tokens_cap: Annotated[Optional[int], typer.Option(
+        help="The largest max_tokens a request may ask for \\[default: 2048].", min=1, show_default=False)] = None,
+    max_body_bytes: Annotated[Optional[int], typer.Option(
+        help="Largest request body in bytes \\[default: 4 MiB].", min=1, show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for local models \\[default: all cores].",
+                                                   min=1, show_default=False)] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:
     """Serve the AI binding over HTTP: Workers AI's REST API and OpenAI's Chat Completions.
 
-    Point the official [bold]cloudflare[/bold] SDK at [cyan]http://HOST:PORT/client/v4[/cyan] or the
-    [bold]openai[/bold] SDK at [cyan]http://HOST:PORT/v1[/cyan]; tools, tool_choice and streaming work as
-    they do against the cloud.
+    The [bold]cloudflare[/bold] SDK takes base_url [cyan]http://HOST:PORT/client/v4[/cyan], the [bold]openai[/bold] SDK [cyan]http://HOST:PORT/v1[/cyan].
+
+    Options not given come from the [bold]\\[server][/bold] table of the toolrun config file ($TOOLRUN_CONFIG or ~/.config/toolrun/config.toml).
     """
     from ._serve import run_server
 
     keys = list(api_key or []) + [k.strip() for k in os.environ.get("TOOLRUN_API_KEYS", "").split(",") if k.strip()]
     with fail_on_toolrun_errors():
         run_server(host=host, port=port, models=list(model or []), api_keys=keys, max_queue=max_queue,
-                   max_tokens_cap=max_tokens_cap, max_body_bytes=int(max_body_mb * 1024 * 1024),
-                   threads=threads, log_level=log_level)
+                   max_tokens_cap=max_tokens_cap, max_body_bytes=max_body_bytes, threads=threads,
+                   log_level=log_level)
 
 
 @app.command(

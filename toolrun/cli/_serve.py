@@ -12,26 +12,38 @@ from .._errors import InvalidInputError
 from ._console import err_console
 
 
-def run_server(*, host: str, port: int, models: list[str], api_keys: list[str], max_queue: int,
-               max_tokens_cap: int, max_body_bytes: int, threads: int | None, log_level: str) -> None:
+def run_server(*, host: str | None, port: int | None, models: list[str], api_keys: list[str],
+               max_queue: int | None, max_tokens_cap: int | None, max_body_bytes: int | None,
+               threads: int | None, log_level: str) -> None:
+    """Command-line values win; what they leave out comes from the config's [server] table, then defaults."""
     from ..ai import AsyncAI
-    from ..server import is_loopback, serve
+    from ..server import DEFAULT_PORT, ServerConfig, is_loopback, read_server_section, serve
 
-    if not is_loopback(host) and not api_keys:
+    config = read_server_section()
+    host = host or config.get("host", "127.0.0.1")
+    port = port if port is not None else config.get("port", DEFAULT_PORT)
+    keys = api_keys + config.get("api_keys", [])
+    models = models or config.get("preload", [])
+    limits = {
+        "max_queue": max_queue or config.get("max_queue", ServerConfig.max_queue),
+        "max_tokens_cap": max_tokens_cap or config.get("max_tokens_cap", ServerConfig.max_tokens_cap),
+        "max_body_bytes": max_body_bytes or config.get("max_body_bytes", ServerConfig.max_body_bytes),
+    }
+    if not is_loopback(host) and not keys:
         raise InvalidInputError(
             f"refusing to listen on {host} without an API key: anyone who can reach the port could use it. "
-            "Add --api-key KEY (or set TOOLRUN_API_KEYS), or use --host 127.0.0.1",
+            "Add --api-key KEY (or set TOOLRUN_API_KEYS, or api_keys in the config's [server] table), "
+            "or use --host 127.0.0.1",
             where="--host",
         )
     ai = AsyncAI(n_threads=threads)
     for name in models:
         ai.catalog.get(name)  # an unknown --model fails here, before the banner, with the catalog's hint
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
-    err_console.print(_banner(host, port, models, bool(api_keys), max_queue))
-    # The server owns the binding it is given only if it created it: close ours on the way out.
+    err_console.print(_banner(host, port, models, bool(keys), limits["max_queue"]))
+    # The server closes only a binding it created itself; this one is ours to close.
     try:
-        serve(host, port, ai=ai, api_keys=api_keys, log_level=log_level, max_queue=max_queue,
-              max_tokens_cap=max_tokens_cap, max_body_bytes=max_body_bytes, preload=models)
+        serve(host, port, ai=ai, api_keys=keys, log_level=log_level, preload=models, **limits)
     finally:
         import asyncio
 

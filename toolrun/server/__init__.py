@@ -32,7 +32,8 @@ from starlette.routing import Route
 from ..ai import AsyncAI
 from . import _openai, _workers_ai
 from ._errors import MethodNotAllowedError, RouteNotFoundError, cloudflare_error, openai_error
-from ._state import ServerConfig, ServerState, endpoint, is_loopback
+from ._config import ServerConfig, read_server_section
+from ._state import ServerState, endpoint, is_loopback
 
 log = logging.getLogger("toolrun.server")
 
@@ -134,4 +135,4 @@ def serve(
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
 
 
-__all__ = ["create_app", "serve", "ServerConfig", "DEFAULT_PORT", "is_loopback"]
+__all__ = ["create_app", "serve", "ServerConfig", "DEFAULT_PORT", "is_loopback", "read_server_section"]

@@ -41,6 +41,10 @@ class Ticket:
         self._started = time.perf_counter()
         self._released = False
 
+    @property
+    def held_seconds(self) -> float:
+        return time.perf_counter() - self._started
+
     def release(self) -> None:
         if not self._released:
             self._released = True

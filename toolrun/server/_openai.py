@@ -21,7 +21,7 @@ from starlette.routing import Route
 from .._errors import InvalidInputError, ModelNotFoundError
 from ._errors import as_toolrun_error, openai_error, openai_error_body
 from ._limits import Ticket
-from ._state import ServerState, endpoint, log, ticket_seconds
+from ._state import ServerState, endpoint, log
 from ._streaming import EventStreamResponse, sse_frame
 
 API = "openai"
@@ -151,7 +151,7 @@ async def _chunks(state: ServerState, ticket: Ticket, events: AsyncIterator[dict
                                              "function": {"name": call["name"], "arguments": ""}}]})
                 yield chunk({"tool_calls": [{"index": index, "function": {"arguments": call["arguments"]}}]})
             if "usage" in event:
-                state.metrics.observe_usage(ticket.model, event["usage"], ticket_seconds(ticket))
+                state.metrics.observe_usage(ticket.model, event["usage"], ticket.held_seconds)
                 yield chunk({}, finish=event.get("finish_reason") or "stop")
                 if include_usage:
                     yield sse_frame(json.dumps({

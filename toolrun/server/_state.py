@@ -7,14 +7,14 @@ import hmac
 import ipaddress
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .._errors import InvalidInputError, OverloadedError, ToolrunError
 from ..ai import AsyncAI, RunInputs
+from ._config import ServerConfig
 from ._errors import AuthenticationError, as_toolrun_error
 from ._limits import AdmissionControl, Ticket, read_json_object
 from ._metrics import Metrics
@@ -23,22 +23,6 @@ from ._streaming import ClientDisconnected, EventStreamResponse, run_unless_disc
 log = logging.getLogger("toolrun.server")
 
 ErrorRenderer = Callable[[ToolrunError], Response]
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    #: Bearer tokens that are accepted. Empty: no auth, and only loopback clients are served.
-    api_keys: tuple[str, ...] = ()
-    #: Requests admitted per model at once (running plus waiting); the next one gets 429.
-    max_queue: int = 16
-    max_body_bytes: int = 4 * 1024 * 1024
-    #: The largest ``max_tokens`` a request may ask for.
-    max_tokens_cap: int = 2048
-
-    def __post_init__(self) -> None:
-        for name in ("max_queue", "max_body_bytes", "max_tokens_cap"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
 
 
 def is_loopback(host: str | None) -> bool:
@@ -125,12 +109,8 @@ class ServerState:
             raise
         if isinstance(result, Mapping):
             ticket.release()
-            self.metrics.observe_usage(name, result.get("usage"), ticket_seconds(ticket))
+            self.metrics.observe_usage(name, result.get("usage"), ticket.held_seconds)
         return result, ticket
-
-
-def ticket_seconds(ticket: Ticket) -> float:
-    return time.perf_counter() - ticket._started
 
 
 def endpoint(api: str, name: str, render_error: ErrorRenderer) -> Callable[..., Callable[[Request], Awaitable[Response]]]:
@@ -172,9 +152,3 @@ def endpoint(api: str, name: str, render_error: ErrorRenderer) -> Callable[..., 
         return route
 
     return decorate
-
-
-async def close_quietly(events: AsyncIterator[Any]) -> None:
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from .._errors import InvalidInputError
 from ._errors import as_toolrun_error, cloudflare_error, cloudflare_error_body
 from ._limits import Ticket
-from ._state import ServerState, endpoint, log, ticket_seconds
+from ._state import ServerState, endpoint, log
 from ._streaming import EventStreamResponse, sse_frame
 
 API = "workers_ai"
@@ -46,7 +46,7 @@ async def _frames(state: ServerState, ticket: Ticket, events: AsyncIterator[dict
     try:
         async for event in events:
             if "usage" in event:
-                state.metrics.observe_usage(ticket.model, event["usage"], ticket_seconds(ticket))
+                state.metrics.observe_usage(ticket.model, event["usage"], ticket.held_seconds)
             # Every Workers AI stream event has "response"; tool-call events carry an empty one.
             yield sse_frame(json.dumps({"response": "", **event}, ensure_ascii=False))
         yield sse_frame("[DONE]")

@@ -1,0 +1,420 @@
+"""Benchmarks of ``toolrun serve``.
+
+1. overhead — HTTP cost per request with the scripted (instant) engine: p50/p99 latency at
+   1 and 64 concurrent clients, for Workers AI's run, OpenAI's chat completions, and OpenAI
+   streaming; beside the binding called in-process, which is what HTTP adds to.
+2. compare — the same GGUF and prompts on ``toolrun serve`` and on llama-cpp-python's own
+   server (``python -m llama_cpp.server``), one server at a time, both on the OpenAI endpoint,
+   greedy, ``max_tokens`` 128: latency at 1 client, aggregate tokens/s and per-request p50/p99
+   at 4 concurrent clients.
+
+    python bench/bench_server.py overhead
+    python bench/bench_server.py compare --install-deps   # installs llama-cpp-python[server]'s extras
+    python bench/bench_server.py all --json bench/server-results.json
+
+Clients and servers share this machine's cores, so the client's own cost is in every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTED = "@bench/scripted"
+KEY = "bench-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+TOOL = {"name": "get_weather", "description": "Current weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+# Prompts that ask for more than 128 tokens, so most answers run to max_tokens on both servers.
+PROMPTS = [
+    "Explain in detail how a hash map works, with its collision strategies and their trade-offs.",
+    "Write a long, detailed tutorial on Python's asyncio event loop for beginners.",
+    "Describe the history of the Unix operating system in detail, decade by decade.",
+    "Explain step by step how TCP establishes, uses and tears down a connection.",
+    "Write a detailed comparison of SQL and NoSQL databases with examples of each.",
+    "Explain how garbage collection works in modern language runtimes, in depth.",
+    "Describe in detail how a CPU executes an instruction, from fetch to write-back.",
+    "Write a thorough guide to writing good unit tests, with many concrete examples.",
+]
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+@contextmanager
+def server_process(args: list[str], health_url: str, *, timeout: float = 300, env: dict | None = None) -> Iterator[None]:
+    # stderr to a file, not a pipe: llama.cpp logs enough at load to fill a pipe and block the server.
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
+                            env={**os.environ, **(env or {})})
+
+    def log_tail() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-2000:]
+
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{' '.join(args[:3])} exited:\n{log_tail()}")
+            try:
+                if httpx.get(health_url, timeout=2, headers=AUTH).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{' '.join(args[:3])} did not become healthy in {timeout} s:\n{log_tail()}")
+            time.sleep(0.25)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+# ------------------------------------------------------- scripted server
+
+
+def scripted_ai() -> Any:
+    from toolrun.ai import AsyncAI, Catalog, ModelEntry
+    from toolrun.engines import ScriptedEngine, ScriptedReply
+
+    def reply(request: Any) -> Any:
+        if request.tools:
+            return ScriptedReply(calls=[(request.tools[0].name, {"city": "Lisbon"})])
+        return ScriptedReply(text="The quick brown fox jumps over the lazy dog.")
+
+    ai = AsyncAI(catalog=Catalog())
+    ai.register(ModelEntry(name=SCRIPTED, description="instant", scripted=True), ScriptedEngine(reply))
+    return ai
+
+
+def run_bare_server(port: int) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"received": await request.json()})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    app = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/health", health, methods=["GET"])])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def run_scripted_server(port: int) -> None:
+    import uvicorn
+
+    from toolrun.server import create_app
+
+    app = create_app(scripted_ai(), api_keys=[KEY], max_queue=4096)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# --------------------------------------------------------------- overhead
+
+
+def _overhead_requests() -> dict[str, tuple[str, dict[str, Any]]]:
+    ask = [{"role": "user", "content": "What's the weather in Lisbon?"}]
+    return {
+        "workers_ai run (tool call)": (f"/client/v4/accounts/a/ai/run/{SCRIPTED}",
+                                       {"messages": ask, "tools": [TOOL]}),
+        "openai chat (tool call)": ("/v1/chat/completions",
+                                    {"model": SCRIPTED, "messages": ask,
+                                     "tools": [{"type": "function", "function": TOOL}]}),
+        "openai chat stream (text)": ("/v1/chat/completions",
+                                      {"model": SCRIPTED, "messages": [{"role": "user", "content": "hi"}],
+                                       "stream": True}),
+    }
+
+
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection speaking just enough HTTP to time a server.
+
+    httpx's async client costs more CPU per request than the server under test
+    does, and on 2 cores that cost lands in the measurement (a bare Starlette
+    endpoint drops from ~700 to ~200 req/s at 64 httpx clients); so the load
+    generator writes pre-encoded requests on raw sockets and reads
+    Content-Length or chunked bodies.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> "RawConnection":
+        return cls(*await asyncio.open_connection(host, port))
+
+    async def request(self, raw: bytes) -> int:
+        self.writer.write(raw)
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length, chunked = None, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+        if chunked:
+            while True:
+                size = int((await self.reader.readline()).split(b";")[0], 16)
+                await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+        elif length:
+            await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def encode_post(host: str, port: int, path: str, body: dict[str, Any]) -> bytes:
+    payload = json.dumps(body).encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
+    return head.encode() + payload
+
+
+async def _load(port: int, path: str, body: dict[str, Any], clients: int, total: int) -> dict[str, Any]:
+    raw = encode_post("127.0.0.1", port, path, body)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    remaining = total
+    connections = [await RawConnection.open("127.0.0.1", port) for _ in range(clients)]
+    for conn in connections:  # warm each connection (and the server's first-use paths)
+        await conn.request(raw)
+
+    async def client_loop(conn: RawConnection) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            status = await conn.request(raw)
+            latencies.append(time.perf_counter() - started)
+            statuses[status] = statuses.get(status, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop(c) for c in connections))
+    wall = time.perf_counter() - started
+    for conn in connections:
+        conn.close()
+    return {"clients": clients, "requests": len(latencies), "statuses": statuses,
+            "p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3,
+            "requests_per_s": len(latencies) / wall}
+
+
+async def _binding_only(n: int) -> dict[str, Any]:
+    ai = scripted_ai()
+    inputs = {"messages": [{"role": "user", "content": "What's the weather in Lisbon?"}], "tools": [TOOL]}
+    for _ in range(50):
+        await ai.run(SCRIPTED, inputs)
+    latencies = []
+    for _ in range(n):
+        started = time.perf_counter()
+        await ai.run(SCRIPTED, inputs)
+        latencies.append(time.perf_counter() - started)
+    return {"p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3}
+
+
+def bench_overhead(args: argparse.Namespace) -> dict[str, Any]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    results: dict[str, Any] = {"binding_in_process": asyncio.run(_binding_only(2000)), "http": []}
+    with server_process([__file__, "_bare-server", str(port)], base + "/health", timeout=60):
+        # The same client against a bare Starlette endpoint: the floor that any Starlette app pays.
+        for clients, total in ((1, args.overhead_requests), (64, args.overhead_requests * 4)):
+            row = asyncio.run(_load(port, "/echo", {"messages": []}, clients, total))
+            row["endpoint"] = "bare starlette (floor)"
+            results["http"].append(row)
+            _print_row(row)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with server_process([__file__, "_scripted-server", str(port)], base + "/health", timeout=60):
+        for name, (path, body) in _overhead_requests().items():
+            for clients, total in ((1, args.overhead_requests), (64, args.overhead_requests * 4)):
+                row = asyncio.run(_load(port, path, body, clients, total))
+                row["endpoint"] = name
+                results["http"].append(row)
+                _print_row(row)
+    return results
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    print(f"  {row['endpoint']:28s} {row['clients']:3d} clients: p50 {row['p50_ms']:6.2f} ms  "
+          f"p99 {row['p99_ms']:7.2f} ms  {row['requests_per_s']:6.0f} req/s  {row['statuses']}", flush=True)
+
+
+# ---------------------------------------------------------------- compare
+
+
+def _chat_body(model: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": False}
+
+
+async def _compare_run(base: str, model: str, clients: int, per_client: int, max_tokens: int) -> dict[str, Any]:
+    rows: list[tuple[float, int]] = []
+    counter = 0
+
+    async def client_loop(client: httpx.AsyncClient, offset: int) -> None:
+        nonlocal counter
+        for i in range(per_client):
+            prompt = PROMPTS[(offset + i * clients) % len(PROMPTS)]
+            started = time.perf_counter()
+            response = await client.post(f"{base}/v1/chat/completions", json=_chat_body(model, prompt, max_tokens))
+            response.raise_for_status()
+            rows.append((time.perf_counter() - started, response.json()["usage"]["completion_tokens"]))
+
+    async with httpx.AsyncClient(headers=AUTH, timeout=600) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(client, c) for c in range(clients)))
+        wall = time.perf_counter() - started
+    latencies = [r[0] for r in rows]
+    tokens = sum(r[1] for r in rows)
+    return {"clients": clients, "requests": len(rows), "completion_tokens": tokens, "wall_s": wall,
+            "aggregate_tokens_per_s": tokens / wall, "mean_tokens": tokens / len(rows),
+            "p50_s": percentile(latencies, 50), "p99_s": percentile(latencies, 99),
+            "per_request_tokens_per_s": statistics.median(r[1] / r[0] for r in rows)}
+
+
+def _compare_one(label: str, base: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
+    # Warm-up: load, first-use allocations, prefix cache of the chat template.
+    asyncio.run(_compare_run(base, model, 1, 1, 16))
+    out = {"server": label, "load_average_before": load_average()}
+    out["one_client"] = asyncio.run(_compare_run(base, model, 1, args.one_client_requests, args.max_tokens))
+    out["four_clients"] = asyncio.run(_compare_run(base, model, 4, args.four_client_rounds, args.max_tokens))
+    for key in ("one_client", "four_clients"):
+        r = out[key]
+        print(f"  {label:26s} {r['clients']} client(s): p50 {r['p50_s']:5.2f} s  p99 {r['p99_s']:5.2f} s  "
+              f"aggregate {r['aggregate_tokens_per_s']:5.1f} tok/s  ({r['requests']} requests, "
+              f"{r['mean_tokens']:.0f} tokens each)", flush=True)
+    return out
+
+
+LLAMA_SERVER_EXTRAS = ["fastapi", "sse_starlette", "starlette_context", "pydantic_settings"]
+
+
+def ensure_llama_server(install: bool) -> None:
+    missing = [m for m in LLAMA_SERVER_EXTRAS if importlib.util.find_spec(m) is None]
+    if not missing:
+        return
+    import llama_cpp
+
+    command = [sys.executable, "-m", "pip", "install", f"llama-cpp-python[server]=={llama_cpp.__version__}"]
+    if not install:
+        raise SystemExit(f"llama_cpp.server needs {', '.join(missing)}; run `{' '.join(command)}` "
+                         "or pass --install-deps")
+    subprocess.run(command, check=True)
+
+
+def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
+    from toolrun import DEFAULT_MODEL, AsyncAI
+
+    ensure_llama_server(args.install_deps)
+    gguf = AsyncAI().weights(DEFAULT_MODEL)
+    threads = str(args.threads)
+    results: dict[str, Any] = {"gguf": gguf, "threads": args.threads, "max_tokens": args.max_tokens, "runs": []}
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with server_process(["-m", "toolrun", "serve", "--port", str(port), "--model", DEFAULT_MODEL,
+                         "--threads", threads, "--api-key", KEY, "--log-level", "warning"], base + "/health"):
+        results["runs"].append(_compare_one("toolrun serve", base, DEFAULT_MODEL, args))
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with server_process(["-m", "llama_cpp.server", "--model", gguf, "--n_ctx", "8192", "--n_threads", threads,
+                         "--n_threads_batch", threads, "--n_batch", "512", "--port", str(port),
+                         "--host", "127.0.0.1"], base + "/v1/models"):
+        results["runs"].append(_compare_one("llama_cpp.server", base, "qwen", args))
+    return results
+
+
+# ------------------------------------------------------------------- main
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "_scripted-server":
+        run_scripted_server(int(sys.argv[2]))
+        return
+    if len(sys.argv) == 3 and sys.argv[1] == "_bare-server":
+        run_bare_server(int(sys.argv[2]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["overhead", "compare", "all"])
+    parser.add_argument("--overhead-requests", type=int, default=1000, help="requests at 1 client (x4 at 64)")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--one-client-requests", type=int, default=6)
+    parser.add_argument("--four-client-rounds", type=int, default=2, help="requests per client at 4 clients")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--install-deps", action="store_true",
+                        help="pip-install llama-cpp-python[server]'s extras if they are missing")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+                                          f"{platform.python_version()}", "load_average_at_start": load_average()}
+    print(f"{results['machine']}; load average {results['load_average_at_start']}", flush=True)
+    if args.what in ("overhead", "all"):
+        print("HTTP overhead (scripted engine):", flush=True)
+        results["overhead"] = bench_overhead(args)
+        b = results["overhead"]["binding_in_process"]
+        print(f"  binding in-process (no HTTP): p50 {b['p50_ms']:.2f} ms  p99 {b['p99_ms']:.2f} ms", flush=True)
+    if args.what in ("compare", "all"):
+        print(f"Real model, greedy, max_tokens {args.max_tokens}, {args.threads} threads:", flush=True)
+        results["compare"] = bench_compare(args)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
