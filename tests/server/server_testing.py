@@ -97,3 +97,13 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return condition()
+
+
+class FailingEngine(Engine):
+    """Streams one token, then fails the way a remote engine can: after the HTTP status is sent."""
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[dict[str, Any]]:
+        yield {"response": "partial"}
+        from toolrun._errors import EngineError
+
+        raise EngineError("the remote engine closed the connection mid-answer")

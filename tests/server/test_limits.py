@@ -166,3 +166,28 @@ def test_health_and_metrics(start_server) -> None:
     assert metric(server, "toolrun_completion_tokens_total", model=SCRIPTED) == 8
     assert metric(server, "toolrun_request_tokens_per_second_count", model=SCRIPTED) == 4
     assert metric(server, "toolrun_queue_depth", model=SCRIPTED) == 0
+
+
+def test_failure_after_the_stream_started_is_reported_in_band(start_server) -> None:
+    import json
+
+    import openai
+    from server_testing import FailingEngine
+
+    ai, _ = scripted_ai()
+    ai.register(ModelEntry(name="@test/failing", description="fails mid-stream", scripted=True), FailingEngine())
+    server = start_server(ai, api_keys=[API_KEY])
+
+    with httpx.stream("POST", workers_url(server, "@test/failing"), json={"messages": ASK, "stream": True},
+                      headers=AUTH) as response:
+        assert response.status_code == 200  # sent before the failure
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[0] == {"response": "partial"}
+    assert events[-1]["success"] is False
+    assert events[-1]["errors"][0]["message"] == "the remote engine closed the connection mid-answer"
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0)
+    with pytest.raises(openai.APIError, match="closed the connection mid-answer"):
+        for _ in client.chat.completions.create(model="@test/failing", messages=ASK, stream=True):
+            pass
+    assert metric(server, "toolrun_queue_depth", model="@test/failing") == 0

@@ -89,6 +89,12 @@ def test_errors_in_cloudflare_envelope(scripted_server: LiveServer, cf: Cloudfla
     (error,) = bad_schema.json()["errors"]
     assert "'f'" in error["message"] and error["source"]["pointer"].startswith("/tools/0/parameters")
 
+    # A streamed request that is wrong fails before the stream starts: a real status, not an SSE error.
+    bad_stream = httpx.post(run_url(scripted_server), headers=AUTH, json={
+        "messages": ASK, "stream": True, "tool_choice": "required"})
+    assert bad_stream.status_code == 400 and bad_stream.headers["content-type"] == "application/json"
+    assert "no tools were given" in bad_stream.json()["errors"][0]["message"]
+
     unknown_field = httpx.post(run_url(scripted_server), json={"messages": ASK, "temprature": 0.1}, headers=AUTH)
     assert unknown_field.status_code == 400 and "temprature" in unknown_field.text
 
