@@ -173,3 +173,39 @@ def test_server_config_section_is_checked(tmp_path: Path) -> None:
     config.write_text('[server]\nmax_qeue = 3\n')
     with pytest.raises(InvalidInputError, match=r"unknown keys \['max_qeue'\]"):
         read_server_section(config)
+
+
+def test_run_with_an_openapi_spec(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, github_standin) -> None:
+    from toolrun.engines import ScriptedReply
+
+    spec = {
+        "openapi": "3.0.3", "info": {"title": "users", "version": "1"}, "servers": [{"url": github_standin.url}],
+        "paths": {
+            "/users/{username}": {"get": {
+                "operationId": "getUser", "summary": "Get a user",
+                "parameters": [{"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the user"}}}},
+            "/orgs/{org}": {"get": {
+                "operationId": "getOrg", "summary": "Get an organisation",
+                "parameters": [{"name": "org", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the org"}}}},
+        },
+    }
+    spec_file = tmp_path / "users.json"
+    spec_file.write_text(json.dumps(spec))
+
+    def script(request):
+        last = request.messages[-1]
+        if request.tools and last["role"] == "user":
+            return ScriptedReply(calls=[(request.tools[0].name, {"path": {"username": "torvalds"}})])
+        return ScriptedReply(text="Linus lives in " + json.loads(last["content"])["location"])
+
+    ai, _ = scripted_ai(script)
+    monkeypatch.setattr(toolrun.ai, "AsyncAI", lambda *a, **k: ai)
+    result = runner.invoke(app, ["run", SCRIPTED, "Where does torvalds live?", "--openapi", str(spec_file),
+                                 "--match", "/users/"])
+    assert result.exit_code == 0, result.output
+    assert "1 tool:" in result.stderr  # --match kept /users/{username} and dropped /orgs/{org}
+    assert '"location": "Portland, OR"' in one_line(result.stderr)
+    assert result.stdout.strip() == "Linus lives in Portland, OR"
+    assert "/users/torvalds" in github_standin.requests
