@@ -146,6 +146,7 @@ async def test_bad_arguments_go_back_to_the_model(api) -> None:
     assert "missing path parameter 'id'" in json.loads(await tool.function({"query": {"q": "x"}}))["error"]
     assert "'query' must be an object" in json.loads(await tool.function({"path": {"id": 1}, "query": "q=1"}))["error"]
     assert "must be an object" in json.loads(await tool.function("[1, 2]"))["error"]
+    assert "must be ASCII" in json.loads(await tool.function({"path": {"id": 1}, "header": {"X-Trace": "é"}}))["error"]
     assert "line breaks" in json.loads(await tool.function({"path": {"id": 1}, "header": {"X-Trace": "a\r\nB: c"}}))["error"]
     assert api.requests == []
 
@@ -198,6 +199,8 @@ SECURED = {
         "ckey": {"type": "apiKey", "in": "cookie", "name": "sid"},
         "bearer": {"type": "http", "scheme": "bearer"},
         "basic": {"type": "http", "scheme": "basic"},
+        "mtls": {"type": "mutualTLS"},
+        "digest": {"type": "http", "scheme": "digest"},
     }},
 }
 
@@ -217,6 +220,8 @@ def _secured(url: str, security: list[dict]) -> dict[str, Any]:
     ([{"key": [], "bearer": []}, {"qkey": []}], {"qkey": "only"}, lambda g: _q(g) == [("api_key", "only")]
      and "authorization" not in g["headers"]),
     ([{"bearer": []}], {}, lambda g: "authorization" not in g["headers"]),
+    ([{"mtls": []}], {"mtls": "cert"}, lambda g: "authorization" not in g["headers"]),
+    ([{"digest": []}], {"digest": 'username="u"'}, lambda g: g["headers"]["authorization"] == 'Digest username="u"'),
 ])
 async def test_security_schemes(api, security: list, credentials: dict, check: Any) -> None:
     tool = await _tool(_secured(api.url, security), "op", credentials=credentials)
@@ -369,3 +374,16 @@ async def test_given_client_is_used(api) -> None:
         tool = await _tool(_spec(api.url, ECHO), "getItem", client=client)
         got = json.loads(await tool.function({"path": {"id": "1"}}))
     assert got["headers"]["x-client"] == "mine"
+
+
+async def test_verbose_logs_calls_without_secrets(api, caplog: pytest.LogCaptureFixture) -> None:
+    spec = _secured(api.url, [{"qkey": []}])
+    quiet = await _tool(spec, "op", credentials={"qkey": "s3cret"})
+    loud = await _tool(spec, "op", credentials={"qkey": "s3cret"}, verbose=True)
+    with caplog.at_level("INFO", logger="toolrun.openapi"):
+        await quiet.function({})
+        assert caplog.records == []
+        await loud.function({})
+    text = caplog.text
+    assert f"op: GET {api.url}/echo/s" in text and "answered" in text
+    assert "s3cret" not in text

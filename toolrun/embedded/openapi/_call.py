@@ -106,6 +106,8 @@ async def call_operation(op: Operation, settings: CallSettings, args: Any) -> st
         request = _build(op, settings, args)
     except ArgumentError as exc:
         return json.dumps({"error": str(exc)})
+    except httpx.InvalidURL as exc:
+        return json.dumps({"error": f"cannot make a URL from these arguments: {exc}"})
     log = logger.info if settings.verbose else logger.debug
     log("%s: %s %s", op.name, request.method, request.url.copy_with(query=None))
     try:
@@ -319,6 +321,8 @@ def _header_value(name: str, value: Any) -> str:
     text = _joined(value) if isinstance(value, (list, tuple, Mapping)) else _scalar(value)
     if any(c in text for c in "\r\n\0"):
         raise ArgumentError(f"header '{name}' cannot contain line breaks")
+    if not text.isascii():
+        raise ArgumentError(f"header '{name}' must be ASCII text")
     return text
 
 
@@ -418,7 +422,7 @@ def _apply_scheme(scheme: Mapping[str, Any], value: Any, headers: dict[str, tupl
         elif where == "cookie":
             cookies[name] = _scalar(value)
         return
-    http_scheme = str(scheme.get("scheme", "")).lower() if kind == "http" else ""
+    http_scheme = str(scheme.get("scheme", "")).lower() if kind == "http" else None
     if kind == "basic" or http_scheme == "basic":
         if isinstance(value, (tuple, list)) and len(value) == 2:
             value = f"{value[0]}:{value[1]}"
@@ -427,9 +431,10 @@ def _apply_scheme(scheme: Mapping[str, Any], value: Any, headers: dict[str, tupl
         headers["authorization"] = ("Authorization", f"Basic {token}")
     elif kind in ("oauth2", "openidconnect") or http_scheme in ("bearer", ""):
         headers["authorization"] = ("Authorization", _header_value("Authorization", f"Bearer {value}"))
-    else:
+    elif http_scheme is not None:  # another HTTP scheme: "Digest ...", "HOBA ..."
         label = str(scheme.get("scheme")).capitalize()
         headers["authorization"] = ("Authorization", _header_value("Authorization", f"{label} {value}"))
+    # mutualTLS and unknown types: nothing to put in a request
 
 
 # ------------------------------------------------------------ sending

@@ -35,6 +35,11 @@ _SWAGGER_LOCATIONS = frozenset(("path", "query", "header", "formData", "body"))
 
 def sanitize_name(raw: str) -> str:
     """``raw`` made into ``^[a-zA-Z0-9_-]{1,64}$`` ("" if nothing usable is left)."""
+    if "/" in raw and "//" not in raw:
+        # GitHub-style "repos/get-content": the same answer as below, without a regex per name.
+        quick = raw.replace("/", "_")
+        if quick[0] != "_" and quick[-1] != "_" and NAME_PATTERN.match(quick):
+            return quick
     name = _NAME_BAD.sub("_", raw)
     if name != raw:
         name = name.strip("_")
@@ -76,14 +81,20 @@ def assign_names(ops: list[tuple[Any, str, str]]) -> list[str]:
 
 
 def describe(src: OpSource) -> str:
-    summary = trim(src.summary, TOOL_DESCRIPTION_LIMIT) or trim(src.path_summary, TOOL_DESCRIPTION_LIMIT)
-    details = src.description if isinstance(src.description, str) and src.description.strip() else src.path_description
-    details = details.strip() if isinstance(details, str) else ""
-    if summary and details and not details.startswith(summary.rstrip("…")):
+    """Summary and description (the path item's when the operation has none), trimmed."""
+    summary = _text(src.summary) or _text(src.path_summary)
+    details = _text(src.description) or _text(src.path_description)
+    if summary and details and not details.startswith(summary):
         text = f"{summary}\n\n{details}"
     else:
         text = details or summary
-    return trim(text, TOOL_DESCRIPTION_LIMIT) or f"{src.method.upper()} {src.path}"
+    if len(text) > TOOL_DESCRIPTION_LIMIT:
+        text = trim(text, TOOL_DESCRIPTION_LIMIT)
+    return text or f"{src.method.upper()} {src.path}"
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
 
 
 # ----------------------------------------------------------------- servers
