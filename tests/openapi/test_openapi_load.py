@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from toolrun._errors import InvalidInputError, OpenAPISpecError
-from toolrun.embedded.openapi import create_tools_from_openapi_spec
+from toolrun.embedded.openapi import _document, create_tools_from_openapi_spec
 
 SPEC = {
     "openapi": "3.0.3",
@@ -102,6 +102,10 @@ async def test_broken_bytes_in_a_lazily_read_part_are_reported_when_read() -> No
     spec = (b'{"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {'
             b'"requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/A"}}}}}}},'
             b'"components": {"schemas": {"A": {"type": "string", "description": "\xff"}}}}')
+    if _document.msgspec is None:  # the plain path decodes everything at once
+        with pytest.raises(OpenAPISpecError, match="not UTF-8 text"):
+            await create_tools_from_openapi_spec(spec)
+        return
     (tool,) = await create_tools_from_openapi_spec(spec)
     with pytest.raises(OpenAPISpecError, match="broken at #/components/schemas/A"):
         tool.parameters
