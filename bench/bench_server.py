@@ -4,9 +4,9 @@
    1 and 64 concurrent clients, for Workers AI's run, OpenAI's chat completions, and OpenAI
    streaming; beside the binding called in-process, which is what HTTP adds to.
 2. compare — the same GGUF and prompts on ``toolrun serve`` and on llama-cpp-python's own
-   server (``python -m llama_cpp.server``), one server at a time, both on the OpenAI endpoint,
-   greedy, ``max_tokens`` 128: latency at 1 client, aggregate tokens/s and per-request p50/p99
-   at 4 concurrent clients.
+   server (``python -m llama_cpp.server``), both on the OpenAI endpoint, greedy, ``max_tokens``
+   128, measured in alternation: latency at 1 client, aggregate tokens/s and per-request
+   p50/p99 at 4 concurrent clients.
 
     python bench/bench_server.py overhead
     python bench/bench_server.py compare --install-deps   # installs llama-cpp-python[server]'s extras
@@ -301,43 +301,35 @@ def _chat_body(model: str, prompt: str, max_tokens: int) -> dict[str, Any]:
             "temperature": 0, "stream": False}
 
 
-async def _compare_run(base: str, model: str, clients: int, per_client: int, max_tokens: int) -> dict[str, Any]:
+async def _compare_run(base: str, model: str, clients: int, per_client: int, max_tokens: int,
+                       first_prompt: int = 0) -> dict[str, Any]:
+    """``clients`` concurrent clients, each sending ``per_client`` requests one after another."""
     rows: list[tuple[float, int]] = []
-    counter = 0
 
     async def client_loop(client: httpx.AsyncClient, offset: int) -> None:
-        nonlocal counter
         for i in range(per_client):
-            prompt = PROMPTS[(offset + i * clients) % len(PROMPTS)]
+            prompt = PROMPTS[(first_prompt + offset + i * clients) % len(PROMPTS)]
             started = time.perf_counter()
             response = await client.post(f"{base}/v1/chat/completions", json=_chat_body(model, prompt, max_tokens))
             response.raise_for_status()
             rows.append((time.perf_counter() - started, response.json()["usage"]["completion_tokens"]))
 
-    async with httpx.AsyncClient(headers=AUTH, timeout=600) as client:
+    async with httpx.AsyncClient(headers=AUTH, timeout=900) as client:
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client, c) for c in range(clients)))
         wall = time.perf_counter() - started
+    return {"rows": rows, "wall_s": wall}
+
+
+def _summarise(runs: list[dict[str, Any]], clients: int) -> dict[str, Any]:
+    rows = [row for run in runs for row in run["rows"]]
     latencies = [r[0] for r in rows]
     tokens = sum(r[1] for r in rows)
+    wall = sum(run["wall_s"] for run in runs)
     return {"clients": clients, "requests": len(rows), "completion_tokens": tokens, "wall_s": wall,
             "aggregate_tokens_per_s": tokens / wall, "mean_tokens": tokens / len(rows),
             "p50_s": percentile(latencies, 50), "p99_s": percentile(latencies, 99),
-            "per_request_tokens_per_s": statistics.median(r[1] / r[0] for r in rows)}
-
-
-def _compare_one(label: str, base: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
-    # Warm-up: load, first-use allocations, prefix cache of the chat template.
-    asyncio.run(_compare_run(base, model, 1, 1, 16))
-    out = {"server": label, "load_average_before": load_average()}
-    out["one_client"] = asyncio.run(_compare_run(base, model, 1, args.one_client_requests, args.max_tokens))
-    out["four_clients"] = asyncio.run(_compare_run(base, model, 4, args.four_client_rounds, args.max_tokens))
-    for key in ("one_client", "four_clients"):
-        r = out[key]
-        print(f"  {label:26s} {r['clients']} client(s): p50 {r['p50_s']:5.2f} s  p99 {r['p99_s']:5.2f} s  "
-              f"aggregate {r['aggregate_tokens_per_s']:5.1f} tok/s  ({r['requests']} requests, "
-              f"{r['mean_tokens']:.0f} tokens each)", flush=True)
-    return out
+            "median_request_tokens_per_s": statistics.median(r[1] / r[0] for r in rows)}
 
 
 LLAMA_SERVER_EXTRAS = ["fastapi", "sse_starlette", "starlette_context", "pydantic_settings"]
@@ -357,25 +349,48 @@ def ensure_llama_server(install: bool) -> None:
 
 
 def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Both servers up at once and measured in alternation, so that load from elsewhere on a
+    shared machine falls on both alike instead of on whichever happened to run second."""
     from toolrun import DEFAULT_MODEL, AsyncAI
 
     ensure_llama_server(args.install_deps)
     gguf = AsyncAI().weights(DEFAULT_MODEL)
     threads = str(args.threads)
-    results: dict[str, Any] = {"gguf": gguf, "threads": args.threads, "max_tokens": args.max_tokens, "runs": []}
-
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with server_process(["-m", "toolrun", "serve", "--port", str(port), "--model", DEFAULT_MODEL,
-                         "--threads", threads, "--api-key", KEY, "--log-level", "warning"], base + "/health"):
-        results["runs"].append(_compare_one("toolrun serve", base, DEFAULT_MODEL, args))
-
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with server_process(["-m", "llama_cpp.server", "--model", gguf, "--n_ctx", "8192", "--n_threads", threads,
-                         "--n_threads_batch", threads, "--n_batch", "512", "--port", str(port),
-                         "--host", "127.0.0.1"], base + "/v1/models"):
-        results["runs"].append(_compare_one("llama_cpp.server", base, "qwen", args))
+    toolrun_port, llama_port = free_port(), free_port()
+    servers = [("toolrun serve", f"http://127.0.0.1:{toolrun_port}", DEFAULT_MODEL),
+               ("llama_cpp.server", f"http://127.0.0.1:{llama_port}", "qwen")]
+    toolrun_cmd = ["-m", "toolrun", "serve", "--port", str(toolrun_port), "--model", DEFAULT_MODEL,
+                   "--threads", threads, "--api-key", KEY, "--log-level", "warning"]
+    llama_cmd = ["-m", "llama_cpp.server", "--model", gguf, "--n_ctx", "8192", "--n_threads", threads,
+                 "--n_threads_batch", threads, "--n_batch", "512", "--port", str(llama_port), "--host", "127.0.0.1"]
+    runs: dict[str, dict[str, list]] = {label: {"one_client": [], "four_clients": []} for label, _, _ in servers}
+    loads: list[str] = []
+    with server_process(toolrun_cmd, servers[0][1] + "/health"), \
+            server_process(llama_cmd, servers[1][1] + "/v1/models"):
+        for _, base, model in servers:  # warm-up: first-use allocations, the chat template's prefix
+            asyncio.run(_compare_run(base, model, 1, 1, 16))
+        for round_no in range(args.rounds):
+            loads.append(load_average())
+            for label, base, model in servers:
+                one = asyncio.run(_compare_run(base, model, 1, args.one_client_requests, args.max_tokens,
+                                               first_prompt=round_no))
+                four = asyncio.run(_compare_run(base, model, 4, args.four_client_rounds, args.max_tokens,
+                                                first_prompt=round_no))
+                runs[label]["one_client"].append(one)
+                runs[label]["four_clients"].append(four)
+                print(f"  round {round_no + 1} {label:18s} 1 client "
+                      f"{sum(r[1] for r in one['rows']) / one['wall_s']:5.1f} tok/s · 4 clients "
+                      f"{sum(r[1] for r in four['rows']) / four['wall_s']:5.1f} tok/s  (load {loads[-1]})",
+                      flush=True)
+    results: dict[str, Any] = {"gguf": gguf, "threads": args.threads, "max_tokens": args.max_tokens,
+                               "load_averages": loads, "servers": {}}
+    for label, _, _ in servers:
+        summary = {key: _summarise(value, 1 if key == "one_client" else 4) for key, value in runs[label].items()}
+        results["servers"][label] = summary
+        for r in summary.values():
+            print(f"  {label:18s} {r['clients']} client(s): p50 {r['p50_s']:5.2f} s  p99 {r['p99_s']:5.2f} s  "
+                  f"aggregate {r['aggregate_tokens_per_s']:5.1f} tok/s  ({r['requests']} requests, "
+                  f"{r['mean_tokens']:.0f} tokens each)", flush=True)
     return results
 
 
@@ -393,8 +408,9 @@ def main() -> None:
     parser.add_argument("what", choices=["overhead", "compare", "all"])
     parser.add_argument("--overhead-requests", type=int, default=1000, help="requests at 1 client (x4 at 64)")
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--one-client-requests", type=int, default=6)
-    parser.add_argument("--four-client-rounds", type=int, default=2, help="requests per client at 4 clients")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations between the two servers")
+    parser.add_argument("--one-client-requests", type=int, default=2, help="per round, at 1 client")
+    parser.add_argument("--four-client-rounds", type=int, default=1, help="requests per client per round, at 4")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--install-deps", action="store_true",
                         help="pip-install llama-cpp-python[server]'s extras if they are missing")
