@@ -116,3 +116,15 @@ def test_grammars_compile_in_llama_cpp(name):
     grammar = get_format(name).grammar(tools)
     assert "root ::=" in grammar
     LlamaGrammar.from_string(grammar, verbose=False)
+
+
+def test_bare_json_call_after_text_is_found_only_for_real_tool_names():
+    fmt = get_format("hermes")
+    parser = fmt.stream_parser(["get_weather"])
+    events = parser.feed('I will check.\n{"name": "get_weather", "arguments": {"city": "Oslo"}}') + parser.finish()
+    assert "".join(e.get("response", "") for e in events) == "I will check.\n"
+    assert [json.loads(c["arguments"]) for e in events for c in e.get("tool_calls", ())] == [{"city": "Oslo"}]
+
+    parser = fmt.stream_parser(["get_weather"])
+    events = parser.feed('Write {"name": "other"} in the file.') + parser.finish()
+    assert "".join(e.get("response", "") for e in events) == 'Write {"name": "other"} in the file.'

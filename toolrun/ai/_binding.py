@@ -182,20 +182,39 @@ async def collect(events: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
     return {"response": "".join(text).strip(), "tool_calls": calls, "usage": usage, "finish_reason": finish}
 
 
-def _call_problem(call: dict[str, Any], tools: dict[str, ToolSpec]) -> str | None:
+def _checked_call(call: dict[str, Any], tools: dict[str, ToolSpec]) -> tuple[dict[str, Any] | None, str | None]:
+    """(the call with its arguments typed per schema, None) or (None, what is wrong with it)."""
     tool = tools.get(call["name"])
     if tool is None:
-        return f"the model called {call['name']!r}, which is not among the tools"
+        return None, f"the model called {call['name']!r}, which is not among the tools"
     try:
         args = json.loads(call["arguments"])
     except json.JSONDecodeError as exc:
-        return f"arguments of {call['name']!r} are not JSON: {exc.msg}"
+        return None, f"arguments of {call['name']!r} are not JSON: {exc.msg}"
     if not isinstance(args, dict):
-        return f"arguments of {call['name']!r} are not an object"
+        return None, f"arguments of {call['name']!r} are not an object"
     error = next(iter(validator_for(tool.parameters)(tool.parameters).iter_errors(args)), None)
     if error is not None:
-        return f"arguments of {call['name']!r} do not match its schema: {error.message}"
-    return None
+        return None, f"arguments of {call['name']!r} do not match its schema: {error.message}"
+    return dict(call, arguments=json.dumps(_as_numbers(args, tool.parameters))), None
+
+
+def _as_numbers(value: Any, schema: Any) -> Any:
+    """Integers where the schema says ``number`` become floats (``[1, 3]`` → ``[1.0, 3.0]``).
+
+    JSON cannot tell 1 from 1.0, but Python callers can: a ``float`` parameter should get a float.
+    """
+    if not isinstance(schema, Mapping):
+        return value
+    kind = schema.get("type")
+    if kind == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        return {k: _as_numbers(v, props.get(k)) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [_as_numbers(v, schema["items"]) for v in value]
+    return value
 
 
 def _answered_calls(messages: list[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -238,11 +257,11 @@ async def _checked_events(engine: Engine, request: GenerationRequest) -> AsyncIt
         async for event in stream:
             if "tool_calls" in event:
                 for call in event["tool_calls"]:
-                    problem = _call_problem(call, tools)
-                    if problem:
+                    checked, problem = _checked_call(call, tools)
+                    if checked is None:
                         log.warning("dropping an invalid tool call: %s", problem)
                         continue
-                    held.append({"tool_calls": [dict(call, index=len(held))]})
+                    held.append({"tool_calls": [dict(checked, index=len(held))]})
                 continue
             if "usage" in event:
                 if held and all(_is_repeat(h["tool_calls"][0], answered) for h in held):

@@ -270,7 +270,7 @@ class LlamaCppEngine(Engine):
         # With tools off, the model must not open a call (it may want to, having seen earlier calls):
         # the openers that are single tokens (Qwen's <tool_call>) are banned outright.
         banned = [] if use_tools else self._opener_tokens(llm)
-        parser = self.format.stream_parser() if use_tools else _PlainText()
+        parser = self.format.stream_parser([t.name for t in request.tools]) if use_tools else _PlainText()
         vocab = llm._model.vocab
         self._prefill(llm, prompt_tokens)
         generated: list[int] = []
@@ -300,7 +300,7 @@ class LlamaCppEngine(Engine):
                 if watching and parser.in_call_region:
                     # The model opened a call: constrain the rest of it.
                     watching = False
-                    pos = self.format.find_opener(text)
+                    pos = self.format.find_opener(text, parser.extra_openers)
                     keep = _token_containing(starts, pos)
                     del generated[keep:]
                     del starts[keep:]

@@ -112,20 +112,20 @@ class ToolCallFormat(ABC):
 
     # -- detecting a call region while text streams -------------------------
 
-    def find_opener(self, text: str) -> int | None:
-        """Where a call region begins in ``text``, if one does."""
+    def find_opener(self, text: str, extra: tuple[str, ...] = ()) -> int | None:
+        """Where a call region begins in ``text``, if one does (``extra``: more inline openers)."""
         stripped = len(text) - len(text.lstrip())
         for opener in self.start_openers:
             if text.startswith(opener, stripped):
                 return stripped
         best = None
-        for opener in self.inline_openers:
+        for opener in self.inline_openers + extra:
             pos = text.find(opener)
             if pos != -1 and (best is None or pos < best):
                 best = pos
         return best
 
-    def pending_opener(self, text: str) -> int:
+    def pending_opener(self, text: str, extra: tuple[str, ...] = ()) -> int:
         """How many trailing characters of ``text`` might still grow into an opener (hold them back)."""
         held = 0
         if not text.strip():
@@ -135,15 +135,22 @@ class ToolCallFormat(ABC):
         for opener in self.start_openers:
             if len(rest) < len(opener) and opener.startswith(rest):
                 return len(text)
-        for opener in self.inline_openers:
+        for opener in self.inline_openers + extra:
             for k in range(min(len(opener) - 1, len(text)), 0, -1):
                 if text.endswith(opener[:k]):
                     held = max(held, k)
                     break
         return held
 
-    def stream_parser(self) -> "StreamParser":
-        return StreamParser(self)
+    def bare_call_openers(self, tool_names: list[str]) -> tuple[str, ...]:
+        """Inline openers for a call written as bare JSON after some text (``{"name": "get_weather"``).
+
+        Naming a real tool keeps prose that merely contains JSON from being taken for a call.
+        """
+        return tuple(f'{{"name": "{name}"' for name in tool_names)
+
+    def stream_parser(self, tool_names: list[str] | None = None) -> "StreamParser":
+        return StreamParser(self, self.bare_call_openers(tool_names or []))
 
 
 class StreamParser:
@@ -153,8 +160,9 @@ class StreamParser:
     clear; once a call region opens, everything after it is call text.
     """
 
-    def __init__(self, fmt: ToolCallFormat) -> None:
+    def __init__(self, fmt: ToolCallFormat, extra_openers: tuple[str, ...] = ()) -> None:
         self.format = fmt
+        self._extra = extra_openers
         self._text = ""          # all text before the call region
         self._emitted = 0        # how much of _text went out as text events
         self._region: str | None = None
@@ -163,6 +171,10 @@ class StreamParser:
     @property
     def in_call_region(self) -> bool:
         return self._region is not None
+
+    @property
+    def extra_openers(self) -> tuple[str, ...]:
+        return self._extra
 
     @property
     def calls_emitted(self) -> int:
@@ -177,9 +189,9 @@ class StreamParser:
         events: list[dict[str, Any]] = []
         if self._region is None:
             self._text += delta
-            pos = self.format.find_opener(self._text)
+            pos = self.format.find_opener(self._text, self._extra)
             if pos is None:
-                safe = len(self._text) - self.format.pending_opener(self._text)
+                safe = len(self._text) - self.format.pending_opener(self._text, self._extra)
                 if safe > self._emitted:
                     events.append({"response": self._text[self._emitted:safe]})
                     self._emitted = safe

@@ -1,0 +1,80 @@
+"""The binding's own logic on a scripted engine: call checking, typing, repeat guard, sync face, streaming."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from toolrun import AI, AsyncAI
+from toolrun.ai import Catalog, ModelEntry
+from toolrun.engines import ScriptedEngine, ScriptedReply
+
+AREA = {"name": "area", "description": "Area of a rectangle",
+        "parameters": {"type": "object", "properties": {"sides": {"type": "array", "items": {"type": "number"}},
+                                                        "unit": {"type": "string", "enum": ["cm", "in"]}},
+                       "required": ["sides"]}}
+USER = [{"role": "user", "content": "area of 2 by 3?"}]
+
+
+def scripted(*replies: ScriptedReply) -> tuple[AsyncAI, ScriptedEngine]:
+    ai = AsyncAI(catalog=Catalog())
+    engine = ScriptedEngine(list(replies))
+    ai.register(ModelEntry(name="@test/scripted", description="s", scripted=True), engine)
+    return ai, engine
+
+
+async def test_invalid_and_unknown_calls_never_reach_the_caller():
+    ai, _ = scripted(ScriptedReply(calls=[("area", {"sides": "two"}), ("volume", {}), ("area", {"sides": [2, 3]})]))
+    out = await ai.run("@test/scripted", {"messages": USER, "tools": [AREA]})
+    assert [(c["name"], c["arguments"]) for c in out["tool_calls"]] == [("area", {"sides": [2.0, 3.0]})]
+    assert isinstance(out["tool_calls"][0]["arguments"]["sides"][0], float)
+    assert out["finish_reason"] == "tool_calls"
+
+
+async def test_only_invalid_calls_finish_as_stop():
+    ai, _ = scripted(ScriptedReply(text="hmm", calls=[("area", {"unit": "furlong"})]))
+    out = await ai.run("@test/scripted", {"messages": USER, "tools": [AREA]})
+    assert out["tool_calls"] == [] and out["finish_reason"] == "stop" and out["response"] == "hmm"
+
+
+async def test_a_repeated_call_is_answered_without_tools():
+    ai, engine = scripted(ScriptedReply(calls=[("area", {"sides": [2, 3]})]), ScriptedReply(text="It is 6."))
+    messages = USER + [
+        {"role": "assistant", "content": "", "tool_call": "area"},  # Workers AI short form: no arguments kept
+        {"role": "tool", "name": "area", "content": "6"},
+    ]
+    out = await ai.run("@test/scripted", {"messages": messages, "tools": [AREA]})
+    assert out == {**out, "response": "It is 6.", "tool_calls": []}
+    assert [r.tool_choice for r in engine.requests] == ["auto", "none"]
+
+
+async def test_a_new_call_after_a_result_is_kept():
+    ai, engine = scripted(ScriptedReply(calls=[("area", {"sides": [4, 5]})]))
+    messages = USER + [
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "area", "arguments": '{"sides": [2, 3]}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "6"},
+    ]
+    out = await ai.run("@test/scripted", {"messages": messages, "tools": [AREA]})
+    assert out["tool_calls"][0]["arguments"] == {"sides": [4.0, 5.0]}
+    assert engine.requests[0].messages[-1]["name"] == "area"  # the result turn learned its call's name
+
+
+async def test_stream_events_and_errors_before_the_first_event():
+    ai, _ = scripted(ScriptedReply(text="one two", calls=[("area", {"sides": [1]})]))
+    events = [e async for e in await ai.run("@test/scripted", {"messages": USER, "tools": [AREA], "stream": True})]
+    assert [e["response"] for e in events if "response" in e and "usage" not in e] == ["one", " two"]
+    calls = [c for e in events for c in e.get("tool_calls", ())]
+    assert calls[0]["index"] == 0 and json.loads(calls[0]["arguments"]) == {"sides": [1.0]}
+    assert events[-1]["finish_reason"] == "tool_calls"
+
+
+def test_sync_face_runs_and_streams():
+    with AI(catalog=Catalog()) as ai:
+        ai.register(ModelEntry(name="@test/echo", description="e", scripted=True), ScriptedEngine())
+        assert ai.run("@test/echo", {"prompt": "hello"})["response"] == "echo: hello"
+        events = list(ai.run("@test/echo", {"prompt": "a b", "stream": True}))
+        assert "".join(e["response"] for e in events) == "echo: a b"
+        with pytest.raises(Exception, match="exactly one"):
+            ai.run("@test/echo", {})
