@@ -341,3 +341,50 @@ def test_sync_face_with_an_async_client():
 async def test_sync_face_refuses_to_run_inside_an_event_loop():
     with pytest.raises(RuntimeError, match="await run_with_tools"):
         run_with_tools_sync(ScriptedAI(), "m", {"messages": USER})
+
+
+async def test_a_tool_raising_timeouterror_is_not_mistaken_for_our_timeout():
+    @tool
+    async def flaky() -> str:
+        """Times out on its own."""
+        raise TimeoutError("upstream took too long")
+
+    ai = ScriptedAI(reply("", ("flaky", {})), reply("ok"))
+    out = await run_with_tools(ai, "m", {"messages": USER, "tools": [flaky]}, max_recursive_tool_runs=0)
+    assert tool_turns(out["messages"])[0]["content"] == "Error: 'flaky' failed: TimeoutError: upstream took too long"
+
+
+async def test_cancelling_the_run_cancels_it_rather_than_reporting_a_tool_timeout():
+    started = asyncio.Event()
+
+    @tool
+    async def slow() -> str:
+        """Takes a while."""
+        started.set()
+        await asyncio.sleep(10)
+        return "late"
+
+    ai = ScriptedAI(reply("", ("slow", {})), reply("never asked"))
+    run = asyncio.create_task(run_with_tools(ai, "m", {"messages": USER, "tools": [slow]}, tool_timeout=5))
+    await started.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert len(ai.requests) == 1
+
+
+async def test_a_tool_that_swallows_the_timeout_leaves_no_pending_cancellation():
+    @tool(timeout=0.05)
+    async def stubborn() -> str:
+        """Ignores cancellation once."""
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            pass
+        return "finished anyway"
+
+    ai = ScriptedAI(reply("", ("stubborn", {})), reply("ok"))
+    out = await run_with_tools(ai, "m", {"messages": USER, "tools": [stubborn]}, max_recursive_tool_runs=0)
+    assert tool_turns(out["messages"])[0]["content"] == "finished anyway"
+    assert out["response"] == "ok"  # the final model call was not hit by a stale cancel
+    await asyncio.sleep(0)  # nor is the next await

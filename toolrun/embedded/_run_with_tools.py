@@ -28,8 +28,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import itertools
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -38,7 +40,6 @@ from typing import Any
 import pydantic
 
 from .._errors import EngineError, InvalidInputError
-from .._types import new_call_id
 from ._client import call_model
 from ._tool import Tool, as_tool, function_facts, tool_name_and_description
 
@@ -118,7 +119,7 @@ class ToolRunStream:
     """
 
     def __init__(self, events: AsyncIterator[Any], messages: list[dict[str, Any]],
-                 total_usage: dict[str, int], on_done: Callable[[], None] | None = None,
+                 total_usage: dict[str, int], on_done: Callable[[dict[str, int]], None] | None = None,
                  *, count_usage: bool = True) -> None:
         self._events = events
         self._count_usage = count_usage
@@ -152,7 +153,7 @@ class ToolRunStream:
             self._done = True
             self.messages.append({"role": "assistant", "content": "".join(self._parts)})
             if self._on_done:
-                self._on_done()
+                self._on_done(self.total_usage)
 
     async def aclose(self) -> None:
         close = getattr(self._events, "aclose", None)
@@ -182,12 +183,22 @@ def _is_mapping(value: Any) -> bool:
     return type(value) is dict or isinstance(value, Mapping)  # the exact-type test spares an ABC check
 
 
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
 def _add_usage(total: dict[str, int], usage: Any) -> None:
     if _is_mapping(usage):
-        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        for key in _USAGE_KEYS:
             value = usage.get(key)
-            if isinstance(value, int):
+            if type(value) is int:
                 total[key] += value
+
+
+def _sum_usage(usages: list[Any]) -> dict[str, int]:
+    total = dict.fromkeys(_USAGE_KEYS, 0)
+    for usage in usages:
+        _add_usage(total, usage)
+    return total
 
 
 # --------------------------------------------------------------------- loop
@@ -224,7 +235,7 @@ class _ToolLoop:
         self.tools = _collect_tools(inputs.get("tools"))
         self.tool_choice = inputs.get("tool_choice")
         self.forwarded = {k: v for k, v in inputs.items() if k not in _MANAGED_INPUTS}
-        self.total_usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        self.usages: list[Any] = []  # each model call's usage, summed once at the end
         if verbose:
             _enable_verbose_output()
         self.log_level = logging.INFO if verbose else logging.DEBUG
@@ -324,7 +335,7 @@ class _ToolLoop:
         if not _is_mapping(response):
             raise EngineError(f"{type(self.ai).__name__}.run returned {type(response).__name__}; "
                               "expected a dict like {'response': ..., 'tool_calls': [...]}")
-        _add_usage(self.total_usage, response.get("usage"))
+        self.usages.append(response.get("usage"))
         if self.logging:
             calls = response.get("tool_calls") or []
             self.log("%s: %.1f ms, usage %s, %d tool call(s), text %s", label, (time.perf_counter() - started) * 1000,
@@ -382,12 +393,12 @@ class _ToolLoop:
     async def _invoke(self, tool: Tool, arguments: dict[str, Any]) -> str:
         limit = tool.timeout if tool.timeout is not None else self.tool_timeout
         try:
-            async with asyncio.timeout(limit) as deadline:
+            if limit is None:
                 result = await tool.acall(arguments)
-        except TimeoutError:
-            if deadline.expired():
-                return f"Error: {tool.name!r} did not finish within {limit:g} s and was abandoned."
-            return f"Error: {tool.name!r} failed: TimeoutError"
+            else:
+                result = await _within(limit, tool.acall(arguments))
+        except _Expired:
+            return f"Error: {tool.name!r} did not finish within {limit:g} s and was abandoned."
         except pydantic.ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '$'}: {e['msg']}"
                                  for e in exc.errors(include_url=False))
@@ -404,7 +415,7 @@ class _ToolLoop:
             if isinstance(response, Mapping):
                 # Answered in a tool round (or the client does not stream): replay it as
                 # events. Its usage is already counted, so the stream must not add it again.
-                return ToolRunStream(_events_of(response), self.messages, self.total_usage, self._log_done,
+                return ToolRunStream(_events_of(response), self.messages, _sum_usage(self.usages), self._log_done,
                                      count_usage=False)
             if hasattr(response, "__aiter__"):
                 events: AsyncIterator[Any] = aiter(response)
@@ -413,21 +424,67 @@ class _ToolLoop:
             else:
                 raise EngineError(f"{type(self.ai).__name__}.run(stream=True) returned {type(response).__name__}; "
                                   "expected an iterator of events")
-            return ToolRunStream(events, self.messages, self.total_usage, self._log_done)
+            return ToolRunStream(events, self.messages, _sum_usage(self.usages), self._log_done)
         result = dict(response)
         self.messages.append({"role": "assistant", "content": response.get("response") or ""})
         result["messages"] = self.messages
-        result["total_usage"] = self.total_usage
-        self._log_done()
+        result["total_usage"] = _sum_usage(self.usages)
+        self._log_done(result["total_usage"])
         return result
 
-    def _log_done(self) -> None:
+    def _log_done(self, total_usage: dict[str, int]) -> None:
         if self.logging:
             self.log("run_with_tools done in %.1f ms, total usage %s",
-                     (time.perf_counter() - self.started) * 1000, json.dumps(self.total_usage))
+                     (time.perf_counter() - self.started) * 1000, json.dumps(total_usage))
 
 
 # ------------------------------------------------------------------ helpers
+
+
+# Call ids for models that give none (Workers AI's do not): the shape of
+# toolrun._types.new_call_id, but a counter behind a per-process random prefix
+# instead of 12 fresh random bytes per call.
+_CALL_ID_PREFIX = "call_" + secrets.token_hex(6)
+_call_numbers = itertools.count()
+
+
+def new_call_id() -> str:
+    return f"{_CALL_ID_PREFIX}{next(_call_numbers):012x}"
+
+
+class _Expired(Exception):
+    """A tool call ran past its time limit (distinct from a TimeoutError the tool raises itself)."""
+
+
+def _expire(task: asyncio.Task, fired: list[bool]) -> None:
+    fired.append(True)
+    task.cancel()
+
+
+async def _within(limit: float, awaitable: Awaitable[Any]) -> Any:
+    """``await awaitable``, cancelled after ``limit`` seconds.
+
+    asyncio.timeout() does the same; this bare timer costs half as much, which
+    is a good part of run_with_tools' own overhead per call. The cancellation
+    bookkeeping mirrors asyncio.timeout(): a cancel that came from outside
+    still propagates.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    cancelling = task.cancelling()
+    fired: list[bool] = []
+    handle = asyncio.get_running_loop().call_later(limit, _expire, task, fired)
+    try:
+        result = await awaitable
+    except asyncio.CancelledError:
+        if fired and task.uncancel() <= cancelling:
+            raise _Expired from None
+        raise
+    finally:
+        handle.cancel()
+    if fired:
+        task.uncancel()  # the tool swallowed our cancellation and finished anyway
+    return result
 
 
 def _initial_messages(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -446,7 +503,7 @@ def _initial_messages(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _collect_tools(raw: Any) -> list[Tool]:
     if raw is None:
         return []
-    if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Sequence):
+    if type(raw) is not list and (isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Sequence)):
         raise InvalidInputError("tools must be a list", where="inputs.tools")
     tools = [as_tool(item, f"inputs.tools[{i}]") for i, item in enumerate(raw)]
     seen: set[str] = set()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextvars
 import inspect
-import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
@@ -152,7 +152,7 @@ class Tool:
         args, kwargs = self.prepare_arguments(arguments)
         if function_facts(function).is_coroutine:
             return await function(*args, **kwargs)
-        result = await _run_in_daemon_thread(self.name, function, args, kwargs)
+        result = await _run_in_daemon_thread(function, args, kwargs)
         if inspect.isawaitable(result):  # a sync callable that returns a coroutine / future
             result = await result
         return result
@@ -186,7 +186,7 @@ def function_facts(function: Any) -> _FunctionFacts:
     return facts
 
 
-def _run_in_daemon_thread(name: str, function: Callable[..., Any], args: tuple, kwargs: dict) -> asyncio.Future:
+def _run_in_daemon_thread(function: Callable[..., Any], args: tuple, kwargs: dict) -> asyncio.Future:
     loop = asyncio.get_running_loop()
     future: asyncio.Future = loop.create_future()
     context = contextvars.copy_context()
@@ -207,7 +207,10 @@ def _run_in_daemon_thread(name: str, function: Callable[..., Any], args: tuple, 
         except RuntimeError:
             pass  # the loop closed while an abandoned tool was still running
 
-    threading.Thread(target=target, name=f"toolrun-tool-{name}", daemon=True).start()
+    # _thread rather than threading.Thread: Thread.start() blocks until the new thread has
+    # run, which on a busy machine serialises a round's calls by milliseconds each; such
+    # threads are also never joined at interpreter exit (a hung tool cannot keep it alive).
+    _thread.start_new_thread(target, ())
     return future
 
 
