@@ -79,6 +79,33 @@ def load_average() -> str:
         return "n/a"
 
 
+def cpu_busy_fraction(seconds: float = 2.0) -> float:
+    """Share of all cores busy over ``seconds``, from /proc/stat (Linux)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values), idle
+
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.15) -> float:
+    """Wait (up to ``max_wait`` s) until other processes leave the CPUs mostly idle; the busy share seen last.
+
+    On a shared 2-core machine another process's decode loop halves ours, and llama.cpp's
+    thread barriers degrade far worse than that when the cores are oversubscribed.
+    """
+    deadline = time.monotonic() + max_wait
+    busy = cpu_busy_fraction()
+    while busy > threshold and time.monotonic() < deadline:
+        busy = cpu_busy_fraction()
+    return busy
+
+
 @contextmanager
 def server_process(args: list[str], health_url: str, *, timeout: float = 300, env: dict | None = None) -> Iterator[None]:
     # stderr to a file, not a pipe: llama.cpp logs enough at load to fill a pipe and block the server.
@@ -272,6 +299,7 @@ def bench_overhead(args: argparse.Namespace) -> dict[str, Any]:
     with server_process([__file__, "_bare-server", str(port)], base + "/health", timeout=60):
         # The same client against a bare Starlette endpoint: the floor that any Starlette app pays.
         for clients, total in ((1, args.overhead_requests), (64, args.overhead_requests * 4)):
+            wait_for_quiet(args.wait_quiet)
             row = asyncio.run(_load(port, "/echo", {"messages": []}, clients, total))
             row["endpoint"] = "bare starlette (floor)"
             results["http"].append(row)
@@ -281,6 +309,7 @@ def bench_overhead(args: argparse.Namespace) -> dict[str, Any]:
     with server_process([__file__, "_scripted-server", str(port)], base + "/health", timeout=60):
         for name, (path, body) in _overhead_requests().items():
             for clients, total in ((1, args.overhead_requests), (64, args.overhead_requests * 4)):
+                wait_for_quiet(args.wait_quiet)
                 row = asyncio.run(_load(port, path, body, clients, total))
                 row["endpoint"] = name
                 results["http"].append(row)
@@ -370,8 +399,9 @@ def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
         for _, base, model in servers:  # warm-up: first-use allocations, the chat template's prefix
             asyncio.run(_compare_run(base, model, 1, 1, 16))
         for round_no in range(args.rounds):
-            loads.append(load_average())
             for label, base, model in servers:
+                busy = wait_for_quiet(args.wait_quiet)
+                loads.append(f"{label}: CPU {busy:.0%} busy before, load {load_average()}")
                 one = asyncio.run(_compare_run(base, model, 1, args.one_client_requests, args.max_tokens,
                                                first_prompt=round_no))
                 four = asyncio.run(_compare_run(base, model, 4, args.four_client_rounds, args.max_tokens,
@@ -380,10 +410,10 @@ def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
                 runs[label]["four_clients"].append(four)
                 print(f"  round {round_no + 1} {label:18s} 1 client "
                       f"{sum(r[1] for r in one['rows']) / one['wall_s']:5.1f} tok/s · 4 clients "
-                      f"{sum(r[1] for r in four['rows']) / four['wall_s']:5.1f} tok/s  (load {loads[-1]})",
+                      f"{sum(r[1] for r in four['rows']) / four['wall_s']:5.1f} tok/s  ({loads[-1]})",
                       flush=True)
     results: dict[str, Any] = {"gguf": gguf, "threads": args.threads, "max_tokens": args.max_tokens,
-                               "load_averages": loads, "servers": {}}
+                               "conditions": loads, "servers": {}}
     for label, _, _ in servers:
         summary = {key: _summarise(value, 1 if key == "one_client" else 4) for key, value in runs[label].items()}
         results["servers"][label] = summary
@@ -412,6 +442,8 @@ def main() -> None:
     parser.add_argument("--one-client-requests", type=int, default=2, help="per round, at 1 client")
     parser.add_argument("--four-client-rounds", type=int, default=1, help="requests per client per round, at 4")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                        help="before each measurement, wait up to this long for other processes to leave the CPUs idle")
     parser.add_argument("--install-deps", action="store_true",
                         help="pip-install llama-cpp-python[server]'s extras if they are missing")
     parser.add_argument("--json", type=Path, help="also write the results here")

@@ -141,10 +141,13 @@ def endpoint(api: str, name: str, render_error: ErrorRenderer) -> Callable[..., 
                     log.warning("%s %s: %s", request.method, request.url.path, error)
                 response = render_error(error)
             if isinstance(response, EventStreamResponse):
-                response.add_finish_hook(lambda disconnected: (
-                    state.metrics.disconnects.labels(api).inc() if disconnected else None,
-                    record("disconnected" if disconnected else response.status_code),
-                ))
+                # A stream is measured when it ends, not when its headers go out.
+                def record_stream(disconnected: bool) -> None:
+                    if disconnected:
+                        state.metrics.disconnects.labels(api).inc()
+                    record("disconnected" if disconnected else response.status_code)
+
+                response.add_finish_hook(record_stream)
             else:
                 record(response.status_code)
             return response
