@@ -166,8 +166,10 @@ def test_openai_fields_reach_the_engine(start_server) -> None:
     assert (sampling.max_tokens, sampling.temperature, sampling.top_p, sampling.seed) == (33, 0.2, 0.9, 7)
     assert (sampling.frequency_penalty, sampling.presence_penalty) == (0.5, 0.25)
 
-    client.chat.completions.create(model=SCRIPTED, messages=ASK, tools=[OPENAI_TOOL], tool_choice="required",
-                                   parallel_tool_calls=False)
+    client.chat.completions.create(model=SCRIPTED, tools=[OPENAI_TOOL], tool_choice="required",
+                                   parallel_tool_calls=False,
+                                   messages=[{"role": "developer", "content": "Be brief."}, *ASK])
     request = engine.requests[-1]
+    assert request.messages[0] == {"role": "system", "content": "Be brief."}
     assert (request.tool_choice, request.parallel_tool_calls) == ("required", False)
     assert [t.name for t in request.tools] == ["get_weather"]

@@ -79,6 +79,7 @@ def to_binding_inputs(body: dict[str, Any]) -> tuple[str, dict[str, Any], bool, 
         include_usage = options.get("include_usage") is True
 
     inputs = {k: body[k] for k in _PASSED_THROUGH if body.get(k) is not None}
+    inputs["messages"] = _developer_as_system(inputs["messages"])
     inputs["stream"] = stream
     # max_completion_tokens replaced max_tokens in OpenAI's API; honour the newer when both come.
     for field in ("max_completion_tokens", "max_tokens"):
@@ -86,6 +87,13 @@ def to_binding_inputs(body: dict[str, Any]) -> tuple[str, dict[str, Any], bool, 
             inputs["max_tokens"] = body[field]
             break
     return model, inputs, stream, include_usage
+
+
+def _developer_as_system(messages: Any) -> Any:
+    """OpenAI's newer ``developer`` role is what every chat template calls ``system``."""
+    if not isinstance(messages, list):
+        return messages  # the binding says what is wrong with it
+    return [{**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m for m in messages]
 
 
 def _completion_id() -> str:
