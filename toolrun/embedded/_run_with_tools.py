@@ -56,6 +56,8 @@ DEFAULT_TOOL_TIMEOUT = 30.0
 # Inputs that run_with_tools manages itself; everything else is forwarded to every model call.
 _MANAGED_INPUTS = frozenset({"messages", "prompt", "tools", "stream", "tool_choice", "functions"})
 _LOG_VALUE_CHARS = 500
+# json.dumps() with any option builds a new encoder on every call; these are built once.
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
 
 TrimFunction = Callable[[list[Tool], Any, str, list[dict[str, Any]]], "Sequence[Any] | Awaitable[Sequence[Any]]"]
 
@@ -357,7 +359,7 @@ class _ToolLoop:
             "content": response.get("response") or "",
             "tool_calls": [
                 {"id": c.id, "type": "function",
-                 "function": {"name": str(c.name), "arguments": json.dumps(c.arguments or {}, ensure_ascii=False)}}
+                 "function": {"name": str(c.name), "arguments": _to_json(c.arguments or {})}}
                 for c in calls
             ],
         })
@@ -461,30 +463,64 @@ def _expire(task: asyncio.Task, fired: list[bool]) -> None:
     task.cancel()
 
 
-async def _within(limit: float, awaitable: Awaitable[Any]) -> Any:
-    """``await awaitable``, cancelled after ``limit`` seconds.
+class _within:  # noqa: N801 - used like a function: `await _within(limit, coro)`
+    """``await coro``, cancelled after ``limit`` seconds, like ``asyncio.timeout()``.
 
-    asyncio.timeout() does the same; this bare timer costs half as much, which
-    is a good part of run_with_tools' own overhead per call. The cancellation
-    bookkeeping mirrors asyncio.timeout(): a cancel that came from outside
-    still propagates.
+    The timer is only set once the coroutine first suspends: a call that
+    finishes without waiting (a pure function) needs none, and setting and
+    cancelling one would be the largest part of run_with_tools' own cost per
+    call. The cancellation bookkeeping mirrors asyncio.timeout(): a cancel
+    that came from outside still propagates.
     """
-    task = asyncio.current_task()
-    assert task is not None
-    cancelling = task.cancelling()
-    fired: list[bool] = []
-    handle = asyncio.get_running_loop().call_later(limit, _expire, task, fired)
-    try:
-        result = await awaitable
-    except asyncio.CancelledError:
-        if fired and task.uncancel() <= cancelling:
-            raise _Expired from None
-        raise
-    finally:
-        handle.cancel()
-    if fired:
-        task.uncancel()  # the tool swallowed our cancellation and finished anyway
-    return result
+
+    __slots__ = ("_limit", "_coro")
+
+    def __init__(self, limit: float, coro: Any) -> None:
+        self._limit = limit
+        self._coro = coro
+
+    def __await__(self) -> Any:
+        steps = self._coro.__await__()
+        try:
+            yielded = steps.send(None)
+        except StopIteration as done:
+            return done.value
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        fired: list[bool] = []
+        handle = asyncio.get_running_loop().call_later(self._limit, _expire, task, fired)
+        try:
+            result = yield from _delegate(steps, yielded)
+        except asyncio.CancelledError:
+            if fired and task.uncancel() <= cancelling:
+                raise _Expired from None
+            raise
+        finally:
+            handle.cancel()
+        if fired:
+            task.uncancel()  # the tool swallowed our cancellation and finished anyway
+        return result
+
+
+def _delegate(steps: Any, yielded: Any) -> Any:
+    """``yield from steps`` for an iterator that has already yielded ``yielded`` (PEP 380's expansion)."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - thrown in by the task (cancellation): passed on
+            try:
+                yielded = steps.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                yielded = steps.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 def _initial_messages(inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -550,12 +586,13 @@ def _as_content(result: Any) -> str:
     if isinstance(result, pydantic.BaseModel):
         return result.model_dump_json()
     try:
-        return json.dumps(result, default=_json_default, ensure_ascii=False)
+        return _result_to_json(result)
     except (TypeError, ValueError):
         return str(result)
 
 
 def _json_default(value: Any) -> Any:
+    """What a tool may return beyond JSON's types: pydantic models, dataclasses, tuples, sets, bytes."""
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -565,6 +602,9 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+_result_to_json = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
 
 
 def _short(text: str, limit: int = _LOG_VALUE_CHARS) -> str:

@@ -17,7 +17,7 @@ import griffe
 import pydantic
 from pydantic.fields import FieldInfo
 
-from .._errors import ToolSchemaError
+from .._errors import InvalidInputError, ToolSchemaError
 from .._types import TOOL_NAME_PATTERN, normalize_tool
 from ._tool import Tool, ToolFunction, as_tool
 
@@ -75,8 +75,8 @@ def tool(
         spec = dict(function)
         spec.update({k: v for k, v in (("name", name), ("description", description),
                                        ("parameters", parameters), ("timeout", timeout)) if v is not None})
-        result = as_tool(spec)
-        normalize_tool(result, 0)  # fail now, not on the first model call
+        result = as_tool(spec, "tool")
+        _check(result)
         return result
     if isinstance(function, Tool):
         function = function.function
@@ -101,8 +101,17 @@ def tool(
         timeout=timeout,
         coerce_arguments=coerce,
     )
-    normalize_tool(result, 0)
+    _check(result)
     return result
+
+
+def _check(made: Tool) -> None:
+    """Name and schema checks now, at definition, rather than on the first model call."""
+    try:
+        normalize_tool(made, 0)
+    except InvalidInputError as exc:
+        where = (exc.where or "").replace("tools[0]", "tool", 1)
+        raise type(exc)(exc.message, where=where) from None
 
 
 # ------------------------------------------------------------ docstrings
