@@ -23,6 +23,7 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -106,8 +107,49 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.15) -> float:
     return busy
 
 
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    total = sum(values[:8])  # guest time is already inside user
+    return total - values[3] - values[4], total
+
+
+def _process_jiffies(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime, all threads
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+class OthersMeter:
+    """How much CPU processes other than ours (the client and the server under test) used meanwhile.
+
+    The machine is shared; a measurement during which someone else's model ran is not
+    a measurement of our server, so the caller repeats it.
+    """
+
+    def __init__(self, server_pid: int) -> None:
+        self.pids = (os.getpid(), server_pid)
+
+    def __enter__(self) -> "OthersMeter":
+        self._start = (_cpu_jiffies(), sum(_process_jiffies(p) for p in self.pids), time.monotonic())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        (busy0, total0), ours0, t0 = self._start
+        busy1, total1 = _cpu_jiffies()
+        ours1 = sum(_process_jiffies(p) for p in self.pids)
+        cores = os.cpu_count() or 1
+        #: Cores' worth of CPU that others used, on average over the measurement.
+        self.others_cores = max(0, (busy1 - busy0) - (ours1 - ours0)) / max(1, total1 - total0) * cores
+
+
 @contextmanager
-def server_process(args: list[str], health_url: str, *, timeout: float = 300, env: dict | None = None) -> Iterator[None]:
+def server_process(args: list[str], health_url: str, *, timeout: float = 300,
+                   env: dict | None = None) -> Iterator[subprocess.Popen]:
     # stderr to a file, not a pipe: llama.cpp logs enough at load to fill a pipe and block the server.
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
@@ -130,7 +172,7 @@ def server_process(args: list[str], health_url: str, *, timeout: float = 300, en
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{' '.join(args[:3])} did not become healthy in {timeout} s:\n{log_tail()}")
             time.sleep(0.25)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -394,24 +436,31 @@ def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
                  "--n_threads_batch", threads, "--n_batch", "512", "--port", str(llama_port), "--host", "127.0.0.1"]
     runs: dict[str, dict[str, list]] = {label: {"one_client": [], "four_clients": []} for label, _, _ in servers}
     loads: list[str] = []
-    with server_process(toolrun_cmd, servers[0][1] + "/health"), \
-            server_process(llama_cmd, servers[1][1] + "/v1/models"):
+    with server_process(toolrun_cmd, servers[0][1] + "/health") as toolrun_proc, \
+            server_process(llama_cmd, servers[1][1] + "/v1/models") as llama_proc:
+        procs = (toolrun_proc, llama_proc)
         for _, base, model in servers:  # warm-up: first-use allocations, the chat template's prefix
             asyncio.run(_compare_run(base, model, 1, 1, 16))
         for round_no in range(args.rounds):
-            for label, base, model in servers:
-                busy = wait_for_quiet(args.wait_quiet)
-                loads.append(f"{label}: CPU {busy:.0%} busy before, load {load_average()}")
-                one = asyncio.run(_compare_run(base, model, 1, args.one_client_requests, args.max_tokens,
-                                               first_prompt=round_no))
-                four = asyncio.run(_compare_run(base, model, 4, args.four_client_rounds, args.max_tokens,
-                                                first_prompt=round_no))
+            for (label, base, model), proc in zip(servers, procs):
+                for attempt in range(1, args.max_attempts + 1):
+                    wait_for_quiet(args.wait_quiet)
+                    with OthersMeter(proc.pid) as meter:
+                        one = asyncio.run(_compare_run(base, model, 1, args.one_client_requests, args.max_tokens,
+                                                       first_prompt=round_no))
+                        four = asyncio.run(_compare_run(base, model, 4, args.four_client_rounds, args.max_tokens,
+                                                        first_prompt=round_no))
+                    note = (f"round {round_no + 1} {label:18s} 1 client "
+                            f"{sum(r[1] for r in one['rows']) / one['wall_s']:5.1f} tok/s · 4 clients "
+                            f"{sum(r[1] for r in four['rows']) / four['wall_s']:5.1f} tok/s  "
+                            f"(other processes used {meter.others_cores:.2f} cores)")
+                    if meter.others_cores <= args.max_others or attempt == args.max_attempts:
+                        break
+                    print(f"  discarded: {note}", flush=True)
+                print(f"  {note}", flush=True)
+                loads.append(note)
                 runs[label]["one_client"].append(one)
                 runs[label]["four_clients"].append(four)
-                print(f"  round {round_no + 1} {label:18s} 1 client "
-                      f"{sum(r[1] for r in one['rows']) / one['wall_s']:5.1f} tok/s · 4 clients "
-                      f"{sum(r[1] for r in four['rows']) / four['wall_s']:5.1f} tok/s  ({loads[-1]})",
-                      flush=True)
     results: dict[str, Any] = {"gguf": gguf, "threads": args.threads, "max_tokens": args.max_tokens,
                                "conditions": loads, "servers": {}}
     for label, _, _ in servers:
@@ -434,6 +483,8 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "_bare-server":
         run_bare_server(int(sys.argv[2]))
         return
+    # SIGTERM as an exception, so the servers this started are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["overhead", "compare", "all"])
     parser.add_argument("--overhead-requests", type=int, default=1000, help="requests at 1 client (x4 at 64)")
@@ -442,6 +493,9 @@ def main() -> None:
     parser.add_argument("--one-client-requests", type=int, default=2, help="per round, at 1 client")
     parser.add_argument("--four-client-rounds", type=int, default=1, help="requests per client per round, at 4")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--max-others", type=float, default=0.1, metavar="CORES",
+                        help="repeat a model measurement if other processes used more CPU than this meanwhile")
+    parser.add_argument("--max-attempts", type=int, default=4, help="tries per model measurement")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                         help="before each measurement, wait up to this long for other processes to leave the CPUs idle")
     parser.add_argument("--install-deps", action="store_true",
