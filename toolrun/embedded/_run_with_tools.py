@@ -80,7 +80,10 @@ async def run_with_tools(
     ``AsyncAI``/``AI``, a remote engine, your own client. ``inputs`` are
     Workers AI inputs whose ``tools`` also carry code: :func:`tool` functions,
     :class:`Tool` objects, plain functions, or ai-utils' dicts
-    ``{"name", "description", "parameters", "function": callable}``.
+    ``{"name", "description", "parameters", "function": callable}``. Other
+    inputs (``temperature``, ``max_tokens``, ``seed``...) reach every model call;
+    ``tool_choice`` applies to the first round only; ``stream`` is ignored
+    (``stream_final_response`` decides); a ``prompt`` becomes a user message.
 
     - ``max_recursive_tool_runs``: tool rounds after the first (default
       :data:`DEFAULT_MAX_RECURSIVE_TOOL_RUNS`); then the answer is generated without tools.
