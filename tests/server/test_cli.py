@@ -131,7 +131,7 @@ def test_run_on_the_real_model(tools_file: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "toolrun", "run", "default", "What's the weather in Lisbon?",
          "--tool", f"{tools_file}:get_weather", "--temperature", "0", "--max-tokens", "64"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stderr
     assert "→ get_weather(city=" in done.stderr and "← get_weather: 21°C and sunny" in done.stderr

@@ -30,7 +30,7 @@ def is_lisbon(arguments: dict) -> bool:
 
 
 def test_cloudflare_sdk_tool_round_trip(real_server: LiveServer) -> None:
-    cf = Cloudflare(api_token=API_KEY, base_url=real_server.url + "/client/v4", max_retries=0)
+    cf = Cloudflare(api_token=API_KEY, base_url=real_server.url + "/client/v4", max_retries=0, timeout=600)
     first = cf.ai.run(DEFAULT_MODEL, account_id="acct", messages=ASK, tools=[WEATHER_TOOL], **GREEDY)
     (call,) = first["tool_calls"]
     assert call["name"] == "get_weather" and is_lisbon(call["arguments"]), first
@@ -48,7 +48,7 @@ def test_cloudflare_sdk_tool_round_trip(real_server: LiveServer) -> None:
 
 
 def test_openai_sdk_streamed_tool_call(real_server: LiveServer) -> None:
-    client = OpenAI(base_url=real_server.url + "/v1", api_key=API_KEY, max_retries=0)
+    client = OpenAI(base_url=real_server.url + "/v1", api_key=API_KEY, max_retries=0, timeout=600)
     stream = client.chat.completions.create(model=DEFAULT_MODEL, messages=ASK, stream=True,
                                             tools=[{"type": "function", "function": WEATHER_TOOL}], **GREEDY)
     name, arguments, finish = "", "", None
@@ -78,7 +78,7 @@ async def test_64_concurrent_clients(real_server: LiveServer) -> None:
 
     started = time.perf_counter()
     limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {API_KEY}"}, timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {API_KEY}"}, timeout=600, limits=limits) as client:
         results = await asyncio.gather(*(one(client, i) for i in range(64)))
     elapsed = time.perf_counter() - started
 
