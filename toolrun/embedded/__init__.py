@@ -14,6 +14,7 @@ from ._sync import ToolRunSyncStream, run_with_tools_sync
 from ._tool import Tool, as_tool
 from ._tool_decorator import tool
 from ._trim import auto_trim_tools, bm25_trim_tools
+from .openapi import create_tools_from_openapi_spec
 
 __all__ = [
     "DEFAULT_MAX_RECURSIVE_TOOL_RUNS",
@@ -24,6 +25,7 @@ __all__ = [
     "as_tool",
     "auto_trim_tools",
     "bm25_trim_tools",
+    "create_tools_from_openapi_spec",
     "run_with_tools",
     "run_with_tools_sync",
     "tool",
