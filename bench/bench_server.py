@@ -454,19 +454,26 @@ def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
                             f"{sum(r[1] for r in one['rows']) / one['wall_s']:5.1f} tok/s · 4 clients "
                             f"{sum(r[1] for r in four['rows']) / four['wall_s']:5.1f} tok/s  "
                             f"(other processes used {meter.others_cores:.2f} cores)")
-                    if meter.others_cores <= args.max_others or attempt == args.max_attempts:
+                    if meter.others_cores <= args.max_others:
+                        print(f"  {note}", flush=True)
+                        loads.append(note)
+                        runs[label]["one_client"].append(one)
+                        runs[label]["four_clients"].append(four)
                         break
                     print(f"  discarded: {note}", flush=True)
-                print(f"  {note}", flush=True)
-                loads.append(note)
-                runs[label]["one_client"].append(one)
-                runs[label]["four_clients"].append(four)
+                else:
+                    print(f"  round {round_no + 1} {label}: no undisturbed measurement in "
+                          f"{args.max_attempts} attempts; left out", flush=True)
     results: dict[str, Any] = {"gguf": gguf, "threads": args.threads, "max_tokens": args.max_tokens,
                                "conditions": loads, "servers": {}}
     for label, _, _ in servers:
+        if not runs[label]["one_client"]:
+            raise SystemExit(f"{label}: no undisturbed measurement; the machine never went quiet")
         summary = {key: _summarise(value, 1 if key == "one_client" else 4) for key, value in runs[label].items()}
+        summary["raw"] = runs[label]  # per round: (seconds, completion tokens) of every request, and wall time
         results["servers"][label] = summary
-        for r in summary.values():
+        for key in ("one_client", "four_clients"):
+            r = summary[key]
             print(f"  {label:18s} {r['clients']} client(s): p50 {r['p50_s']:5.2f} s  p99 {r['p99_s']:5.2f} s  "
                   f"aggregate {r['aggregate_tokens_per_s']:5.1f} tok/s  ({r['requests']} requests, "
                   f"{r['mean_tokens']:.0f} tokens each)", flush=True)
