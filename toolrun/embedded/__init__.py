@@ -15,7 +15,6 @@ from ._tool import Tool, as_tool
 from ._tool_decorator import tool
 from ._trim import auto_trim_tools, bm25_trim_tools
 from .openapi import create_tools_from_openapi_spec
-from .openapi import create_tools_from_openapi_spec
 
 __all__ = [
     "DEFAULT_MAX_RECURSIVE_TOOL_RUNS",
@@ -26,7 +25,6 @@ __all__ = [
     "as_tool",
     "auto_trim_tools",
     "bm25_trim_tools",
-    "create_tools_from_openapi_spec",
     "create_tools_from_openapi_spec",
     "run_with_tools",
     "run_with_tools_sync",
