@@ -200,10 +200,7 @@ def _import(module_part: str, where: str) -> Any:
 
 
 async def _openapi_tools(spec: str, match_patterns: list[str]) -> list[Any]:
-    try:
-        from ..embedded import create_tools_from_openapi_spec  # type: ignore[attr-defined]
-    except ImportError:  # exported from the openapi subpackage until toolrun.embedded re-exports it
-        from ..embedded.openapi import create_tools_from_openapi_spec
+    from ..embedded import create_tools_from_openapi_spec
 
     tools = await create_tools_from_openapi_spec(spec, match_patterns=match_patterns or None)
     if not tools:
