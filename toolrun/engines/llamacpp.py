@@ -236,6 +236,8 @@ class LlamaCppEngine(Engine):
 
         def work() -> None:
             try:
+                if cancelled.is_set():  # cancelled while queued: don't prefill for nobody
+                    raise _Cancelled
                 self._generate_blocking(request, emit, cancelled)
             except _Cancelled:
                 pass
