@@ -202,7 +202,8 @@ def _add_usage(total: dict[str, int], usage: Any) -> None:
 def _sum_usage(usages: list[Any]) -> dict[str, int]:
     total = dict.fromkeys(_USAGE_KEYS, 0)
     for usage in usages:
-        _add_usage(total, usage)
+        if usage:
+            _add_usage(total, usage)
     return total
 
 
@@ -222,11 +223,12 @@ class _ToolLoop:
     def __init__(self, ai: Any, model: str, inputs: Mapping[str, Any], *, strict_validation: bool,
                  max_recursive_tool_runs: int, stream_final_response: bool, verbose: bool,
                  tool_timeout: float | None) -> None:
-        if not hasattr(ai, "run") or not callable(ai.run):
+        run = getattr(ai, "run", None)
+        if not callable(run):
             raise InvalidInputError(f"ai must have a run(model, inputs) method; got {type(ai).__name__}", where="ai")
         if not _is_mapping(inputs):
             raise InvalidInputError(f"inputs must be a dict, not {type(inputs).__name__}", where="inputs")
-        if not isinstance(max_recursive_tool_runs, int) or max_recursive_tool_runs < 0:
+        if type(max_recursive_tool_runs) is not int or max_recursive_tool_runs < 0:
             raise InvalidInputError("must be a whole number >= 0", where="max_recursive_tool_runs")
         if tool_timeout is not None and not tool_timeout > 0:
             raise InvalidInputError("must be a positive number of seconds, or None", where="tool_timeout")
@@ -245,8 +247,7 @@ class _ToolLoop:
             _enable_verbose_output()
         self.log_level = logging.INFO if verbose else logging.DEBUG
         self.logging = logger.isEnabledFor(self.log_level)
-        self.started = time.perf_counter()
-        run = ai.run
+        self.started = time.perf_counter() if self.logging else 0.0
         self.run_is_async = function_facts(getattr(run, "__func__", run)).is_coroutine
 
     def log(self, message: str, *args: Any) -> None:
@@ -257,7 +258,8 @@ class _ToolLoop:
 
     async def run(self, trim_function: TrimFunction | None) -> dict[str, Any] | ToolRunStream:
         offered = self.tools
-        self.log("run_with_tools: model %s, %d messages, %d tools", self.model, len(self.messages), len(offered))
+        if self.logging:
+            self.log("run_with_tools: model %s, %d messages, %d tools", self.model, len(self.messages), len(offered))
         if trim_function is not None and offered:
             offered = await self._trim(trim_function)
         # Schemas are not meta-validated here: the binding does that on the request
@@ -287,7 +289,7 @@ class _ToolLoop:
                 break
             rounds_left -= 1
 
-        if offered:
+        if offered and self.logging:
             self.log("round limit reached (max_recursive_tool_runs=%d): final answer without tools",
                      self.rounds_after_first)
         final = await self._call_model(self._request(stream=self.stream_final_response), 0)
@@ -558,14 +560,17 @@ def _collect_tools(raw: Any) -> list[Tool]:
 
 def _read_tool_calls(response: Mapping[str, Any]) -> list[_Call]:
     """Calls in Workers AI's ``{name, arguments}`` or OpenAI's ``{id, function: {...}}`` shape."""
-    raw = response.get("tool_calls") or []
+    raw = response.get("tool_calls")
+    if not raw or type(raw) is not list:
+        return []
     calls = []
-    for item in raw if isinstance(raw, list) else []:
+    for item in raw:
         if not _is_mapping(item):
             continue
-        body = item["function"] if _is_mapping(item.get("function")) else item
-        calls.append(_Call(id=str(item.get("id") or new_call_id()), name=body.get("name"),
-                           raw_arguments=body.get("arguments")))
+        function = item.get("function")
+        body = function if function is not None and _is_mapping(function) else item
+        call_id = item.get("id")
+        calls.append(_Call(str(call_id) if call_id else new_call_id(), body.get("name"), body.get("arguments")))
     return calls
 
 

@@ -124,20 +124,23 @@ class Tool:
         errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
         return [f"{_json_path(e.absolute_path)}: {e.message}" for e in errors]
 
-    def prepare_arguments(self, arguments: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def prepare_arguments(self, arguments: Mapping[str, Any]) -> tuple[tuple[Any, ...], Mapping[str, Any]]:
         """The positional and keyword arguments the function is called with.
 
         Raises ``ValueError`` (pydantic's ``ValidationError`` for tools built by
         :func:`tool`) when the arguments cannot be coerced to the function's types.
         """
+        return self._split(function_facts(self.function), arguments)
+
+    def _split(self, facts: _FunctionFacts, arguments: Mapping[str, Any]) -> tuple[tuple[Any, ...], Mapping[str, Any]]:
         if self._coerce_arguments is not None:
             return (), self._coerce_arguments(arguments)
-        sole = function_facts(self.function).sole_parameter
+        sole = facts.sole_parameter
         # ai-utils passes one object (`function: async ({ city }) => ...`); Python functions take
         # keywords. `def f(args)` whose schema has no property "args" is the former.
         if sole is not None and sole not in (self.parameters.get("properties") or ()):
             return (dict(arguments),), {}
-        return (), dict(arguments)
+        return (), arguments  # `**arguments` copies it anyway
 
     async def acall(self, arguments: Mapping[str, Any]) -> Any:
         """Run the function with a model's arguments; sync functions run in a thread of their own.
@@ -149,8 +152,9 @@ class Tool:
         function = self.function
         if function is None:
             raise TypeError(f"tool {self.name!r} has no function to call")
-        args, kwargs = self.prepare_arguments(arguments)
-        if function_facts(function).is_coroutine:
+        facts = function_facts(function)
+        args, kwargs = self._split(facts, arguments)
+        if facts.is_coroutine:
             return await function(*args, **kwargs)
         result = await _run_in_daemon_thread(function, args, kwargs)
         if inspect.isawaitable(result):  # a sync callable that returns a coroutine / future
