@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_openapi.py [--rounds 3] [--reps 10]
 
 The document is GitHub's full description (13 MB, 1,223 operations,
-tests/openapi/fixtures/api.github.com.json.gz). Rounds alternate node and
+tests/tools/openapi/fixtures/api.github.com.json.gz). Rounds alternate node and
 Python so that a busy machine slows both alike; each side warms up first and
 the medians of all repetitions are compared.
 
@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from toolrun.embedded.openapi import _document, create_tools_from_openapi_spec  # noqa: E402
+from toolrun.tools.openapi import _document, create_tools_from_openapi_spec  # noqa: E402
 
 NODE_DIR = ROOT / "bench" / "node"
 SPEC = ROOT / "tests" / "openapi" / "fixtures" / "api.github.com.json.gz"

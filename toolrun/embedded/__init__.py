@@ -11,10 +11,8 @@ from ._run_with_tools import (
     run_with_tools,
 )
 from ._sync import ToolRunSyncStream, run_with_tools_sync
-from ._tool import Tool, as_tool
-from ._tool_decorator import tool
 from ._trim import auto_trim_tools, bm25_trim_tools
-from .openapi import create_tools_from_openapi_spec
+from ..tools import Tool, as_tool, create_tools_from_openapi_spec, tool
 
 __all__ = [
     "DEFAULT_MAX_RECURSIVE_TOOL_RUNS",

@@ -41,7 +41,8 @@ import pydantic
 
 from .._errors import EngineError, InvalidInputError
 from ._client import call_model
-from ._tool import Tool, as_tool, function_facts, tool_name_and_description
+from ..tools import Tool, as_tool, tool_name_and_description
+from ..tools._tool import function_facts
 
 logger = logging.getLogger("toolrun.embedded")
 

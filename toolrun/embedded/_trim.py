@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._client import call_model
-from ._tool import tool_name_and_description
+from ..tools import tool_name_and_description
 
 logger = logging.getLogger("toolrun.embedded")
 

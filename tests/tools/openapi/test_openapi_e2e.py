@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from toolrun import DEFAULT_MODEL, AsyncAI, run_with_tools
-from toolrun.embedded.openapi import create_tools_from_openapi_spec
+from toolrun.tools.openapi import create_tools_from_openapi_spec
 
 pytestmark = pytest.mark.model
 

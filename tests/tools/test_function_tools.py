@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from toolrun import ToolSchemaError
 from toolrun._errors import InvalidInputError
-from toolrun.embedded import Tool, as_tool, tool
+from toolrun.tools import Tool, as_tool, tool
 
 
 @tool

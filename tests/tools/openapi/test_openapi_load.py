@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from toolrun._errors import InvalidInputError, OpenAPISpecError
-from toolrun.embedded.openapi import _document, create_tools_from_openapi_spec
+from toolrun.tools.openapi import _document, create_tools_from_openapi_spec
 
 SPEC = {
     "openapi": "3.0.3",

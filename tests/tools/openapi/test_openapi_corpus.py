@@ -13,8 +13,8 @@ import jsonschema
 import pytest
 import yaml
 
-from toolrun.embedded.openapi import create_tools_from_openapi_spec
-from toolrun.embedded.openapi import _document, _yaml
+from toolrun.tools.openapi import create_tools_from_openapi_spec
+from toolrun.tools.openapi import _document, _yaml
 
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 META = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)

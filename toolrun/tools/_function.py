@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 
 from .._errors import InvalidInputError, ToolSchemaError
 from .._types import TOOL_NAME_PATTERN, normalize_tool
-from ._tool import Tool, ToolFunction, as_tool
+from ._tool import Tool, ToolFunction, tool_from_dict
 
 # griffe warns about docstrings that name no types; a tool's types come from its hints.
 _QUIET = {"warnings": False, "warn_unknown_params": False, "warn_missing_types": False}
@@ -75,7 +75,7 @@ def tool(
         spec = dict(function)
         spec.update({k: v for k, v in (("name", name), ("description", description),
                                        ("parameters", parameters), ("timeout", timeout)) if v is not None})
-        result = as_tool(spec, "tool")
+        result = tool_from_dict(spec, "tool")
         _check(result)
         return result
     if isinstance(function, Tool):

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from toolrun._errors import ToolExecutionError
-from toolrun.embedded.openapi import create_tools_from_openapi_spec
-from toolrun.embedded.openapi import _call
+from toolrun.tools.openapi import create_tools_from_openapi_spec
+from toolrun.tools.openapi import _call
 
 
 def _spec(server: str, paths: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import time
 import jsonschema
 import yaml
 
-from toolrun.embedded.openapi import create_tools_from_openapi_spec
+from toolrun.tools.openapi import create_tools_from_openapi_spec
 
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 META = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)

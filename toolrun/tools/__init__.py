@@ -1,0 +1,16 @@
+"""Tool sources: where the tools a model may call come from.
+
+- :func:`tool` — a Python function, described by its type hints and docstring;
+- :func:`create_tools_from_openapi_spec` — every operation of an OpenAPI document;
+- :class:`Tool` — the object all of them produce: what the model is told
+  (``name``, ``description``, ``parameters``) plus the code that runs (``function``).
+
+The loop that runs them is :mod:`toolrun.embedded`.
+"""
+
+from ._convert import as_tool
+from ._function import tool
+from ._tool import Tool, tool_name_and_description
+from .openapi import create_tools_from_openapi_spec
+
+__all__ = ["Tool", "as_tool", "create_tools_from_openapi_spec", "tool", "tool_name_and_description"]
