@@ -18,7 +18,11 @@ class ToolrunError(Exception):
     def __init__(self, message: str, *, where: str | None = None) -> None:
         self.message = message
         self.where = where
-        super().__init__(f"{where}: {message}" if where else message)
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        # Computed, not stored: an adapter may re-point ``where`` (the OpenAI route's field names).
+        return f"{self.where}: {self.message}" if self.where else self.message
 
 
 class InvalidInputError(ToolrunError, ValueError):

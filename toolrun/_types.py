@@ -16,11 +16,11 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-import jsonschema
+from ._errors import InvalidInputError
+from ._json import check_json
+from ._schema import check_tool_schema
 
-from ._errors import InvalidInputError, ToolSchemaError
-
-TOOL_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_.:-]{1,128}$")
+TOOL_NAME_PATTERN = re.compile(r"[a-zA-Z0-9_.:-]{1,128}")  # use fullmatch: "$" would let a trailing newline through
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def normalize_tool(tool: Any, index: int) -> ToolSpec:
         elif "type" in tool and tool["type"] != "function":
             raise InvalidInputError(f"unsupported tool type {tool['type']!r}; only 'function' is supported", where=where)
         name = body.get("name")
-        if not isinstance(name, str) or not TOOL_NAME_PATTERN.match(name):
+        if not isinstance(name, str) or not TOOL_NAME_PATTERN.fullmatch(name):
             raise InvalidInputError(
                 f"tool name {name!r} must be 1-128 characters of letters, digits, '_', '-', '.' or ':'",
                 where=f"{where}.name",
@@ -84,40 +84,13 @@ def normalize_tool(tool: Any, index: int) -> ToolSpec:
         description = body.get("description") or ""
         if not isinstance(description, str):
             raise InvalidInputError("description must be a string", where=f"{where}.description")
+        check_json(description, f"{where}.description")
         parameters = body.get("parameters")
         if parameters is None:
             parameters = {"type": "object", "properties": {}}
         spec = ToolSpec(name=name, description=description, parameters=parameters)
-    _check_schema(spec, where)
+    check_tool_schema(spec.parameters, f"{where}.parameters", spec.name)
     return spec
-
-
-def _check_schema(spec: ToolSpec, where: str) -> None:
-    params = spec.parameters
-    if not isinstance(params, Mapping):
-        raise ToolSchemaError(
-            f"tool {spec.name!r}: parameters must be a JSON Schema object, not {type(params).__name__}",
-            where=f"{where}.parameters",
-        )
-    try:
-        validator_for(params).check_schema(params)
-    except jsonschema.SchemaError as exc:
-        path = "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in exc.path)
-        raise ToolSchemaError(
-            f"tool {spec.name!r}: parameters is not valid JSON Schema: {exc.message}",
-            where=f"{where}.parameters{path}",
-        ) from None
-    kind = params.get("type", "object")
-    if kind != "object":
-        raise ToolSchemaError(
-            f"tool {spec.name!r}: parameters must describe an object (type 'object'), not {kind!r}",
-            where=f"{where}.parameters.type",
-        )
-
-
-def validator_for(schema: Mapping[str, Any]) -> type[jsonschema.protocols.Validator]:
-    """The validator class for a schema's ``$schema``, Draft 2020-12 when it names none."""
-    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
 
 
 def normalize_tools(tools: Iterable[Any] | None) -> list[ToolSpec]:

@@ -68,8 +68,8 @@ async def test_malformed_inputs(scripted_ai, inputs, where, words):
     ("parameters", "where", "words"),
     [
         ({"type": "object", "properties": {"city": {"type": "strin"}}},
-         "tools[0].parameters['properties']['city']['type']", "not valid JSON Schema"),
-        ({"type": "object", "required": "city"}, "tools[0].parameters['required']", "not valid JSON Schema"),
+         "tools[0].parameters.properties.city.type", "not valid JSON Schema"),
+        ({"type": "object", "required": "city"}, "tools[0].parameters.required", "not valid JSON Schema"),
         ("a string", "tools[0].parameters", "must be a JSON Schema object"),
         ({"type": "array", "items": {}}, "tools[0].parameters.type", "must describe an object"),
     ],

@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator, Callable
 import uvicorn
 
 from toolrun.ai import AsyncAI, Catalog, ModelEntry
+from toolrun.server import uvicorn_config
 from toolrun.engines import Engine, GenerationRequest, final_event
 from toolrun.engines.scripted import ScriptedEngine, ScriptedReply
 
@@ -31,7 +32,7 @@ class LiveServer:
     """A uvicorn server for one app, on its own thread and event loop, as a deployment would run it."""
 
     def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        config = uvicorn_config(app, "127.0.0.1", 0, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="toolrun-test-server", daemon=True)
         self.thread.start()

@@ -126,6 +126,14 @@ def test_serve_refuses_public_host_without_key(monkeypatch: pytest.MonkeyPatch) 
     assert "refusing to listen on 0.0.0.0 without an API key" in one_line(result.stderr)
 
 
+def test_serve_refuses_an_empty_api_key_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOOLRUN_API_KEYS", raising=False)
+    result = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--api-key", ""])
+    assert result.exit_code == 1
+    assert "--api-key: an API key must not be empty" in one_line(result.stderr)
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+
+
 @pytest.mark.model
 def test_run_on_the_real_model(tools_file: Path) -> None:
     done = subprocess.run(

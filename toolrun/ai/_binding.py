@@ -8,8 +8,11 @@ import logging
 import threading
 from typing import Any, AsyncIterator, Iterator, Mapping
 
+from referencing.exceptions import Unresolvable
+
 from .._errors import ModelFetchError, ModelUnavailableError, ToolrunError
-from .._types import ToolSpec, validator_for
+from .._schema import validator
+from .._types import ToolSpec
 from ..engines import Engine, GenerationRequest
 from ..formats import get_format
 from ._catalog import Catalog, ModelEntry
@@ -194,7 +197,10 @@ def _checked_call(call: dict[str, Any], tools: dict[str, ToolSpec]) -> tuple[dic
         return None, f"arguments of {call['name']!r} are not JSON: {exc.msg}"
     if not isinstance(args, dict):
         return None, f"arguments of {call['name']!r} are not an object"
-    error = next(iter(validator_for(tool.parameters)(tool.parameters).iter_errors(args)), None)
+    try:
+        error = next(iter(validator(tool.parameters).iter_errors(args)), None)
+    except Unresolvable as exc:  # normalize_tool refuses such schemas; this is the last line
+        return None, f"the schema of {call['name']!r} has a reference that cannot be resolved: {exc}"
     if error is not None:
         return None, f"arguments of {call['name']!r} do not match its schema: {error.message}"
     return dict(call, arguments=json.dumps(_as_numbers(args, tool.parameters))), None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._errors import InvalidInputError, ToolChoiceError
+from .._json import check_json
 from .._types import normalize_messages, normalize_tools
 from ..engines import GenerationRequest, SamplingParams
 
@@ -14,7 +16,8 @@ from ..engines import GenerationRequest, SamplingParams
 class RunInputs(BaseModel):
     """The fields ``AI.run`` accepts (Workers AI's schema, plus OpenAI's ``parallel_tool_calls``)."""
 
-    model_config = ConfigDict(extra="forbid", strict=False)
+    # Strict: JSON's true is not the integer 1 and "yes" is not true. Numbers must be finite.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     messages: list[Any] | None = None
     prompt: str | None = None
@@ -37,12 +40,16 @@ class RunInputs(BaseModel):
 def parse_inputs(inputs: Any) -> RunInputs:
     if not isinstance(inputs, Mapping):
         raise InvalidInputError(f"inputs must be an object, not {type(inputs).__name__}", where="inputs")
+    # Everything but the tools (which may be objects carrying code) must be plain, bounded JSON.
+    check_json({k: v for k, v in inputs.items() if k != "tools"}, "")
     try:
         parsed = RunInputs.model_validate(dict(inputs))
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "inputs"
         message = err["msg"]
+        if err["type"] != "missing" and "input" in err and not isinstance(err["input"], (dict, list)):
+            message += f", not {json.dumps(err['input'])}"
         if err["type"] == "extra_forbidden":
             message = f"unknown input field; accepted fields are {', '.join(RunInputs.model_fields)}"
         raise InvalidInputError(message, where=where) from None

@@ -22,6 +22,9 @@ def run_server(*, host: str | None, port: int | None, models: list[str], api_key
     config = read_server_section()
     host = host or config.get("host", "127.0.0.1")
     port = port if port is not None else config.get("port", DEFAULT_PORT)
+    if any(not key.strip() for key in api_keys):
+        raise InvalidInputError("an API key must not be empty; pass a real key (e.g. $(openssl rand -hex 16))",
+                                where="--api-key")
     keys = api_keys + config.get("api_keys", [])
     models = models or config.get("preload", [])
     limits = {

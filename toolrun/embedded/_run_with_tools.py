@@ -31,10 +31,11 @@ import inspect
 import itertools
 import json
 import logging
+import reprlib
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pydantic
@@ -231,8 +232,9 @@ class _ToolLoop:
             raise InvalidInputError(f"inputs must be a dict, not {type(inputs).__name__}", where="inputs")
         if type(max_recursive_tool_runs) is not int or max_recursive_tool_runs < 0:
             raise InvalidInputError("must be a whole number >= 0", where="max_recursive_tool_runs")
-        if tool_timeout is not None and not tool_timeout > 0:
-            raise InvalidInputError("must be a positive number of seconds, or None", where="tool_timeout")
+        if tool_timeout is not None and (type(tool_timeout) not in (int, float) or not 0 < tool_timeout < float("inf")):
+            raise InvalidInputError(f"must be a positive number of seconds, or None; got {tool_timeout!r}",
+                                    where="tool_timeout")
         self.ai = ai
         self.model = model
         self.strict_validation = strict_validation
@@ -261,6 +263,9 @@ class _ToolLoop:
         offered = self.tools
         if self.logging:
             self.log("run_with_tools: model %s, %d messages, %d tools", self.model, len(self.messages), len(offered))
+        if trim_function is not None and not callable(trim_function):
+            raise InvalidInputError(f"must be a function (tools, ai, model, messages) -> tools, not "
+                                    f"{type(trim_function).__name__}", where="trim_function")
         if trim_function is not None and offered:
             offered = await self._trim(trim_function)
         # Schemas are not meta-validated here: the binding does that on the request
@@ -308,7 +313,7 @@ class _ToolLoop:
         chosen = trim_function(list(self.tools), self.ai, self.model, [dict(m) for m in self.messages])
         if inspect.isawaitable(chosen):
             chosen = await chosen
-        if chosen is None or isinstance(chosen, (str, bytes, Mapping)):
+        if chosen is None or isinstance(chosen, (str, bytes, Mapping)) or not isinstance(chosen, Iterable):
             raise InvalidInputError(f"trim_function must return a list of tools, not {type(chosen).__name__}",
                                     where="trim_function")
         by_name = {t.name: t for t in self.tools}
@@ -591,13 +596,25 @@ def _decode_arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
 def _as_content(result: Any) -> str:
     """A function's return value as the text of a tool message (strings as they are, the rest as JSON)."""
     if isinstance(result, str):
-        return result
+        return _valid_text(result)
     if isinstance(result, pydantic.BaseModel):
         return result.model_dump_json()
     try:
-        return _result_to_json(result)
-    except (TypeError, ValueError):
-        return str(result)
+        return _valid_text(_result_to_json(result))
+    except (TypeError, ValueError, RecursionError):  # circular or absurdly deep: its repr will do
+        return _valid_text(reprlib.repr(result))
+
+
+def _valid_text(text: str) -> str:
+    """Lone surrogates (a careless ``decode(..., "surrogateescape")``) become U+FFFD: the model's
+    tokenizer, and the binding's input check, take only valid Unicode."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
 
 
 def _json_default(value: Any) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from .._types import ToolSpec
 
@@ -47,9 +47,13 @@ class GrammarBuilder:
         if tool.name in self._args_rules:
             return self._args_rules[tool.name]
         base = f"args-{len(self._args_rules)}"
-        schema: Any = json.loads(json.dumps(tool.parameters))  # a private, plain copy
+        # A private, plain copy. Its references were checked to be local when the tool was
+        # normalised; the converter's own remote fetching is off too (allow_fetch=False).
+        schema: Any = json.loads(json.dumps(tool.parameters))
         snapshot = dict(self._converter._rules)
         try:
+            if _has_remote_ref(schema):  # never reached through the binding, which refuses them first
+                raise ValueError("a $ref outside the schema")
             schema = self._converter.resolve_refs(schema, f"tool:{tool.name}")
             rule = self._converter.visit(schema, base)
         except Exception as exc:  # noqa: BLE001 - any converter failure means "too fancy", never a runtime error
@@ -76,5 +80,15 @@ class GrammarBuilder:
         return self._converter.format_grammar()
 
 
-def any_json_object_schema() -> Mapping[str, Any]:
-    return {"type": "object"}
+def _has_remote_ref(node: Any) -> bool:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("$ref")
+            if isinstance(ref, str) and not ref.startswith("#"):
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .._errors import InvalidInputError
 from ..ai import AsyncAI
 from . import _openai, _workers_ai
 from ._errors import MethodNotAllowedError, RouteNotFoundError, cloudflare_error, openai_error
@@ -56,8 +57,10 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return _error_dialect(request.url.path)(error)
 
 
-@endpoint("server", "metrics", openai_error)
-async def _metrics(request: Request, state: ServerState) -> Response:
+async def _metrics(request: Request) -> Response:
+    # Unauthenticated, like vLLM's and llama-server's: Prometheus scrapers rarely carry an API key,
+    # and the page holds counts, latencies and model names — never a prompt or an answer.
+    state: ServerState = request.app.state.toolrun
     return Response(state.metrics.render(), media_type=state.metrics.content_type)
 
 
@@ -113,6 +116,17 @@ def create_app(
     return app
 
 
+def uvicorn_config(app: Starlette, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
+                   log_level: str = "info") -> Any:
+    """How toolrun runs an app under uvicorn: its h11 protocol, with malformed requests answered in JSON."""
+    import uvicorn
+
+    from ._http import EnvelopeH11Protocol
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                          http=EnvelopeH11Protocol, timeout_graceful_shutdown=5)
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
@@ -125,14 +139,15 @@ def serve(
     """Run the server with uvicorn until interrupted. Refuses a non-loopback host without API keys."""
     import uvicorn
 
-    keys = [k for k in api_keys if k]
+    keys = list(api_keys)
+    if any(not k.strip() for k in keys):
+        raise InvalidInputError("an API key must not be empty", where="api_keys")
     if not is_loopback(host) and not keys:
-        raise ValueError(
+        raise InvalidInputError(
             f"refusing to listen on {host} without an API key: anyone who can reach it could use it. "
-            "Pass --api-key (or set TOOLRUN_API_KEYS), or listen on 127.0.0.1"
-        )
+            "Pass --api-key (or set TOOLRUN_API_KEYS), or listen on 127.0.0.1", where="host")
     app = create_app(ai, api_keys=keys, **app_options)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level)).run()
 
 
-__all__ = ["create_app", "serve", "ServerConfig", "DEFAULT_PORT", "is_loopback", "read_server_section"]
+__all__ = ["create_app", "serve", "uvicorn_config", "ServerConfig", "DEFAULT_PORT", "is_loopback", "read_server_section"]

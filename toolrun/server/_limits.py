@@ -117,6 +117,10 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
         raise InvalidJSONError(
             f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise InvalidJSONError("the request body is nested too deeply to be a real request") from None
+    except ValueError as exc:  # an integer of more than 4300 digits, and the like
+        raise InvalidJSONError(f"the request body holds a value Python cannot read: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidJSONError(f"the request body must be a JSON object, not {type(value).__name__}")
     return value

@@ -112,7 +112,12 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     model, inputs, stream, include_usage = to_binding_inputs(body)
     field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     state.cap_max_tokens(inputs, field=field)
-    result, ticket = await state.run(request, model, inputs)
+    try:
+        result, ticket = await state.run(request, model, inputs)
+    except InvalidInputError as exc:
+        if field != "max_tokens" and exc.where == "max_tokens":
+            exc.where = field  # the binding knows the field as max_tokens; the client sent the newer name
+        raise
     completion_id, created = _completion_id(), int(time.time())
     if not stream:
         calls = result.get("tool_calls") or []

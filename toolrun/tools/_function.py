@@ -84,7 +84,7 @@ def tool(
         raise TypeError(f"tool() takes a function or a dict, not {type(function).__name__}")
 
     tool_name = name or getattr(function, "__name__", "")
-    if not TOOL_NAME_PATTERN.match(tool_name):
+    if not TOOL_NAME_PATTERN.fullmatch(tool_name):
         raise ToolSchemaError(
             f"{tool_name!r} cannot be a tool name (1-128 letters, digits, '_', '-', '.', ':'); pass name=...",
             where="tool",

@@ -10,8 +10,11 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
+from referencing.exceptions import Unresolvable
+
 from .._errors import InvalidInputError, ToolSchemaError
-from .._types import TOOL_NAME_PATTERN, ToolSpec, validator_for
+from .._schema import validator
+from .._types import TOOL_NAME_PATTERN, ToolSpec
 
 ToolFunction = Callable[..., Any] | Callable[..., Awaitable[Any]]
 
@@ -116,12 +119,13 @@ class Tool:
         ``format`` is checked too (``date``, ``email``, ``uri``...): plain JSON Schema
         validation, the binding's included, treats it as a mere annotation.
         """
-        validator = self._validator
-        if validator is None:
-            schema = self.parameters
-            cls = validator_for(schema)
-            validator = self._validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
-        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
+        checker = self._validator
+        if checker is None:
+            checker = self._validator = validator(self.parameters, check_formats=True)
+        try:
+            errors = sorted(checker.iter_errors(arguments), key=lambda e: list(e.absolute_path))
+        except Unresolvable as exc:  # a schema that never went through the binding's check
+            return [f"$: the schema has a reference that cannot be resolved here ({exc})"]
         return [f"{_json_path(e.absolute_path)}: {e.message}" for e in errors]
 
     def prepare_arguments(self, arguments: Mapping[str, Any]) -> tuple[tuple[Any, ...], Mapping[str, Any]]:
@@ -229,7 +233,7 @@ def tool_from_dict(obj: Mapping[str, Any], where: str) -> Tool:
     if function is not None and not callable(function):
         raise InvalidInputError(f"'function' must be callable, not {type(function).__name__}", where=f"{where}.function")
     name = obj.get("name")
-    if not isinstance(name, str) or not TOOL_NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not TOOL_NAME_PATTERN.fullmatch(name):
         raise InvalidInputError(
             f"tool name {name!r} must be 1-128 characters of letters, digits, '_', '-', '.' or ':'",
             where=f"{where}.name",

@@ -1,0 +1,157 @@
+"""JSON Schema for tool parameters: checked once, validated without ever leaving the schema.
+
+A tool's ``parameters`` comes from whoever sends the request. jsonschema's
+default resolver dereferences ``{"$ref": "http://…"}`` and ``file:///…`` by
+fetching or opening them, which would let any client of ``toolrun serve`` make
+the server send requests or read files. Here every ``$ref`` must point inside
+the schema itself (``#…``), and validators get a registry that retrieves
+nothing, so no reference can reach the network or the disk.
+
+Validators are cached by the schema's canonical JSON text: the same tools come
+back on every round of a tool loop, and checking a schema against the
+meta-schema costs more than the rest of a request.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import unquote
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+from jsonschema.protocols import Validator
+from referencing import Registry
+from referencing.exceptions import NoSuchResource
+
+from ._errors import InvalidInputError, ToolSchemaError
+from ._json import check_json, path_text
+
+#: A tool schema is text for the model's prompt and rules for the grammar: far below a request's size.
+MAX_SCHEMA_NODES = 100_000
+
+_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _retrieve_nothing(uri: str) -> Any:
+    raise NoSuchResource(ref=uri)
+
+
+#: Resolves references inside the schema being validated and nothing else.
+NO_FETCH_REGISTRY: Registry[Any] = Registry(retrieve=_retrieve_nothing)  # type: ignore[call-arg]
+
+
+def validator_class(schema: Mapping[str, Any]) -> type[Validator]:
+    """The validator class for a schema's ``$schema``, Draft 2020-12 when it names none."""
+    cls: type[Validator] = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return cls
+
+
+class _ValidatorCache:
+    """Least-recently-used validators by (canonical schema text, formats checked)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, bool], Validator] = OrderedDict()
+
+    def get(self, schema: Mapping[str, Any], *, check_formats: bool) -> Validator:
+        key = (json.dumps(schema, sort_keys=True, separators=(",", ":")), check_formats)
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            return found
+        cls = validator_class(schema)
+        checker = cls.FORMAT_CHECKER if check_formats else None
+        made: Validator = cls(schema, registry=NO_FETCH_REGISTRY, format_checker=checker)  # type: ignore[call-arg]
+        self._items[key] = made
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return made
+
+
+_VALIDATORS = _ValidatorCache()
+_CHECKED: OrderedDict[str, None] = OrderedDict()  # canonical texts of schemas that passed check_tool_schema
+
+
+def validator(schema: Mapping[str, Any], *, check_formats: bool = False) -> Validator:
+    """A validator for a schema that :func:`check_tool_schema` accepted (cached, never fetches)."""
+    return _VALIDATORS.get(schema, check_formats=check_formats)
+
+
+def check_tool_schema(parameters: Any, where: str, tool_name: str) -> None:
+    """Raise :class:`ToolSchemaError` unless ``parameters`` is a safe JSON Schema for an object.
+
+    ``where`` names the ``parameters`` field (``tools[0].parameters``) for the error.
+    """
+    if not isinstance(parameters, Mapping):
+        raise ToolSchemaError(
+            f"tool {tool_name!r}: parameters must be a JSON Schema object, not {type(parameters).__name__}",
+            where=where)
+    try:
+        check_json(parameters, where, max_nodes=MAX_SCHEMA_NODES)
+    except InvalidInputError as exc:
+        raise ToolSchemaError(f"tool {tool_name!r}: parameters {exc.message}", where=exc.where) from None
+    text = json.dumps(parameters, sort_keys=True, separators=(",", ":"))
+    if text in _CHECKED:
+        _CHECKED.move_to_end(text)
+        return
+    _check_references(parameters, where, tool_name)
+    cls = validator_class(parameters)
+    try:
+        cls.check_schema(parameters)
+    except jsonschema.SchemaError as exc:
+        raise ToolSchemaError(
+            f"tool {tool_name!r}: parameters is not valid JSON Schema: {exc.message}",
+            where=path_text(where, list(exc.path))) from None
+    kind = parameters.get("type", "object")
+    if kind != "object":
+        raise ToolSchemaError(
+            f"tool {tool_name!r}: parameters must describe an object (type 'object'), not {kind!r}",
+            where=f"{where}.type")
+    _CHECKED[text] = None
+    if len(_CHECKED) > 2048:
+        _CHECKED.popitem(last=False)
+
+
+def _check_references(schema: Mapping[str, Any], where: str, tool_name: str) -> None:
+    """Every reference must stay inside the schema (``#``, ``#/json/pointer``, ``#anchor``) and resolve there."""
+    refs: list[tuple[str, str, tuple[Any, ...]]] = []
+    anchors: set[str] = set()
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(schema, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, Mapping):
+            for key, child in node.items():
+                if key in _REF_KEYWORDS and isinstance(child, str):
+                    refs.append((key, child, path))
+                elif key in ("$anchor", "$dynamicAnchor") and isinstance(child, str):
+                    anchors.add(child)
+                elif key == "$id" and isinstance(child, str) and path:
+                    # A nested $id changes the base that '#…' resolves against; keep one document.
+                    raise ToolSchemaError(
+                        f"tool {tool_name!r}: a nested $id ({child!r}) is not supported; "
+                        "use $defs and '#/…' references", where=path_text(where, (*path, key)))
+                stack.append((child, (*path, key)))
+        elif isinstance(node, list):
+            stack.extend((child, (*path, i)) for i, child in enumerate(node))
+    for key, ref, path in refs:
+        at = path_text(where, (*path, key))
+        if not ref.startswith("#"):
+            raise ToolSchemaError(
+                f"tool {tool_name!r}: {key} {ref!r} points outside the schema; only local references "
+                "('#/$defs/…') are allowed, and toolrun never fetches or opens one", where=at)
+        fragment = unquote(ref[1:])
+        if fragment and not fragment.startswith("/"):
+            if fragment not in anchors:
+                raise ToolSchemaError(f"tool {tool_name!r}: {key} {ref!r} names no $anchor in the schema", where=at)
+            continue
+        target: Any = schema
+        for token in fragment.split("/")[1:]:
+            token = token.replace("~1", "/").replace("~0", "~")
+            if isinstance(target, Mapping) and token in target:
+                target = target[token]
+            elif isinstance(target, list) and token.isdigit() and int(token) < len(target):
+                target = target[int(token)]
+            else:
+                raise ToolSchemaError(f"tool {tool_name!r}: {key} {ref!r} points at nothing in the schema", where=at)
