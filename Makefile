@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup pull demo test test-fast bench clean
+.PHONY: setup pull demo test test-fast lint format bench clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -14,8 +14,19 @@ pull: setup
 demo: pull
 	@$(PY) examples/demo.py
 
-test: pull
+# Lint first: a red lint fails CI before the (slow) tests start.
+test: lint pull
 	@$(PY) -m pytest -q
+
+# ruff (lint and format check) on everything, mypy --strict on the package.
+lint: setup
+	@$(PY) -m ruff check toolrun tests bench examples scripts
+	@$(PY) -m ruff format --check toolrun tests bench examples scripts
+	@$(PY) -m mypy
+
+format: setup
+	@$(PY) -m ruff check --fix toolrun tests bench examples scripts
+	@$(PY) -m ruff format toolrun tests bench examples scripts
 
 # Everything except the end-to-end tests on the real model.
 test-fast: setup

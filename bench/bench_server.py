@@ -188,7 +188,7 @@ def server_process(args: list[str], health_url: str, *, timeout: float = 300,
 
 def scripted_ai() -> Any:
     from toolrun.ai import AsyncAI, Catalog, ModelEntry
-    from toolrun.engines import ScriptedEngine, ScriptedReply
+    from toolrun.engines.scripted import ScriptedEngine, ScriptedReply
 
     def reply(request: Any) -> Any:
         if request.tools:
@@ -196,7 +196,7 @@ def scripted_ai() -> Any:
         return ScriptedReply(text="The quick brown fox jumps over the lazy dog.")
 
     ai = AsyncAI(catalog=Catalog())
-    ai.register(ModelEntry(name=SCRIPTED, description="instant", scripted=True), ScriptedEngine(reply))
+    ai.register(ModelEntry(name=SCRIPTED, description="instant"), ScriptedEngine(reply))
     return ai
 
 

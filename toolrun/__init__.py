@@ -34,9 +34,9 @@ _EMBEDDED = {"run_with_tools", "run_with_tools_sync", "tool", "Tool", "auto_trim
 
 def __getattr__(name: str) -> Any:
     if name in _EMBEDDED:
-        from . import embedded
+        from . import embedded, tools
 
-        return getattr(embedded, name)
+        return getattr(tools if name in tools.__all__ else embedded, name)
     raise AttributeError(f"module 'toolrun' has no attribute {name!r}")
 
 

@@ -9,7 +9,7 @@ from toolrun import (
     ToolSchemaError,
 )
 from toolrun.ai import Catalog, ModelEntry
-from toolrun.engines import ScriptedEngine
+from toolrun.engines.scripted import ScriptedEngine
 
 TOOL = {"name": "get_weather", "description": "d",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -19,7 +19,7 @@ USER = [{"role": "user", "content": "hi"}]
 @pytest.fixture
 def scripted_ai():
     ai = AsyncAI(catalog=Catalog())
-    ai.register(ModelEntry(name="@test/scripted", description="scripted", scripted=True), ScriptedEngine())
+    ai.register(ModelEntry(name="@test/scripted", description="scripted"), ScriptedEngine())
     return ai
 
 
@@ -45,7 +45,7 @@ async def test_model_without_weights_says_how_to_provide_them(scripted_ai):
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role", "role"),
         ({"messages": [{"role": "user", "content": 3j}]}, "messages[0].content", "string"),
         ({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}]},
-         "messages[0].tool_calls[0].arguments", "JSON"),
+         "messages[0].tool_calls[0].function.arguments", "JSON"),
         ({"messages": USER, "temperature": 9}, "temperature", "less than or equal"),
         ({"messages": USER, "max_tokens": "lots"}, "max_tokens", "integer"),
         ({"messages": USER, "temprature": 0.1}, "temprature", "unknown input field"),
@@ -103,7 +103,7 @@ async def test_required_without_tools(scripted_ai):
 
 async def test_tools_on_a_model_without_function_calling():
     ai = AsyncAI(catalog=Catalog())
-    ai.register(ModelEntry(name="@test/plain", description="x", function_calling=False, scripted=True),
+    ai.register(ModelEntry(name="@test/plain", description="x", function_calling=False),
                 ScriptedEngine())
     with pytest.raises(InvalidInputError, match="does not support function calling"):
         await ai.run("@test/plain", {"messages": USER, "tools": [TOOL]})

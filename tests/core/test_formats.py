@@ -9,7 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolrun._types import normalize_tools
-from toolrun.formats import ParsedCall, format_names, get_format
+from toolrun.formats import format_names, get_format
+
+
+def ParsedCall(name, arguments):  # noqa: N802 - reads like the record it builds
+    return {"name": name, "arguments": arguments}
 
 HERMES_CASES = [
     ('<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>', "", [("f", {"a": 1})]),
@@ -63,8 +67,8 @@ def test_streaming_equals_complete_parse(name):
     for i in range(0, len(text), 3):  # feed in small uneven pieces, like tokens
         events += parser.feed(text[i:i + 3])
     events += parser.finish()
-    streamed = [(c["name"], json.loads(c["arguments"])) for e in events for c in e.get("tool_calls", ())]
-    assert streamed == [(c.name, c.arguments) for c in fmt.parse(text).calls]
+    streamed = [(c["name"], c["arguments"]) for e in events for c in e.get("tool_calls", ())]
+    assert streamed == [(c["name"], c["arguments"]) for c in fmt.parse(text).calls]
     assert [c["index"] for e in events for c in e.get("tool_calls", ())] == list(range(len(streamed)))
     assert "<tool_call>" not in "".join(e.get("response", "") for e in events)
 
@@ -93,7 +97,7 @@ def test_parsers_never_raise_on_garbage(name, text):
     result = fmt.parse(text)
     assert isinstance(result.content, str)
     for call in result.calls:
-        assert isinstance(call.name, str) and call.name and isinstance(call.arguments, dict)
+        assert isinstance(call["name"], str) and call["name"] and isinstance(call["arguments"], dict)
     parser = fmt.stream_parser()
     for i in range(0, len(text), 5):
         parser.feed(text[i:i + 5])
@@ -114,8 +118,8 @@ def test_grammars_compile_in_llama_cpp(name):
             "x": {"not": {"type": "string"}}}}},
     ])
     grammar = get_format(name).grammar(tools)
-    assert "root ::=" in grammar
-    LlamaGrammar.from_string(grammar, verbose=False)
+    assert "root ::=" in grammar.text
+    LlamaGrammar.from_string(grammar.text, verbose=False)
 
 
 def test_bare_json_call_after_text_is_found_only_for_real_tool_names():
@@ -123,7 +127,7 @@ def test_bare_json_call_after_text_is_found_only_for_real_tool_names():
     parser = fmt.stream_parser(["get_weather"])
     events = parser.feed('I will check.\n{"name": "get_weather", "arguments": {"city": "Oslo"}}') + parser.finish()
     assert "".join(e.get("response", "") for e in events) == "I will check.\n"
-    assert [json.loads(c["arguments"]) for e in events for c in e.get("tool_calls", ())] == [{"city": "Oslo"}]
+    assert [c["arguments"] for e in events for c in e.get("tool_calls", ())] == [{"city": "Oslo"}]
 
     parser = fmt.stream_parser(["get_weather"])
     events = parser.feed('Write {"name": "other"} in the file.') + parser.finish()

@@ -27,7 +27,8 @@ from toolrun import (
 )
 from toolrun._schema import validator
 from toolrun.ai import Catalog, ModelEntry
-from toolrun.engines import GenerationRequest, ScriptedEngine, ScriptedReply
+from toolrun.engines import GenerationRequest
+from toolrun.engines.scripted import ScriptedEngine, ScriptedReply
 
 SCRIPTED = "@test/scripted"
 USER = [{"role": "user", "content": "What is the weather in Lisbon?"}]
@@ -75,7 +76,7 @@ def forced_weather(request: GenerationRequest) -> ScriptedReply:
 @pytest.fixture
 def scripted() -> AsyncAI:
     ai = AsyncAI(catalog=Catalog())
-    ai.register(ModelEntry(name=SCRIPTED, description="scripted", scripted=True), ScriptedEngine(forced_weather))
+    ai.register(ModelEntry(name=SCRIPTED, description="scripted"), ScriptedEngine(forced_weather))
     return ai
 
 
@@ -158,7 +159,7 @@ async def test_a_lone_surrogate_is_an_input_error_not_a_crash(scripted) -> None:
 
 def test_a_lone_surrogate_through_the_sync_faces() -> None:
     ai = AI(catalog=Catalog())
-    ai.register(ModelEntry(name=SCRIPTED, description="s", scripted=True), ScriptedEngine(forced_weather))
+    ai.register(ModelEntry(name=SCRIPTED, description="s"), ScriptedEngine(forced_weather))
 
     def get_weather(city: str) -> str:
         return "sunny"
@@ -175,7 +176,7 @@ def test_a_lone_surrogate_through_the_sync_faces() -> None:
 
 def test_a_tool_that_returns_a_lone_surrogate_does_not_break_the_run() -> None:
     ai = AI(catalog=Catalog())
-    ai.register(ModelEntry(name=SCRIPTED, description="s", scripted=True), ScriptedEngine(forced_weather))
+    ai.register(ModelEntry(name=SCRIPTED, description="s"), ScriptedEngine(forced_weather))
 
     def get_weather(city: str) -> str:
         return "sunny \udcff in " + city
@@ -251,7 +252,7 @@ async def test_each_field_error_names_the_field_and_its_real_fault(scripted, inp
 ])
 def test_run_with_tools_options_of_the_wrong_type(options, where) -> None:
     ai = AI(catalog=Catalog())
-    ai.register(ModelEntry(name=SCRIPTED, description="s", scripted=True), ScriptedEngine(forced_weather))
+    ai.register(ModelEntry(name=SCRIPTED, description="s"), ScriptedEngine(forced_weather))
 
     def get_weather(city: str) -> str:
         return "sunny"
@@ -321,4 +322,4 @@ def test_fuzzed_schemas_that_pass_the_check_always_give_a_grammar(parameters) ->
     except InvalidInputError:
         return
     grammar = get_format("hermes").grammar(tools)
-    LlamaGrammar.from_string(grammar, verbose=False)
+    LlamaGrammar.from_string(grammar.text, verbose=False)

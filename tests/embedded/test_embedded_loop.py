@@ -17,8 +17,8 @@ from toolrun.embedded import (
     ToolRunStream,
     run_with_tools,
     run_with_tools_sync,
-    tool,
 )
+from toolrun.tools import tool
 
 USER = [{"role": "user", "content": "What's the weather in Mumbai, India?"}]
 WEATHER_CALLS: list[str] = []
@@ -176,13 +176,14 @@ async def test_failures_go_back_to_the_model_and_the_run_goes_on():
     out = await run_with_tools(ai, "m", {"messages": USER, "tools": [explode, hang, hang_sync, get_weather]},
                                max_recursive_tool_runs=0, tool_timeout=0.3)
     assert time.perf_counter() - started < 1.5
+    # One shape for every failure the model reads: {"error": "..."}.
     explode_msg, hang_msg, hang_sync_msg, unknown_msg, bad_json_msg, not_object_msg = (
-        m["content"] for m in tool_turns(out["messages"]))
-    assert explode_msg == "Error: 'explode' failed: ValueError: cannot do that"
-    assert hang_msg == "Error: 'hang' did not finish within 0.2 s and was abandoned."  # the tool's own timeout
-    assert hang_sync_msg == "Error: 'hang_sync' did not finish within 0.3 s and was abandoned."
-    assert unknown_msg.startswith("Error: there is no tool named 'get_wether'. The available tools are: explode, hang")
-    assert "not valid JSON" in bad_json_msg and "Call it again" in bad_json_msg
+        json.loads(m["content"])["error"] for m in tool_turns(out["messages"]))
+    assert explode_msg == "'explode' failed: ValueError: cannot do that"
+    assert hang_msg == "'hang' did not finish within 0.2 s and was abandoned"  # the tool's own timeout
+    assert hang_sync_msg == "'hang_sync' did not finish within 0.3 s and was abandoned"
+    assert unknown_msg.startswith("there is no tool named 'get_wether'; the available tools are: explode, hang")
+    assert "not valid JSON" in bad_json_msg and "call it again" in bad_json_msg
     assert "must be a JSON object, not list" in not_object_msg
     assert WEATHER_CALLS == []
     # The final request carries all of it, so the model can explain or retry.
@@ -196,8 +197,8 @@ async def test_strict_validation_sends_the_error_back_and_the_retry_runs():
                     reply("31 C."))
     out = await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather]}, strict_validation=True)
     first, second = tool_turns(out["messages"])
-    assert first["content"] == ("Error: the arguments for 'get_weather' do not match its schema: "
-                                "$.city: 42 is not of type 'string'. Call it again with corrected arguments.")
+    assert json.loads(first["content"]) == {"error": "the arguments for 'get_weather' do not match its schema: "
+                                            "$.city: 42 is not of type 'string'; call it again with corrected arguments"}
     assert second["content"] == "31 C in Mumbai"
     assert WEATHER_CALLS == ["Mumbai"]  # the invalid call never reached the function
 
@@ -207,8 +208,8 @@ async def test_without_strict_validation_decorated_tools_still_coerce_or_explain
     out = await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather]}, max_recursive_tool_runs=0)
     coerced, missing = tool_turns(out["messages"])
     assert "Input should be a valid string" in coerced["content"]  # pydantic does not turn 42 into "42"
-    assert missing["content"] == ("Error: the arguments for 'get_weather' are invalid: city: Field required. "
-                                  "Call it again with corrected arguments.")
+    assert json.loads(missing["content"]) == {"error": "the arguments for 'get_weather' are invalid: city: Field "
+                                              "required; call it again with corrected arguments"}
 
 
 async def test_plain_dict_tools_in_ai_utils_form_and_result_encoding():
@@ -268,7 +269,7 @@ async def test_trim_function_sync_or_async_limits_what_is_offered_and_what_can_r
                                trim_function=keep_weather, max_recursive_tool_runs=0)
     assert seen_args == [(["get_weather", "get_time"], "m", USER[0]["content"])]
     assert [t["function"]["name"] for t in ai.requests[0]["tools"]] == ["get_weather"]
-    assert tool_turns(out["messages"])[0]["content"].startswith("Error: there is no tool named 'get_time'")
+    assert json.loads(tool_turns(out["messages"])[0]["content"])["error"].startswith("there is no tool named 'get_time'")
 
     ai = ScriptedAI(reply("ok"))
     await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather, get_time]},
@@ -351,7 +352,8 @@ async def test_a_tool_raising_timeouterror_is_not_mistaken_for_our_timeout():
 
     ai = ScriptedAI(reply("", ("flaky", {})), reply("ok"))
     out = await run_with_tools(ai, "m", {"messages": USER, "tools": [flaky]}, max_recursive_tool_runs=0)
-    assert tool_turns(out["messages"])[0]["content"] == "Error: 'flaky' failed: TimeoutError: upstream took too long"
+    assert json.loads(tool_turns(out["messages"])[0]["content"]) == {
+        "error": "'flaky' failed: TimeoutError: upstream took too long"}
 
 
 async def test_cancelling_the_run_cancels_it_rather_than_reporting_a_tool_timeout():

@@ -14,7 +14,8 @@ import pytest
 from embedded_standins import FirstReplyScripted, reply
 
 from toolrun import DEFAULT_MODEL
-from toolrun.embedded import run_with_tools, run_with_tools_sync, tool
+from toolrun.embedded import run_with_tools, run_with_tools_sync
+from toolrun.tools import tool
 
 pytestmark = pytest.mark.model
 GREEDY = {"temperature": 0}
@@ -129,7 +130,7 @@ async def test_a_raising_tool_reports_to_the_model_and_the_run_finishes(async_ai
     })
     assert CALLS and CALLS[0] == ("get_stock_price", "AAPL")
     assert tool_turns(out["messages"])[0]["content"] == (
-        "Error: 'get_stock_price' failed: RuntimeError: the stock service is down")
+        '{"error": "\'get_stock_price\' failed: RuntimeError: the stock service is down"}')
     assert out["response"] and out["messages"][-1] == {"role": "assistant", "content": out["response"]}
 
 
@@ -151,7 +152,8 @@ async def test_a_hanging_tool_times_out_and_the_run_finishes(async_ai):
         "tools": [get_news], **GREEDY,
     }, tool_timeout=0.5, max_recursive_tool_runs=0)
     assert CALLS == [("get_news", "Cloudflare")]
-    assert tool_turns(out["messages"])[0]["content"] == "Error: 'get_news' did not finish within 0.5 s and was abandoned."
+    assert tool_turns(out["messages"])[0]["content"] == \
+        '{"error": "\'get_news\' did not finish within 0.5 s and was abandoned"}'
     assert out["response"]
     assert time.perf_counter() - started < 120  # finished at all, and not by waiting on the tool
 
@@ -163,7 +165,8 @@ async def test_a_hallucinated_tool_name_is_explained_and_the_model_recovers(asyn
         "tools": [get_weather], **GREEDY,
     })
     first = tool_turns(out["messages"])[0]
-    assert first["content"] == "Error: there is no tool named 'get_wether'. The available tools are: get_weather."
+    assert first["content"] == \
+        '{"error": "there is no tool named \'get_wether\'; the available tools are: get_weather"}'
     assert first in ai.requests[1]["messages"]  # the real model saw the error ...
     assert CALLS == [("get_weather", "Mumbai")]  # ... and called the real tool in the next round
     assert "31" in out["response"]

@@ -7,7 +7,8 @@ import functools
 import pytest
 from embedded_standins import ScriptedAI, reply
 
-from toolrun.embedded import Tool, auto_trim_tools, bm25_trim_tools, run_with_tools
+from toolrun.embedded import auto_trim_tools, bm25_trim_tools, run_with_tools
+from toolrun.tools import Tool
 from toolrun.embedded._trim import bm25_scores, tokenize
 
 TOOLS = [

@@ -11,7 +11,8 @@ import uvicorn
 
 from toolrun.ai import AsyncAI, Catalog, ModelEntry
 from toolrun.server import uvicorn_config
-from toolrun.engines import Engine, GenerationRequest, final_event
+from toolrun._wire import final_event
+from toolrun.engines import Engine, GenerationRequest
 from toolrun.engines.scripted import ScriptedEngine, ScriptedReply
 
 SCRIPTED = "@test/scripted"
@@ -62,7 +63,7 @@ def weather_script(request: GenerationRequest) -> ScriptedReply:
 def scripted_ai(script: Callable[[GenerationRequest], ScriptedReply] = weather_script) -> tuple[AsyncAI, ScriptedEngine]:
     ai = AsyncAI(catalog=Catalog())  # built-ins only: the user's config file must not leak into tests
     engine = ScriptedEngine(script)
-    ai.register(ModelEntry(name=SCRIPTED, description="Scripted replies for tests.", scripted=True), engine)
+    ai.register(ModelEntry(name=SCRIPTED, description="Scripted replies for tests."), engine)
     return ai, engine
 
 

@@ -184,7 +184,7 @@ def test_server_config_section_is_checked(tmp_path: Path) -> None:
 
 
 def test_run_with_an_openapi_spec(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, github_standin) -> None:
-    from toolrun.engines import ScriptedReply
+    from toolrun.engines.scripted import ScriptedReply
 
     spec = {
         "openapi": "3.0.3", "info": {"title": "users", "version": "1"}, "servers": [{"url": github_standin.url}],

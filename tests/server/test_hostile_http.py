@@ -13,7 +13,8 @@ import pytest
 from server_testing import API_KEY, SCRIPTED, LiveServer, scripted_ai
 
 from toolrun.ai import ModelEntry
-from toolrun.engines import GenerationRequest, ScriptedEngine, ScriptedReply
+from toolrun.engines import GenerationRequest
+from toolrun.engines.scripted import ScriptedEngine, ScriptedReply
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 USER = [{"role": "user", "content": "What is the weather in Lisbon?"}]
@@ -31,7 +32,7 @@ def forced(request: GenerationRequest) -> ScriptedReply:
 @pytest.fixture
 def server(start_server) -> LiveServer:
     ai, _ = scripted_ai()
-    ai.register(ModelEntry(name=FORCED_MODEL, description="always calls", scripted=True), ScriptedEngine(forced))
+    ai.register(ModelEntry(name=FORCED_MODEL, description="always calls"), ScriptedEngine(forced))
     return start_server(ai, api_keys=[API_KEY])
 
 

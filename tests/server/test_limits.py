@@ -10,7 +10,8 @@ import pytest
 from server_testing import API_KEY, SCRIPTED, LiveServer, PacedEngine, scripted_ai, wait_until
 
 from toolrun.ai import ModelEntry
-from toolrun.engines import GenerationRequest, ScriptedEngine, ScriptedReply
+from toolrun.engines import GenerationRequest
+from toolrun.engines.scripted import ScriptedEngine, ScriptedReply
 from toolrun.server import create_app, serve
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -36,7 +37,7 @@ def metric(server: LiveServer, name: str, **labels: str) -> float:
 def paced_server(start_server, **options) -> tuple[LiveServer, PacedEngine]:
     ai, _ = scripted_ai()
     engine = PacedEngine(interval=0.01)
-    ai.register(ModelEntry(name=PACED, description="One token per 10 ms.", scripted=True), engine)
+    ai.register(ModelEntry(name=PACED, description="One token per 10 ms."), engine)
     return start_server(ai, api_keys=[API_KEY], **options), engine
 
 
@@ -176,7 +177,7 @@ def test_failure_after_the_stream_started_is_reported_in_band(start_server) -> N
     from server_testing import FailingEngine
 
     ai, _ = scripted_ai()
-    ai.register(ModelEntry(name="@test/failing", description="fails mid-stream", scripted=True), FailingEngine())
+    ai.register(ModelEntry(name="@test/failing", description="fails mid-stream"), FailingEngine())
     server = start_server(ai, api_keys=[API_KEY])
 
     with httpx.stream("POST", workers_url(server, "@test/failing"), json={"messages": ASK, "stream": True},

@@ -221,3 +221,26 @@ def test_strict_schema_errors_cover_nested_paths_and_formats():
     errors = made.schema_errors({"when": "next friday", "people": [{"age": 3}, {"age": "old"}]})
     assert errors == ["$.people[1].age: 'old' is not of type 'integer'", "$.when: 'next friday' is not a 'date'"]
     assert made.schema_errors({"when": "2025-01-31"}) == []
+
+
+def test_a_tool_is_a_read_only_mapping_with_ai_utils_keys():
+    from collections.abc import Mapping
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Gets weather information of a particular city."""
+        return city
+
+    assert isinstance(get_weather, Mapping)
+    assert list(get_weather) == ["name", "description", "parameters", "function"]
+    as_dict = dict(get_weather)
+    assert as_dict["name"] == "get_weather" and as_dict["function"] is get_weather.function
+    assert {**get_weather}["description"] == "Gets weather information of a particular city."
+    assert get_weather.get("missing", 7) == 7 and "parameters" in get_weather and len(get_weather) == 4
+    # ai-utils-style code that rebuilds a tool from its fields round-trips.
+    assert as_tool({**get_weather, "name": "weather"}).name == "weather"
+    # Equality is identity: comparing tools never builds a lazy schema.
+    built: list[int] = []
+    lazy = Tool("lazy", parameters_factory=lambda: built.append(1) or {"type": "object"})
+    assert lazy != Tool("lazy") and lazy == lazy and built == []
+    assert {lazy: 1}[lazy] == 1

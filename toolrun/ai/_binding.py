@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
-from typing import Any, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
-from referencing.exceptions import Unresolvable
-
-from .._errors import ModelFetchError, ModelUnavailableError, ToolrunError
-from .._schema import validator
-from .._types import ToolSpec
-from ..engines import Engine, GenerationRequest
+from .._config import config_path
+from .._errors import ModelFetchError, ModelUnavailableError
+from .._wire import Event, FinishReason, RunResult, ToolCall, usage
+from ..engines import Engine
 from ..formats import get_format
+from ._guard import checked_events
 from ._catalog import Catalog, ModelEntry
 from ._fetch import Progress, fetch_huggingface, fetch_pypi_shards, hf_cached_path
 from ._inputs import build_request, parse_inputs
@@ -68,8 +67,6 @@ class AsyncAI:
                 engine: Engine = OpenAICompatibleEngine(entry.remote.base_url, entry.remote.model,
                                                         api_key_env=entry.remote.api_key_env,
                                                         context_window=entry.context_window)
-            elif entry.scripted:
-                raise ModelUnavailableError(f"{entry.name} is a scripted model with no engine registered")
             else:
                 from ..engines.llamacpp import LlamaCppEngine
 
@@ -131,7 +128,7 @@ class AsyncAI:
         parsed = parse_inputs(inputs)
         request = build_request(parsed, function_calling=entry.function_calling)
         engine = await self.engine(entry.name)
-        events = _checked_events(engine, request)
+        events = checked_events(engine, request)
         if not parsed.stream:
             return await collect(events)
         # Pull the first event now so that bad requests fail here, not mid-stream.
@@ -154,8 +151,6 @@ class AsyncAI:
 
 
 def _config_hint() -> str:
-    from ._catalog import config_path
-
     return str(config_path())
 
 
@@ -169,124 +164,21 @@ async def _prepend(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, A
         await rest.aclose()  # type: ignore[attr-defined]
 
 
-async def collect(events: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
-    """Fold a stream of events into ``{"response", "tool_calls", "usage"}``."""
+async def collect(events: AsyncIterator[Event]) -> RunResult:
+    """Fold a stream of events into ``{"response", "tool_calls", "usage", "finish_reason"}``."""
     text: list[str] = []
-    calls: list[dict[str, Any]] = []
-    usage: dict[str, int] = {}
-    finish = "stop"
+    calls: list[ToolCall] = []
+    result_usage = usage(0, 0)
+    finish: FinishReason = "stop"
     async for event in events:
-        if event.get("response"):
+        if "tool_calls" in event:
+            calls.extend({"name": c["name"], "arguments": c["arguments"], "id": c["id"]} for c in event["tool_calls"])
+        elif "usage" in event:
+            result_usage = event["usage"]
+            finish = event["finish_reason"]
+        elif "response" in event:
             text.append(event["response"])
-        for call in event.get("tool_calls", ()):
-            calls.append({"name": call["name"], "arguments": json.loads(call["arguments"]), "id": call["id"]})
-        if "usage" in event:
-            usage = event["usage"]
-            finish = event.get("finish_reason", finish)
-    return {"response": "".join(text).strip(), "tool_calls": calls, "usage": usage, "finish_reason": finish}
-
-
-def _checked_call(call: dict[str, Any], tools: dict[str, ToolSpec]) -> tuple[dict[str, Any] | None, str | None]:
-    """(the call with its arguments typed per schema, None) or (None, what is wrong with it)."""
-    tool = tools.get(call["name"])
-    if tool is None:
-        return None, f"the model called {call['name']!r}, which is not among the tools"
-    try:
-        args = json.loads(call["arguments"])
-    except json.JSONDecodeError as exc:
-        return None, f"arguments of {call['name']!r} are not JSON: {exc.msg}"
-    if not isinstance(args, dict):
-        return None, f"arguments of {call['name']!r} are not an object"
-    try:
-        error = next(iter(validator(tool.parameters).iter_errors(args)), None)
-    except Unresolvable as exc:  # normalize_tool refuses such schemas; this is the last line
-        return None, f"the schema of {call['name']!r} has a reference that cannot be resolved: {exc}"
-    if error is not None:
-        return None, f"arguments of {call['name']!r} do not match its schema: {error.message}"
-    return dict(call, arguments=json.dumps(_as_numbers(args, tool.parameters))), None
-
-
-def _as_numbers(value: Any, schema: Any) -> Any:
-    """Integers where the schema says ``number`` become floats (``[1, 3]`` → ``[1.0, 3.0]``).
-
-    JSON cannot tell 1 from 1.0, but Python callers can: a ``float`` parameter should get a float.
-    """
-    if not isinstance(schema, Mapping):
-        return value
-    kind = schema.get("type")
-    if kind == "number" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, dict):
-        props = schema.get("properties") or {}
-        return {k: _as_numbers(v, props.get(k)) for k, v in value.items()}
-    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [_as_numbers(v, schema["items"]) for v in value]
-    return value
-
-
-def _answered_calls(messages: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """Calls made since the last user turn, as (name, arguments JSON); "*" where the arguments are unknown.
-
-    Workers AI's short form (``{"role": "assistant", "tool_call": "name"}``) records no
-    arguments, so any call of that tool counts as a repeat.
-    """
-    answered: set[tuple[str, str]] = set()
-    for msg in reversed(messages):
-        if msg["role"] == "user":
-            break
-        for call in msg.get("tool_calls", ()):
-            fn = call["function"]
-            args = fn["arguments"]
-            answered.add((fn["name"], json.dumps(args, sort_keys=True) if args else "*"))
-    return answered
-
-
-def _is_repeat(call: dict[str, Any], answered: set[tuple[str, str]]) -> bool:
-    name = call["name"]
-    return (name, "*") in answered or (name, json.dumps(json.loads(call["arguments"]), sort_keys=True)) in answered
-
-
-async def _checked_events(engine: Engine, request: GenerationRequest) -> AsyncIterator[dict[str, Any]]:
-    """The engine's events, with every tool call checked before anyone sees it.
-
-    * A call that does not parse or validate against its tool's schema is dropped
-      (the local engine's grammar makes this rare; a remote engine or a schema the
-      grammar had to loosen can still produce one).
-    * A small model that was just given a tool's result often asks for the very
-      same call again; answering that with the same result would loop forever, so
-      such a turn is generated again without tools and the model answers in text.
-    """
-    tools = {t.name: t for t in request.tools}
-    answered = _answered_calls(request.messages) if request.tool_choice == "auto" else set()
-    held: list[dict[str, Any]] = []
-    stream = engine.generate(request)
-    try:
-        async for event in stream:
-            if "tool_calls" in event:
-                for call in event["tool_calls"]:
-                    checked, problem = _checked_call(call, tools)
-                    if checked is None:
-                        log.warning("dropping an invalid tool call: %s", problem)
-                        continue
-                    held.append({"tool_calls": [dict(checked, index=len(held))]})
-                continue
-            if "usage" in event:
-                if held and all(_is_repeat(h["tool_calls"][0], answered) for h in held):
-                    log.info("the model repeated calls it already has results for; answering without tools")
-                    again = GenerationRequest(**{**request.__dict__, "tool_choice": "none", "forced_tool": None})
-                    async for retry_event in engine.generate(again):
-                        yield retry_event
-                    return
-                for h in held:
-                    yield h
-                finish = event.get("finish_reason")
-                if finish == "tool_calls" and not held:
-                    event = dict(event, finish_reason="stop")
-                yield event
-                continue
-            yield event
-    finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+    return {"response": "".join(text).strip(), "tool_calls": calls, "usage": result_usage, "finish_reason": finish}
 
 
 class AI:
@@ -348,4 +240,4 @@ class AI:
         self.close()
 
 
-__all__ = ["AI", "AsyncAI", "collect", "ToolrunError"]
+__all__ = ["AI", "AsyncAI", "collect"]

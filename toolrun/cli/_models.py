@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.progress import (
@@ -19,16 +20,16 @@ from rich.table import Table
 
 from ._console import console, err_console
 
+if TYPE_CHECKING:
+    from ..ai import ModelEntry
 
-def _local_status(entry) -> str:  # noqa: ANN001 - a toolrun.ai.ModelEntry
+
+def _local_status(entry: ModelEntry) -> str:
     """Whether the weights are on this machine, without downloading or loading anything."""
-    from ..ai import cache_dir
-    from ..ai._fetch import hf_cached_path
+    from ..ai import cache_dir, hf_cached_path
 
     if entry.remote is not None:
         return "[blue]remote[/blue]"
-    if entry.scripted:
-        return "[blue]scripted[/blue]"
     if entry.path is not None:
         return "[green]✓ file[/green]" if os.path.exists(entry.path) else "[red]✗ file missing[/red]"
     if entry.pypi is not None:
@@ -76,7 +77,7 @@ def pull_command(model: str) -> None:
 
     ai = AsyncAI()
     entry = ai.catalog.get(model)
-    if entry.remote is not None or entry.scripted:
+    if entry.remote is not None:
         err_console.print(f"{escape(entry.name)} is served by {escape(entry.source)}: there are no weights to pull.")
         return
     started = time.perf_counter()

@@ -153,7 +153,7 @@ class Narrator:
 
 def load_tools(ref: str) -> list[Any]:
     """The tools named by ``module:attr`` or ``path/to/file.py:attr`` (a function, a Tool, or a list of them)."""
-    from ..embedded import as_tool
+    from ..tools import as_tool
 
     where = f"--tool {ref}"
     module_part, sep, attr = ref.rpartition(":")
@@ -200,7 +200,7 @@ def _import(module_part: str, where: str) -> Any:
 
 
 async def _openapi_tools(spec: str, match_patterns: list[str]) -> list[Any]:
-    from ..embedded import create_tools_from_openapi_spec
+    from ..tools import create_tools_from_openapi_spec
 
     tools = await create_tools_from_openapi_spec(spec, match_patterns=match_patterns or None)
     if not tools:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from ._run_with_tools import (
-    DEFAULT_MAX_RECURSIVE_TOOL_RUNS,
-    DEFAULT_TOOL_TIMEOUT,
-    ToolRunStream,
-    TrimFunction,
-    run_with_tools,
-)
+from typing import Unpack
+
+from ._client import ModelClient
+from ._loop import ToolLoop
+from ._options import RunOptions, RunOptionsArgs
+from ._stream import ToolRunStream
 
 # One event loop per thread, kept between calls: an AsyncAI (or any client
 # holding loop-bound locks and connections) can then be reused across sync calls.
@@ -32,33 +32,16 @@ def _runner() -> asyncio.Runner:
     return runner
 
 
-def run_with_tools_sync(
-    ai: Any,
-    model: str,
-    inputs: Mapping[str, Any],
-    *,
-    strict_validation: bool = False,
-    max_recursive_tool_runs: int = DEFAULT_MAX_RECURSIVE_TOOL_RUNS,
-    stream_final_response: bool = False,
-    verbose: bool = False,
-    trim_function: TrimFunction | None = None,
-    tool_timeout: float | None = DEFAULT_TOOL_TIMEOUT,
-) -> dict[str, Any] | ToolRunSyncStream:
+def run_with_tools_sync(ai: ModelClient, model: str, inputs: Mapping[str, Any],
+                        **options: Unpack[RunOptionsArgs]) -> dict[str, Any] | ToolRunSyncStream:
     """:func:`run_with_tools` without ``await``; ``ai`` may be sync (toolrun's ``AI``) or async.
 
-    With ``stream_final_response=True`` it returns a :class:`ToolRunSyncStream`
-    (a plain iterator of events). Tool functions may still be ``async def``.
+    Same options (:class:`RunOptions`). With ``stream_final_response=True`` it returns a
+    :class:`ToolRunSyncStream` (a plain iterator of events). Tool functions may still be ``async def``.
     """
+    settings = RunOptions(**options)
     runner = _runner()
-    result = runner.run(run_with_tools(
-        ai, model, inputs,
-        strict_validation=strict_validation,
-        max_recursive_tool_runs=max_recursive_tool_runs,
-        stream_final_response=stream_final_response,
-        verbose=verbose,
-        trim_function=trim_function,
-        tool_timeout=tool_timeout,
-    ))
+    result = runner.run(ToolLoop(ai, model, inputs, settings).run())
     if isinstance(result, ToolRunStream):
         return ToolRunSyncStream(result, runner)
     return result

@@ -1,14 +1,24 @@
-"""Engines: where tokens come from. Local llama.cpp, any OpenAI-compatible server, or a script."""
+"""Engines: where tokens come from — local llama.cpp, or an engine that already exists elsewhere.
 
-from ._base import Engine, GenerationRequest, SamplingParams, final_event
-from .scripted import ScriptedEngine, ScriptedReply
+``LlamaCppEngine`` runs a GGUF on this machine; ``OpenAICompatibleEngine`` talks
+to vLLM, SGLang, llama.cpp's server or any OpenAI-compatible endpoint. Both load
+their dependencies only when asked for. ``ScriptedEngine`` (in
+:mod:`toolrun.engines.scripted`) answers from a script, for tests and benchmarks.
+"""
 
-__all__ = ["Engine", "GenerationRequest", "SamplingParams", "final_event", "ScriptedEngine", "ScriptedReply",
-           "LlamaCppEngine", "OpenAICompatibleEngine"]
+from typing import TYPE_CHECKING, Any
+
+from ._base import Engine, GenerationRequest, NamedTool, SamplingParams, ToolChoice
+
+if TYPE_CHECKING:
+    from .llamacpp import LlamaCppEngine
+    from .openai_compat import OpenAICompatibleEngine
+
+__all__ = ["Engine", "GenerationRequest", "LlamaCppEngine", "NamedTool", "OpenAICompatibleEngine", "SamplingParams",
+           "ToolChoice"]
 
 
-def __getattr__(name: str):
-    # The heavy engines load their dependencies only when asked for.
+def __getattr__(name: str) -> Any:
     if name == "LlamaCppEngine":
         from .llamacpp import LlamaCppEngine
 

@@ -1,18 +1,32 @@
 """The engine contract: one request in, a stream of events out.
 
-Events are the public streaming shape (the binding passes them straight on):
-``{"response": "text delta"}``, ``{"tool_calls": [{"index", "id", "name", "arguments"}]}``
-(``arguments`` a JSON string, as OpenAI streams it), and a last
-``{"response": "", "usage": {...}, "finish_reason": "stop" | "tool_calls" | "length"}``.
+Events are the shapes of :mod:`toolrun._wire`: ``{"response": "text delta"}``;
+``{"tool_call_delta": {...}}`` fragments of a call's arguments as they are
+decoded (optional: an engine that cannot promise the call will validate sends
+none); ``{"tool_calls": [{"index", "id", "name", "arguments": dict}]}`` once a
+call is complete; and a last ``{"response": "", "usage", "finish_reason"}``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, Literal, TypeAlias
 
 from .._types import ToolSpec
+from .._wire import Event, Message
+
+
+@dataclass(frozen=True)
+class NamedTool:
+    """``tool_choice`` that names the one tool the model must call."""
+
+    name: str
+
+
+#: "auto": the model decides; "none": no calls; "required": at least one call; a NamedTool: that one.
+ToolChoice: TypeAlias = Literal["auto", "none", "required"] | NamedTool
 
 
 @dataclass
@@ -29,11 +43,9 @@ class SamplingParams:
 
 @dataclass
 class GenerationRequest:
-    messages: list[dict[str, Any]]
+    messages: list[Message]
     tools: list[ToolSpec] = field(default_factory=list)
-    #: "auto", "none", "required", or the one tool's name that must be called.
-    tool_choice: str = "auto"
-    forced_tool: str | None = None
+    tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
     sampling: SamplingParams = field(default_factory=SamplingParams)
     #: A JSON Schema the text answer must match (response_format), or None.
@@ -41,17 +53,22 @@ class GenerationRequest:
     #: Raw prompt completion (Workers AI ``prompt`` + ``raw``): no chat template.
     raw_prompt: str | None = None
 
+    @property
+    def uses_tools(self) -> bool:
+        """Tools are offered and may be called."""
+        return bool(self.tools) and self.tool_choice != "none"
 
-def final_event(prompt_tokens: int, completion_tokens: int, finish_reason: str) -> dict[str, Any]:
-    return {
-        "response": "",
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-        "finish_reason": finish_reason,
-    }
+    @property
+    def must_call(self) -> bool:
+        """A call is required from the first token (``required`` or a named tool)."""
+        return self.uses_tools and self.tool_choice != "auto"
+
+    @property
+    def callable_tools(self) -> list[ToolSpec]:
+        """The tools a call may name: all of them, or the one ``tool_choice`` names."""
+        if isinstance(self.tool_choice, NamedTool):
+            return [t for t in self.tools if t.name == self.tool_choice.name]
+        return self.tools
 
 
 class Engine(ABC):
@@ -61,7 +78,7 @@ class Engine(ABC):
     context_window: int | None = None
 
     @abstractmethod
-    def generate(self, request: GenerationRequest) -> AsyncIterator[dict[str, Any]]:
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         """Stream events for ``request``. Closing the iterator early stops generation."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook

@@ -9,14 +9,18 @@ events, emitting each call once its arguments are complete.
 from __future__ import annotations
 
 import json
+import logging
 import os
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
 from .._errors import EngineError, InvalidInputError, OverloadedError
-from .._types import new_call_id
-from ._base import Engine, GenerationRequest, final_event
+from .._wire import Event, decode_arguments, encode_arguments, final_event, new_call_id
+from ._base import Engine, GenerationRequest, NamedTool
+
+log = logging.getLogger("toolrun.engines.openai_compat")
 
 
 class OpenAICompatibleEngine(Engine):
@@ -37,7 +41,7 @@ class OpenAICompatibleEngine(Engine):
             if m.get("tool_calls"):
                 m["tool_calls"] = [
                     {"id": c["id"], "type": "function",
-                     "function": {"name": c["function"]["name"], "arguments": json.dumps(c["function"]["arguments"])}}
+                     "function": {"name": c["function"]["name"], "arguments": encode_arguments(c["function"]["arguments"])}}
                     for c in m["tool_calls"]
                 ]
             messages.append(m)
@@ -49,17 +53,18 @@ class OpenAICompatibleEngine(Engine):
         }
         if s.seed is not None:
             body["seed"] = s.seed
-        if request.tools and request.tool_choice != "none":
+        if request.uses_tools:
             body["tools"] = [t.as_openai() for t in request.tools]
-            body["tool_choice"] = ({"type": "function", "function": {"name": request.forced_tool}}
-                                   if request.forced_tool else request.tool_choice)
+            choice = request.tool_choice
+            body["tool_choice"] = ({"type": "function", "function": {"name": choice.name}}
+                                   if isinstance(choice, NamedTool) else choice)
             body["parallel_tool_calls"] = request.parallel_tool_calls
         if request.response_schema is not None:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "response", "schema": dict(request.response_schema)}}
         return body
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[dict[str, Any]]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         if request.raw_prompt is not None:
             raise InvalidInputError("raw prompts are not supported by chat-completions servers", where="raw")
         calls: dict[int, dict[str, Any]] = {}
@@ -99,8 +104,12 @@ class OpenAICompatibleEngine(Engine):
             raise EngineError(f"the remote engine at {self.base_url} sent invalid JSON: {exc}") from exc
         for index in sorted(calls):
             slot = calls[index]
+            arguments, problem = decode_arguments(slot["arguments"])
+            if arguments is None:
+                log.warning("dropping a call to %r from %s: its arguments %s", slot["name"], self.base_url, problem)
+                continue
             yield {"tool_calls": [{"index": index, "id": slot["id"] or new_call_id(), "name": slot["name"],
-                                   "arguments": slot["arguments"] or "{}"}]}
+                                   "arguments": arguments}]}
         yield final_event(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
                           "tool_calls" if calls else finish)
 

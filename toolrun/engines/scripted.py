@@ -8,12 +8,12 @@ something works: the end-to-end tests run the real model.
 from __future__ import annotations
 
 import asyncio
-import json
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterable, Union
+from typing import Any, TypeAlias
 
-from .._types import new_call_id
-from ._base import Engine, GenerationRequest, final_event
+from .._wire import Event, final_event, new_call_id
+from ._base import Engine, GenerationRequest
 
 
 @dataclass
@@ -24,7 +24,7 @@ class ScriptedReply:
     delay: float = 0.0
 
 
-Script = Union[Iterable[ScriptedReply], Callable[[GenerationRequest], ScriptedReply]]
+Script: TypeAlias = Iterable[ScriptedReply] | Callable[[GenerationRequest], ScriptedReply]
 
 
 class ScriptedEngine(Engine):
@@ -45,7 +45,7 @@ class ScriptedEngine(Engine):
         last = request.messages[-1]["content"] if request.messages else (request.raw_prompt or "")
         return ScriptedReply(f"echo: {last}")
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[dict[str, Any]]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         self.requests.append(request)
         reply = self._next(request)
         if reply.delay:
@@ -55,7 +55,7 @@ class ScriptedEngine(Engine):
             yield {"response": word if i == 0 else " " + word}
         calls = reply.calls if request.tool_choice != "none" else []
         for i, (name, args) in enumerate(calls):
-            yield {"tool_calls": [{"index": i, "id": new_call_id(), "name": name, "arguments": json.dumps(args)}]}
+            yield {"tool_calls": [{"index": i, "id": new_call_id(), "name": name, "arguments": dict(args)}]}
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.messages)
         completion = len(words) + 8 * len(calls)
         yield final_event(prompt_tokens, completion, "tool_calls" if calls else "stop")

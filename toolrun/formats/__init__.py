@@ -1,9 +1,19 @@
-"""Tool-call formats, one module per model family, behind a registry (like vLLM's tool parsers)."""
+"""Tool-call formats, one module per model family, behind a registry (like vLLM's tool parsers).
+
+A format renders tools into the prompt (through the model's own chat template,
+or its family's fallback), parses the calls the model writes (complete or
+streaming, leniently: small models drift), and builds the grammar that keeps
+those calls well-formed.
+"""
 
 from __future__ import annotations
 
 from .._errors import InvalidInputError
-from ._base import ParseResult, ParsedCall, StreamParser, ToolCallFormat, coerce_calls, scan_json
+from ._base import CallGrammar, ParseResult, ToolCallFormat
+from ._grammar import schema_grammar
+from ._json import coerce_calls, scan_json
+from ._prompt import fold_tool_results
+from ._stream import PlainTextParser, StreamParser
 from ._template import render_chat_template
 from .hermes import HermesFormat
 from .llama3 import Llama3JsonFormat
@@ -35,7 +45,7 @@ for _cls in (HermesFormat, Llama3JsonFormat, MistralFormat):
     register_format(_cls)
 
 __all__ = [
-    "ParseResult", "ParsedCall", "StreamParser", "ToolCallFormat", "coerce_calls", "scan_json",
-    "render_chat_template", "register_format", "get_format", "format_names",
-    "HermesFormat", "Llama3JsonFormat", "MistralFormat",
+    "CallGrammar", "HermesFormat", "Llama3JsonFormat", "MistralFormat", "ParseResult", "PlainTextParser",
+    "StreamParser", "ToolCallFormat", "coerce_calls", "fold_tool_results", "format_names", "get_format",
+    "register_format", "render_chat_template", "scan_json", "schema_grammar",
 ]

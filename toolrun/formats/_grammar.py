@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .._types import ToolSpec
 
@@ -41,6 +42,8 @@ class GrammarBuilder:
         self._converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
         self._converter._rules["space"] = SPACE_RULE
         self._args_rules: dict[str, str] = {}
+        #: Whether every tool's schema is enforced by the grammar in full (see CallGrammar).
+        self.exact = True
 
     def arguments_rule(self, tool: ToolSpec) -> str:
         """The name of the rule matching a JSON object valid for ``tool``'s parameters."""
@@ -54,11 +57,14 @@ class GrammarBuilder:
         try:
             if _has_remote_ref(schema):  # never reached through the binding, which refuses them first
                 raise ValueError("a $ref outside the schema")
+            if not _fully_enforced(schema):
+                self.exact = False
             schema = self._converter.resolve_refs(schema, f"tool:{tool.name}")
             rule = self._converter.visit(schema, base)
         except Exception as exc:  # noqa: BLE001 - any converter failure means "too fancy", never a runtime error
             log.warning("tool %r: schema not expressible as a grammar (%s); using any JSON object", tool.name, exc)
             self._converter._rules = snapshot
+            self.exact = False
             rule = self._converter.visit({"type": "object"}, base + "-loose")
         self._args_rules[tool.name] = rule
         return rule
@@ -66,7 +72,7 @@ class GrammarBuilder:
     def add_rule(self, name: str, body: str) -> str:
         return self._converter._add_rule(name, body)
 
-    def alternatives(self, tools: Iterable[ToolSpec], render_call) -> str:
+    def alternatives(self, tools: Iterable[ToolSpec], render_call: Callable[[str, str], str]) -> str:
         """A rule matching one call of any of ``tools``.
 
         ``render_call(name_json, args_rule)`` gives one tool's body; ``name_json`` is
@@ -77,7 +83,42 @@ class GrammarBuilder:
 
     def render(self, root: str) -> str:
         self._converter._rules["root"] = root
-        return self._converter.format_grammar()
+        text: str = self._converter.format_grammar()
+        return text
+
+
+# Keywords llama.cpp's converter turns into grammar rules that allow exactly what the schema allows
+# (annotations included). Anything else — numeric bounds, uniqueItems, not, if/then, formats, oneOf's
+# "exactly one" — the grammar ignores or approximates, so a call may still fail validation.
+_ENFORCED = frozenset({
+    "type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf",
+    "minLength", "maxLength", "minItems", "maxItems", "$ref", "$defs", "definitions", "$schema", "$id",
+    "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly", "$comment",
+})
+
+
+def _fully_enforced(schema: Any) -> bool:
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key not in _ENFORCED:
+                    return False
+                if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+                    stack.extend(value.values())
+                elif key in ("items", "additionalProperties", "anyOf"):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return True
+
+
+def schema_grammar(schema: Any) -> str:
+    """GBNF for one JSON value matching ``schema`` (``response_format``)."""
+    builder = GrammarBuilder()
+    rule = builder.arguments_rule(ToolSpec("response", "", schema))
+    return builder.render(rule)
 
 
 def _has_remote_ref(node: Any) -> bool:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 from .._types import ToolSpec
-from ._base import ParseResult, ToolCallFormat, coerce_calls, scan_json
+from ._base import CallGrammar, ParseResult, ToolCallFormat
+from ._json import coerce_calls, scan_json
 from ._grammar import GrammarBuilder
 
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
@@ -96,7 +97,7 @@ class HermesFormat(ToolCallFormat):
                 return ParseResult(rest.strip(), calls)
         return ParseResult(text.strip())
 
-    def grammar(self, tools: list[ToolSpec], *, parallel: bool = True) -> str:
+    def grammar(self, tools: list[ToolSpec], *, parallel: bool = True) -> CallGrammar:
         g = GrammarBuilder()
         call = g.alternatives(
             tools,
@@ -104,5 +105,5 @@ class HermesFormat(ToolCallFormat):
         )
         block = g.add_rule("call-block", f'"<tool_call>\\n" {call} "\\n</tool_call>"')
         root = f'{block} ( "\\n" {block} )*' if parallel else block
-        return g.render(root)
+        return CallGrammar(g.render(root), g.exact)
 

@@ -7,7 +7,8 @@ Meta's JSON-based tool calling; several calls in one turn are separated by
 from __future__ import annotations
 
 from .._types import ToolSpec
-from ._base import ParseResult, ToolCallFormat, coerce_calls, scan_json
+from ._base import CallGrammar, ParseResult, ToolCallFormat
+from ._json import coerce_calls, scan_json
 from ._grammar import GrammarBuilder
 
 # Meta's llama 3.1 prompt for JSON tool calling, trimmed to what toolrun renders.
@@ -75,9 +76,9 @@ class Llama3JsonFormat(ToolCallFormat):
             return ParseResult(text.strip())
         return ParseResult(stripped[end_at:].strip(" \n;`"), calls)
 
-    def grammar(self, tools: list[ToolSpec], *, parallel: bool = True) -> str:
+    def grammar(self, tools: list[ToolSpec], *, parallel: bool = True) -> CallGrammar:
         g = GrammarBuilder()
         call = g.alternatives(
             tools, lambda name, args: f'"{{\\"name\\": " {name} ", \\"parameters\\": " {args} "}}"'
         )
-        return g.render(f'{call} ( "; " {call} )*' if parallel else call)
+        return CallGrammar(g.render(f'{call} ( "; " {call} )*' if parallel else call), g.exact)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .._types import ToolSpec
-from ._base import ParseResult, ToolCallFormat, coerce_calls, scan_json
+from ._base import CallGrammar, ParseResult, ToolCallFormat
+from ._json import coerce_calls, scan_json
 from ._grammar import GrammarBuilder
 
 # Mistral's instruct format with tools, as its v3 tokenizer lays it out.
@@ -52,10 +53,10 @@ class MistralFormat(ToolCallFormat):
             break
         return ParseResult(text.strip())
 
-    def grammar(self, tools: list[ToolSpec], *, parallel: bool = True) -> str:
+    def grammar(self, tools: list[ToolSpec], *, parallel: bool = True) -> CallGrammar:
         g = GrammarBuilder()
         call = g.alternatives(
             tools, lambda name, args: f'"{{\\"name\\": " {name} ", \\"arguments\\": " {args} "}}"'
         )
         inner = f'{call} ( ", " {call} )*' if parallel else call
-        return g.render(f'"[TOOL_CALLS][" {inner} "]"')
+        return CallGrammar(g.render(f'"[TOOL_CALLS][" {inner} "]"'), g.exact)

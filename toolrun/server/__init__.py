@@ -34,7 +34,8 @@ from ..ai import AsyncAI
 from . import _openai, _workers_ai
 from ._errors import MethodNotAllowedError, RouteNotFoundError, cloudflare_error, openai_error
 from ._config import ServerConfig, read_server_section
-from ._state import ServerState, endpoint, is_loopback
+from ._auth import is_loopback
+from ._state import ServerState
 
 log = logging.getLogger("toolrun.server")
 

@@ -16,11 +16,10 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from .._config import read_config
 from .._errors import InvalidInputError
 
 
@@ -52,17 +51,8 @@ def read_server_section(path: str | os.PathLike[str] | None = None) -> dict[str,
     ``api_keys_env`` names an environment variable holding comma-separated keys, so
     the file itself need not contain secrets; its keys are added to ``api_keys``.
     """
-    if path is None:
-        from ..ai import config_path
-
-        path = config_path()
-    file = Path(path)
-    if not file.exists():
-        return {}
-    try:
-        section = tomllib.loads(file.read_text()).get("server") or {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidInputError(f"cannot read the toolrun config {file}: {exc}") from None
+    file, tables = read_config(path)
+    section = tables.get("server") or {}
     where = f"{file}: [server]"
     unknown = sorted(set(section) - set(_KEYS))
     if unknown:

@@ -42,39 +42,35 @@ class MethodNotAllowedError(ToolrunError):
     code = "method_not_allowed"
 
 
-class ServerShuttingDownError(ToolrunError):
-    status_code = 503
-    code = "shutting_down"
-
-
-# Cloudflare's errors carry integer codes. Where Workers AI has a well-known one
-# (5006 input validation, 5007 no such model, 3040 capacity exceeded, 10000
-# authentication, 3006 request too large) we use it, so clients that branch on
-# them keep working; the rest are toolrun's own in the same ranges.
-_CLOUDFLARE_CODES = {
-    "invalid_input": 5006,
-    "invalid_json": 5006,
-    "invalid_tool_schema": 5006,
-    "invalid_tool_choice": 5006,
-    "invalid_openapi_spec": 5006,
-    "context_length_exceeded": 5021,
-    "model_not_found": 5007,
-    "model_unavailable": 5016,
-    "model_fetch_failed": 5016,
-    "overloaded": 3040,
-    "unauthorized": 10000,
-    "payload_too_large": 3006,
-    "not_found": 7003,
-    "method_not_allowed": 7001,
-    "engine_error": 3043,
-    "shutting_down": 3043,
+# How each error code reads in the two dialects: (Cloudflare's integer code, OpenAI's error type).
+# Where Workers AI has a well-known code (5006 input validation, 5007 no such model, 3040 capacity
+# exceeded, 10000 authentication, 3006 request too large) it is used, so clients that branch on them
+# keep working; the rest are toolrun's own in the same ranges. The HTTP status is the error's own.
+_INVALID = (5006, "invalid_request_error")
+_DIALECTS: dict[str, tuple[int, str]] = {
+    "invalid_input": _INVALID,
+    "invalid_json": _INVALID,
+    "invalid_tool_schema": _INVALID,
+    "invalid_tool_choice": _INVALID,
+    "invalid_openapi_spec": _INVALID,
+    "context_length_exceeded": (5021, "invalid_request_error"),
+    "model_not_found": (5007, "invalid_request_error"),
+    "model_unavailable": (5016, "server_error"),
+    "model_fetch_failed": (5016, "server_error"),
+    "overloaded": (3040, "rate_limit_error"),
+    "unauthorized": (10000, "authentication_error"),
+    "payload_too_large": (3006, "invalid_request_error"),
+    "not_found": (7003, "invalid_request_error"),
+    "method_not_allowed": (7001, "invalid_request_error"),
+    "engine_error": (3043, "server_error"),
 }
 
-_OPENAI_TYPES = {
-    401: "authentication_error",
-    404: "invalid_request_error",
-    429: "rate_limit_error",
-}
+
+def _dialect(exc: ToolrunError) -> tuple[int, str]:
+    found = _DIALECTS.get(exc.code)
+    if found is not None:
+        return found
+    return (5000, "invalid_request_error") if exc.status_code < 500 else (3043, "server_error")
 
 
 def as_toolrun_error(exc: BaseException) -> ToolrunError:
@@ -103,22 +99,19 @@ def _headers(exc: ToolrunError) -> dict[str, str]:
 
 
 def cloudflare_error_body(exc: ToolrunError) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": _CLOUDFLARE_CODES.get(exc.code, 5000 if exc.status_code < 500 else 3043),
-                             "message": str(exc)}
+    error: dict[str, Any] = {"code": _dialect(exc)[0], "message": str(exc)}
     pointer = json_pointer(exc.where)
     if pointer:
         error["source"] = {"pointer": pointer}
     return {"result": None, "success": False, "errors": [error], "messages": []}
 
 
+def openai_error_body(exc: ToolrunError) -> dict[str, Any]:
+    return {"error": {"message": str(exc), "type": _dialect(exc)[1], "param": exc.where, "code": exc.code}}
+
+
 def cloudflare_error(exc: ToolrunError) -> JSONResponse:
     return JSONResponse(cloudflare_error_body(exc), status_code=exc.status_code, headers=_headers(exc))
-
-
-def openai_error_body(exc: ToolrunError) -> dict[str, Any]:
-    status = exc.status_code
-    kind = _OPENAI_TYPES.get(status) or ("server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": str(exc), "type": kind, "param": exc.where, "code": exc.code}}
 
 
 def openai_error(exc: ToolrunError) -> JSONResponse:

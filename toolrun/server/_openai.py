@@ -19,9 +19,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._errors import InvalidInputError, ModelNotFoundError
+from .._wire import Event, encode_arguments, openai_tool_call
 from ._errors import as_toolrun_error, openai_error, openai_error_body
 from ._limits import Ticket
-from ._state import ServerState, endpoint, log
+from ._endpoint import endpoint, log
+from ._state import ServerState
 from ._streaming import EventStreamResponse, sse_frame
 
 API = "openai"
@@ -100,12 +102,6 @@ def _completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 
 
-def _openai_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"id": c["id"], "type": "function",
-             "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
-            for c in calls]
-
-
 @endpoint(API, "chat_completions", openai_error)
 async def chat_completions(request: Request, state: ServerState) -> Response:
     body = await state.read_body(request)
@@ -124,7 +120,7 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
         message: dict[str, Any] = {"role": "assistant", "content": result.get("response") or (None if calls else ""),
                                    "refusal": None}
         if calls:
-            message["tool_calls"] = _openai_calls(calls)
+            message["tool_calls"] = [openai_tool_call(c) for c in calls]
         return JSONResponse({
             "id": completion_id, "object": "chat.completion", "created": created, "model": model,
             "system_fingerprint": None,
@@ -137,13 +133,14 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     return EventStreamResponse(frames, on_finish=lambda _: ticket.release())
 
 
-async def _chunks(state: ServerState, ticket: Ticket, events: AsyncIterator[dict[str, Any]], *,
+async def _chunks(state: ServerState, ticket: Ticket, events: AsyncIterator[Event], *,
                   completion_id: str, created: int, model: str, include_usage: bool) -> AsyncIterator[bytes]:
     """Binding events as ``chat.completion.chunk``s.
 
-    A tool call arrives from the binding complete; it goes out as OpenAI streams
-    it, a first delta with id and name and then the arguments, so clients that
-    reassemble deltas (the SDK's ``stream()`` helpers, LangChain) see the usual shape.
+    Tool calls go out as OpenAI streams them: a first delta with id and name,
+    then the arguments. Where the engine streamed the arguments as they were
+    decoded, those fragments are the deltas; otherwise the whole arguments
+    follow in one delta when the checked call arrives.
     """
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -153,24 +150,40 @@ async def _chunks(state: ServerState, ticket: Ticket, events: AsyncIterator[dict
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }, ensure_ascii=False))
 
+    opened: set[int] = set()  # calls whose id and name went out
+    streamed: set[int] = set()  # calls whose arguments went out as fragments
     try:
         yield chunk({"role": "assistant", "content": ""})
         async for event in events:
-            if event.get("response"):
-                yield chunk({"content": event["response"]})
-            for call in event.get("tool_calls", ()):
-                index = call.get("index", 0)
-                yield chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
-                                             "function": {"name": call["name"], "arguments": ""}}]})
-                yield chunk({"tool_calls": [{"index": index, "function": {"arguments": call["arguments"]}}]})
-            if "usage" in event:
+            if "tool_call_delta" in event:
+                part = event["tool_call_delta"]
+                if part["index"] not in opened:
+                    opened.add(part["index"])
+                    yield chunk({"tool_calls": [{"index": part["index"], "id": part["id"], "type": "function",
+                                                 "function": {"name": part["name"], "arguments": ""}}]})
+                streamed.add(part["index"])
+                yield chunk({"tool_calls": [{"index": part["index"], "function": {"arguments": part["arguments"]}}]})
+            elif "tool_calls" in event:
+                for call in event["tool_calls"]:
+                    index = call["index"]
+                    if index in streamed:
+                        continue
+                    if index not in opened:
+                        opened.add(index)
+                        yield chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                                     "function": {"name": call["name"], "arguments": ""}}]})
+                    yield chunk({"tool_calls": [{"index": index,
+                                                 "function": {"arguments": encode_arguments(call["arguments"])}}]})
+            elif "usage" in event:
                 state.metrics.observe_usage(ticket.model, event["usage"], ticket.held_seconds)
-                yield chunk({}, finish=event.get("finish_reason") or "stop")
+                yield chunk({}, finish=event["finish_reason"])
                 if include_usage:
                     yield sse_frame(json.dumps({
                         "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
                         "system_fingerprint": None, "choices": [], "usage": event["usage"],
                     }))
+            elif event["response"]:
+                yield chunk({"content": event["response"]})
         yield sse_frame("[DONE]")
     except Exception as exc:  # noqa: BLE001 - headers are sent: report in-band, as OpenAI does
         error = as_toolrun_error(exc)

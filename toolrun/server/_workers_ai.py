@@ -19,7 +19,8 @@ from starlette.routing import Route
 from .._errors import InvalidInputError
 from ._errors import as_toolrun_error, cloudflare_error, cloudflare_error_body
 from ._limits import Ticket
-from ._state import ServerState, endpoint, log
+from ._endpoint import endpoint, log
+from ._state import ServerState
 from ._streaming import EventStreamResponse, sse_frame
 
 API = "workers_ai"
@@ -45,6 +46,8 @@ async def _frames(state: ServerState, ticket: Ticket, events: AsyncIterator[dict
     """Workers AI's SSE: one ``data: {"response": ...}`` per event, then ``data: [DONE]``."""
     try:
         async for event in events:
+            if "tool_call_delta" in event:
+                continue  # Workers AI streams each call whole
             if "usage" in event:
                 state.metrics.observe_usage(ticket.model, event["usage"], ticket.held_seconds)
             # Every Workers AI stream event has "response"; tool-call events carry an empty one.

@@ -71,15 +71,15 @@ def tool(
     """
     if function is None:
         return lambda f: tool(f, name=name, description=description, parameters=parameters, timeout=timeout)
-    if isinstance(function, Mapping):
+    if isinstance(function, Tool):  # a Tool is a Mapping too: rebuild it from its function
+        function = function.function
+    elif isinstance(function, Mapping):
         spec = dict(function)
         spec.update({k: v for k, v in (("name", name), ("description", description),
                                        ("parameters", parameters), ("timeout", timeout)) if v is not None})
         result = tool_from_dict(spec, "tool")
         _check(result)
         return result
-    if isinstance(function, Tool):
-        function = function.function
     if not callable(function):
         raise TypeError(f"tool() takes a function or a dict, not {type(function).__name__}")
 

@@ -7,14 +7,14 @@ import asyncio
 import contextvars
 import inspect
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from referencing.exceptions import Unresolvable
 
 from .._errors import InvalidInputError, ToolSchemaError
 from .._schema import validator
-from .._types import TOOL_NAME_PATTERN, ToolSpec
+from .._types import check_tool_fields
 
 ToolFunction = Callable[..., Any] | Callable[..., Awaitable[Any]]
 
@@ -30,15 +30,20 @@ class _FunctionFacts(NamedTuple):
 _FACTS: weakref.WeakKeyDictionary[Any, _FunctionFacts] = weakref.WeakKeyDictionary()
 
 
-class Tool:
+class Tool(Mapping[str, Any]):
     """A tool that toolrun can both describe to a model and run.
+
+    A read-only mapping with ai-utils' four keys — ``name``, ``description``,
+    ``parameters``, ``function`` — so code written for ai-utils' plain-object
+    tools works unchanged (``tool["name"]``, ``dict(tool)``, ``{**tool}``,
+    ``isinstance(tool, Mapping)``); the same four are attributes too. Equality
+    is identity: comparing two tools never builds a lazy schema.
 
     ``parameters`` may be given directly or produced on first access by
     ``parameters_factory`` (OpenAPI tools resolve their schemas lazily: a big
     spec has thousands of operations and only the ones sent to a model need one).
-    It also reads like ai-utils' plain-object tools: ``tool["name"]``,
-    ``tool["function"]``. Calling a ``Tool`` calls its function unchanged, so
-    a decorated function keeps working as a function.
+    Calling a ``Tool`` calls its function unchanged, so a decorated function
+    keeps working as a function.
 
     ``coerce_arguments`` (set by :func:`tool` from type hints) validates the
     model's arguments and turns them into the keyword arguments of the function;
@@ -85,10 +90,6 @@ class Tool:
         return self._parameters
 
     @property
-    def spec(self) -> ToolSpec:
-        return ToolSpec(self.name, self.description, self.parameters)
-
-    @property
     def __wrapped__(self) -> ToolFunction | None:
         return self.function
 
@@ -97,11 +98,16 @@ class Tool:
             raise KeyError(key)
         return getattr(self, key)
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in self._KEYS else default
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._KEYS)
 
-    def keys(self) -> tuple[str, ...]:
-        return self._KEYS
+    def __len__(self) -> int:
+        return len(self._KEYS)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.function is None:
@@ -232,15 +238,7 @@ def tool_from_dict(obj: Mapping[str, Any], where: str) -> Tool:
         )
     if function is not None and not callable(function):
         raise InvalidInputError(f"'function' must be callable, not {type(function).__name__}", where=f"{where}.function")
-    name = obj.get("name")
-    if not isinstance(name, str) or not TOOL_NAME_PATTERN.fullmatch(name):
-        raise InvalidInputError(
-            f"tool name {name!r} must be 1-128 characters of letters, digits, '_', '-', '.' or ':'",
-            where=f"{where}.name",
-        )
-    description = obj.get("description") or ""
-    if not isinstance(description, str):
-        raise InvalidInputError("description must be a string", where=f"{where}.description")
+    name, description = check_tool_fields(obj.get("name"), obj.get("description"), where)
     parameters = obj.get("parameters")
     if parameters is not None and not isinstance(parameters, Mapping):
         raise ToolSchemaError(

@@ -23,114 +23,31 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import ctypes
 import logging
-import math
 import os
-import random
 import threading
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
-import numpy as np
-
-from .._errors import ContextOverflowError, EngineError, ModelUnavailableError
-from ..formats import ToolCallFormat, render_chat_template
-from ..formats._base import fold_tool_results
-from ..formats._grammar import GrammarBuilder
-from ._base import Engine, GenerationRequest, SamplingParams, final_event
+from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
+from ..._wire import Event, final_event
+from ...formats import (
+    CallGrammar,
+    PlainTextParser,
+    StreamParser,
+    ToolCallFormat,
+    fold_tool_results,
+    render_chat_template,
+    schema_grammar,
+)
+from .._base import Engine, GenerationRequest
+from ._sampler import TokenSampler
 
 log = logging.getLogger("toolrun.engines.llamacpp")
 
-_TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
-
-
 class _Cancelled(Exception):
     pass
-
-
-class TokenSampler:
-    """A llama.cpp sampler chain plus an optional grammar consulted lazily (see module doc)."""
-
-    def __init__(self, llm: Any, params: SamplingParams, grammar: str | None, banned: list[int] = ()) -> None:
-        import llama_cpp as C
-
-        self._C = C
-        self._ctx = llm._ctx.ctx
-        vocab = llm._model.vocab
-        self._n_vocab = llm.n_vocab()
-        self.chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
-        add = lambda s: C.llama_sampler_chain_add(self.chain, s)  # noqa: E731
-        if banned:
-            biases = (C.llama_logit_bias * len(banned))(*[C.llama_logit_bias(t, -math.inf) for t in banned])
-            add(C.llama_sampler_init_logit_bias(self._n_vocab, len(banned), biases))
-        if params.repetition_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
-            add(C.llama_sampler_init_penalties(64, params.repetition_penalty,
-                                               params.frequency_penalty, params.presence_penalty))
-        if params.temperature <= 0:
-            add(C.llama_sampler_init_greedy())
-        else:
-            if params.top_k > 0:
-                add(C.llama_sampler_init_top_k(params.top_k))
-            if params.top_p < 1.0:
-                add(C.llama_sampler_init_top_p(params.top_p, 1))
-            add(C.llama_sampler_init_temp(params.temperature))
-            seed = params.seed if params.seed is not None else random.getrandbits(32)
-            add(C.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        self.grammar = None
-        if grammar is not None:
-            self.grammar = C.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-            if not self.grammar:
-                C.llama_sampler_free(self.chain)
-                raise EngineError("llama.cpp rejected the generated grammar")
-        self._ids = np.arange(self._n_vocab, dtype=np.intc)
-        self._cands = np.zeros(self._n_vocab, dtype=_TOKEN_DATA)
-        self._cands_ptr = self._cands.ctypes.data_as(ctypes.POINTER(C.llama_token_data))
-        self._one = C.llama_token_data(0, 0.0, 0.0)
-        self.rejections = 0
-
-    def _candidates(self, forbid: list[int] | None = None) -> Any:
-        C = self._C
-        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,))
-        self._cands["id"] = self._ids
-        self._cands["logit"] = logits
-        self._cands["p"] = 0.0
-        if forbid:
-            self._cands["logit"][forbid] = -np.inf
-        return C.llama_token_data_array(self._cands_ptr, self._n_vocab, -1, False)
-
-    def opening_probability(self, tokens: list[int]) -> float:
-        """The model's probability, before any sampler, that the next token is one of ``tokens``."""
-        logits = np.ctypeslib.as_array(self._C.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,))
-        shifted = np.exp(logits.astype(np.float64) - float(logits.max()))
-        return float(shifted[tokens].sum() / shifted.sum())
-
-    def sample(self, forbid: list[int] | None = None) -> int:
-        C = self._C
-        cur = self._candidates(forbid)
-        C.llama_sampler_apply(self.chain, ctypes.byref(cur))
-        token = cur.data[cur.selected].id
-        if self.grammar is not None:
-            self._one.id, self._one.logit, self._one.p = token, 1.0, 0.0
-            single = C.llama_token_data_array(ctypes.pointer(self._one), 1, -1, False)
-            C.llama_sampler_apply(self.grammar, ctypes.byref(single))
-            if math.isinf(self._one.logit):
-                # The model's choice breaks the grammar: pay for the full constrained pass.
-                self.rejections += 1
-                cur = self._candidates(forbid)
-                C.llama_sampler_apply(self.grammar, ctypes.byref(cur))
-                C.llama_sampler_apply(self.chain, ctypes.byref(cur))
-                token = cur.data[cur.selected].id
-            C.llama_sampler_accept(self.grammar, token)
-        C.llama_sampler_accept(self.chain, token)
-        return int(token)
-
-    def close(self) -> None:
-        C = self._C
-        C.llama_sampler_free(self.chain)
-        if self.grammar is not None:
-            C.llama_sampler_free(self.grammar)
-        self.chain = self.grammar = None
 
 
 class LlamaCppEngine(Engine):
@@ -160,7 +77,7 @@ class LlamaCppEngine(Engine):
         self._eos = ""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toolrun-llama")
         self._load_lock = threading.Lock()
-        self._grammar_cache: dict[tuple, str] = {}
+        self._grammar_cache: dict[tuple[Any, ...], CallGrammar] = {}
 
     # ------------------------------------------------------------ loading
 
@@ -198,9 +115,8 @@ class LlamaCppEngine(Engine):
         self.load()
         if request.raw_prompt is not None:
             return request.raw_prompt
-        use_tools = bool(request.tools) and request.tool_choice != "none"
-        tools = self.format.template_tools(request.tools) if use_tools else None
-        messages = request.messages if use_tools else fold_tool_results(request.messages)
+        tools = self.format.template_tools(request.tools) if request.uses_tools else None
+        messages = request.messages if request.uses_tools else fold_tool_results(request.messages)
         return render_chat_template(
             self._template or "", messages, tools=tools, add_generation_prompt=True,
             bos_token=self._bos, eos_token=self._eos,
@@ -210,10 +126,8 @@ class LlamaCppEngine(Engine):
         llm = self.load()
         return len(llm.tokenize(text.encode(), add_bos=False, special=True))
 
-    def _grammar(self, request: GenerationRequest) -> str:
-        tools = request.tools
-        if request.forced_tool is not None:
-            tools = [t for t in tools if t.name == request.forced_tool]
+    def _grammar(self, request: GenerationRequest) -> CallGrammar:
+        tools = request.callable_tools
         key = (tuple((t.name, id(t.parameters)) for t in tools), request.parallel_tool_calls)
         cached = self._grammar_cache.get(key)
         if cached is None:
@@ -225,7 +139,7 @@ class LlamaCppEngine(Engine):
 
     # --------------------------------------------------------- generation
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[dict[str, Any]]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
@@ -272,18 +186,22 @@ class LlamaCppEngine(Engine):
         if len(prompt_tokens) + max_tokens > self.context_window:
             raise ContextOverflowError(len(prompt_tokens), max_tokens, self.context_window)
 
-        use_tools = bool(request.tools) and request.tool_choice != "none"
-        constrained_from_start = use_tools and (request.tool_choice == "required" or request.forced_tool is not None)
+        use_tools = request.uses_tools
+        constrained_from_start = request.must_call
         grammar_text: str | None = None
+        parser: StreamParser | PlainTextParser = PlainTextParser()
+        if use_tools:
+            parser = self.format.stream_parser([t.name for t in request.tools])
         if constrained_from_start:
-            grammar_text = self._grammar(request)
+            grammar = self._grammar(request)
+            grammar_text = grammar.text
+            parser.stream_arguments = grammar.exact
         elif request.response_schema is not None:
-            grammar_text = _schema_grammar(request.response_schema)
+            grammar_text = schema_grammar(request.response_schema)
 
         # With tools off, the model must not open a call (it may want to, having seen earlier calls):
         # the openers that are single tokens (Qwen's <tool_call>) are banned outright.
         banned = [] if use_tools else self._opener_tokens(llm)
-        parser = self.format.stream_parser([t.name for t in request.tools]) if use_tools else _PlainText()
         vocab = llm._model.vocab
         self._prefill(llm, prompt_tokens)
         generated: list[int] = []
@@ -327,7 +245,9 @@ class LlamaCppEngine(Engine):
                     parser.reset_region()
                     self._rewind(llm, len(prompt_tokens) + keep)
                     sampler.close()
-                    sampler = TokenSampler(llm, request.sampling, self._grammar(request))
+                    grammar = self._grammar(request)
+                    sampler = TokenSampler(llm, request.sampling, grammar.text)
+                    parser.stream_arguments = grammar.exact
         finally:
             if sampler.grammar is not None and sampler.rejections:
                 log.debug("grammar rejected the model's first choice %d times", sampler.rejections)
@@ -385,19 +305,6 @@ class LlamaCppEngine(Engine):
             self._llm = None
 
 
-class _PlainText:
-    """The stream parser for requests without tools: everything is text."""
-
-    in_call_region = False
-    calls_emitted = 0
-
-    def feed(self, delta: str) -> list[dict[str, Any]]:
-        return [{"response": delta}] if delta else []
-
-    def finish(self) -> list[dict[str, Any]]:
-        return []
-
-
 def _token_containing(starts: list[int], pos: int) -> int:
     """Index of the generated token whose text holds offset ``pos`` (it and all after it are dropped)."""
     keep = 0
@@ -411,11 +318,3 @@ def _token_text(llm: Any, token: int) -> str:
     if token < 0:
         return ""
     return llm.detokenize([token], special=True).decode("utf-8", "replace")
-
-
-def _schema_grammar(schema: Any) -> str:
-    from .._types import ToolSpec
-
-    builder = GrammarBuilder()
-    rule = builder.arguments_rule(ToolSpec("response", "", schema))
-    return builder.render(rule)

@@ -1,0 +1,126 @@
+"""Every call an engine produces is checked here before anyone sees it.
+
+* A call to a tool that was not offered, or whose arguments break the tool's
+  schema, is dropped: toolrun returns only valid calls. The local engine's
+  grammar makes this rare; a remote engine, or a schema the grammar had to
+  loosen, can still produce one.
+* Integers the schema calls ``number`` become floats, so a Python tool
+  annotated ``float`` gets a float.
+* A small model that was just given a tool's result often asks for the very
+  same call again. Answering it with the same result would loop forever, so
+  such a turn is generated again without tools, and the model answers in text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from referencing.exceptions import Unresolvable
+
+from .._schema import validator
+from .._types import ToolSpec
+from .._wire import Event, IndexedToolCall, Message
+from ..engines import Engine, GenerationRequest
+
+log = logging.getLogger("toolrun.ai")
+
+
+def check_call(call: IndexedToolCall, tools: Mapping[str, ToolSpec]) -> tuple[IndexedToolCall | None, str | None]:
+    """(the call with its arguments typed per schema, None) or (None, what is wrong with it)."""
+    tool = tools.get(call["name"])
+    if tool is None:
+        return None, f"the model called {call['name']!r}, which is not among the tools"
+    try:
+        error = next(iter(validator(tool.parameters).iter_errors(call["arguments"])), None)
+    except Unresolvable as exc:  # normalize_tool refuses such schemas; this is the last line
+        return None, f"the schema of {call['name']!r} has a reference that cannot be resolved: {exc}"
+    if error is not None:
+        return None, f"arguments of {call['name']!r} do not match its schema: {error.message}"
+    return {**call, "arguments": _as_numbers(call["arguments"], tool.parameters)}, None
+
+
+def _as_numbers(value: Any, schema: Any) -> Any:
+    """Integers where the schema says ``number`` become floats (``[1, 3]`` → ``[1.0, 3.0]``).
+
+    JSON cannot tell 1 from 1.0, but Python callers can: a ``float`` parameter should get a float.
+    """
+    if not isinstance(schema, Mapping):
+        return value
+    kind = schema.get("type")
+    if kind == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        return {k: _as_numbers(v, props.get(k)) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [_as_numbers(v, schema["items"]) for v in value]
+    return value
+
+
+def _call_key(name: str, arguments: Mapping[str, Any]) -> tuple[str, str]:
+    return name, json.dumps(arguments, sort_keys=True)
+
+
+def answered_calls(messages: list[Message]) -> set[tuple[str, str]]:
+    """Calls made since the last user turn, as (name, arguments JSON); "*" where the arguments are unknown.
+
+    Workers AI's short form (``{"role": "assistant", "tool_call": "name"}``) records no
+    arguments, so any call of that tool counts as a repeat.
+    """
+    answered: set[tuple[str, str]] = set()
+    for msg in reversed(messages):
+        if msg["role"] == "user":
+            break
+        for call in msg.get("tool_calls", ()):
+            fn = call["function"]
+            answered.add(_call_key(fn["name"], fn["arguments"]) if fn["arguments"] else (fn["name"], "*"))
+    return answered
+
+
+def _is_repeat(call: IndexedToolCall, answered: set[tuple[str, str]]) -> bool:
+    return (call["name"], "*") in answered or _call_key(call["name"], call["arguments"]) in answered
+
+
+async def checked_events(engine: Engine, request: GenerationRequest) -> AsyncIterator[Event]:
+    """The engine's events with every call checked (see the module doc).
+
+    Argument fragments pass straight through, except when the turn may be a
+    repeat: then the calls must be seen whole before anything about them goes out.
+    """
+    tools = {t.name: t for t in request.tools}
+    answered = answered_calls(request.messages) if request.tool_choice == "auto" else set()
+    held: list[IndexedToolCall] = []
+    stream = engine.generate(request)
+    try:
+        async for event in stream:
+            if "tool_call_delta" in event:
+                if not answered:
+                    yield event
+                continue
+            if "tool_calls" in event:
+                for call in event["tool_calls"]:
+                    checked, problem = check_call(call, tools)
+                    if checked is None:
+                        log.warning("dropping an invalid tool call: %s", problem)
+                        continue
+                    held.append({**checked, "index": len(held)})
+                continue
+            if "usage" in event:
+                if held and all(_is_repeat(call, answered) for call in held):
+                    log.info("the model repeated calls it already has results for; answering without tools")
+                    async for retry_event in engine.generate(replace(request, tool_choice="none")):
+                        yield retry_event
+                    return
+                for call in held:
+                    yield {"tool_calls": [call]}
+                if event["finish_reason"] == "tool_calls" and not held:
+                    event = {**event, "finish_reason": "stop"}
+                yield event
+                continue
+            yield event
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,48 @@
+"""Who may use the server: bearer tokens, or — without any — clients on this machine only."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Iterable
+
+from starlette.requests import Request
+
+from ._errors import AuthenticationError
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Authenticator:
+    def __init__(self, api_keys: Iterable[str]) -> None:
+        self._keys = tuple(k.encode() for k in api_keys)
+
+    def check(self, request: Request) -> None:
+        """Raise :class:`AuthenticationError` unless the request may be served."""
+        if not self._keys:
+            # Without keys the server must not be an open relay: answer loopback clients only,
+            # even if someone mounts the app on 0.0.0.0 by hand.
+            client = request.client.host if request.client else None
+            if not is_loopback(client):
+                raise AuthenticationError(
+                    "this server has no API keys configured, so it only answers clients on this machine; "
+                    "start it with --api-key to accept remote clients"
+                )
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("missing API key: send the header 'Authorization: Bearer <key>'")
+        given = token.strip().encode()
+        # Compare against every key in constant time, so timing says nothing about which is close.
+        if not any([hmac.compare_digest(given, key) for key in self._keys]):
+            raise AuthenticationError("invalid API key")
