@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from ..._errors import ToolExecutionError
+from ._address import new_client
 from ._convert import GROUPS, Operation, Param
 
 logger = logging.getLogger("toolrun.openapi")
@@ -44,10 +45,60 @@ class ArgumentError(Exception):
     """The model's arguments cannot make a request; told to the model, which can try again."""
 
 
+class MatcherURL(httpx.URL):
+    """The URL an override's ``matcher`` gets: an :class:`httpx.URL` that also answers the
+    WHATWG ``URL`` names that code ported from JavaScript uses.
+
+    ``hostname``, ``href``, ``pathname`` (percent-encoded, as in a browser: the template's
+    ``{username}`` reads ``%7Busername%7D``), ``protocol`` (``"https:"``), ``search`` (``"?a=1"``
+    or ``""``), ``hash``, ``origin``, ``searchParams`` and ``toString()`` are the WHATWG ones;
+    ``host`` and ``port`` stay httpx's (the host without the port; the port as an int or None),
+    which for a URL without an explicit port is what WHATWG's ``host`` says too.
+    """
+
+    @property
+    def hostname(self) -> str:
+        return self.host
+
+    @property
+    def href(self) -> str:
+        return str(self)
+
+    @property
+    def pathname(self) -> str:
+        return self.raw_path.split(b"?", 1)[0].decode("ascii") or "/"
+
+    @property
+    def protocol(self) -> str:
+        return f"{self.scheme}:"
+
+    @property
+    def search(self) -> str:
+        query = self.query.decode("ascii")
+        return f"?{query}" if query else ""
+
+    @property
+    def hash(self) -> str:
+        return f"#{self.fragment}" if self.fragment else ""
+
+    @property
+    def origin(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}" + (f":{self.port}" if self.port is not None else "")
+
+    @property
+    def searchParams(self) -> httpx.QueryParams:  # noqa: N802 - the WHATWG name
+        return self.params
+
+    def toString(self) -> str:  # noqa: N802 - the WHATWG name
+        return str(self)
+
+
 @dataclass
 class Override:
-    matcher: Callable[[httpx.URL, str], Any]
+    matcher: Callable[[MatcherURL, str], Any]
     values: Mapping[str, Any]
+    where: str = "overrides"
 
 
 @dataclass
@@ -60,22 +111,26 @@ class CallSettings:
     max_response_bytes: int = MAX_RESPONSE_BYTES
     client: httpx.AsyncClient | None = None
     verbose: bool = False
+    allow_link_local: bool = False
 
 
 # ------------------------------------------------------------- the client
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = weakref.WeakKeyDictionary()
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]]" = (
+    weakref.WeakKeyDictionary())
 
 
-def shared_client() -> httpx.AsyncClient:
-    """One client per event loop (a client's connections belong to the loop that made them)."""
+def shared_client(allow_link_local: bool = False) -> httpx.AsyncClient:
+    """One client per event loop (a client's connections belong to the loop that made them), and
+    per address policy: the default one connects only where :mod:`._address` allows."""
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
+    clients = _clients.setdefault(loop, {})
+    client = clients.get(allow_link_local)
     if client is None or client.is_closed:
         # A jar that accepts no cookies: one API's Set-Cookie must not ride along on later calls.
         jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-        client = httpx.AsyncClient(cookies=jar, follow_redirects=False)
-        _clients[loop] = client
+        client = new_client(allow_link_local=allow_link_local, cookies=jar, follow_redirects=False)
+        clients[allow_link_local] = client
     return client
 
 
@@ -234,9 +289,15 @@ def _collect_overrides(op: Operation, settings: CallSettings) -> dict[str, dict[
     out: dict[str, dict[str, Any]] = {k: {} for k in ("headers", "path", "query", "body", "cookies", "form")}
     if not settings.overrides:
         return out
-    url = httpx.URL(op.match_url) if op.server.base else httpx.URL(op.path)
+    url = MatcherURL(op.match_url if op.server.base else op.path)
     for rule in settings.overrides:
-        if not rule.matcher(url, op.method):
+        try:
+            matched = rule.matcher(url, op.method)
+        except Exception as exc:
+            # The user's code, not the model's doing: the caller sees it, named.
+            raise ToolExecutionError(f"{rule.where}.matcher failed for {op.method.upper()} {url}: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+        if not matched:
             continue
         values = rule.values
         for key, target in (("headers", "headers"), ("path_data", "path"), ("pathData", "path"),
@@ -446,7 +507,7 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 
 
 async def _send(request: _Request, op: Operation, settings: CallSettings) -> str:
-    client = settings.client or shared_client()
+    client = settings.client or shared_client(settings.allow_link_local)
     assert op.server.origin is not None
     scheme, host, port = op.server.origin
     origin = (scheme, host, port or {"http": 80, "https": 443}.get(scheme))

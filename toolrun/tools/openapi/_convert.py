@@ -8,19 +8,24 @@ chosen) only the first time they are asked for.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import httpx
 
+from ..._errors import OpenAPISpecError
+from ._address import check_url
 from ._document import MISSING, Document, OpSource
-from ._schema import SchemaConverter, trim
+from ._schema import NODE_BUDGET, SchemaConverter, SchemaLimitError, trim
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 NAME_LIMIT = 64
 TOOL_DESCRIPTION_LIMIT = 1024
 GROUPS = ("path", "query", "header", "cookie", "formData", "body")
+
+logger = logging.getLogger("toolrun.openapi")
 
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 _SERVER_VAR = re.compile(r"\{([^{}]*)\}")
@@ -102,40 +107,60 @@ def _text(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Server:
-    """Where an operation's requests go: ``base`` (no trailing slash) or why there is none."""
+    """Where an operation's requests go: ``base`` (no trailing slash) or why there is none.
+
+    ``refused``: the document names a host toolrun will not call (see :mod:`._address`);
+    making the tools fails then, at ``where``.
+    """
 
     base: str | None
     origin: tuple[str, str, int | None] | None = None
     error: str | None = None
+    refused: bool = False
+    where: str = "servers"
 
 
-def make_server(raw_url: str, source_url: str | None, what: str) -> Server:
+def make_server(raw_url: str, source_url: str | None, what: str, *, allow_link_local: bool = False,
+                where: str = "servers") -> Server:
     url = raw_url.strip()
     try:
         parsed = httpx.URL(url)
         if not parsed.is_absolute_url:
             if parsed.scheme or not source_url:
                 return Server(None, error=f"{what} {raw_url!r} is relative and the document was not fetched "
-                                           "from a URL to resolve it against; pass base_url=")
+                                           "from a URL to resolve it against; pass base_url=", where=where)
             parsed = httpx.URL(source_url).join(url)
     except (httpx.InvalidURL, ValueError) as exc:
-        return Server(None, error=f"{what} {raw_url!r} is not a valid URL: {exc}")
+        return Server(None, error=f"{what} {raw_url[:200]!r} is not a valid URL: {exc}", where=where)
     if parsed.scheme not in ("http", "https"):
-        return Server(None, error=f"{what} {raw_url!r} uses {parsed.scheme!r}; only http and https are supported")
+        return Server(None, error=f"{what} {raw_url!r} uses {parsed.scheme!r}; only http and https are supported",
+                      where=where)
     if not parsed.host:
-        return Server(None, error=f"{what} {raw_url!r} has no host")
+        return Server(None, error=f"{what} {raw_url!r} has no host", where=where)
+    if parsed.userinfo:
+        # Never sent (the base below has no user part); say so rather than drop them silently.
+        logger.warning("%s %s has credentials in it (user:password@); toolrun does not send them: give them "
+                       "as credentials= (for the document's security schemes) or as an override header",
+                       what, str(parsed.copy_with(username="***", password=None)))
     netloc = parsed.netloc.decode("ascii")
     base = f"{parsed.scheme}://{netloc}{parsed.raw_path.decode('ascii').split('?', 1)[0].rstrip('/')}"
-    return Server(base, origin=(parsed.scheme, parsed.host, parsed.port))
+    if not allow_link_local:
+        problem = check_url(httpx.URL(base), what)
+        if problem:
+            return Server(None, error=problem, refused=True, where=where)
+    return Server(base, origin=(parsed.scheme, parsed.host, parsed.port), where=where)
 
 
 class ServerResolver:
     """The server of each operation, worked out once per distinct ``servers`` list."""
 
-    def __init__(self, doc: Document, source_url: str | None, base_url: str | None) -> None:
+    def __init__(self, doc: Document, source_url: str | None, base_url: str | None, *,
+                 allow_link_local: bool = False) -> None:
         self.doc = doc
         self.source_url = source_url
-        self._fixed = make_server(base_url, None, "base_url") if base_url else None
+        self.allow_link_local = allow_link_local
+        self._fixed = make_server(base_url, None, "base_url", allow_link_local=allow_link_local,
+                                  where="base_url") if base_url else None
         self._cache: dict[int, Server] = {}
         self._keep: list[Any] = []  # keeps the lists alive so their ids stay unique
         self._doc_server: Server | None = None
@@ -147,51 +172,60 @@ class ServerResolver:
             if self._doc_server is None:
                 self._doc_server = self._swagger()
             return self._doc_server
-        for servers in (src.servers, src.path_servers):
+        op_where = f"paths[{src.path!r}]"
+        for servers, where in ((src.servers, f"{op_where}.{src.method}.servers"), (src.path_servers, f"{op_where}.servers")):
             if isinstance(servers, list) and servers:
                 key = id(servers)
                 if key not in self._cache:
                     self._keep.append(servers)
-                    self._cache[key] = self._oas3(servers)
+                    self._cache[key] = self._oas3(servers, where)
                 return self._cache[key]
         if self._doc_server is None:
             servers = self.doc.get("servers")
-            self._doc_server = self._oas3(servers if isinstance(servers, list) else [])
+            self._doc_server = self._oas3(servers if isinstance(servers, list) else [], "servers")
         return self._doc_server
 
-    def _oas3(self, servers: list[Any]) -> Server:
+    def _oas3(self, servers: list[Any], where: str) -> Server:
         server = self.doc.follow(servers[0]) if servers else {"url": "/"}  # the spec's default
+        where = f"{where}[0]"
         if not isinstance(server, Mapping) or not isinstance(server.get("url"), str):
-            return Server(None, error="the first server has no 'url'; pass base_url=")
+            return Server(None, error="the first server has no 'url'; pass base_url=", where=where)
         variables = server.get("variables") if isinstance(server.get("variables"), Mapping) else {}
         missing: list[str] = []
 
         def fill(match: re.Match[str]) -> str:
             var = variables.get(match.group(1))
             if isinstance(var, Mapping):
-                if "default" in var and var["default"] is not None:
-                    return str(var["default"])
-                if isinstance(var.get("enum"), list) and var["enum"]:
-                    return str(var["enum"][0])
+                for value in (var.get("default"), *(var["enum"][:1] if isinstance(var.get("enum"), list) else ())):
+                    if isinstance(value, str) or _is_number(value):
+                        return str(value)
             missing.append(match.group(1))
             return match.group(0)
 
         url = _SERVER_VAR.sub(fill, server["url"])
         if missing:
-            return Server(None, error=f"server URL {server['url']!r} uses variable(s) "
-                                      f"{', '.join(missing)} with no default; pass base_url=")
-        return make_server(url, self.source_url, "server URL")
+            return Server(None, error=f"server URL {server['url'][:200]!r} uses variable(s) "
+                                      f"{', '.join(m[:40] for m in missing[:5])} with no default; pass base_url=",
+                          where=where)
+        return make_server(url, self.source_url, "server URL", allow_link_local=self.allow_link_local, where=where)
 
     def _swagger(self) -> Server:
         host = self.doc.get("host")
         base_path = self.doc.get("basePath")
         base_path = base_path if isinstance(base_path, str) else ""
-        schemes = [s for s in self.doc.get("schemes") or () if isinstance(s, str)]
+        listed = self.doc.get("schemes")
+        schemes = [s for s in listed if isinstance(s, str)] if isinstance(listed, list) else []
         if isinstance(host, str) and host:
             scheme = "https" if "https" in schemes or not schemes else schemes[0]
-            return make_server(f"{scheme}://{host}{base_path}", None, "host")
+            return make_server(f"{scheme}://{host}{base_path}", None, "host", allow_link_local=self.allow_link_local,
+                               where="host")
         # No host: "the host serving the documentation".
-        return make_server(base_path or "/", self.source_url, "basePath")
+        return make_server(base_path or "/", self.source_url, "basePath", allow_link_local=self.allow_link_local,
+                           where="basePath")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # ------------------------------------------------------------------- plans
@@ -227,8 +261,8 @@ class Plan:
     security: list[list[tuple[str, Mapping[str, Any]]]] = field(default_factory=list)
 
 
-def build_plan(doc: Document, src: OpSource) -> Plan:
-    conv = SchemaConverter(doc)
+def build_plan(doc: Document, src: OpSource, *, budget: int = NODE_BUDGET) -> Plan:
+    conv = SchemaConverter(doc, budget=budget)
     groups: dict[str, dict[str, Any]] = {}
     required: dict[str, list[str]] = {}
     params: dict[str, list[Param]] = {}
@@ -431,10 +465,13 @@ def _security(doc: Document, src: OpSource) -> list[list[tuple[str, Mapping[str,
 class Operation:
     """One operation: what is known up front, and its plan once asked for."""
 
-    __slots__ = ("doc", "src", "name", "description", "method", "path", "server", "match_url", "_plan")
+    __slots__ = ("doc", "src", "name", "description", "method", "path", "server", "match_url", "schema_budget",
+                 "_plan")
 
-    def __init__(self, doc: Document, src: OpSource, name: str, server: Server) -> None:
+    def __init__(self, doc: Document, src: OpSource, name: str, server: Server,
+                 schema_budget: int = NODE_BUDGET) -> None:
         self.doc = doc
+        self.schema_budget = schema_budget
         self.src = src
         self.name = name
         self.description = describe(src)
@@ -447,7 +484,15 @@ class Operation:
 
     def plan(self) -> Plan:
         if self._plan is None:
-            self._plan = build_plan(self.doc, self.src)
+            where = f"paths[{self.src.path!r}].{self.method}"
+            try:
+                self._plan = build_plan(self.doc, self.src, budget=self.schema_budget)
+            except SchemaLimitError as exc:
+                at = f" (while expanding {exc.ref})" if exc.ref else ""
+                raise OpenAPISpecError(f"tool {self.name!r}: {exc}{at}", where=where) from None
+            except RecursionError:  # the limits above keep far from it; never let it out
+                raise OpenAPISpecError(f"tool {self.name!r}: the schema is nested too deeply to build",
+                                       where=where) from None
         return self._plan
 
     def schema(self) -> dict[str, Any]:

@@ -28,18 +28,6 @@ except ImportError:  # pragma: no cover - exercised by forcing the fallback in t
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 MISSING: Any = object()
 
-# --------------------------------------------------------------------- YAML
-
-
-class _YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """The C loader (fast on large specs), with dates kept as strings: a ``default: 2024-01-01``
-    must stay JSON."""
-
-
-_YamlLoader.add_constructor(
-    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
-)
-
 # ------------------------------------------------------------- typed decode
 
 if msgspec is not None:
@@ -104,8 +92,15 @@ def is_raw(value: Any) -> bool:
 # ----------------------------------------------------------------- parsing
 
 
-def parse(content: Any, label: str) -> "Document":
-    """Parse JSON or YAML text (or take a mapping) into a :class:`Document`."""
+def parse(content: Any, label: str, *, max_depth: int = _yaml.MAX_DEPTH,
+          max_alias_nodes: int = _yaml.MAX_ALIAS_NODES) -> "Document":
+    """Parse JSON or YAML text (or take a mapping) into a :class:`Document`.
+
+    YAML is read within ``max_depth`` and ``max_alias_nodes`` (see :mod:`._yaml`); JSON has no
+    aliases, and its parsers refuse nesting past Python's recursion limit (about 1,000 levels),
+    in time linear in what they read. Parts deeper than the schemas may be are refused when a
+    tool's schema is built.
+    """
     if isinstance(content, Mapping):
         return Document.from_tree(dict(content), label)
     text = content
@@ -116,6 +111,7 @@ def parse(content: Any, label: str) -> "Document":
     else:
         text = text.lstrip("\ufeff")
         head = text[:64].lstrip()
+    limits = {"max_depth": max_depth, "max_alias_nodes": max_alias_nodes}
     if head[:1] in ("{", b"{"):
         if msgspec is not None:
             if isinstance(text, str) and not text.isascii():
@@ -124,35 +120,43 @@ def parse(content: Any, label: str) -> "Document":
                 try:
                     text = text.encode()
                 except UnicodeEncodeError:  # lone surrogates: the generic path reports them
-                    return _parse_json_slow(text, label)
+                    return _parse_json_slow(text, label, limits)
             try:
                 return Document.from_typed(_TOP_DECODER.decode(text), text, label)
             except msgspec.ValidationError:
                 pass  # an odd shape somewhere: the generic path below says exactly where
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                return _parse_json_slow(text, label)
-        return _parse_json_slow(text, label)
-    return Document.from_tree(_parse_yaml(text, label), label)
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+                return _parse_json_slow(text, label, limits)
+        return _parse_json_slow(text, label, limits)
+    return Document.from_tree(_parse_yaml(text, label, limits), label)
 
 
-def _parse_json_slow(text: Any, label: str) -> "Document":
+def _too_deep(label: str) -> OpenAPISpecError:
+    return OpenAPISpecError(f"{label} is nested too deeply to read (more than about 1,000 levels)", where="spec")
+
+
+def _parse_json_slow(text: Any, label: str, limits: dict[str, int]) -> "Document":
     try:
         tree = json.loads(text)
+    except RecursionError:
+        raise _too_deep(label) from None
     except json.JSONDecodeError as exc:
         try:  # JSON-looking YAML (flow style, comments) is still a valid document
-            tree = _yaml.load(text)
+            tree = _yaml.load(text, **limits)
         except (yaml.YAMLError, _yaml.YamlError):
             raise OpenAPISpecError(
                 f"{label} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", where="spec"
             ) from None
     except UnicodeDecodeError as exc:
         raise OpenAPISpecError(f"{label} is not UTF-8 text: {exc.reason}", where="spec") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits (Python's int/str conversion limit)
+        raise OpenAPISpecError(f"{label} cannot be read as JSON: {exc}", where="spec") from None
     return Document.from_tree(tree, label)
 
 
-def _parse_yaml(text: Any, label: str) -> Any:
+def _parse_yaml(text: Any, label: str, limits: dict[str, int]) -> Any:
     try:
-        return _yaml.load(text)
+        return _yaml.load(text, **limits)
     except _yaml.YamlError as exc:
         raise OpenAPISpecError(f"{label} is not a YAML document toolrun can read: {exc}", where="spec") from None
     except yaml.MarkedYAMLError as exc:
@@ -164,18 +168,24 @@ def _parse_yaml(text: Any, label: str) -> Any:
 
 
 def _check_version(openapi: Any, swagger: Any, label: str) -> tuple[str, str]:
+    for field, value in (("openapi", openapi), ("swagger", swagger)):
+        # A version is text (YAML may read 2.0 as a number); anything else is not shown whole.
+        if value is not None and (not isinstance(value, (str, int, float)) or isinstance(value, bool)):
+            raise OpenAPISpecError(f"{label}: '{field}' must be a version string, not {type(value).__name__}",
+                                   where=field)
     if openapi is not None:
         version = str(openapi)
         if not version.startswith("3."):
             raise OpenAPISpecError(
-                f"{label}: OpenAPI version {version!r} is not supported (3.0 and 3.1 are, and Swagger 2.0)",
+                f"{label}: OpenAPI version {version[:40]!r} is not supported (3.0 and 3.1 are, and Swagger 2.0)",
                 where="openapi",
             )
         return "openapi", version
     if swagger is not None:
         version = str(swagger)
         if version not in ("2.0", "2"):
-            raise OpenAPISpecError(f"{label}: Swagger version {version!r} is not supported (2.0 is)", where="swagger")
+            raise OpenAPISpecError(f"{label}: Swagger version {version[:40]!r} is not supported (2.0 is)",
+                                   where="swagger")
         return "swagger", "2.0"
     raise OpenAPISpecError(
         f"{label} is not an OpenAPI document: it has neither an 'openapi' nor a 'swagger' field",
@@ -343,6 +353,8 @@ class Document:
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             # Skipped parts were checked for JSON syntax, but not for valid UTF-8 inside strings.
             raise OpenAPISpecError(f"{self.label} is broken at {where}: {exc}", where=where) from None
+        except RecursionError:
+            raise OpenAPISpecError(f"{self.label} is nested too deeply to read at {where}", where=where) from None
 
     def resolve_parts(self, parts: tuple[str, ...], default: Any = MISSING) -> Any:
         hit = self._values.get(parts, MISSING)
@@ -368,7 +380,10 @@ class Document:
 
     def _whole(self) -> Any:
         if self._tree is None:
-            self._tree = json.loads(self._text)
+            try:
+                self._tree = json.loads(self._text)
+            except RecursionError:  # msgspec read it, so this is the stdlib's lower limit
+                raise _too_deep(self.label) from None
         return self._tree
 
 

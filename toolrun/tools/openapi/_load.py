@@ -10,8 +10,10 @@ from typing import Any, Mapping
 import httpx
 
 from ..._errors import OpenAPISpecError
+from ._address import check_url, new_client
 
 MAX_SPEC_BYTES = 64 * 1024 * 1024
+MAX_SPEC_REDIRECTS = 10
 _URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 
 
@@ -21,6 +23,7 @@ async def read_source(
     client: httpx.AsyncClient | None,
     timeout: float,
     max_bytes: int = MAX_SPEC_BYTES,
+    allow_link_local: bool = False,
 ) -> tuple[Any, str | None, str]:
     """``(content, source_url, label)``: the document's text/bytes (or an already parsed mapping),
     the URL it was served from (relative server URLs resolve against it), and a label for errors."""
@@ -43,7 +46,8 @@ async def read_source(
         raise OpenAPISpecError("the document is empty", where="spec")
     one_line = len(spec) <= 4096 and "\n" not in head
     if one_line and _URL.match(head):
-        content, final_url = await _fetch(head, client=client, timeout=timeout, max_bytes=max_bytes)
+        content, final_url = await _fetch(head, client=client, timeout=timeout, max_bytes=max_bytes,
+                                          allow_link_local=allow_link_local)
         return content, final_url, head
     if one_line and not head.startswith(("{", "[")):
         # One line that is not JSON: a file path, unless it reads like a one-line YAML document.
@@ -74,30 +78,50 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         raise OpenAPISpecError(f"cannot read {path}: {exc.strerror or exc}", where="spec") from None
 
 
-async def _fetch(url: str, *, client: httpx.AsyncClient | None, timeout: float, max_bytes: int) -> tuple[bytes, str]:
+async def _fetch(url: str, *, client: httpx.AsyncClient | None, timeout: float, max_bytes: int,
+                 allow_link_local: bool) -> tuple[bytes, str]:
     own = client is None
-    http = client or httpx.AsyncClient(timeout=timeout)
+    http = client or new_client(allow_link_local=allow_link_local, timeout=timeout)
     try:
-        async with http.stream(
-            "GET", url, follow_redirects=True, timeout=timeout,
-            headers={"Accept": "application/json, application/yaml;q=0.9, */*;q=0.5"},
-        ) as resp:
-            if not resp.is_success:
-                raise OpenAPISpecError(
-                    f"fetching {url} answered HTTP {resp.status_code} {resp.reason_phrase}".rstrip(), where="spec"
-                )
-            declared = resp.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise OpenAPISpecError(
-                    f"{url} is {declared} bytes, more than the {max_bytes}-byte limit", where="spec"
-                )
-            chunks, size = [], 0
-            async for chunk in resp.aiter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise OpenAPISpecError(f"{url} is more than the {max_bytes}-byte limit", where="spec")
-                chunks.append(chunk)
-            return b"".join(chunks), str(resp.url)
+        current = httpx.URL(url)
+        # Redirects are followed here, one at a time, so that each hop is checked like the first.
+        for hop in range(MAX_SPEC_REDIRECTS + 1):
+            if not allow_link_local:
+                problem = check_url(current, f"fetching {url} redirected to" if hop else "the document's URL")
+                if problem:
+                    raise OpenAPISpecError(problem, where="spec")
+            async with http.stream(
+                "GET", current, follow_redirects=False, timeout=timeout,
+                headers={"Accept": "application/json, application/yaml;q=0.9, */*;q=0.5"},
+            ) as resp:
+                location = resp.headers.get("location")
+                if resp.is_redirect and location:
+                    try:
+                        current = current.join(location)
+                    except httpx.InvalidURL:
+                        raise OpenAPISpecError(f"fetching {url} redirected to an invalid URL {location[:200]!r}",
+                                               where="spec") from None
+                    if current.scheme not in ("http", "https"):
+                        raise OpenAPISpecError(f"fetching {url} redirected to {current.scheme!r}, not http(s)",
+                                               where="spec")
+                    continue
+                if not resp.is_success:
+                    raise OpenAPISpecError(
+                        f"fetching {url} answered HTTP {resp.status_code} {resp.reason_phrase}".rstrip(), where="spec"
+                    )
+                declared = resp.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise OpenAPISpecError(
+                        f"{url} is {declared} bytes, more than the {max_bytes}-byte limit", where="spec"
+                    )
+                chunks, size = [], 0
+                async for chunk in resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise OpenAPISpecError(f"{url} is more than the {max_bytes}-byte limit", where="spec")
+                    chunks.append(chunk)
+                return b"".join(chunks), str(resp.url)
+        raise OpenAPISpecError(f"fetching {url} was redirected more than {MAX_SPEC_REDIRECTS} times", where="spec")
     except httpx.TimeoutException:
         raise OpenAPISpecError(f"fetching {url} timed out after {timeout:g}s", where="spec") from None
     except httpx.HTTPError as exc:

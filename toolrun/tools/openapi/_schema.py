@@ -7,20 +7,42 @@ so whatever a document carries (``nullable``, boolean ``exclusiveMinimum``,
 ``type: file``, ``discriminator``, ``x-`` extensions, stray ``required: true``)
 the result passes the meta-schema. ``allOf`` is merged into one schema when
 its parts do not conflict.
+
+Sizes are counted as the model would see them: a sub-schema reached through
+several references (or YAML aliases) counts each time it appears, since that
+is what the JSON sent to a model holds. Once a schema passes ``budget`` nodes,
+further references and repeated sub-schemas are cut like recursive ones, so
+a "``$ref`` bomb" (each level's properties pointing at the level below: 4**12
+nodes from 2 KB) yields a usable, cut schema. What cannot be cut that way —
+one huge inline schema, a ``default`` or ``enum`` of millions of values, or
+nesting deeper than the engines accept — raises :class:`SchemaLimitError`.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from typing import Any, Mapping
 
+from ..._json import MAX_DEPTH as _JSON_MAX_DEPTH
+from ..._schema import MAX_SCHEMA_NODES
 from ._document import MISSING, Document
 
 TYPES = frozenset(("string", "number", "integer", "boolean", "array", "object", "null"))
 DESCRIPTION_LIMIT = 400
-# A schema bigger than this many nodes stops expanding references: a prompt has no room for more.
+#: A schema bigger than this many nodes stops expanding references: a prompt has no room for more.
 NODE_BUDGET = 4000
+#: Past this many nodes (values inside ``enum``/``default``/``const`` included) a schema is an
+#: error: every tool schema is refused beyond it later (toolrun._schema), so say it here, by name.
+HARD_NODE_LIMIT = MAX_SCHEMA_NODES
+#: Schema levels inside one tool's parameters. A level adds at most two levels of JSON
+#: (``properties`` + name), and the tool's own wrapper adds four, so the result stays within the
+#: nesting every tool schema is held to (toolrun._json.MAX_DEPTH, 100).
+MAX_LEVELS = (_JSON_MAX_DEPTH - 4) // 2
+_WRAPPER_DEPTH = 4
 
-_STR_KEYS = ("title", "format", "pattern", "contentMediaType", "contentEncoding")
+_STR_KEYS = ("title", "format", "contentMediaType", "contentEncoding")
 _NUM_KEYS = ("minimum", "maximum")
 _COUNT_KEYS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
                "minContains", "maxContains")
@@ -28,6 +50,14 @@ _BOOL_KEYS = ("uniqueItems", "deprecated", "readOnly", "writeOnly")
 _SCHEMA_KEYS = ("not", "propertyNames", "contains", "if", "then", "else", "unevaluatedItems",
                 "unevaluatedProperties")
 _LIST_KEYS = ("allOf", "anyOf", "oneOf")
+
+
+class SchemaLimitError(Exception):
+    """A schema that cannot be built within the limits; the caller names the operation."""
+
+    def __init__(self, message: str, ref: str | None) -> None:
+        self.ref = ref  # the reference being expanded when it happened: where in the document to look
+        super().__init__(message)
 
 
 def trim(text: Any, limit: int = DESCRIPTION_LIMIT) -> str:
@@ -45,7 +75,8 @@ def trim(text: Any, limit: int = DESCRIPTION_LIMIT) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        not isinstance(value, float) or math.isfinite(value))
 
 
 def _count(value: Any) -> int | None:
@@ -61,65 +92,125 @@ def _ref_name(ref: str) -> str:
 class SchemaConverter:
     """Converts the schemas of one tool; remembers references it already expanded."""
 
-    def __init__(self, doc: Document, *, request: bool = True, budget: int = NODE_BUDGET) -> None:
+    def __init__(self, doc: Document, *, request: bool = True, budget: int = NODE_BUDGET,
+                 hard_limit: int = HARD_NODE_LIMIT, max_levels: int = MAX_LEVELS) -> None:
         self.doc = doc
         self.request = request  # readOnly properties never go into a request
         self.budget = budget
-        self.nodes = 0
-        self._memo: dict[str, Any] = {}
+        self.hard_limit = max(hard_limit, budget)
+        self.max_levels = max_levels
+        self.nodes = 0  # nodes of the result so far, a shared part counted each time it appears
+        # ref, or id of a mapping met again (a YAML alias): (result, nodes, levels, the mapping)
+        self._memo: dict[Any, tuple[Any, int, int, Any]] = {}
         self._expanding: list[str] = []
         self._active: set[int] = set()
         self._cuts = 0
+        self._level = 0  # schema levels open now
+        self._deepest = 0  # deepest level reached inside the expansion being measured
 
     def convert(self, schema: Any) -> Any:
         return self._conv(schema)
 
     # ---------------------------------------------------------------- core
 
+    def _fail(self, message: str) -> SchemaLimitError:
+        return SchemaLimitError(message, self._expanding[-1] if self._expanding else None)
+
+    def _add(self, count: int) -> None:
+        self.nodes += count
+        if self.nodes > self.hard_limit:
+            raise self._fail(f"the parameter schema would be larger than {self.hard_limit:,} nodes")
+
     def _conv(self, node: Any) -> Any:
         if isinstance(node, bool):
             return node
         if not isinstance(node, Mapping):
             return {}
-        self.nodes += 1
         ref = node.get("$ref")
         if isinstance(ref, str):
-            return self._conv_ref(ref, node)
+            return self._enter(self._conv_ref, ref, node)
         key = id(node)
-        if key in self._active:  # a YAML alias that contains itself
+        if key in self._active:  # a structure that contains itself (a Python mapping; YAML refuses them)
             self._cuts += 1
+            self._add(1)
             return {"description": "(recursive schema, not expanded)"}
+        hit = self._memo.get(key)
+        if hit is not None:  # met before: a YAML alias, or a mapping shared in Python
+            return self._reuse(hit, None)
         self._active.add(key)
         try:
-            return self._conv_plain(node)
+            return self._remember(key, node, lambda: self._enter(self._conv_plain_counted, node))
         finally:
             self._active.discard(key)
 
+    def _enter(self, convert: Any, *args: Any) -> Any:
+        self._level += 1
+        if self._level > self.max_levels:
+            raise self._fail(f"the schema is nested more than {self.max_levels} levels deep")
+        self._deepest = max(self._deepest, self._level)
+        try:
+            return convert(*args)
+        finally:
+            self._level -= 1
+
+    def _conv_plain_counted(self, node: Mapping[str, Any]) -> Any:
+        self._add(1)
+        return self._conv_plain(node)
+
+    def _remember(self, key: Any, node: Any, build: Any) -> Any:
+        """``build()``, kept for reuse when it did not depend on where it was met."""
+        cuts, nodes, outer_deepest = self._cuts, self.nodes, self._deepest
+        self._deepest = self._level
+        try:
+            result = build()
+            if self._cuts == cuts:
+                self._memo[key] = (result, self.nodes - nodes, self._deepest - self._level, node)
+        finally:
+            self._deepest = max(outer_deepest, self._deepest)
+        return result
+
+    def _reuse(self, hit: tuple[Any, int, int, Any], ref: str | None) -> Any:
+        result, nodes, levels, _ = hit
+        if self.nodes + nodes > self.budget and nodes > 1:
+            return self._cut(ref, "not expanded: schema too large")
+        if self._level + levels > self.max_levels:
+            raise self._fail(f"the schema is nested more than {self.max_levels} levels deep")
+        self._deepest = max(self._deepest, self._level + levels)
+        self._add(nodes)
+        return result
+
+    def _cut(self, ref: str | None, why: str) -> dict[str, Any]:
+        self._cuts += 1
+        self._add(1)
+        if ref is None:
+            return {"description": f"(repeated schema, {why})"}
+        result = {"description": f"a {_ref_name(ref)} ({why})"}
+        target = self.doc.follow({"$ref": ref})
+        if isinstance(target, Mapping) and isinstance(target.get("type"), str) and target["type"] in TYPES:
+            result["type"] = target["type"]
+        return result
+
     def _conv_ref(self, ref: str, node: Mapping[str, Any]) -> Any:
         siblings = {k: v for k, v in node.items() if k != "$ref"}
-        if ref in self._memo:
-            result = self._memo[ref]
-        elif ref in self._expanding or self.nodes > self.budget:
-            self._cuts += 1
-            target = self.doc.follow({"$ref": ref})
-            result = {"description": f"a {_ref_name(ref)} (recursive, not expanded here)"
-                      if ref in self._expanding else f"a {_ref_name(ref)} (not expanded: schema too large)"}
-            if isinstance(target, Mapping) and isinstance(target.get("type"), str) and target["type"] in TYPES:
-                result["type"] = target["type"]
+        hit = self._memo.get(ref)
+        if hit is not None:
+            result = self._reuse(hit, ref)
+        elif ref in self._expanding:
+            result = self._cut(ref, "recursive, not expanded here")
+        elif self.nodes > self.budget:
+            result = self._cut(ref, "not expanded: schema too large")
         else:
             target = self.doc.resolve(ref)
             if target is MISSING:
                 where = "another document" if not ref.startswith("#") else "nothing in this document"
+                self._add(1)
                 result = {"description": f"(reference {ref!r} points at {where}; any value)"}
             else:
-                cuts = self._cuts
                 self._expanding.append(ref)
                 try:
-                    result = self._conv(target)
+                    result = self._remember(ref, None, lambda: self._conv(target))
                 finally:
                     self._expanding.pop()
-                if self._cuts == cuts:  # did not depend on where it was met: reuse it
-                    self._memo[ref] = result
         if not siblings:
             return result
         # 3.1 allows keywords next to $ref; 3.0 documents use them anyway (description, nullable).
@@ -134,6 +225,22 @@ class SchemaConverter:
             merged = _merge([out, constraints])
             out = merged if merged is not None else {"allOf": [out, constraints]}
         return out
+
+    def _value(self, value: Any) -> Any:
+        """``value`` if it is plain, finite JSON (counted in the schema's size), else MISSING."""
+        room = self.hard_limit - self.nodes
+        levels = _JSON_MAX_DEPTH - _WRAPPER_DEPTH - 2 * self._level - 1
+        count = _json_nodes(value, room, levels)
+        if count is None:
+            return MISSING
+        if count == _TOO_BIG:
+            raise self._fail(f"the parameter schema would be larger than {self.hard_limit:,} nodes "
+                             "(with its enum, default and const values)")
+        if count == _TOO_DEEP:
+            raise self._fail(f"an enum, default or const value is nested too deeply ({levels} levels are left "
+                             "at that place in the schema)")
+        self._add(count)
+        return value
 
     def _conv_plain(self, node: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -163,6 +270,9 @@ class SchemaConverter:
             value = get(key)
             if isinstance(value, str) and key not in out:
                 out[key] = value if key != "title" else trim(value, 120)
+        pattern = get("pattern")
+        if isinstance(pattern, str) and _usable_pattern(pattern):
+            out["pattern"] = pattern
         for key in _NUM_KEYS:
             value = get(key)
             if _is_number(value):
@@ -186,13 +296,14 @@ class SchemaConverter:
                 out[key] = value
         enum = get("enum")
         if isinstance(enum, list) and enum:
-            values = [v for v in enum if _jsonable(v)]
+            values = [v for v in (self._value(v) for v in enum) if v is not MISSING]
             if values:
                 out["enum"] = _unique(values)
-        if "const" in node and _jsonable(node["const"]):
-            out["const"] = node["const"]
-        if "default" in node and _jsonable(node["default"]):
-            out["default"] = node["default"]
+        for key in ("const", "default"):
+            if key in node:
+                value = self._value(node[key])
+                if value is not MISSING:
+                    out[key] = value
 
         # applicators
         props = get("properties")
@@ -245,23 +356,79 @@ class SchemaConverter:
 # ----------------------------------------------------------------- helpers
 
 
-def _jsonable(value: Any) -> bool:
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return True
-    if isinstance(value, list):
-        return all(_jsonable(v) for v in value)
-    if isinstance(value, Mapping):
-        return all(isinstance(k, str) and _jsonable(v) for k, v in value.items())
-    return False
+_TOO_BIG, _TOO_DEEP = -1, -2
+
+
+def _json_nodes(value: Any, room: int, levels: int) -> int | None:
+    """How many JSON values ``value`` holds (a shared part counted each time it appears): None
+    when it is not plain finite JSON, _TOO_BIG when it holds more than ``room``, _TOO_DEEP when it
+    nests deeper than ``levels``. Iterative, and it stops at the limit: a YAML "billion laughs"
+    costs ``room`` steps."""
+    count = 0
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    while todo:
+        node, depth = todo.pop()
+        count += 1
+        if count > room:
+            return _TOO_BIG
+        if node is None or isinstance(node, (str, bool, int)):
+            continue
+        if isinstance(node, float):
+            if not math.isfinite(node):
+                return None  # NaN and infinities have no JSON form
+            continue
+        if depth >= levels:
+            return _TOO_DEEP
+        if isinstance(node, list):
+            todo.extend((v, depth + 1) for v in node)
+        elif isinstance(node, Mapping):
+            for k, v in node.items():
+                if not isinstance(k, str):
+                    return None
+                todo.append((v, depth + 1))
+        else:
+            return None
+    return count
 
 
 def _unique(values: list[Any]) -> list[Any]:
+    """``values`` without repeats, in linear time for scalars."""
     out: list[Any] = []
+    seen: set[Any] = set()
     for v in values:
-        # JSON Schema's uniqueness: 1 and True differ, 1 and 1.0 do not.
-        if not any(v == o and isinstance(v, bool) == isinstance(o, bool) for o in out):
-            out.append(v)
+        if v is None or isinstance(v, (str, bool, int, float)):
+            # JSON Schema's uniqueness: 1 and True differ, 1 and 1.0 do not.
+            key = (isinstance(v, bool), v)
+            if key in seen:
+                continue
+            seen.add(key)
+        else:
+            key = json.dumps(_same_numbers(v), sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(v)
     return out
+
+
+def _same_numbers(value: Any) -> Any:
+    """``value`` with 1.0 written as 1, so that equal JSON values have equal text."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_same_numbers(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _same_numbers(v) for k, v in value.items()}
+    return value
+
+
+def _usable_pattern(pattern: str) -> bool:
+    """Whether ``pattern`` compiles: a validator meeting one that does not would fail every call."""
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError):
+        return False
+    return True
 
 
 _FIRST_WINS = ("description", "title", "default", "deprecated")

@@ -1,4 +1,4 @@
-"""A fast YAML loader for OpenAPI documents, on libyaml's event stream.
+"""A fast, bounded YAML loader for OpenAPI documents, on libyaml's event stream.
 
 PyYAML's ``CSafeLoader`` parses in C but builds a Python node object (with
 marks, path-resolver calls and a tag lookup) for every scalar before
@@ -6,6 +6,14 @@ constructing values: about 4 s for GitHub's 10 MB description in YAML. Building
 the values straight from libyaml's events, with PyYAML's own implicit-type
 rules, gives the same result (``yaml.safe_load`` with dates kept as strings,
 since a JSON Schema ``default`` must stay JSON) several times faster.
+
+Reading events one at a time also lets the loader stop a hostile document
+early, in time linear in what it read: nesting deeper than ``max_depth``
+(libyaml's scanner is quadratic in flow nesting: 100,000 ``[`` took 40 s),
+aliases that would expand to more than ``max_alias_nodes`` values once every
+alias is replaced by what it names ("billion laughs": 9 levels of 9 aliases
+are a few hundred bytes and 387 million values), and an alias used inside
+the node it names, which JSON cannot hold.
 """
 
 from __future__ import annotations
@@ -26,9 +34,16 @@ from yaml.events import (
 )
 
 try:
-    from yaml._yaml import CParser as _Parser  # libyaml
+    from yaml._yaml import CParser as _CParser  # libyaml
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    _Parser = None
+    _CParser = None
+
+#: Nesting deeper than this is refused while loading. Real descriptions stay under 30
+#: (GitHub's: 21); examples and vendor extensions may nest more than schemas do.
+MAX_DEPTH = 256
+#: Values the document would hold with every alias replaced by what it names (what a
+#: JSON copy of it would hold): far above any real use of anchors, far below a blow-up.
+MAX_ALIAS_NODES = 1_000_000
 
 _T = "tag:yaml.org,2002:"
 _RESOLVERS = yaml.resolver.Resolver.yaml_implicit_resolvers
@@ -45,15 +60,25 @@ class YamlError(ValueError):
         super().__init__(message + at)
 
 
-def load(data: str | bytes) -> Any:
-    """The single document in ``data``, like ``yaml.safe_load`` (timestamps stay strings)."""
-    if _Parser is None:  # pragma: no cover
-        from ._document import _YamlLoader
+def _event_parser(data: str | bytes) -> Any:
+    """Something with ``get_event()``: libyaml's parser, or PyYAML's pure-Python one."""
+    if _CParser is not None:
+        return _CParser(data)
+    return yaml.SafeLoader(data)  # pragma: no cover - its Parser half gives the same events
 
-        return yaml.load(data, Loader=_YamlLoader)
-    parser = _Parser(data)
+
+def load(data: str | bytes, *, max_depth: int = MAX_DEPTH, max_alias_nodes: int = MAX_ALIAS_NODES) -> Any:
+    """The single document in ``data``, like ``yaml.safe_load`` (timestamps stay strings).
+
+    Raises :class:`YamlError` (with the line and column) for what JSON cannot hold and for
+    documents past the limits (see the module's docstring).
+    """
+    parser = _event_parser(data)
     get = parser.get_event
     anchors: dict[str, Any] = {}
+    open_anchors: set[int] = set()  # ids of anchored containers still being read
+    measured: dict[int, tuple[int, int, Any]] = {}  # id -> (values, depth, the container: keeps the id taken)
+    expanded = 0  # values that aliases stand for so far
     stack: list[Any] = []  # open containers
     keys: list[Any] = []  # per open mapping: the pending key (_NO_KEY when none)
     merges: list[Any] = []  # per open mapping: mappings merged in with "<<", or None
@@ -69,9 +94,12 @@ def load(data: str | bytes) -> Any:
         elif cls is MappingStartEvent:
             if event.tag not in _MAP_TAGS:
                 raise YamlError(f"unsupported YAML tag {event.tag!r}", event.start_mark)
+            if len(stack) >= max_depth:
+                raise YamlError(f"the document is nested more than {max_depth} levels deep", event.start_mark)
             container: Any = {}
             if event.anchor is not None:
                 anchors[event.anchor] = container
+                open_anchors.add(id(container))
             stack.append(container)
             keys.append(_NO_KEY)
             merges.append(None)
@@ -79,9 +107,12 @@ def load(data: str | bytes) -> Any:
         elif cls is SequenceStartEvent:
             if event.tag not in _SEQ_TAGS:
                 raise YamlError(f"unsupported YAML tag {event.tag!r}", event.start_mark)
+            if len(stack) >= max_depth:
+                raise YamlError(f"the document is nested more than {max_depth} levels deep", event.start_mark)
             container = []
             if event.anchor is not None:
                 anchors[event.anchor] = container
+                open_anchors.add(id(container))
             stack.append(container)
             continue
         elif cls is MappingEndEvent:
@@ -99,12 +130,31 @@ def load(data: str | bytes) -> Any:
                 base.update(value)
                 value.clear()
                 value.update(base)
+            if open_anchors:
+                open_anchors.discard(id(value))
         elif cls is SequenceEndEvent:
             value = stack.pop()
+            if open_anchors:
+                open_anchors.discard(id(value))
         elif cls is AliasEvent:
             if event.anchor not in anchors:
                 raise YamlError(f"found undefined alias {event.anchor!r}", event.start_mark)
             value = anchors[event.anchor]
+            if value.__class__ is dict or value.__class__ is list:
+                if id(value) in open_anchors:
+                    raise YamlError(f"alias *{event.anchor} is used inside the node it names: "
+                                    "a structure that contains itself, which JSON cannot hold", event.start_mark)
+                size, depth = _measure(value, measured)
+                if len(stack) + depth > max_depth:
+                    raise YamlError(f"alias *{event.anchor} nests the document more than {max_depth} levels deep",
+                                    event.start_mark)
+            else:
+                size = 1
+            expanded += size
+            if expanded > max_alias_nodes:
+                raise YamlError(f"the document's aliases stand for more than {max_alias_nodes:,} values "
+                                "(each alias counts everything it names: a 'billion laughs' document)",
+                                event.start_mark)
         elif cls is DocumentStartEvent:
             documents += 1
             if documents > 1:
@@ -139,6 +189,35 @@ def load(data: str | bytes) -> Any:
             merges[-1] = (merges[-1] or []) + sources
             continue
         top[key] = value
+
+
+def _measure(root: Any, measured: dict[int, tuple[int, int, Any]]) -> tuple[int, int]:
+    """``(values, depth)`` of a finished container with aliases expanded, without expanding them:
+    each container is visited once (``measured`` remembers it), so this is linear in the document."""
+    hit = measured.get(id(root))
+    if hit is None:
+        todo: list[tuple[Any, bool]] = [(root, False)]
+        while todo:
+            node, children_done = todo.pop()
+            if id(node) in measured:
+                continue
+            children = node.values() if node.__class__ is dict else node
+            if not children_done:
+                todo.append((node, True))
+                todo.extend((c, False) for c in children
+                            if (c.__class__ is dict or c.__class__ is list) and id(c) not in measured)
+                continue
+            size, depth = 1, 0
+            for child in children:
+                if child.__class__ is dict or child.__class__ is list:
+                    child_size, child_depth, _ = measured[id(child)]
+                    size += child_size
+                    depth = max(depth, child_depth)
+                else:
+                    size += 1
+            measured[id(node)] = (size, depth + 1, node)
+        hit = measured[id(root)]
+    return hit[0], hit[1]
 
 
 class _Marker:

@@ -1,0 +1,190 @@
+"""Where a document may send toolrun: never to link-local or cloud metadata addresses by default.
+
+A document picks the URLs its tools call (``servers``, Swagger's ``host``), so
+a hostile one could point a tool at ``http://169.254.169.254/`` — the cloud
+metadata service that hands out the machine's credentials — and have the
+model read them back. :func:`refusal` names such hosts: IPv4 169.254.0.0/16
+and IPv6 fe80::/10 (link-local), the metadata services that live elsewhere
+(AWS's fd00:ec2::254, Alibaba's 100.100.100.200, Oracle's 192.0.0.192,
+Azure's 168.63.129.16) and their names (``metadata.google.internal`` ...),
+written any way a resolver would still read them (``2852039166``,
+``0xa9fea9fe``, ``::ffff:169.254.169.254``, a trailing dot).
+
+A name can still resolve to such an address (DNS is the attacker's too), so
+:class:`GuardedTransport` checks every address a connection would use after
+resolving it, and connects to that checked address. Loopback stays allowed:
+local APIs and tests live there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import urllib.request
+from typing import Any, Iterable
+from urllib.parse import unquote
+
+import anyio
+import httpcore
+import httpx
+
+#: Names of metadata services (compared without a trailing dot, lower case).
+METADATA_HOSTS = frozenset((
+    "metadata", "metadata.google.internal", "metadata.goog",  # Google Cloud
+    "instance-data", "instance-data.ec2.internal",  # AWS
+    "metadata.packet.net", "metadata.platformequinix.com",  # Equinix Metal
+))
+#: Metadata services outside the link-local ranges.
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
+    "fd00:ec2::254",  # AWS, IPv6
+    "100.100.100.200",  # Alibaba Cloud
+    "192.0.0.192",  # Oracle Cloud
+    "168.63.129.16",  # Azure WireServer
+))
+ALLOW_HINT = "pass allow_link_local=True to allow it"
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# What glibc's inet_aton reads as an IPv4 address: 1 to 4 parts, decimal, octal (0...) or hex (0x...).
+_NUMERIC_HOST = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}$")
+
+
+def refusal(host: str) -> str | None:
+    """Why requests must not go to ``host`` (a URL's host, as httpx gives it), or None."""
+    name = unquote(host).strip("[]").lower().rstrip(".")
+    if name in METADATA_HOSTS:
+        return f"{host} is a cloud metadata service"
+    address = _address(name)
+    if address is None:
+        return None
+    return address_refusal(address, host)
+
+
+def address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str) -> str | None:
+    for candidate in _forms(address):
+        shown = host if str(candidate) == host else f"{host} ({candidate})"
+        if candidate in METADATA_ADDRESSES:
+            return f"{shown} is a cloud metadata address"
+        if candidate.is_link_local:  # 169.254.0.0/16, fe80::/10
+            return f"{shown} is a link-local address (where cloud metadata services answer)"
+    return None
+
+
+def _address(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(name.split("%", 1)[0])  # an IPv6 zone ("fe80::1%eth0") names no other host
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.match(name):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return None
+    return None
+
+
+def _forms(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Iterable[Any]:
+    """The address, and the IPv4 address an IPv6 one carries (mapped, 6to4, NAT64, compatible)."""
+    yield address
+    if address.version == 6:
+        assert isinstance(address, ipaddress.IPv6Address)
+        if address.ipv4_mapped is not None:
+            yield address.ipv4_mapped
+        if address.sixtofour is not None:
+            yield address.sixtofour
+        if address in _NAT64 or address in _IPV4_COMPATIBLE and int(address) > 1:
+            yield ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+
+
+def check_url(url: httpx.URL | str, what: str) -> str | None:
+    """An error message when ``url`` goes to a refused host, else None."""
+    host = httpx.URL(url).host if isinstance(url, str) else url.host
+    reason = refusal(host)
+    return f"{what} {str(url)[:200]!r} is refused: {reason}; {ALLOW_HINT}" if reason else None
+
+
+# ------------------------------------------------------------------ connecting
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves names itself, refuses when any address is refused, and connects to a checked address."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        reason = refusal(host)
+        if reason:
+            raise httpcore.ConnectError(f"refused to connect: {reason}")
+        if _address(host.lower().rstrip(".")) is not None:
+            addresses = [host]
+        else:
+            addresses = await _resolve(host, port, timeout)
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                     socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        raise error or httpcore.ConnectError(f"{host} has no address")
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+async def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
+    """The addresses of ``host``, all of them checked; ConnectError if any is refused."""
+    try:
+        with anyio.fail_after(timeout):
+            infos = await resolve(host, port)
+    except TimeoutError:
+        raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+    except OSError as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    for address in addresses:
+        reason = address_refusal(ipaddress.ip_address(address.split("%", 1)[0]), f"{host} ({address})")
+        if reason:
+            raise httpcore.ConnectError(f"refused to connect: {reason}")
+    return addresses
+
+
+async def resolve(host: str, port: int) -> list[Any]:
+    """``getaddrinfo`` for TCP (a module function, so that tests can stand in for DNS)."""
+    return list(await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport, whose connections only go to addresses :func:`refusal` allows,
+    checked after DNS (so a name that resolves to 169.254.169.254 is refused too).
+
+    Proxies (``HTTP_PROXY`` ...) resolve names themselves: through one, only the URL is checked.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        pool = self._pool  # httpx 0.28: the httpcore pool, whose backend opens every connection
+        backend = getattr(pool, "_network_backend", None)
+        if backend is None:  # pragma: no cover - a proxy pool, or an httpx that changed its insides
+            raise RuntimeError("cannot guard this httpx transport's connections")
+        pool._network_backend = _GuardedBackend(backend)
+
+
+def new_client(*, allow_link_local: bool, **kwargs: Any) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` whose connections are guarded, unless ``allow_link_local``.
+
+    With a proxy in the environment the client uses it, as httpx would (a transport given to
+    httpx turns environment proxies off); the URL checks still apply then.
+    """
+    proxies = urllib.request.getproxies()
+    if allow_link_local or any(proxies.get(k) for k in ("http", "https", "all")):
+        return httpx.AsyncClient(**kwargs)
+    return httpx.AsyncClient(transport=GuardedTransport(), **kwargs)
