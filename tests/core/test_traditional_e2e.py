@@ -120,8 +120,14 @@ async def test_streaming_text_and_tool_call_events(async_ai):
         "tools": [GITHUB_TOOL], "stream": True, **GREEDY})]
     calls = [c for e in events for c in e.get("tool_calls", ())]
     assert calls and calls[0]["name"] == "getGithubUser"
-    assert json.loads(calls[0]["arguments"])["username"].lower() == "torvalds"
+    assert calls[0]["arguments"]["username"].lower() == "torvalds"
     assert events[-1]["finish_reason"] == "tool_calls" and "usage" in events[-1]
+    # The arguments streamed as they were decoded (under the grammar), before the checked call.
+    deltas = [e["tool_call_delta"] for e in events if "tool_call_delta" in e]
+    assert len(deltas) > 1 and {d["id"] for d in deltas} == {calls[0]["id"]}
+    assert json.loads("".join(d["arguments"] for d in deltas)) == calls[0]["arguments"]
+    first_call_at = next(i for i, e in enumerate(events) if "tool_calls" in e)
+    assert all(i < first_call_at for i, e in enumerate(events) if "tool_call_delta" in e)
 
     text_events = [e async for e in await async_ai.run(DEFAULT_MODEL, {
         "messages": [{"role": "user", "content": "Count from 1 to 5."}], "stream": True, "max_tokens": 30, **GREEDY})]

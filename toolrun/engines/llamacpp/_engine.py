@@ -32,16 +32,9 @@ from typing import Any
 
 from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
 from ..._wire import Event, final_event
-from ...formats import (
-    CallGrammar,
-    PlainTextParser,
-    StreamParser,
-    ToolCallFormat,
-    fold_tool_results,
-    render_chat_template,
-    schema_grammar,
-)
+from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
 from .._base import Engine, GenerationRequest
+from .._prompt import render_prompt
 from ._sampler import TokenSampler
 
 log = logging.getLogger("toolrun.engines.llamacpp")
@@ -113,14 +106,7 @@ class LlamaCppEngine(Engine):
 
     def render_prompt(self, request: GenerationRequest) -> str:
         self.load()
-        if request.raw_prompt is not None:
-            return request.raw_prompt
-        tools = self.format.template_tools(request.tools) if request.uses_tools else None
-        messages = request.messages if request.uses_tools else fold_tool_results(request.messages)
-        return render_chat_template(
-            self._template or "", messages, tools=tools, add_generation_prompt=True,
-            bos_token=self._bos, eos_token=self._eos,
-        )
+        return render_prompt(self.format, self._template or "", request, bos_token=self._bos, eos_token=self._eos)
 
     def count_tokens(self, text: str) -> int:
         llm = self.load()
