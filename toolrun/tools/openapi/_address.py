@@ -63,7 +63,7 @@ def refusal(host: str) -> str | None:
 
 def address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str) -> str | None:
     for candidate in _forms(address):
-        shown = host if str(candidate) == host else f"{host} ({candidate})"
+        shown = host if str(candidate) == host.strip("[]") else f"{host} ({candidate})"
         if candidate in METADATA_ADDRESSES:
             return f"{shown} is a cloud metadata address"
         if candidate.is_link_local:  # 169.254.0.0/16, fe80::/10
@@ -151,7 +151,7 @@ async def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
         raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
-        reason = address_refusal(ipaddress.ip_address(address.split("%", 1)[0]), f"{host} ({address})")
+        reason = address_refusal(ipaddress.ip_address(address.split("%", 1)[0]), host)
         if reason:
             raise httpcore.ConnectError(f"refused to connect: {reason}")
     return addresses

@@ -104,6 +104,7 @@ class SchemaConverter:
         self._memo: dict[Any, tuple[Any, int, int, Any]] = {}
         self._expanding: list[str] = []
         self._active: set[int] = set()
+        self._seen: dict[int, Any] = {}  # id -> mapping converted once already (kept: the id stays its own)
         self._cuts = 0
         self._level = 0  # schema levels open now
         self._deepest = 0  # deepest level reached inside the expansion being measured
@@ -137,6 +138,9 @@ class SchemaConverter:
         hit = self._memo.get(key)
         if hit is not None:  # met before: a YAML alias, or a mapping shared in Python
             return self._reuse(hit, None)
+        if key in self._seen and self.nodes > self.budget:  # met before, not reusable (it holds cuts)
+            return self._cut(None, "not expanded: schema too large")
+        self._seen[key] = node
         self._active.add(key)
         try:
             return self._remember(key, node, lambda: self._enter(self._conv_plain_counted, node))

@@ -1,0 +1,498 @@
+"""Hostile documents: every bomb fails fast and small with an OpenAPISpecError that says where,
+and nothing a document says sends a request to a link-local or metadata address.
+
+Each bomb's figure before the limits is in its test (measured on a 2-core machine): the
+bounds asserted here are ten times or more above what the bounded code takes.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import socket
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import httpcore
+import httpx
+import jsonschema
+import pytest
+
+from toolrun._errors import InvalidInputError, OpenAPISpecError, ToolExecutionError
+from toolrun.tools.openapi import MatcherURL, _address, _document, _yaml, create_tools_from_openapi_spec
+
+META = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
+PACKAGE = Path(_yaml.__file__).parent
+
+
+async def measure(make: Callable[[], Awaitable[Any]]) -> tuple[Any, float, float]:
+    """``(result or exception, seconds, peak MiB)`` of ``await make()``, under tracemalloc."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        result: Any = await make()
+    except Exception as exc:  # noqa: BLE001 - the caller looks at what came out
+        result = exc
+    finally:
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+    return result, elapsed, peak
+
+
+async def tools_and_schemas(spec: Any, **kw: Any) -> list[dict[str, Any]]:
+    return [dict(t.parameters) for t in await create_tools_from_openapi_spec(spec, **kw)]
+
+
+# ------------------------------------------------------------------ documents
+
+
+def yaml_laughs_schema(levels: int, fan: int = 9) -> str:
+    """A schema whose level i has ``fan`` properties aliasing level i-1: fan**levels leaves."""
+    lines = ["openapi: 3.0.0", "servers: [{url: 'https://x.test'}]", "x-laughs:", "  l0: &l0 {type: string}"]
+    for i in range(1, levels + 1):
+        props = ", ".join(f"p{j}: *l{i - 1}" for j in range(fan))
+        lines.append(f"  l{i}: &l{i} {{type: object, properties: {{{props}}}}}")
+    lines += ["paths:", "  /a:", "    post:", "      operationId: bomb", "      requestBody:", "        content:",
+              "          application/json:", f"            schema: *l{levels}"]
+    return "\n".join(lines) + "\n"
+
+
+def yaml_laughs_value(levels: int, key: str = "default", fan: int = 9) -> str:
+    """A parameter whose schema's ``key`` is a list of lists ... of ``fan`` aliases each."""
+    lines = ["openapi: 3.0.0", "servers: [{url: 'https://x.test'}]", "x-laughs:", "  l0: &l0 [lol]"]
+    for i in range(1, levels + 1):
+        lines.append(f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * fan) + "]")
+    lines += ["paths:", "  /a:", "    get:", "      operationId: bomb", "      parameters:",
+              "        - {name: q, in: query, schema: {type: array, " + f"{key}: *l{levels}" + "}}"]
+    return "\n".join(lines) + "\n"
+
+
+def ref_bomb(levels: int, fan: int = 4) -> str:
+    """Level i's ``fan`` properties each ``$ref`` level i-1: fan**levels nodes from a few KB."""
+    schemas: dict[str, Any] = {"L0": {"type": "string"}}
+    for i in range(1, levels + 1):
+        schemas[f"L{i}"] = {"type": "object", "properties": {
+            f"p{j}": {"$ref": f"#/components/schemas/L{i - 1}"} for j in range(fan)}}
+    return json.dumps({
+        "openapi": "3.0.0", "servers": [{"url": "https://x.test"}],
+        "paths": {"/a": {"post": {"operationId": "bomb", "requestBody": {"content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/L{levels}"}}}}}}},
+        "components": {"schemas": schemas}})
+
+
+def deep_schema_json(levels: int) -> str:
+    text = '{"type": "string"}'
+    for _ in range(levels):
+        text = '{"type": "object", "properties": {"a": ' + text + "}}"
+    return ('{"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {'
+            '"operationId": "bomb", "requestBody": {"content": {"application/json": {"schema": ' + text + "}}}}}}}")
+
+
+def deep_schema_mapping(levels: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {
+        "operationId": "bomb", "requestBody": {"content": {"application/json": {"schema": schema}}}}}}}
+
+
+# ------------------------------------------------------------------ YAML aliases
+
+
+async def test_billion_laughs_in_a_schema_is_refused_while_loading() -> None:
+    # Before: building tool.parameters passed 628 MB (and 60 s) and kept going.
+    text = yaml_laughs_schema(9)
+    assert len(text) < 2000
+    error, elapsed, peak = await measure(lambda: tools_and_schemas(text))
+    assert isinstance(error, OpenAPISpecError), error
+    assert "aliases stand for more than 1,000,000 values" in str(error) and "line " in str(error)
+    assert error.where == "spec"
+    assert elapsed < 2 and peak < 20, (elapsed, peak)
+
+
+@pytest.mark.parametrize("key", ["default", "example", "enum"])
+async def test_billion_laughs_in_a_value_is_refused_while_loading(key: str) -> None:
+    # Before: a CPU-bound hang (no answer in 60 s) when the default was checked for JSON-ness.
+    error, elapsed, peak = await measure(lambda: tools_and_schemas(yaml_laughs_value(9, key)))
+    assert isinstance(error, OpenAPISpecError) and "billion laughs" in str(error), error
+    assert elapsed < 2 and peak < 20, (elapsed, peak)
+
+
+async def test_laughs_under_the_alias_limit_are_cut_in_the_schema() -> None:
+    # 9**5 = 59,049 leaves: allowed by the loader, cut like a $ref bomb when the schema is built.
+    (schema,), elapsed, peak = await measure(lambda: tools_and_schemas(yaml_laughs_schema(5)))
+    text = json.dumps(schema)
+    assert "not expanded: schema too large" in text
+    assert len(text) < 500_000 and elapsed < 5 and peak < 50, (len(text), elapsed, peak)
+    assert not list(META.iter_errors(schema))
+
+
+async def test_a_default_of_a_hundred_thousand_values_names_the_operation() -> None:
+    # 9**5 values in one default: more than any tool schema may hold once it is written out.
+    error, elapsed, peak = await measure(lambda: tools_and_schemas(yaml_laughs_value(5)))
+    assert isinstance(error, OpenAPISpecError), error
+    assert error.where == "paths['/a'].get"
+    assert "tool 'bomb'" in str(error) and "larger than 100,000 nodes" in str(error)
+    assert elapsed < 10 and peak < 50, (elapsed, peak)
+
+
+async def test_self_alias_is_refused() -> None:
+    # Before: RecursionError when the schema was built.
+    text = ("openapi: 3.0.0\nservers: [{url: 'https://x.test'}]\npaths:\n  /a:\n    get:\n      parameters:\n"
+            "        - name: q\n          in: query\n          schema:\n            type: object\n"
+            "            default: &d {a: *d}\n")
+    with pytest.raises(OpenAPISpecError, match=r"alias \*d is used inside the node it names.*line 11"):
+        await create_tools_from_openapi_spec(text)
+
+
+async def test_aliases_cannot_stack_nesting_past_the_limit() -> None:
+    # Each anchor nests the one before 200 levels deeper: 200 syntactic levels, 2,000 real ones.
+    lines = ["openapi: 3.0.0", "x:", "  a0: &a0 1"]
+    for i in range(1, 11):
+        lines.append(f"  a{i}: &a{i} " + "[" * 200 + f"*a{i - 1}" + "]" * 200)
+    with pytest.raises(OpenAPISpecError, match=r"alias \*a1 nests the document more than 256 levels deep"):
+        await create_tools_from_openapi_spec("\n".join(lines) + "\n")
+
+
+async def test_alias_limits_can_be_raised() -> None:
+    text = yaml_laughs_value(6)  # 9**6 = 531,441 values twice over
+    with pytest.raises(OpenAPISpecError, match="billion laughs"):
+        await create_tools_from_openapi_spec(text)
+    # Raised, the loader takes it, and the schema's own limit still stands.
+    (tool,) = await create_tools_from_openapi_spec(text, max_alias_nodes=5_000_000)
+    with pytest.raises(OpenAPISpecError, match="larger than 100,000 nodes"):
+        tool.parameters
+
+
+# ------------------------------------------------------------------ $ref bombs
+
+
+@pytest.mark.parametrize("levels", [10, 12, 14])
+async def test_ref_bomb_is_cut_to_the_budget(levels: int) -> None:
+    # Before: 10 levels serialised to 42 MB (7.9 s); 12 levels passed 1.35 GB; 14 never finished.
+    text = ref_bomb(levels)
+    assert len(text) < 4000
+    (schema,), elapsed, peak = await measure(lambda: tools_and_schemas(text))
+    written = json.dumps(schema)
+    assert "a L" in written and "(not expanded: schema too large)" in written
+    assert len(written) < 400_000, len(written)
+    assert elapsed < 5 and peak < 50, (elapsed, peak)
+    assert not list(META.iter_errors(schema))
+
+
+async def test_the_schema_budget_can_be_raised_and_lowered() -> None:
+    small = json.dumps(await tools_and_schemas(ref_bomb(8), max_schema_nodes=100))
+    default = json.dumps(await tools_and_schemas(ref_bomb(8)))
+    large = json.dumps(await tools_and_schemas(ref_bomb(8), max_schema_nodes=50_000))  # 4**8 = 65,536 leaves
+    assert len(small) < len(default) < len(large)
+    assert "schema too large" in large
+    whole = json.dumps(await tools_and_schemas(ref_bomb(6), max_schema_nodes=50_000))
+    assert "not expanded" not in whole and whole.count('"type": "string"') == 4**6
+
+
+async def test_shared_python_objects_count_each_time_they_appear() -> None:
+    # A mapping given by the caller can share sub-objects like YAML aliases do.
+    leaf: dict[str, Any] = {"type": "string"}
+    for _ in range(12):
+        leaf = {"type": "object", "properties": {f"p{j}": leaf for j in range(4)}}
+    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {
+        "requestBody": {"content": {"application/json": {"schema": leaf}}}}}}}
+    (schema,), elapsed, _ = await measure(lambda: tools_and_schemas(spec))
+    assert "(repeated schema, not expanded: schema too large)" in json.dumps(schema)
+    assert len(json.dumps(schema)) < 400_000 and elapsed < 5
+
+
+# ------------------------------------------------------------------ nesting
+
+
+@pytest.mark.parametrize("n", [100_000, 1_000_000])
+async def test_deep_yaml_is_refused_in_linear_time(n: int) -> None:
+    # Before: 100,000 "[" (200 KB) took 41.6 s to parse; 40,000 took 6 s (libyaml is quadratic in it).
+    text = "openapi: 3.0.0\nx: " + "[" * n + "]" * n + "\n"
+    error, elapsed, peak = await measure(lambda: create_tools_from_openapi_spec(text))
+    assert isinstance(error, OpenAPISpecError), error
+    assert "nested more than 256 levels deep at line 2" in str(error)
+    assert elapsed < 1 and peak < 20, (elapsed, peak)
+
+
+async def test_yaml_depth_limit_can_be_raised() -> None:
+    text = "openapi: 3.0.0\npaths: {}\nx: " + "[" * 300 + "]" * 300 + "\n"
+    with pytest.raises(OpenAPISpecError, match="more than 256 levels"):
+        await create_tools_from_openapi_spec(text)
+    assert await create_tools_from_openapi_spec(text, max_depth=400) == []
+    with pytest.raises(InvalidInputError) as info:
+        await create_tools_from_openapi_spec(text, max_depth=0)
+    assert info.value.where == "max_depth"
+
+
+@pytest.mark.parametrize("fast_json", [True, False])
+async def test_deep_json_is_an_openapi_error(fast_json: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: RecursionError.
+    if not fast_json:
+        monkeypatch.setattr(_document, "msgspec", None)
+    for text in ('{"openapi": "3.0.0", "x": ' + "[" * 100_000 + "]" * 100_000 + ', "paths": {}}',
+                 deep_schema_json(3000)):
+        error, elapsed, _ = await measure(lambda: create_tools_from_openapi_spec(text))
+        assert isinstance(error, OpenAPISpecError) and "nested too deeply" in str(error), error
+        assert elapsed < 1
+
+
+@pytest.mark.parametrize("make", [deep_schema_json, deep_schema_mapping])
+async def test_a_schema_deeper_than_tools_may_be_names_the_operation(make: Callable[[int], Any]) -> None:
+    (tool,) = await create_tools_from_openapi_spec(make(300))
+    with pytest.raises(OpenAPISpecError) as info:
+        tool.parameters
+    assert info.value.where == "paths['/a'].post"
+    assert "tool 'bomb': the schema is nested more than 48 levels deep" in str(info.value)
+    (tool,) = await create_tools_from_openapi_spec(make(40))  # deep, but within the limit
+    assert json.dumps(tool.parameters).count('"properties"') == 41
+
+
+async def test_a_python_value_that_contains_itself() -> None:
+    looped: dict[str, Any] = {}
+    looped["a"] = looped
+    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"get": {
+        "operationId": "loop", "parameters": [{"name": "q", "in": "query",
+                                                "schema": {"type": "object", "default": looped}}]}}}}
+    (tool,) = await create_tools_from_openapi_spec(spec)
+    with pytest.raises(OpenAPISpecError, match="tool 'loop': an enum, default or const value is nested too deeply"):
+        tool.parameters
+
+
+async def test_a_schema_that_contains_itself() -> None:
+    schema: dict[str, Any] = {"type": "object", "properties": {}}
+    schema["properties"]["self"] = schema
+    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {
+        "requestBody": {"content": {"application/json": {"schema": schema}}}}}}}
+    (tool,) = await create_tools_from_openapi_spec(spec)
+    assert tool.parameters["properties"]["body"]["properties"]["self"] == {
+        "description": "(recursive schema, not expanded)"}
+
+
+# ------------------------------------------------------------------ real documents stay whole
+
+
+async def test_limits_cut_nothing_in_github_or_the_corpus(github_spec: bytes, corpus_files: list[Path]) -> None:
+    for spec in (github_spec, *corpus_files):
+        for tool in await create_tools_from_openapi_spec(spec):
+            assert "schema too large" not in json.dumps(tool.parameters), tool.name
+
+
+# ------------------------------------------------------------------ link-local and metadata hosts
+
+
+METADATA_HOSTS = [
+    "169.254.169.254", "169.254.170.2", "2852039166", "0xa9fea9fe", "169.254.43518", "169.254.169.254.",
+    "[::ffff:169.254.169.254]", "[fe80::1]", "[fe80::1%25eth0]", "[fd00:ec2::254]", "[64:ff9b::a9fe:a9fe]",
+    "[2002:a9fe:a9fe::1]", "metadata.google.internal", "METADATA.Google.Internal.", "metadata",
+    "100.100.100.200", "192.0.0.192", "168.63.129.16",
+]
+
+
+@pytest.mark.parametrize("host", METADATA_HOSTS)
+async def test_a_document_server_on_a_metadata_address_is_refused(host: str) -> None:
+    spec = {"openapi": "3.0.0", "servers": [{"url": f"http://{host}/latest"}],
+            "paths": {"/meta-data": {"get": {"operationId": "steal"}}}}
+    with pytest.raises(OpenAPISpecError) as info:
+        await create_tools_from_openapi_spec(spec)
+    assert info.value.where == "servers[0]"
+    assert "operation GET /meta-data" in str(info.value) and "allow_link_local=True" in str(info.value)
+    (tool,) = await create_tools_from_openapi_spec(spec, allow_link_local=True)  # made, never called here
+    assert tool.function.op.server.base == f"http://{host.lower()}/latest"
+
+
+@pytest.mark.parametrize("spec, where", [
+    ({"openapi": "3.0.0", "servers": [{"url": "https://{region}.example.com", "variables": {
+        "region": {"default": "169.254.169.254/x?"}}}], "paths": {"/a": {"get": {}}}}, "servers[0]"),
+    ({"openapi": "3.0.0", "servers": [{"url": "https://api.example.com"}], "paths": {"/a": {
+        "get": {"servers": [{"url": "http://[fe80::a9fe:a9fe]"}]}}}}, "paths['/a'].get.servers[0]"),
+    ({"openapi": "3.0.0", "servers": [{"url": "https://api.example.com"}], "paths": {"/a": {
+        "servers": [{"url": "http://metadata.google.internal/computeMetadata/v1"}], "get": {}}}},
+     "paths['/a'].servers[0]"),
+    ({"swagger": "2.0", "host": "169.254.169.254", "paths": {"/a": {"get": {}}}}, "host"),
+    ({"swagger": "2.0", "host": "user@169.254.169.254", "schemes": ["http"], "paths": {"/a": {"get": {}}}}, "host"),
+])
+async def test_every_place_a_document_names_a_server_is_checked(spec: dict[str, Any], where: str) -> None:
+    with pytest.raises(OpenAPISpecError) as info:
+        await create_tools_from_openapi_spec(spec)
+    assert info.value.where == where, info.value
+
+
+async def test_only_selected_operations_need_an_allowed_server() -> None:
+    spec = {"openapi": "3.0.0", "servers": [{"url": "https://api.example.com"}], "paths": {
+        "/fine": {"get": {"operationId": "fine"}},
+        "/meta": {"get": {"operationId": "meta", "servers": [{"url": "http://169.254.169.254"}]}}}}
+    (tool,) = await create_tools_from_openapi_spec(spec, match_patterns=["/fine$"])
+    assert tool.name == "fine"
+
+
+async def test_base_url_on_a_metadata_address_is_refused(api) -> None:
+    spec = {"openapi": "3.0.0", "servers": [{"url": api.url}], "paths": {"/a": {"get": {}}}}
+    with pytest.raises(InvalidInputError) as info:
+        await create_tools_from_openapi_spec(spec, base_url="http://169.254.169.254/")
+    assert info.value.where == "base_url" and "link-local" in str(info.value)
+    (tool,) = await create_tools_from_openapi_spec(spec, base_url="http://169.254.169.254/", allow_link_local=True)
+    assert tool.function.op.server.base == "http://169.254.169.254"
+    (tool,) = await create_tools_from_openapi_spec(spec, base_url=f"http://localhost:{api.port}")  # loopback: fine
+    assert json.loads(await tool.function({}))["status"] == 404  # answered by the loopback server
+
+
+async def test_the_document_url_and_its_redirects_are_checked(api) -> None:
+    seen: list[httpx.Request] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(500))) as client:
+        with pytest.raises(OpenAPISpecError, match="the document's URL .* is refused: 169.254.169.254 is a link-local"):
+            await create_tools_from_openapi_spec("http://169.254.169.254/openapi.json", client=client)
+    assert seen == []  # refused before any request
+    with pytest.raises(OpenAPISpecError, match="redirected to 'http://metadata.google.internal/x' is refused"):
+        await create_tools_from_openapi_spec(f"{api.url}/redirect?to=http://metadata.google.internal/x")
+    assert [r["raw_path"] for r in api.requests] == ["/redirect"]
+    with pytest.raises(OpenAPISpecError, match="redirected to 'file'"):
+        await create_tools_from_openapi_spec(f"{api.url}/redirect?to=file:///etc/passwd")
+    with pytest.raises(OpenAPISpecError, match="redirected more than 10 times"):
+        await create_tools_from_openapi_spec(f"{api.url}/redirect?to=/redirect")
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names under .test resolve as listed here; every connection toolrun opens is recorded, and
+    one to anything but loopback fails the test instead of leaving the machine."""
+    table = {"metadata-alias.test": "169.254.169.254", "api-alias.test": "127.0.0.1",
+             "split.test": ["127.0.0.1", "169.254.169.254"]}
+    opened: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[Any]:
+        found = table.get(host)
+        if found is None:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in ([found] if isinstance(found, str) else found)]
+
+    real_connect = httpcore.AnyIOBackend.connect_tcp
+
+    async def connect(self: Any, host: str, port: int, **kw: Any) -> Any:
+        opened.append(host)
+        assert host in ("127.0.0.1", "::1", "localhost"), f"a test tried to connect to {host}"
+        return await real_connect(self, host, port, **kw)
+
+    monkeypatch.setattr(_address, "resolve", resolve)
+    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", connect)
+    return opened
+
+
+async def test_a_name_that_resolves_to_a_metadata_address_is_refused_when_connecting(api, fake_dns) -> None:
+    spec = {"openapi": "3.0.0", "paths": {"/a": {"get": {"operationId": "a"}}}}
+    (tool,) = await create_tools_from_openapi_spec({**spec, "servers": [{"url": f"http://metadata-alias.test:{api.port}"}]})
+    out = json.loads(await tool.function({}))
+    assert "refused to connect: metadata-alias.test (169.254.169.254) is a link-local address" in out["error"]
+    (tool,) = await create_tools_from_openapi_spec({**spec, "servers": [{"url": f"http://split.test:{api.port}"}]})
+    assert "refused to connect" in json.loads(await tool.function({}))["error"]  # one bad address is enough
+    assert fake_dns == []  # nothing was opened
+    with pytest.raises(OpenAPISpecError, match="refused to connect"):
+        await create_tools_from_openapi_spec(f"http://metadata-alias.test:{api.port}/spec.json")
+    assert fake_dns == []
+
+
+async def test_a_name_that_resolves_to_loopback_is_called_at_the_checked_address(api, fake_dns) -> None:
+    spec = {"openapi": "3.0.0", "servers": [{"url": f"http://api-alias.test:{api.port}/echo"}],
+            "paths": {"/a": {"get": {"operationId": "a"}}}}
+    (tool,) = await create_tools_from_openapi_spec(spec)
+    got = json.loads(await tool.function({}))
+    assert got["raw_path"] == "/echo/a" and got["headers"]["host"] == f"api-alias.test:{api.port}"
+    assert fake_dns == ["127.0.0.1"]
+
+
+async def test_credentials_in_a_server_url_are_not_sent_and_say_so(api, caplog: pytest.LogCaptureFixture) -> None:
+    spec = {"openapi": "3.0.0", "servers": [{"url": f"http://bob:s3cret@127.0.0.1:{api.port}/echo"}],
+            "paths": {"/a": {"get": {"operationId": "a"}}}}
+    with caplog.at_level("WARNING", logger="toolrun.openapi"):
+        (tool,) = await create_tools_from_openapi_spec(spec)
+    (record,) = [r for r in caplog.records if r.name == "toolrun.openapi"]
+    assert "has credentials in it" in record.getMessage() and "s3cret" not in record.getMessage()
+    got = json.loads(await tool.function({}))
+    assert "authorization" not in got["headers"]
+
+
+# ------------------------------------------------------------------ override matchers
+
+
+GITHUB_LIKE = {
+    "openapi": "3.0.3", "servers": [{"url": "https://api.github.com"}],
+    "paths": {"/users/{username}": {"get": {"operationId": "getGithubUser", "parameters": [
+        {"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}]}}},
+}
+
+
+async def test_the_seeds_matcher_works_verbatim() -> None:
+    # Cloudflare's docs: matcher: ({ url, method }) => url.hostname === "api.github.com". Before, the
+    # Python port was accepted and then raised inside every call (httpx.URL has no .hostname).
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"login": "cloudflare"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:  # nothing leaves the process
+        (tool,) = await create_tools_from_openapi_spec(
+            GITHUB_LIKE, client=client,
+            overrides=[{"matcher": lambda url, method: url.hostname == "api.github.com",
+                        "values": {"headers": {"User-Agent": "toolrun"}}}])
+        assert json.loads(await tool.function({"path": {"username": "cloudflare"}})) == {"login": "cloudflare"}
+    assert str(sent[0].url) == "https://api.github.com/users/cloudflare"
+    assert sent[0].headers["user-agent"] == "toolrun"
+
+
+def test_matcher_url_answers_the_whatwg_names() -> None:
+    url = MatcherURL("https://api.github.com:8443/users/{username}?per_page=2#top")
+    assert url.hostname == url.host == "api.github.com"
+    assert url.href == "https://api.github.com:8443/users/%7Busername%7D?per_page=2#top"
+    assert url.pathname == "/users/%7Busername%7D"
+    assert (url.protocol, url.search, url.hash) == ("https:", "?per_page=2", "#top")
+    assert url.origin == "https://api.github.com:8443"
+    assert url.searchParams.get("per_page") == "2" and url.toString() == url.href
+    assert isinstance(url, httpx.URL) and url.port == 8443
+    bare = MatcherURL("http://[::1]")
+    assert (bare.pathname, bare.search, bare.hash, bare.origin) == ("/", "", "", "http://[::1]")
+
+
+class _CallableMatcher:
+    def __call__(self, url: Any, method: str) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("matcher", [
+    lambda url, method: True, lambda *args: True, lambda url, method, extra=None: True,
+    functools.partial(lambda flag, url, method: flag, True), _CallableMatcher(), max,
+])
+async def test_matchers_that_take_url_and_method(matcher: Any) -> None:
+    await create_tools_from_openapi_spec(GITHUB_LIKE, overrides=[{"matcher": matcher, "values": {}}])
+
+
+@pytest.mark.parametrize("matcher", [
+    lambda request: True,  # ai-utils' ({ url, method }) => ... taken literally
+    lambda: True, lambda url, method, extra: True, lambda *, url, method: True,
+])
+async def test_matchers_that_cannot_take_url_and_method_are_refused_when_made(matcher: Any) -> None:
+    with pytest.raises(InvalidInputError, match=r"must take two arguments \(url, method\)") as info:
+        await create_tools_from_openapi_spec(GITHUB_LIKE, overrides=[{"matcher": matcher, "values": {}}])
+    assert info.value.where == "overrides[0].matcher"
+
+
+async def test_a_matcher_that_raises_is_a_tool_execution_error(api) -> None:
+    spec = {**GITHUB_LIKE, "servers": [{"url": api.url}]}
+    (tool,) = await create_tools_from_openapi_spec(
+        spec, overrides=[{"matcher": lambda url, method: url.no_such_name, "values": {}}])
+    with pytest.raises(ToolExecutionError, match=r"overrides\[0\]\.matcher failed for GET .*AttributeError"):
+        await tool.function({"path": {"username": "cloudflare"}})
+    assert api.requests == []
+
+
+# ------------------------------------------------------------------ structure
+
+
+def test_yaml_loader_does_not_import_the_document_module() -> None:
+    tree = ast.parse((PACKAGE / "_yaml.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not any(m and m.endswith("_document") for m in imported), imported
