@@ -179,7 +179,7 @@ async def test_strict_validation_error_makes_the_model_retry(async_ai):
         "tools": [get_weather], **GREEDY,
     }, strict_validation=True)
     first = tool_turns(out["messages"])[0]
-    assert "42 is not of type 'string'. Call it again with corrected arguments." in first["content"]
+    assert "42 is not of type 'string'; call it again with corrected arguments" in first["content"]
     assert CALLS == [("get_weather", "Mumbai")]  # only the corrected call reached the function
     assert "31" in out["response"]
 
