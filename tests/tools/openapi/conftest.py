@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import http.server
 import json
 import tarfile
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -52,6 +54,8 @@ class ApiServer:
       /slow?s=S              answers after S seconds
       /drip?n=N&s=S          headers at once, then N bytes one per S seconds
       /users/NAME            a GitHub-like user (cloudflare, torvalds) or 404
+      /gzip-bomb?mb=N        N MB of zeros, gzip-compressed (about 1 KB per MB on the wire)
+      /encoded?as=E          a body said to be in Content-Encoding E
       /spec.json, /spec.yaml the document set with ``serve_spec``
     """
 
@@ -147,6 +151,11 @@ class ApiServer:
         elif path.startswith("/users/"):
             user = self.USERS.get(path.split("/")[2].lower())
             self.send(h, 200 if user else 404, json.dumps(user or {"message": "Not Found"}).encode())
+        elif path.startswith("/gzip-bomb"):
+            self.send(h, 200, _zeros_gzip(int(q.get("mb", 200))), "application/json",
+                      headers={"Content-Encoding": "gzip"})
+        elif path.startswith("/encoded"):
+            self.send(h, 200, b"\x00not really encoded", "text/plain", headers={"Content-Encoding": q["as"]})
         elif path.lstrip("/") in self.specs:
             content, kind = self.specs[path.lstrip("/")]
             self.send(h, 200, content, kind)
@@ -156,6 +165,13 @@ class ApiServer:
     def close(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+@functools.lru_cache(maxsize=4)
+def _zeros_gzip(mb: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)  # gzip, a megabyte at a time
+    megabyte = b"\0" * (1 << 20)
+    return b"".join([*(packer.compress(megabyte) for _ in range(mb)), packer.flush()])
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ bounds asserted here are ten times or more above what the bounded code takes.
 from __future__ import annotations
 
 import ast
+import asyncio
 import functools
 import json
 import socket
@@ -20,6 +21,7 @@ import httpcore
 import httpx
 import jsonschema
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from toolrun._errors import InvalidInputError, OpenAPISpecError, ToolExecutionError
 from toolrun.tools.openapi import MatcherURL, _address, _document, _yaml, create_tools_from_openapi_spec
@@ -496,3 +498,161 @@ def test_yaml_loader_does_not_import_the_document_module() -> None:
     tree = ast.parse((PACKAGE / "_yaml.py").read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(m and m.endswith("_document") for m in imported), imported
+
+
+# ------------------------------------------------------------------ what servers answer
+
+
+async def test_a_gzip_bomb_answer_is_inflated_only_to_the_limit(api) -> None:
+    # Before: httpx inflated each 64 KB chunk whole, 64 MB at a time, whatever max_response_bytes said.
+    spec = {"openapi": "3.0.0", "servers": [{"url": api.url}], "paths": {"/gzip-bomb": {"get": {"operationId": "bomb"}}}}
+    (tool,) = await create_tools_from_openapi_spec(spec)
+    out, elapsed, peak = await measure(lambda: tool.function({"query": {"mb": 200}}))
+    assert out.startswith("\0" * 1000) and out.endswith("[response truncated: showing the first 32768 bytes of "
+                                                          "more than 32768 bytes]")
+    assert peak < 8 and elapsed < 5, (peak, elapsed)
+
+
+async def test_a_gzip_bomb_document_is_inflated_only_to_the_limit(api) -> None:
+    error, elapsed, peak = await measure(
+        lambda: create_tools_from_openapi_spec(f"{api.url}/gzip-bomb?mb=200", max_spec_bytes=1 << 20))
+    assert isinstance(error, OpenAPISpecError) and str(error).endswith("more than the 1048576-byte limit"), error
+    assert peak < 16 and elapsed < 5, (peak, elapsed)
+
+
+async def test_encodings_not_asked_for_are_an_error(api) -> None:
+    spec = {"openapi": "3.0.0", "servers": [{"url": api.url}], "paths": {"/encoded": {"get": {"operationId": "e"}}}}
+    (tool,) = await create_tools_from_openapi_spec(spec)
+    for encoding in ("br", "gzip, gzip", "compress"):
+        out = json.loads(await tool.function({"query": {"as": encoding}}))
+        assert "which toolrun did not ask for" in out["error"], encoding
+    assert "the gzip body is broken" in json.loads(await tool.function({"query": {"as": "gzip"}}))["error"]
+    with pytest.raises(OpenAPISpecError, match="did not ask for"):
+        await create_tools_from_openapi_spec(f"{api.url}/encoded?as=br")
+
+
+async def test_a_broken_idna_host_is_an_error_not_a_crash(api) -> None:
+    # httpx.URL("http://xn--a-.test").host raises idna's error: it escaped create_tools_from_openapi_spec.
+    spec = {"openapi": "3.0.0", "servers": [{"url": "http://xn--metadata-.google.internal/"}],
+            "paths": {"/a": {"get": {"operationId": "a"}}}}
+    (tool,) = await create_tools_from_openapi_spec(spec)
+    assert "is not a valid URL" in tool.function.op.server.error
+    with pytest.raises(ToolExecutionError, match="is not a valid URL"):
+        await tool.function({})
+    spec = {"openapi": "3.0.0", "servers": [{"url": api.url}], "paths": {"/redirect": {"get": {"operationId": "r"}}}}
+    (tool,) = await create_tools_from_openapi_spec(spec)
+    out = json.loads(await tool.function({"query": {"to": "http://xn--a-.test/x"}}))
+    assert "the server's answer cannot be read: IDNAError" in out["error"]
+    with pytest.raises(OpenAPISpecError):
+        await create_tools_from_openapi_spec(f"{api.url}/redirect?to=http://xn--a-.test/x")
+
+
+@pytest.mark.parametrize("where, param", [
+    ("header", {"name": "X-A\r\nInjected: 1", "in": "header"}),
+    ("header", {"name": "X A", "in": "header"}),
+    ("cookie", {"name": "a=b; admin", "in": "cookie"}),
+])
+async def test_header_and_cookie_names_from_the_document_must_be_tokens(api, where: str, param: dict) -> None:
+    spec = {"openapi": "3.0.0", "servers": [{"url": api.url}], "paths": {"/echo": {"get": {
+        "operationId": "e", "parameters": [{**param, "schema": {"type": "string"}}]}}}}
+    (tool,) = await create_tools_from_openapi_spec(spec)
+    out = json.loads(await tool.function({where: {param["name"]: "v"}}))
+    assert f"is not a valid {where} name" in out["error"]
+    assert api.requests == []
+
+
+async def test_security_scheme_fields_are_read_only_as_text(api) -> None:
+    spec = {"openapi": "3.0.0", "servers": [{"url": api.url}], "security": [{"k": []}, {"h": []}],
+            "paths": {"/echo": {"get": {"operationId": "e"}}},
+            "components": {"securitySchemes": {
+                "k": {"type": "apiKey", "in": "header", "name": "X-Key\r\nX-Injected: 1"},
+                "h": {"type": "http", "scheme": ["basic"] * 1000}}}}
+    (tool,) = await create_tools_from_openapi_spec(spec, credentials={"k": "secret"})
+    assert "is not a valid header name" in json.loads(await tool.function({}))["error"]
+    (tool,) = await create_tools_from_openapi_spec(spec, credentials={"h": "token"})
+    got = json.loads(await tool.function({}))
+    assert got["headers"]["authorization"] == "Bearer token"  # no scheme text: treated as a bearer token
+
+
+# ------------------------------------------------------------------ the model's arguments
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                     max_leaves=8)
+_DOTTY = st.sampled_from([".", "..", "", "%2e%2e", "../..", "a/../b", "\r\nX: y", "%2F", "/", "?", "#"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(style=st.sampled_from(["simple", "label", "matrix"]), explode=st.booleans(),
+       value=_JSON | _DOTTY | st.lists(_DOTTY, max_size=3) | st.dictionaries(_DOTTY, _DOTTY, max_size=2),
+       header=_JSON | _DOTTY, cookie=_JSON | _DOTTY, query=_JSON | _DOTTY)
+def test_no_argument_changes_where_a_request_goes(style: str, explode: bool, value: Any, header: Any, cookie: Any,
+                                                  query: Any) -> None:
+    from toolrun.tools.openapi import _call
+
+    spec = {"openapi": "3.0.0", "servers": [{"url": "https://api.example.com/v1"}], "paths": {"/items/{id}/x": {"get": {
+        "operationId": "g", "parameters": [
+            {"name": "id", "in": "path", "required": True, "style": style, "explode": explode, "schema": {}},
+            {"name": "X-H", "in": "header", "schema": {}}, {"name": "c", "in": "cookie", "schema": {}},
+            {"name": "q", "in": "query", "schema": {}}]}}}}
+    (tool,) = asyncio.run(create_tools_from_openapi_spec(spec))
+    args = {"path": {"id": value}, "header": {"X-H": header}, "cookie": {"c": cookie}, "query": {"q": query}}
+    try:
+        request = _call._build(tool.function.op, tool.function.settings, args)
+    except (_call.ArgumentError, httpx.InvalidURL):
+        return
+    url = request.url
+    assert (url.scheme, url.raw_host, url.port) == ("https", b"api.example.com", None)
+    parts = url.raw_path.decode().split("?", 1)[0].split("/")
+    assert parts[:3] == ["", "v1", "items"] and parts[4:] == ["x"], url
+    assert parts[3] not in ("", ".", ".."), url  # never a dot segment (the URL's path would climb)
+    assert "#" not in url.raw_path.decode()
+    for name, text in request.headers:
+        assert not any(c in text for c in "\r\n\0"), (name, text)
+
+
+@pytest.mark.parametrize("fast_json", [True, False])
+async def test_lone_surrogates_never_reach_a_tool(fast_json: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # JSON's "\ud800" is valid syntax for text that no encoder takes: the binding refused the whole tool
+    # at request time, and a path holding one made every call raise UnicodeEncodeError.
+    if not fast_json:
+        monkeypatch.setattr(_document, "msgspec", None)
+    text = (r'{"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {'
+            r'"/a": {"get": {"operationId": "a\ud800b", "summary": "x\udfffy", "parameters": ['
+            r'{"name": "q\ud800", "in": "query", "schema": {"type": "string"}},'
+            r'{"name": "r", "in": "query", "schema": {"type": "string", "enum": ["\ud800", "ok"], "default": "\ud800",'
+            r' "description": "d\ud800", "format": "\ud800", "pattern": "\ud800"}}]}},'
+            r'"/b\ud800/{id}": {"get": {"operationId": "b", "parameters": [{"name": "id", "in": "path"}]}}}}')
+    from toolrun._json import check_json
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as client:
+        tools = {t.name: t for t in await create_tools_from_openapi_spec(text, client=client)}
+        assert set(tools) == {"a_b", "b"}
+        a = tools["a_b"]
+        assert a.description == "x?y"
+        assert a.parameters["properties"]["query"]["properties"] == {"r": {"type": "string", "enum": ["ok"],
+                                                                          "description": "d?"}}
+        for tool in tools.values():
+            check_json({"d": tool.description, "p": dict(tool.parameters)}, "tool")  # what the binding checks
+        out = json.loads(await tools["b"].function({"path": {"id": 1}}))
+        assert "cannot make a URL" in out["error"]
+
+
+async def test_arguments_are_checked_before_they_are_used(api) -> None:
+    spec = {"openapi": "3.0.0", "servers": [{"url": api.url}], "paths": {"/echo/{id}": {"post": {
+        "operationId": "e", "parameters": [{"name": "id", "in": "path", "required": True}],
+        "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}}}}}
+    (tool,) = await create_tools_from_openapi_spec(spec)
+    looped: dict[str, Any] = {}
+    looped["a"] = looped
+    for args, message in [
+        ({"path": {"id": "\ud800"}}, "lone surrogate"),
+        ({"path": {"id": 1}, "body": {"a": "\udfff"}}, "lone surrogate"),
+        ({"path": {"id": float("nan")}}, "not a JSON number"),
+        ({"path": {"id": 1}, "body": looped}, "contains itself"),
+        ('{"path": {"id": ' + "[" * 5000 + "]" * 5000 + "}}", "not a JSON object"),
+        ('{"path": {"id": 1' + "0" * 5000 + "}}", "not a JSON object"),
+    ]:
+        out = json.loads(await tool.function(args))
+        assert message in out["error"], (message, out)
+    assert api.requests == []

@@ -97,10 +97,14 @@ def _forms(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Iterable[A
             yield ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
 
 
+def url_host(url: httpx.URL) -> str:
+    """The host as sent (IDNA-encoded); ``url.host`` decodes it and raises for a broken A-label."""
+    return url.raw_host.decode("ascii")
+
+
 def check_url(url: httpx.URL | str, what: str) -> str | None:
     """An error message when ``url`` goes to a refused host, else None."""
-    host = httpx.URL(url).host if isinstance(url, str) else url.host
-    reason = refusal(host)
+    reason = refusal(url_host(httpx.URL(url) if isinstance(url, str) else url))
     return f"{what} {str(url)[:200]!r} is refused: {reason}; {ALLOW_HINT}" if reason else None
 
 

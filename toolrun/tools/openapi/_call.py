@@ -24,9 +24,11 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from ..._errors import ToolExecutionError
-from ._address import new_client
+from ..._errors import InvalidInputError, ToolExecutionError
+from ..._json import check_json
+from ._address import new_client, url_host
 from ._convert import GROUPS, Operation, Param
+from ._read import BodyError, read_capped
 
 logger = logging.getLogger("toolrun.openapi")
 
@@ -34,6 +36,7 @@ MAX_RESPONSE_BYTES = 32 * 1024
 MAX_REDIRECTS = 5
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _COOKIE_SAFE = "!#$&'()*+-./:<=>?@[]^_`{|}~"
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Never taken from a model's arguments, declared or not: they decide where and how a request goes.
 _FORBIDDEN_HEADERS = frozenset((
     "host", "content-length", "transfer-encoding", "connection", "cookie", "authorization", "proxy-authorization",
@@ -161,7 +164,7 @@ async def call_operation(op: Operation, settings: CallSettings, args: Any) -> st
         request = _build(op, settings, args)
     except ArgumentError as exc:
         return json.dumps({"error": str(exc)})
-    except httpx.InvalidURL as exc:
+    except (httpx.InvalidURL, UnicodeEncodeError) as exc:  # the latter: a path in the document that is not text
         return json.dumps({"error": f"cannot make a URL from these arguments: {exc}"})
     log = logger.info if settings.verbose else logger.debug
     log("%s: %s %s", op.name, request.method, request.url.copy_with(query=None))
@@ -229,6 +232,7 @@ def _build(op: Operation, settings: CallSettings, args: Any) -> _Request:
     for name, value in (args.get("header") or {}).items():
         low = str(name).lower()
         if low in declared_headers and low not in _FORBIDDEN_HEADERS and value is not None:
+            _check_name(declared_headers[low].name, "header")
             headers[low] = (declared_headers[low].name, _header_value(str(name), value))
     for name, value in ov["headers"].items():
         headers[name.lower()] = (name, _header_value(name, value))
@@ -237,6 +241,7 @@ def _build(op: Operation, settings: CallSettings, args: Any) -> _Request:
     declared_cookies = {p.name for p in plan.params.get("cookie", ())}
     for name, value in (args.get("cookie") or {}).items():
         if name in declared_cookies and value is not None:
+            _check_name(name, "cookie")
             cookies[str(name)] = _scalar(value) if not isinstance(value, (list, dict)) else _joined(value)
     cookies.update({k: _scalar(v) for k, v in ov["cookies"].items()})
 
@@ -256,10 +261,14 @@ def _decode_args(args: Any) -> dict[str, Any]:
     if isinstance(args, (str, bytes)):
         try:
             args = json.loads(args)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, nested past the parser
             raise ArgumentError("the arguments are not a JSON object") from None
     if not isinstance(args, Mapping):
         raise ArgumentError("the arguments must be an object")
+    try:  # nothing below has to meet a lone surrogate, NaN, a cycle or a thousand levels
+        check_json(args, "arguments")
+    except InvalidInputError as exc:
+        raise ArgumentError(str(exc)) from None
     return dict(args)
 
 
@@ -348,15 +357,18 @@ def _path_value(name: str, value: Any, param: Param | None) -> str:
             raise ArgumentError(f"path parameter '{name}' cannot be {text!r}")
         parts = [_encode_segment(text)]
     if style == "label":
-        return "." + ("." if explode else ",").join(parts)
-    if style == "matrix":
+        segment = "." + ("." if explode else ",").join(parts)
+    elif style == "matrix":
         if explode and isinstance(value, (list, tuple)):
-            return "".join(f";{name}={p}" for p in parts)
-        return f";{name}=" + ",".join(parts)
-    joined = ",".join(parts)
-    if joined in ("", ".", ".."):
-        raise ArgumentError(f"path parameter '{name}' cannot be {joined!r}")
-    return joined
+            segment = "".join(f";{name}={p}" for p in parts)
+        else:
+            segment = f";{name}=" + ",".join(parts)
+    else:
+        segment = ",".join(parts)
+    # httpx removes dot segments: "/items/../x" would be "/x". A label-style [] is "." too.
+    if segment in ("", ".", ".."):
+        raise ArgumentError(f"path parameter '{name}' cannot be {value!r} (it would make the path {segment!r})")
+    return segment
 
 
 def _query_pairs(name: str, value: Any, param: Param | None) -> list[tuple[str, str]]:
@@ -376,6 +388,17 @@ def _query_pairs(name: str, value: Any, param: Param | None) -> list[tuple[str, 
             return [(name, _scalar(v)) for v in value]
         return [(name, (sep or ",").join(_scalar(v) for v in value))]
     return [(name, _scalar(value))]
+
+
+def _text(value: Any) -> str:
+    """A document's string field, or "" (never the text of whatever else it holds)."""
+    return value if isinstance(value, str) else ""
+
+
+def _check_name(name: str, where: str) -> None:
+    """Header and cookie names come from the document: only an RFC 9110 token may reach the wire."""
+    if not _TOKEN.match(name):
+        raise ArgumentError(f"the document's {where} name {name[:80]!r} is not a valid {where} name")
 
 
 def _header_value(name: str, value: Any) -> str:
@@ -470,11 +493,13 @@ def _apply_auth(security: Sequence[Sequence[tuple[str, Mapping[str, Any]]]], cre
 
 def _apply_scheme(scheme: Mapping[str, Any], value: Any, headers: dict[str, tuple[str, str]],
                   query: list[tuple[str, str]], cookies: dict[str, str]) -> None:
-    kind = str(scheme.get("type", "")).lower()
+    kind = _text(scheme.get("type")).lower()
     if kind == "apikey":
-        name, where = str(scheme.get("name", "")), scheme.get("in")
+        name, where = _text(scheme.get("name")), scheme.get("in")
         if not name:
             return
+        if where in ("header", "cookie"):
+            _check_name(name, where)
         if where == "header":
             headers[name.lower()] = (name, _header_value(name, value))
         elif where == "query":
@@ -483,7 +508,7 @@ def _apply_scheme(scheme: Mapping[str, Any], value: Any, headers: dict[str, tupl
         elif where == "cookie":
             cookies[name] = _scalar(value)
         return
-    http_scheme = str(scheme.get("scheme", "")).lower() if kind == "http" else None
+    http_scheme = _text(scheme.get("scheme")).lower() if kind == "http" else None
     if kind == "basic" or http_scheme == "basic":
         if isinstance(value, (tuple, list)) and len(value) == 2:
             value = f"{value[0]}:{value[1]}"
@@ -493,7 +518,7 @@ def _apply_scheme(scheme: Mapping[str, Any], value: Any, headers: dict[str, tupl
     elif kind in ("oauth2", "openidconnect") or http_scheme in ("bearer", ""):
         headers["authorization"] = ("Authorization", _header_value("Authorization", f"Bearer {value}"))
     elif http_scheme is not None:  # another HTTP scheme: "Digest ...", "HOBA ..."
-        label = str(scheme.get("scheme")).capitalize()
+        label = _text(scheme.get("scheme")).capitalize()
         headers["authorization"] = ("Authorization", _header_value("Authorization", f"{label} {value}"))
     # mutualTLS and unknown types: nothing to put in a request
 
@@ -503,7 +528,7 @@ def _apply_scheme(scheme: Mapping[str, Any], value: Any, headers: dict[str, tupl
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     port = url.port or {"http": 80, "https": 443}.get(url.scheme)
-    return url.scheme, url.host, port
+    return url.scheme, url_host(url), port
 
 
 async def _send(request: _Request, op: Operation, settings: CallSettings) -> str:
@@ -520,7 +545,11 @@ async def _send(request: _Request, op: Operation, settings: CallSettings) -> str
                                         f"not the operation's server {op.server.base}"})
         built = client.build_request(method, url, headers=headers, content=content, files=files,
                                      timeout=settings.timeout)
-        resp = await client.send(built, stream=True, follow_redirects=False)
+        try:
+            resp = await client.send(built, stream=True, follow_redirects=False)
+        except ValueError as exc:  # httpx works out a redirect's URL even when not following it, and
+            # idna raises its own error for a broken "xn--" host in a Location header
+            return json.dumps({"error": f"the server's answer cannot be read: {type(exc).__name__}: {exc}"})
         try:
             location = resp.headers.get("location")
             if resp.is_redirect and location:
@@ -539,22 +568,14 @@ async def _send(request: _Request, op: Operation, settings: CallSettings) -> str
                     headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
                 url = target
                 continue
-            data, truncated = await _read_capped(resp, settings.max_response_bytes)
+            try:
+                data, truncated = await read_capped(resp, settings.max_response_bytes)
+            except BodyError as exc:
+                return json.dumps({"error": str(exc), "status": resp.status_code})
             return _result(resp, data, truncated, settings.max_response_bytes)
         finally:
             await resp.aclose()
     return json.dumps({"error": f"more than {MAX_REDIRECTS} redirects"})
-
-
-async def _read_capped(resp: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return b"".join(chunks)[:limit], True
-    return b"".join(chunks), False
 
 
 def _result(resp: httpx.Response, data: bytes, truncated: bool, limit: int) -> str:
@@ -567,7 +588,8 @@ def _result(resp: httpx.Response, data: bytes, truncated: bool, limit: int) -> s
     text = decoder.decode(data, final=not truncated)
     if truncated:
         total = resp.headers.get("content-length")
-        size = f"{total} bytes" if total and total.isdigit() else f"more than {limit} bytes"
+        compressed = "content-encoding" in resp.headers  # then the length is of the compressed bytes
+        size = f"{total} bytes" if total and total.isdigit() and not compressed else f"more than {limit} bytes"
         text += f"\n[response truncated: showing the first {limit} bytes of {size}]"
     if resp.is_success:
         return text if text else json.dumps({"status": resp.status_code})

@@ -16,9 +16,9 @@ from typing import Any, Iterable, Mapping
 import httpx
 
 from ..._errors import OpenAPISpecError
-from ._address import check_url
+from ._address import check_url, url_host
 from ._document import MISSING, Document, OpSource
-from ._schema import NODE_BUDGET, SchemaConverter, SchemaLimitError, trim
+from ._schema import NODE_BUDGET, SchemaConverter, SchemaLimitError, trim, valid_text
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 NAME_LIMIT = 64
@@ -93,9 +93,7 @@ def describe(src: OpSource) -> str:
         text = f"{summary}\n\n{details}"
     else:
         text = details or summary
-    if len(text) > TOOL_DESCRIPTION_LIMIT:
-        text = trim(text, TOOL_DESCRIPTION_LIMIT)
-    return text or f"{src.method.upper()} {src.path}"
+    return trim(text or f"{src.method.upper()} {src.path}", TOOL_DESCRIPTION_LIMIT)
 
 
 def _text(value: Any) -> str:
@@ -135,8 +133,13 @@ def make_server(raw_url: str, source_url: str | None, what: str, *, allow_link_l
     if parsed.scheme not in ("http", "https"):
         return Server(None, error=f"{what} {raw_url!r} uses {parsed.scheme!r}; only http and https are supported",
                       where=where)
-    if not parsed.host:
+    host = url_host(parsed)
+    if not host:
         return Server(None, error=f"{what} {raw_url!r} has no host", where=where)
+    try:
+        parsed.host  # noqa: B018 - httpx decodes "xn--" labels here, and raises for a broken one
+    except ValueError as exc:
+        return Server(None, error=f"{what} {raw_url[:200]!r} is not a valid URL: {exc}", where=where)
     if parsed.userinfo:
         # Never sent (the base below has no user part); say so rather than drop them silently.
         logger.warning("%s %s has credentials in it (user:password@); toolrun does not send them: give them "
@@ -148,7 +151,7 @@ def make_server(raw_url: str, source_url: str | None, what: str, *, allow_link_l
         problem = check_url(httpx.URL(base), what)
         if problem:
             return Server(None, error=problem, refused=True, where=where)
-    return Server(base, origin=(parsed.scheme, parsed.host, parsed.port), where=where)
+    return Server(base, origin=(parsed.scheme, host, parsed.port), where=where)
 
 
 class ServerResolver:
@@ -345,7 +348,8 @@ def _parameters(doc: Document, src: OpSource) -> Iterable[Mapping[str, Any]]:
     for group in (src.path_parameters, src.parameters):
         for raw in group if isinstance(group, list) else ():
             p = doc.follow(raw)
-            if isinstance(p, Mapping) and isinstance(p.get("name"), str) and isinstance(p.get("in"), str):
+            if isinstance(p, Mapping) and isinstance(p.get("name"), str) and isinstance(p.get("in"), str) \
+                    and valid_text(p["name"]):  # a name no request can carry is left out
                 merged[(p["name"], p["in"])] = p  # the operation's own parameter wins over the path's
     return merged.values()
 

@@ -11,6 +11,7 @@ import httpx
 
 from ..._errors import OpenAPISpecError
 from ._address import check_url, new_client
+from ._read import BodyError, read_capped
 
 MAX_SPEC_BYTES = 64 * 1024 * 1024
 MAX_SPEC_REDIRECTS = 10
@@ -114,18 +115,22 @@ async def _fetch(url: str, *, client: httpx.AsyncClient | None, timeout: float, 
                     raise OpenAPISpecError(
                         f"{url} is {declared} bytes, more than the {max_bytes}-byte limit", where="spec"
                     )
-                chunks, size = [], 0
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise OpenAPISpecError(f"{url} is more than the {max_bytes}-byte limit", where="spec")
-                    chunks.append(chunk)
-                return b"".join(chunks), str(resp.url)
+                try:
+                    content, truncated = await read_capped(resp, max_bytes)
+                except BodyError as exc:
+                    raise OpenAPISpecError(f"fetching {url}: {exc}", where="spec") from None
+                if truncated:
+                    raise OpenAPISpecError(f"{url} is more than the {max_bytes}-byte limit", where="spec")
+                return content, str(resp.url)
         raise OpenAPISpecError(f"fetching {url} was redirected more than {MAX_SPEC_REDIRECTS} times", where="spec")
+    except OpenAPISpecError:
+        raise
     except httpx.TimeoutException:
         raise OpenAPISpecError(f"fetching {url} timed out after {timeout:g}s", where="spec") from None
     except httpx.HTTPError as exc:
         raise OpenAPISpecError(f"fetching {url} failed: {exc or type(exc).__name__}", where="spec") from None
+    except ValueError as exc:  # idna's error for a broken "xn--" host in a Location header
+        raise OpenAPISpecError(f"fetching {url} failed: {type(exc).__name__}: {exc}", where="spec") from None
     finally:
         if own:
             await http.aclose()

@@ -60,10 +60,24 @@ class SchemaLimitError(Exception):
         super().__init__(message)
 
 
+def valid_text(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8: JSON's ``"\\ud800"`` decodes to a lone surrogate,
+    which every encoder (and toolrun's own input checks) refuses."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def trim(text: Any, limit: int = DESCRIPTION_LIMIT) -> str:
     """``text`` stripped and cut at a word boundary to at most ``limit`` characters."""
     if not isinstance(text, str):
         return ""
+    if not valid_text(text):  # a lone surrogate in prose: shown as "?"
+        text = text.encode("utf-8", "replace").decode("utf-8")
     text = text.strip()
     if len(text) <= limit:
         return text
@@ -272,10 +286,10 @@ class SchemaConverter:
             out["description"] = description
         for key in _STR_KEYS:
             value = get(key)
-            if isinstance(value, str) and key not in out:
+            if isinstance(value, str) and key not in out and valid_text(value):
                 out[key] = value if key != "title" else trim(value, 120)
         pattern = get("pattern")
-        if isinstance(pattern, str) and _usable_pattern(pattern):
+        if isinstance(pattern, str) and valid_text(pattern) and _usable_pattern(pattern):
             out["pattern"] = pattern
         for key in _NUM_KEYS:
             value = get(key)
@@ -315,6 +329,8 @@ class SchemaConverter:
         if isinstance(props, Mapping):
             converted = {}
             for name, sub in props.items():
+                if isinstance(name, str) and not valid_text(name):
+                    continue  # no JSON text can carry this name: the property cannot be sent
                 schema = self._conv(sub)
                 if self.request and isinstance(schema, Mapping) and schema.get("readOnly") is True:
                     continue
@@ -326,7 +342,8 @@ class SchemaConverter:
             out["required"] = list(dict.fromkeys(required))
         pattern_props = get("patternProperties")
         if isinstance(pattern_props, Mapping):
-            out["patternProperties"] = {str(k): self._conv(v) for k, v in pattern_props.items()}
+            out["patternProperties"] = {str(k): self._conv(v) for k, v in pattern_props.items()
+                                        if not isinstance(k, str) or valid_text(k) and _usable_pattern(k)}
         extra = get("additionalProperties")
         if isinstance(extra, (bool, Mapping)):
             out["additionalProperties"] = self._conv(extra)
@@ -375,7 +392,11 @@ def _json_nodes(value: Any, room: int, levels: int) -> int | None:
         count += 1
         if count > room:
             return _TOO_BIG
-        if node is None or isinstance(node, (str, bool, int)):
+        if node is None or isinstance(node, (bool, int)):
+            continue
+        if isinstance(node, str):
+            if not valid_text(node):
+                return None
             continue
         if isinstance(node, float):
             if not math.isfinite(node):
@@ -387,7 +408,7 @@ def _json_nodes(value: Any, room: int, levels: int) -> int | None:
             todo.extend((v, depth + 1) for v in node)
         elif isinstance(node, Mapping):
             for k, v in node.items():
-                if not isinstance(k, str):
+                if not isinstance(k, str) or not valid_text(k):
                     return None
                 todo.append((v, depth + 1))
         else:
