@@ -66,6 +66,7 @@ def assign_names(ops: list[tuple[Any, str, str]]) -> list[str]:
     ops = [(str(i) if isinstance(i, (int, float)) and not isinstance(i, bool) else i, m, p) for i, m, p in ops]
     names: list[str | None] = [None] * len(ops)
     taken: set[str] = set()
+    tried: dict[str, int] = {}  # base -> the suffix number it last got
     for i, (op_id, _, _) in enumerate(ops):
         if isinstance(op_id, str) and NAME_PATTERN.match(op_id) and op_id not in taken:
             names[i] = op_id
@@ -75,11 +76,15 @@ def assign_names(ops: list[tuple[Any, str, str]]) -> list[str]:
             continue
         base = sanitize_name(op_id) if isinstance(op_id, str) else ""
         base = base or fallback_name(method, path)
-        name, n = base, 1
+        # Start where the last clash of this base ended: every suffix below it is taken already,
+        # so the names are the same as counting from 1, without 10,000 ids of "x" costing 10**8 steps.
+        n = tried.get(base, 1)
+        name = base if n == 1 else base[: NAME_LIMIT - len(f"_{n}")] + f"_{n}"
         while name in taken:
             n += 1
             suffix = f"_{n}"
             name = base[: NAME_LIMIT - len(suffix)] + suffix
+        tried[base] = n
         names[i] = name
         taken.add(name)
     return names  # type: ignore[return-value]
@@ -394,7 +399,14 @@ def _style(p: Mapping[str, Any], location: str, swagger: bool) -> tuple[str, boo
 
 
 def _consumes(doc: Document, src: OpSource) -> list[str]:
-    value = src.consumes if src.consumes is not None else doc.get("consumes")
+    if src.consumes is None:  # the document's: worked out once, not once per operation
+        if "consumes" not in doc.memo:
+            doc.memo["consumes"] = _media_list(doc.get("consumes"))
+        return doc.memo["consumes"]  # type: ignore[no-any-return]
+    return _media_list(src.consumes)
+
+
+def _media_list(value: Any) -> list[str]:
     return [c.lower() for c in value if isinstance(c, str)] if isinstance(value, list) else []
 
 
@@ -443,15 +455,21 @@ def _pick_media(content: Mapping[str, Any]) -> tuple[str, str, Any] | None:
 
 
 def _security(doc: Document, src: OpSource) -> list[list[tuple[str, Mapping[str, Any]]]]:
-    reqs = src.security if src.security is not None else doc.get("security")
+    if src.security is None:  # the document's: worked out once, not once per operation
+        if "security" not in doc.memo:
+            doc.memo["security"] = _security_list(doc, doc.get("security"))
+        return doc.memo["security"]  # type: ignore[no-any-return]
+    return _security_list(doc, src.security)
+
+
+def _security_list(doc: Document, reqs: Any) -> list[list[tuple[str, Mapping[str, Any]]]]:
     if not isinstance(reqs, list):
         return []
-    if doc.kind == "swagger":
-        schemes = doc.get("securityDefinitions")
-    else:
-        schemes = doc.resolve_parts(("components", "securitySchemes"), None)
-    if not isinstance(schemes, Mapping):
-        schemes = {}
+    if "schemes" not in doc.memo:
+        found = doc.get("securityDefinitions") if doc.kind == "swagger" else \
+            doc.resolve_parts(("components", "securitySchemes"), None)
+        doc.memo["schemes"] = found if isinstance(found, Mapping) else {}
+    schemes = doc.memo["schemes"]
     out = []
     for req in reqs:
         if not isinstance(req, Mapping):

@@ -228,6 +228,9 @@ class Document:
         self._typed_paths: dict[str, Any] | None = None
         self._levels: dict[tuple[str, ...], Any] = {}
         self._values: dict[tuple[str, ...], Any] = {}
+        self._other_keys: dict[int, tuple[Any, dict[str, Any]]] = {}
+        #: Values worked out once for the whole document (its security, its consumes).
+        self.memo: dict[str, Any] = {}
 
     # -- construction
 
@@ -361,7 +364,7 @@ class Document:
         if hit is not MISSING:
             return hit
         if self._tree is not None or parts[0] not in self._top or not is_raw(self._top[parts[0]]):
-            value = _walk(self._whole(), parts)
+            value = self._walk(self._whole(), parts)
             return default if value is MISSING else value
         node: Any = self._top
         for i, part in enumerate(parts):
@@ -371,12 +374,22 @@ class Document:
                 if level is None:
                     level = self._levels[prefix] = self._decode(node, _pointer(prefix), _LEVEL_DECODER)
                 node = level
-            node = _step(node, part)
+            node = self._step(node, part)
             if node is MISSING:
                 return default
         value = self._decode(node, _pointer(parts)) if is_raw(node) else node
         self._values[parts] = value
         return value
+
+    def _step(self, node: Any, part: str) -> Any:
+        return _step(node, part, self._other_keys)
+
+    def _walk(self, node: Any, parts: tuple[str, ...]) -> Any:
+        for part in parts:
+            node = self._step(node, part)
+            if node is MISSING:
+                return MISSING
+        return node
 
     def _whole(self) -> Any:
         if self._tree is None:
@@ -391,25 +404,20 @@ def _pointer(parts: tuple[str, ...]) -> str:
     return "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def _step(node: Any, part: str) -> Any:
+def _step(node: Any, part: str, other_keys: dict[int, tuple[Any, dict[str, Any]]]) -> Any:
     if isinstance(node, Mapping):
         if part in node:
             return node[part]
-        # YAML turns keys like ``200`` into ints.
-        for key in node:
-            if not isinstance(key, str) and str(key) == part:
-                return node[key]
-        return MISSING
+        # YAML turns keys like ``200`` into ints. The text of such keys is worked out once per
+        # mapping: scanning a big mapping for every reference that misses was quadratic.
+        known = other_keys.get(id(node))
+        if known is None:
+            texts = {str(k): k for k in node if not isinstance(k, str)}
+            known = other_keys[id(node)] = (node, texts)  # the mapping is kept: its id stays its own
+        key = known[1].get(part, MISSING)
+        return MISSING if key is MISSING else node[key]
     if isinstance(node, list):
         if part.isdigit() and int(part) < len(node):
             return node[int(part)]
         return MISSING
     return MISSING
-
-
-def _walk(node: Any, parts: tuple[str, ...]) -> Any:
-    for part in parts:
-        node = _step(node, part)
-        if node is MISSING:
-            return MISSING
-    return node
