@@ -79,6 +79,8 @@ def serve(
         "  toolrun run default \"Add 2 and 40\" --tool ./mytools.py:add --tool ./mytools.py:multiply\n\n"
         "  toolrun run default \"Who is torvalds on GitHub?\" --openapi https://api.apis.guru/v2/specs/github.com/"
         "api.github.com/1.1.4/openapi.json --match '^https://api.github.com/users/[^/]+$'\n\n"
+        "  toolrun run default \"What's the weather in Austin?\" --mcp \"python weather_server.py\"\n\n"
+        "  toolrun run default \"List my notes\" --mcp-url http://127.0.0.1:8000/mcp\n\n"
         "  echo \"Summarise this\" | toolrun run default -"
     ),
 )
@@ -92,6 +94,12 @@ def run(
         help="An OpenAPI spec (URL or file) whose operations become tools (repeatable).")] = None,
     match: Annotated[Optional[list[str]], typer.Option(
         help="Keep only OpenAPI operations whose URL matches this regular expression (repeatable).")] = None,
+    mcp: Annotated[Optional[list[str]], typer.Option(
+        "--mcp", help="An MCP server to start, as a command line, talking over its stdin/stdout; its tools "
+                      "become tools (repeatable).")] = None,
+    mcp_url: Annotated[Optional[list[str]], typer.Option(
+        "--mcp-url", help="An MCP server's Streamable HTTP endpoint, e.g. http://127.0.0.1:8000/mcp; its tools "
+                          "become tools (repeatable).")] = None,
     stream: Annotated[bool, typer.Option("--stream", "-s", help="Print the final answer as it is generated.")] = False,
     system: Annotated[Optional[str], typer.Option(help="A system message to put first.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Tokens per model call.", min=1)] = None,
@@ -101,7 +109,7 @@ def run(
         help="Tool rounds after the first before the model must answer.", min=0)] = 1,
     json_output: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON instead.")] = False,
 ) -> None:
-    """Run a model from the shell, letting it call your Python functions and OpenAPI operations.
+    """Run a model from the shell, letting it call your Python functions, OpenAPI operations and MCP servers' tools.
 
     Each tool call and its result are shown as they happen; the answer follows.
     """
@@ -109,7 +117,8 @@ def run(
 
     with fail_on_toolrun_errors():
         run_command(model=model, prompt=prompt, tool_refs=list(tool or []), openapi_specs=list(openapi or []),
-                    match_patterns=list(match or []), stream=stream, system=system, max_tokens=max_tokens,
+                    match_patterns=list(match or []), mcp_commands=list(mcp or []), mcp_urls=list(mcp_url or []),
+                    stream=stream, system=system, max_tokens=max_tokens,
                     temperature=temperature, seed=seed, max_rounds=max_rounds, json_output=json_output)
 
 

@@ -9,6 +9,7 @@ result when the loop sends it back, so the user watches the run unfold.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -27,8 +28,9 @@ _RESULT_PREVIEW_CHARS = 300
 
 
 def run_command(*, model: str, prompt: str, tool_refs: list[str], openapi_specs: list[str], match_patterns: list[str],
-                stream: bool, system: str | None, max_tokens: int | None, temperature: float | None,
-                seed: int | None, max_rounds: int, json_output: bool) -> None:
+                mcp_commands: list[str] | None = None, mcp_urls: list[str] | None = None, stream: bool,
+                system: str | None, max_tokens: int | None, temperature: float | None, seed: int | None,
+                max_rounds: int, json_output: bool) -> None:
     if stream and json_output:
         raise InvalidInputError("--json prints the finished result; it cannot be combined with --stream",
                                 where="--json")
@@ -38,21 +40,32 @@ def run_command(*, model: str, prompt: str, tool_refs: list[str], openapi_specs:
         prompt = sys.stdin.read()
     if not prompt.strip():
         raise InvalidInputError("the prompt is empty", where="PROMPT")
-    asyncio.run(_run(model, prompt, tool_refs, openapi_specs, match_patterns, stream=stream, system=system,
-                     sampling={"max_tokens": max_tokens, "temperature": temperature, "seed": seed},
+    mcp_servers = [{"command": c} for c in mcp_commands or ()] + [{"url": u} for u in mcp_urls or ()]
+    asyncio.run(_run(model, prompt, tool_refs, openapi_specs, match_patterns, mcp_servers, stream=stream,
+                     system=system, sampling={"max_tokens": max_tokens, "temperature": temperature, "seed": seed},
                      max_rounds=max_rounds, json_output=json_output))
 
 
-async def _run(model: str, prompt: str, tool_refs: list[str], openapi_specs: list[str], match_patterns: list[str], *,
-               stream: bool, system: str | None, sampling: dict[str, Any], max_rounds: int, json_output: bool) -> None:
+async def _run(model: str, prompt: str, tool_refs: list[str], openapi_specs: list[str], match_patterns: list[str],
+               mcp_servers: list[dict[str, str]], *, stream: bool, system: str | None, sampling: dict[str, Any],
+               max_rounds: int, json_output: bool) -> None:
+    # The MCP servers live as long as the run: started here, stopped (and reaped) on the way out.
+    async with contextlib.AsyncExitStack() as servers:
+        tools: list[Any] = []
+        for ref in tool_refs:
+            tools.extend(load_tools(ref))
+        for spec in openapi_specs:
+            tools.extend(await _openapi_tools(spec, match_patterns))
+        if mcp_servers:
+            tools.extend(await servers.enter_async_context(_mcp_tools(mcp_servers)))
+        await _run_with(model, prompt, tools, stream=stream, system=system, sampling=sampling, max_rounds=max_rounds,
+                        json_output=json_output)
+
+
+async def _run_with(model: str, prompt: str, tools: list[Any], *, stream: bool, system: str | None,
+                    sampling: dict[str, Any], max_rounds: int, json_output: bool) -> None:
     from ..ai import AsyncAI
     from ..embedded import run_with_tools
-
-    tools: list[Any] = []
-    for ref in tool_refs:
-        tools.extend(load_tools(ref))
-    for spec in openapi_specs:
-        tools.extend(await _openapi_tools(spec, match_patterns))
 
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     inputs: dict[str, Any] = {"messages": messages, **{k: v for k, v in sampling.items() if v is not None}}
@@ -209,3 +222,9 @@ async def _openapi_tools(spec: str, match_patterns: list[str]) -> list[Any]:
             where=f"--openapi {spec}",
         )
     return tools
+
+
+def _mcp_tools(servers: list[dict[str, str]]) -> Any:
+    from ..tools.mcp import create_tools_from_mcp
+
+    return create_tools_from_mcp(servers=servers)
