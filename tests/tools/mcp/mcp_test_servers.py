@@ -9,7 +9,7 @@ port the OS picks, and prints that port as its first line. ``--legacy`` (stdio)
 serves only the 2025 handshake era, as most servers in the wild do: the client's
 2026 ``server/discover`` probe finds no such method and it falls back to
 ``initialize``. Calls are appended, one JSON line each, to the file named by
-``TOOLRUN_TEST_CALL_LOG`` when it is set.
+``--call-log PATH`` or ``TOOLRUN_TEST_CALL_LOG``, when either is given.
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ PAGE_SIZE = 100
 PAGED_TOOLS = 250
 
 
+CALL_LOG = os.environ.get("TOOLRUN_TEST_CALL_LOG")
+
+
 def log_call(name: str, arguments: dict[str, Any]) -> None:
-    path = os.environ.get("TOOLRUN_TEST_CALL_LOG")
+    path = CALL_LOG
     if path:
         with open(path, "a") as f:
             f.write(json.dumps({"name": name, "arguments": arguments, "pid": os.getpid()}) + "\n")
@@ -213,7 +216,10 @@ async def serve_lowlevel_stdio(server: Server[Any], legacy: bool = False) -> Non
 
 
 def main(argv: list[str]) -> None:
+    global CALL_LOG
     kind, http, legacy = argv[0], "--http" in argv, "--legacy" in argv
+    if "--call-log" in argv:
+        CALL_LOG = argv[argv.index("--call-log") + 1]
     if kind == "weather":
         mcp = weather_server()
         if http:
