@@ -725,3 +725,20 @@ def test_references_that_miss_in_a_big_mapping_are_cheap() -> None:
     assert all(doc.resolve(f"#/components/schemas/missing{i}") is _document.MISSING for i in range(10_000))
     assert doc.resolve("#/components/schemas/99999") == {"type": "string"}
     assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a: &d {b: *d}\n", "used inside the node it names"),
+    ("x: " + "[" * 300 + "]" * 300 + "\n", "nested more than 256 levels deep"),
+    ("l0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n" for i in range(1, 8)), "billion laughs"),
+])
+@pytest.mark.parametrize("parser", ["libyaml", "pure python"])
+def test_yaml_limits_hold_with_either_parser(text: str, message: str, parser: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    if parser == "pure python":
+        monkeypatch.setattr(_yaml, "_CParser", None)  # PyYAML built without libyaml
+    with pytest.raises(_yaml.YamlError, match=message):
+        _yaml.load(text)
+    assert _yaml.load("a: &x [1, {b: 2}]\nc: *x\nd: {<<: {e: 1}, f: 2}\n") == {
+        "a": [1, {"b": 2}], "c": [1, {"b": 2}], "d": {"e": 1, "f": 2}}

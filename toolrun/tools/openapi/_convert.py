@@ -180,12 +180,12 @@ class ServerResolver:
             if self._doc_server is None:
                 self._doc_server = self._swagger()
             return self._doc_server
-        op_where = f"paths[{src.path!r}]"
-        for servers, where in ((src.servers, f"{op_where}.{src.method}.servers"), (src.path_servers, f"{op_where}.servers")):
+        for servers, own in ((src.servers, True), (src.path_servers, False)):
             if isinstance(servers, list) and servers:
                 key = id(servers)
                 if key not in self._cache:
                     self._keep.append(servers)
+                    where = f"paths[{src.path!r}]" + (f".{src.method}.servers" if own else ".servers")
                     self._cache[key] = self._oas3(servers, where)
                 return self._cache[key]
         if self._doc_server is None:
