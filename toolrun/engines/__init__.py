@@ -1,8 +1,9 @@
 """Engines: where tokens come from — local llama.cpp, or an engine that already exists elsewhere.
 
 ``LlamaCppEngine`` runs a GGUF on this machine; ``OpenAICompatibleEngine`` talks
-to vLLM, SGLang, llama.cpp's server or any OpenAI-compatible endpoint. Both load
-their dependencies only when asked for. ``ScriptedEngine`` (in
+to vLLM, SGLang, llama.cpp's server or any OpenAI-compatible endpoint, and
+``WorkersAIEngine`` to Cloudflare Workers AI (both in :mod:`toolrun.engines.remote`).
+They load their dependencies only when asked for. ``ScriptedEngine`` (in
 :mod:`toolrun.engines.scripted`) answers from a script, for tests and benchmarks.
 """
 
@@ -12,10 +13,10 @@ from ._base import Engine, GenerationRequest, NamedTool, SamplingParams, ToolCho
 
 if TYPE_CHECKING:
     from .llamacpp import LlamaCppEngine
-    from .openai_compat import OpenAICompatibleEngine
+    from .remote import OpenAICompatibleEngine, WorkersAIEngine
 
 __all__ = ["Engine", "GenerationRequest", "LlamaCppEngine", "NamedTool", "OpenAICompatibleEngine", "SamplingParams",
-           "ToolChoice"]
+           "ToolChoice", "WorkersAIEngine"]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,8 +24,8 @@ def __getattr__(name: str) -> Any:
         from .llamacpp import LlamaCppEngine
 
         return LlamaCppEngine
-    if name == "OpenAICompatibleEngine":
-        from .openai_compat import OpenAICompatibleEngine
+    if name in ("OpenAICompatibleEngine", "WorkersAIEngine"):
+        from . import remote
 
-        return OpenAICompatibleEngine
+        return getattr(remote, name)
     raise AttributeError(name)

@@ -1,0 +1,371 @@
+"""Talking to upstreams: pooled clients, routing, passive health checks and retries.
+
+One :class:`UpstreamPool` serves one model on one or more base URLs. Each base
+URL gets its own pooled ``httpx.AsyncClient`` (keep-alive connections, connect
+and read timeouts). A request goes to the upstream with the fewest requests in
+flight; one that keeps failing is set aside for a cool-down (doubling while it
+keeps failing) and then tried again — no active probing, the traffic itself is
+the health check.
+
+Retries (exponential backoff with full jitter) cover connection failures, 429
+(after its ``Retry-After``) and 502/503/504, and also a stream that broke
+before its first payload — never one that already delivered a payload, since
+its tokens may have reached the caller. Errors name the upstream by its URL
+without credentials; the API key lives only in the clients' headers, which
+httpx masks in reprs, and is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from ..._errors import EngineError, OverloadedError, ToolrunError
+
+log = logging.getLogger("toolrun.engines.remote")
+
+#: Answers worth another try: the upstream is busy or a proxy in front of it could not reach it.
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+#: How much of an error body is read (error messages are short; a misbehaving upstream is not).
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. ``read`` is the longest silence between bytes: a long prompt's prefill is silent."""
+
+    connect: float = 5.0
+    read: float = 300.0
+    write: float = 30.0
+    pool: float = 60.0
+
+    def as_httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    #: Further attempts after the first.
+    max_retries: int = 3
+    backoff_base: float = 0.25
+    backoff_max: float = 4.0
+    #: A 429 asking for a longer wait than this is passed to the caller as OverloadedError at once.
+    max_retry_after: float = 30.0
+    #: Consecutive failures that set an upstream aside.
+    failures_to_eject: int = 2
+    #: How long it stays aside the first time; doubles while it keeps failing, up to ``cooldown_max``.
+    cooldown: float = 5.0
+    cooldown_max: float = 60.0
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2**attempt)] (AWS architecture blog's recipe)."""
+        return random.uniform(0.0, min(self.backoff_max, self.backoff_base * 2**attempt))
+
+
+def display_url(url: str) -> str:
+    """A URL fit for messages and logs: no user info, no query string, no fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+class Upstream:
+    """One base URL: its pooled client, its requests in flight, its health."""
+
+    def __init__(self, base_url: str, client: httpx.AsyncClient, position: int) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.name = display_url(self.base_url)
+        self.client = client
+        self.position = position
+        self.in_flight = 0
+        self.failures = 0
+        self.down_until = 0.0
+        self.busy_until = 0.0
+
+    def available_at(self) -> float:
+        return max(self.down_until, self.busy_until)
+
+    def __repr__(self) -> str:
+        return f"Upstream({self.name!r}, in_flight={self.in_flight}, failures={self.failures})"
+
+
+#: Turns an upstream's error answer (status, body) into the toolrun error to raise.
+ErrorReader = Callable[[str, int, bytes], ToolrunError]
+#: Recognises an error sent as a stream payload (after a 200), or returns None.
+PayloadError = Callable[[str, Mapping[str, Any]], ToolrunError | None]
+
+
+class UpstreamPool:
+    """Several base URLs serving one model; see the module doc."""
+
+    def __init__(
+        self,
+        base_urls: Sequence[str],
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        read_error: ErrorReader,
+        payload_error: PayloadError | None = None,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not base_urls:
+            raise ValueError("an upstream pool needs at least one base URL")
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self._read_error = read_error
+        self._payload_error = payload_error
+        self._clock = clock
+        self._turn = 0
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self.upstreams = [
+            Upstream(url, httpx.AsyncClient(headers=dict(headers or {}), timeout=self.timeouts.as_httpx(),
+                                            limits=limits, transport=transport, trust_env=False), i)
+            for i, url in enumerate(base_urls)
+        ]
+
+    @property
+    def names(self) -> list[str]:
+        return [u.name for u in self.upstreams]
+
+    def __repr__(self) -> str:
+        return f"UpstreamPool({self.names!r})"
+
+    # ------------------------------------------------------------ routing
+
+    def pick(self, avoid: set[Upstream] | frozenset[Upstream] = frozenset()) -> Upstream:
+        """The available upstream with the fewest requests in flight (ties in turn).
+
+        ``avoid`` holds those that already failed this request; they are used only when
+        nothing else is left. When every candidate is set aside, the one that comes back
+        first is tried anyway: refusing outright would never notice it has recovered.
+        """
+        now = self._clock()
+        candidates = [u for u in self.upstreams if u not in avoid] or self.upstreams
+        ready = [u for u in candidates if u.available_at() <= now]
+        self._turn += 1
+        n = len(self.upstreams)
+        if ready:
+            return min(ready, key=lambda u: (u.in_flight, (u.position - self._turn) % n))
+        return min(candidates, key=lambda u: (u.available_at(), u.in_flight))
+
+    def _succeeded(self, upstream: Upstream) -> None:
+        if upstream.failures >= self.retry.failures_to_eject:
+            log.info("upstream %s answers again", upstream.name)
+        upstream.failures = 0
+        upstream.down_until = 0.0
+
+    def _failed(self, upstream: Upstream, why: str) -> None:
+        upstream.failures += 1
+        over = upstream.failures - self.retry.failures_to_eject
+        if over >= 0:
+            cooldown = min(self.retry.cooldown_max, self.retry.cooldown * 2**over)
+            upstream.down_until = self._clock() + cooldown
+            log.warning("upstream %s failed %d times in a row (%s); setting it aside for %.0f s",
+                        upstream.name, upstream.failures, why, cooldown)
+
+    # ----------------------------------------------------------- requests
+
+    async def stream(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """POST ``body`` to ``path`` and yield each JSON payload of the answer.
+
+        An ``text/event-stream`` answer yields one payload per ``data:`` event until
+        ``[DONE]``; any other answer is one JSON document, yielded whole. Retries
+        happen only before the first payload is yielded (see the module doc).
+        Closing the iterator closes the upstream connection, which stops generation there.
+        """
+        tried: set[Upstream] = set()
+        attempt = 0
+        while True:
+            upstream = self.pick(tried)
+            wait = upstream.available_at() - self._clock()
+            if wait > 0:  # everyone is busy or set aside: wait for the first to come back
+                await asyncio.sleep(min(wait, self.retry.max_retry_after))
+            delivered = False
+            upstream.in_flight += 1
+            try:
+                async with upstream.client.stream("POST", upstream.base_url + path, json=body) as response:
+                    if response.status_code >= 400:
+                        raise await self._refusal(upstream, response)
+                    async for payload in _payloads(response):
+                        if self._payload_error is not None:
+                            in_stream = self._payload_error(upstream.name, payload)
+                            if in_stream is not None:
+                                raise _RefusedError(in_stream, 0, getattr(in_stream, "retry_after", None))
+                        if not delivered:
+                            self._succeeded(upstream)
+                            delivered = True
+                        yield payload
+                    if not delivered:
+                        self._succeeded(upstream)
+                    return
+            except (httpx.TransportError, httpx.StreamError, _BadPayloadError) as exc:
+                reason = _describe(exc, self.timeouts)
+                self._failed(upstream, reason)
+                if delivered:
+                    raise EngineError(f"the upstream {upstream.name} failed mid-answer ({reason}); an answer "
+                                      "that has started is not retried") from None
+                if not _retryable_transport(exc) or attempt >= self.retry.max_retries:
+                    raise EngineError(f"the upstream {upstream.name} failed: {reason}") from None
+                delay = self.retry.backoff(attempt)
+                log.warning("upstream %s: %s; retrying in %.2f s", upstream.name, reason, delay)
+            except _RefusedError as refusal:
+                error = refusal.error
+                if delivered:
+                    raise error from None
+                if isinstance(error, OverloadedError):
+                    # Busy, not broken: honour its Retry-After, and meanwhile prefer the others.
+                    if refusal.retry_after is not None and refusal.retry_after > self.retry.max_retry_after:
+                        raise error from None
+                    delay = refusal.retry_after if refusal.retry_after is not None else self.retry.backoff(attempt)
+                    upstream.busy_until = self._clock() + delay
+                elif refusal.status in RETRYABLE_STATUS:
+                    self._failed(upstream, f"HTTP {refusal.status}")
+                    delay = self.retry.backoff(attempt)
+                else:
+                    raise error from None
+                if attempt >= self.retry.max_retries:
+                    raise error from None
+                log.warning("upstream %s: %s; retrying in %.2f s", upstream.name, error.message, delay)
+            finally:
+                upstream.in_flight -= 1
+            tried.add(upstream)
+            attempt += 1
+            if self._other_ready(upstream, tried):
+                delay = 0.0  # another upstream is ready: go there now
+            await asyncio.sleep(delay)
+
+    def _other_ready(self, failed: Upstream, tried: set[Upstream]) -> bool:
+        now = self._clock()
+        return any(u is not failed and u not in tried and u.available_at() <= now for u in self.upstreams)
+
+    async def _refusal(self, upstream: Upstream, response: httpx.Response) -> _RefusedError:
+        body = b""
+        try:
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) >= MAX_ERROR_BODY:
+                    break
+        except httpx.HTTPError:
+            pass  # the status line is enough
+        error = self._read_error(upstream.name, response.status_code, body[:MAX_ERROR_BODY])
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if isinstance(error, OverloadedError) and retry_after is not None:
+            error.retry_after = retry_after
+        return _RefusedError(error, response.status_code, retry_after)
+
+    async def aclose(self) -> None:
+        for upstream in self.upstreams:
+            await upstream.client.aclose()
+
+
+class _RefusedError(Exception):
+    """The upstream answered with an error (a status >= 400, or an error payload in the stream)."""
+
+    def __init__(self, error: ToolrunError, status: int, retry_after: float | None) -> None:
+        self.error = error
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(error.message)
+
+
+class _BadPayloadError(Exception):
+    """The upstream sent something that is not JSON where JSON was due."""
+
+
+async def _payloads(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    content_type = response.headers.get("content-type", "")
+    if "text/event-stream" not in content_type:
+        raw = await response.aread()
+        yield _decode(raw.decode("utf-8", "replace"))
+        return
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line == "":
+            if data:
+                text = "\n".join(data)
+                data = []
+                if text.strip() == "[DONE]":
+                    return
+                yield _decode(text)
+            continue
+        if line.startswith(":"):
+            continue  # a comment (keep-alive ping)
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data and "\n".join(data).strip() != "[DONE]":
+        yield _decode("\n".join(data))
+
+
+def _decode(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise _BadPayloadError(f"not JSON: {text[:200]!r}") from None
+    if not isinstance(value, dict):
+        raise _BadPayloadError(f"a JSON {type(value).__name__} where an object was due")
+    return value
+
+
+def _retryable_transport(exc: Exception) -> bool:
+    # A read timeout means the upstream is working on it (or stuck): sending the same request
+    # again would double its load. Connection failures and answers cut short are retried.
+    return not isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout | httpx.PoolTimeout)
+
+
+def _describe(exc: Exception, timeouts: Timeouts) -> str:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"no connection within {timeouts.connect:g} s"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc})" if str(exc) else "cannot connect"
+    if isinstance(exc, httpx.ReadTimeout):
+        return f"no data for {timeouts.read:g} s"
+    if isinstance(exc, httpx.PoolTimeout):
+        return "every connection to it is busy"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return "the connection closed before the answer was complete"
+    if isinstance(exc, _BadPayloadError):
+        return f"it sent a payload that is {exc}"
+    return type(exc).__name__ + (f": {exc}" if str(exc) else "")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_text(body: bytes, limit: int = 500) -> str:
+    """A short, printable excerpt of an error body."""
+    text = body.decode("utf-8", "replace").strip()
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+__all__ = ["RETRYABLE_STATUS", "RetryPolicy", "Timeouts", "Upstream", "UpstreamPool", "display_url", "error_text",
+           "parse_retry_after"]

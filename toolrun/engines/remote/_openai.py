@@ -1,0 +1,465 @@
+"""A remote engine for OpenAI-compatible servers: vLLM, SGLang, llama.cpp's server, llama-cpp-python's.
+
+Two ways to get tool calls out of such a server (``tool_parsing``):
+
+``native``
+    Send ``tools`` to ``/chat/completions`` and let the server parse calls with
+    its own parser (vLLM's ``--tool-call-parser``, ...). Works with any server
+    that has one; toolrun then depends on that parser, and a model that drifts
+    from its format (the small default writes a ```json fence) yields no calls.
+
+``toolrun``
+    Keep toolrun's guarantees: render the prompt with the model's chat template
+    and toolrun's tool format, call the raw completions endpoint, parse with
+    toolrun's lenient streaming parser, and constrain every call with the
+    server's own grammar option. With ``tool_choice="auto"`` the model writes
+    freely; when it opens a call (tags or drift), that stream is closed and the
+    call is written again from the opener under the format's grammar, in a
+    second completion that continues the first — the remote form of the local
+    engine's KV-cache rewind (the server's prefix cache makes it cheap).
+
+Defaults per upstream (``upstream`` in the catalog):
+
+=================== ================ ======================================== ===========================
+upstream            tool_parsing     raw completion endpoint                  grammar option
+=================== ================ ======================================== ===========================
+``vllm``            toolrun          ``/v1/completions``                      ``structured_outputs.grammar``
+``sglang``          toolrun          ``/v1/completions``                      ``ebnf``
+``llama.cpp``       toolrun          ``/completion``                          ``grammar``
+``llama-cpp-python`` toolrun         ``/v1/completions``                      ``grammar``
+``openai``          native           ``/v1/completions`` (no grammar)         none
+=================== ================ ======================================== ===========================
+
+All take GBNF (vLLM and SGLang through xgrammar, which reads llama.cpp's
+format). ``openai`` is any other server (Ollama, hosted APIs): without a known
+grammar option, ``toolrun`` mode there parses leniently but cannot constrain.
+In both modes the binding validates every call; argument fragments are
+streamed only while an exact grammar constrains the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+import httpx
+
+from ..._errors import EngineError, InvalidInputError
+from ..._wire import Event, FinishReason, encode_arguments, final_event
+from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, get_format, schema_grammar
+from .._base import Engine, GenerationRequest, NamedTool, SamplingParams
+from .._prompt import render_prompt
+from ._calls import CallAccumulator
+from ._errors import openai_error, openai_stream_error
+from ._http import RetryPolicy, Timeouts, UpstreamPool, display_url
+from ._template import PromptTemplate, choose_template, read_chat_template, stop_strings
+
+log = logging.getLogger("toolrun.engines.remote")
+
+UpstreamKind: TypeAlias = Literal["openai", "vllm", "sglang", "llama.cpp", "llama-cpp-python"]
+ToolParsing: TypeAlias = Literal["native", "toolrun"]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between OpenAI-compatible servers (see the module doc's table)."""
+
+    name: str
+    tool_parsing: ToolParsing
+    chat_path: str
+    completion_path: str
+    #: The request fields that constrain a raw completion with a GBNF grammar; None: no such option.
+    grammar: Callable[[str], dict[str, Any]] | None
+    #: llama.cpp's own ``/completion`` request and answer shapes rather than OpenAI's.
+    llama_native: bool = False
+    #: The server reports its chat template at ``GET /props``.
+    reports_template: bool = False
+    #: Streams report usage when asked with ``stream_options``.
+    stream_usage: bool = True
+
+
+DIALECTS: dict[str, Dialect] = {
+    "openai": Dialect("openai", "native", "/chat/completions", "/completions", None),
+    "vllm": Dialect("vllm", "toolrun", "/chat/completions", "/completions",
+                    lambda g: {"structured_outputs": {"grammar": g}}),
+    "sglang": Dialect("sglang", "toolrun", "/chat/completions", "/completions", lambda g: {"ebnf": g}),
+    "llama.cpp": Dialect("llama.cpp", "toolrun", "/v1/chat/completions", "/completion", lambda g: {"grammar": g},
+                         llama_native=True, reports_template=True),
+    "llama-cpp-python": Dialect("llama-cpp-python", "toolrun", "/chat/completions", "/completions",
+                                lambda g: {"grammar": g}, stream_usage=False),
+}
+UPSTREAM_ALIASES = {"llama-server": "llama.cpp", "llamacpp": "llama.cpp", "llama_cpp.server": "llama-cpp-python"}
+
+
+def dialect_for(upstream: str) -> Dialect:
+    name = UPSTREAM_ALIASES.get(upstream, upstream)
+    if name not in DIALECTS:
+        raise InvalidInputError(f"unknown upstream {upstream!r}; known: {', '.join(sorted(DIALECTS))}",
+                                where="upstream")
+    return DIALECTS[name]
+
+
+@dataclass
+class _Piece:
+    """One streamed chunk of a raw completion."""
+
+    text: str
+    finish: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class OpenAICompatibleEngine(Engine):
+    """One model on one or more OpenAI-compatible servers (see the module doc)."""
+
+    def __init__(
+        self,
+        base_url: str | list[str] | tuple[str, ...],
+        model: str,
+        *,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        upstream: str = "openai",
+        tool_parsing: ToolParsing | None = None,
+        tool_format: str | ToolCallFormat = "hermes",
+        chat_template: str | None = None,
+        context_window: int | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise InvalidInputError("a remote model needs at least one base_url", where="base_url")
+        self.dialect = dialect_for(upstream)
+        parsing = tool_parsing or self.dialect.tool_parsing
+        if parsing not in ("native", "toolrun"):
+            raise InvalidInputError(f"tool_parsing must be 'native' or 'toolrun', not {parsing!r}",
+                                    where="tool_parsing")
+        self.tool_parsing: ToolParsing = parsing
+        self.model = model
+        self.format = get_format(tool_format) if isinstance(tool_format, str) else tool_format
+        self.context_window = context_window
+        self.api_key_env = api_key_env
+        self._chat_template_path = chat_template
+        key = api_key if api_key is not None else (os.environ.get(api_key_env) if api_key_env else None)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if self.dialect.llama_native:
+            urls = [_strip_v1(u) for u in urls]
+        self.pool = UpstreamPool(
+            urls, headers=headers, timeouts=timeouts, retry=retry, transport=transport,
+            read_error=lambda name, status, body: openai_error(name, status, body, key_env=api_key_env),
+            payload_error=openai_stream_error,
+        )
+        self._template: PromptTemplate | None = None
+        self._template_lock = asyncio.Lock()
+        self._grammars: dict[tuple[Any, ...], CallGrammar] = {}
+
+    def __repr__(self) -> str:
+        return (f"OpenAICompatibleEngine({self.pool.names!r}, model={self.model!r}, "
+                f"upstream={self.dialect.name!r}, tool_parsing={self.tool_parsing!r})")
+
+    @property
+    def base_urls(self) -> list[str]:
+        return self.pool.names
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        if self.tool_parsing == "toolrun":
+            events = self._generate_toolrun(request)
+        elif request.raw_prompt is not None:
+            events = self._generate_raw(request)
+        else:
+            events = self._generate_native(request)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+    # ------------------------------------------------------------------ shared
+
+    def _sampling(self, s: SamplingParams) -> dict[str, Any]:
+        fields: dict[str, Any] = {"temperature": s.temperature, "top_p": s.top_p}
+        if s.seed is not None:
+            fields["seed"] = s.seed
+        if s.frequency_penalty:
+            fields["frequency_penalty"] = s.frequency_penalty
+        if s.presence_penalty:
+            fields["presence_penalty"] = s.presence_penalty
+        name = self.dialect.name
+        if name in ("vllm", "sglang"):
+            if s.top_k > 0:
+                fields["top_k"] = s.top_k
+            if s.repetition_penalty != 1.0:
+                fields["repetition_penalty"] = s.repetition_penalty
+        elif name in ("llama.cpp", "llama-cpp-python"):
+            # Their defaults (top_k 40, min_p 0.05, repeat_penalty 1.1) are not toolrun's: say ours.
+            fields.update(top_k=s.top_k, min_p=0.0, repeat_penalty=s.repetition_penalty)
+        return fields
+
+    # ------------------------------------------------------------------ native
+
+    def _chat_body(self, request: GenerationRequest) -> dict[str, Any]:
+        messages: list[dict[str, Any]] = []
+        for message in request.messages:
+            out: dict[str, Any] = dict(message)
+            if message.get("tool_calls"):
+                out["tool_calls"] = [
+                    {"id": c["id"], "type": "function",
+                     "function": {"name": c["function"]["name"],
+                                  "arguments": encode_arguments(c["function"]["arguments"])}}
+                    for c in message["tool_calls"]
+                ]
+            messages.append(out)
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
+                                "max_tokens": request.sampling.max_tokens, **self._sampling(request.sampling)}
+        if self.dialect.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+        if request.uses_tools:
+            body["tools"] = [t.as_openai() for t in request.tools]
+            choice = request.tool_choice
+            body["tool_choice"] = ({"type": "function", "function": {"name": choice.name}}
+                                   if isinstance(choice, NamedTool) else choice)
+            if not request.parallel_tool_calls:
+                body["parallel_tool_calls"] = False
+        if request.response_schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "response", "schema": dict(request.response_schema)}}
+        return body
+
+    async def _generate_native(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        calls = CallAccumulator()
+        prompt_tokens = completion_tokens = 0
+        finish: str = "stop"
+        pieces = 0
+        async for chunk in self.pool.stream(self.dialect.chat_path, self._chat_body(request)):
+            usage = chunk.get("usage")
+            if isinstance(usage, Mapping):
+                prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                completion_tokens = int(usage.get("completion_tokens") or 0)
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or choice.get("message") or {}
+                content = delta.get("content")
+                if isinstance(content, str) and content:
+                    pieces += 1
+                    yield {"response": content}
+                calls.add(delta.get("tool_calls"))
+                finish = choice.get("finish_reason") or finish
+        for event in calls.events(self.pool.names[0]):
+            yield event
+        yield final_event(prompt_tokens, completion_tokens or pieces, finish_reason(finish, calls.count > 0))
+
+    async def _generate_raw(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        """A raw prompt (Workers AI's ``raw``) in native mode: the completions endpoint, as is."""
+        tally = _Tally()
+        async for piece in self._complete(request.raw_prompt or "", request, None, request.sampling.max_tokens):
+            tally.add(piece)
+            if piece.text:
+                yield {"response": piece.text}
+        yield tally.final(calls=False)
+
+    # ----------------------------------------------------------------- toolrun
+
+    async def prompt_template(self) -> PromptTemplate:
+        """The template toolrun renders prompts with (see :mod:`._template`), found once."""
+        if self._template is not None:
+            return self._template
+        async with self._template_lock:
+            if self._template is None:
+                self._template = await self._find_template()
+                log.info("%s: rendering prompts with %s", self.model, self._template.origin)
+        return self._template
+
+    async def _find_template(self) -> PromptTemplate:
+        if self._chat_template_path:
+            source, eos = await asyncio.to_thread(read_chat_template, self._chat_template_path)
+            return choose_template(self.format, source, eos, self._chat_template_path)
+        if self.dialect.reports_template:
+            upstream = self.pool.pick()
+            try:
+                response = await upstream.client.get(upstream.base_url + "/props")
+                response.raise_for_status()
+                props = response.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                raise EngineError(f"could not read the chat template from {upstream.name}/props: "
+                                  f"{type(exc).__name__}") from None
+            props = props if isinstance(props, Mapping) else {}
+            reported, reported_eos = props.get("chat_template"), props.get("eos_token")
+            return choose_template(self.format, reported if isinstance(reported, str) else None,
+                                   reported_eos if isinstance(reported_eos, str) else "", f"{upstream.name}/props")
+        return choose_template(self.format, None, "", "")
+
+    def _grammar(self, request: GenerationRequest) -> CallGrammar:
+        tools = request.callable_tools
+        key = (tuple((t.name, id(t.parameters)) for t in tools), request.parallel_tool_calls)
+        cached = self._grammars.get(key)
+        if cached is None:
+            cached = self.format.grammar(tools, parallel=request.parallel_tool_calls)
+            if len(self._grammars) > 64:
+                self._grammars.clear()
+            self._grammars[key] = cached
+        return cached
+
+    def _completion_body(self, prompt: str, request: GenerationRequest, grammar: str | None,
+                         max_tokens: int) -> dict[str, Any]:
+        stops = stop_strings(self.format)
+        sampling = self._sampling(request.sampling)
+        if self.dialect.llama_native:
+            body: dict[str, Any] = {"prompt": prompt, "n_predict": max_tokens, "stream": True, "stop": stops,
+                                    "cache_prompt": True, **sampling}
+            # Show the format's own tags even where they are special tokens (llama-server hides those).
+            body["preserved_tokens"] = list(self.format.inline_openers + self.format.call_closers)
+        else:
+            body = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
+                    "stop": stops, **sampling}
+            if self.dialect.stream_usage:
+                body["stream_options"] = {"include_usage": True}
+            if self.dialect.name in ("vllm", "sglang"):
+                body["skip_special_tokens"] = False  # the parser must see <tool_call> and friends
+        if grammar is not None and self.dialect.grammar is not None:
+            body.update(self.dialect.grammar(grammar))
+        return body
+
+    async def _complete(self, prompt: str, request: GenerationRequest, grammar: str | None,
+                        max_tokens: int) -> AsyncIterator[_Piece]:
+        body = self._completion_body(prompt, request, grammar, max_tokens)
+        async for payload in self.pool.stream(self.dialect.completion_path, body):
+            if self.dialect.llama_native:
+                yield _llama_piece(payload)
+                continue
+            usage = payload.get("usage")
+            piece = _Piece("")
+            if isinstance(usage, Mapping):
+                piece.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                piece.completion_tokens = int(usage.get("completion_tokens") or 0)
+            for choice in payload.get("choices") or ():
+                text = choice.get("text")
+                if isinstance(text, str):
+                    piece.text += text
+                piece.finish = choice.get("finish_reason") or piece.finish
+            yield piece
+
+    async def _generate_toolrun(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        template = await self.prompt_template()
+        prompt = render_prompt(self.format, template.source, request, eos_token=template.eos_token)
+        constrains = self.dialect.grammar is not None
+        max_tokens = request.sampling.max_tokens
+        parser: StreamParser | PlainTextParser = PlainTextParser()
+        if request.uses_tools:
+            parser = self.format.stream_parser([t.name for t in request.tools])
+        grammar_text: str | None = None
+        if request.must_call and constrains:
+            grammar = self._grammar(request)
+            grammar_text = grammar.text
+            parser.stream_arguments = grammar.exact
+        elif request.response_schema is not None and constrains:
+            grammar_text = schema_grammar(request.response_schema)
+        watching = request.uses_tools and not request.must_call and constrains
+
+        tally = _Tally()
+        text = ""
+        starts: list[int] = []  # where each piece's text begins, to count the pieces before an opener
+        opener_at: int | None = None
+        first = self._complete(prompt, request, grammar_text, max_tokens)
+        try:
+            async for piece in first:
+                tally.add(piece)
+                if not piece.text:
+                    continue
+                starts.append(len(text))
+                text += piece.text
+                for event in parser.feed(piece.text):
+                    yield event
+                if watching and isinstance(parser, StreamParser) and parser.in_call_region:
+                    opener_at = self.format.find_opener(text, parser.extra_openers)
+                    break
+        finally:
+            await first.aclose()  # type: ignore[attr-defined]
+
+        if opener_at is not None and isinstance(parser, StreamParser):
+            # The model opened a call: write it again from the opener, under the grammar.
+            kept = sum(1 for s in starts if s < opener_at)
+            grammar = self._grammar(request)
+            parser.reset_region()
+            parser.stream_arguments = grammar.exact
+            tally = tally.restart(kept)
+            second = self._complete(prompt + text[:opener_at], request, grammar.text, max(1, max_tokens - kept))
+            try:
+                async for piece in second:
+                    tally.add(piece)
+                    for event in parser.feed(piece.text):
+                        yield event
+            finally:
+                await second.aclose()  # type: ignore[attr-defined]
+        for event in parser.finish():
+            yield event
+        yield tally.final(calls=parser.calls_emitted > 0)
+
+
+class _Tally:
+    """Usage and finish reason of a turn that may span two completions."""
+
+    def __init__(self, prefix_pieces: int = 0) -> None:
+        self.pieces = 0
+        self.prefix = prefix_pieces
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.finish: str | None = None
+
+    def add(self, piece: _Piece) -> None:
+        if piece.text:
+            self.pieces += 1
+        if piece.prompt_tokens is not None:
+            self.prompt_tokens = piece.prompt_tokens
+        if piece.completion_tokens is not None:
+            self.completion_tokens = piece.completion_tokens
+        if piece.finish:
+            self.finish = piece.finish
+
+    def restart(self, kept_pieces: int) -> _Tally:
+        """The tally for the continuation: it re-reads ``kept_pieces`` pieces as prompt."""
+        return _Tally(kept_pieces)
+
+    def final(self, *, calls: bool) -> Event:
+        # Streamed pieces are tokens for the servers toolrun knows (one token per chunk); usage, when
+        # the server reports it, wins. A continuation's prompt includes the pieces it continues.
+        completion = self.completion_tokens if self.completion_tokens is not None else self.pieces
+        prompt = self.prompt_tokens or 0
+        if self.prefix and self.prompt_tokens is not None:
+            prompt = max(0, self.prompt_tokens - self.prefix)
+        return final_event(prompt, completion + self.prefix, finish_reason(self.finish or "stop", calls))
+
+
+def _llama_piece(payload: Mapping[str, Any]) -> _Piece:
+    """A chunk of llama.cpp's ``/completion`` stream."""
+    content = payload.get("content")
+    piece = _Piece(content if isinstance(content, str) else "")
+    if payload.get("stop"):
+        piece.finish = "length" if payload.get("stop_type") == "limit" else "stop"
+        if isinstance(payload.get("tokens_evaluated"), int):
+            piece.prompt_tokens = int(payload["tokens_evaluated"])
+        if isinstance(payload.get("tokens_predicted"), int):
+            piece.completion_tokens = int(payload["tokens_predicted"])
+    return piece
+
+
+def finish_reason(reason: str, calls: bool) -> FinishReason:
+    if reason == "length":
+        return "length"
+    return "tool_calls" if calls else "stop"
+
+
+def _strip_v1(url: str) -> str:
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+__all__ = ["DIALECTS", "Dialect", "OpenAICompatibleEngine", "ToolParsing", "UpstreamKind", "dialect_for",
+           "display_url"]
