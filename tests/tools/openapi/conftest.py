@@ -56,6 +56,7 @@ class ApiServer:
       /users/NAME            a GitHub-like user (cloudflare, torvalds) or 404
       /gzip-bomb?mb=N        N MB of zeros, gzip-compressed (about 1 KB per MB on the wire)
       /encoded?as=E          a body said to be in Content-Encoding E
+      /answer?code=C&type=T&body=B&times=N   status C, Content-Type T, B repeated N times
       /spec.json, /spec.yaml the document set with ``serve_spec``
     """
 
@@ -154,6 +155,9 @@ class ApiServer:
         elif path.startswith("/gzip-bomb"):
             self.send(h, 200, _zeros_gzip(int(q.get("mb", 200))), "application/json",
                       headers={"Content-Encoding": "gzip"})
+        elif path.startswith("/answer"):
+            self.send(h, int(q.get("code", 200)), q.get("body", "").encode("latin-1") * int(q.get("times", 1)),
+                      q.get("type", "application/json"))
         elif path.startswith("/encoded"):
             self.send(h, 200, b"\x00not really encoded", "text/plain", headers={"Content-Encoding": q["as"]})
         elif path.lstrip("/") in self.specs:

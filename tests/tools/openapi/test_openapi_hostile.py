@@ -742,3 +742,22 @@ def test_yaml_limits_hold_with_either_parser(text: str, message: str, parser: st
         _yaml.load(text)
     assert _yaml.load("a: &x [1, {b: 2}]\nc: *x\nd: {<<: {e: 1}, f: 2}\n") == {
         "a": [1, {"b": 2}], "c": [1, {"b": 2}], "d": {"e": 1, "f": 2}}
+
+
+async def test_odd_answers_are_text_for_the_model_not_crashes(api) -> None:
+    # Before: RecursionError / ValueError from reading an error body as JSON, and Python's
+    # non-text codecs chosen by the server's charset: TypeError (rot13), AssertionError (hex),
+    # and "zlib" / "bz2" would inflate whatever the 32 KB held.
+    spec = {"openapi": "3.0.0", "servers": [{"url": api.url}], "paths": {"/answer": {"get": {"operationId": "a"}}}}
+    (tool,) = await create_tools_from_openapi_spec(spec)
+    deep = json.loads(await tool.function({"query": {"code": 400, "body": "[", "times": 30000}}))
+    assert deep["status"] == 400 and deep["body"].startswith("[[[[")
+    nested = json.loads(await tool.function({"query": {"code": 400, "body": "[", "times": 500}}))
+    assert isinstance(nested["body"], str)  # parses, but deeper than anything downstream takes
+    big = json.loads(await tool.function({"query": {"code": 400, "body": "1", "times": 5000}}))
+    assert big["body"] == "1" * 5000
+    for charset in ("rot13", "zlib", "bz2", "hex", "base64", "no-such-charset"):
+        out = await tool.function({"query": {"type": f"text/plain; charset={charset}", "body": "hello"}})
+        assert out == "hello", charset
+    latin = await tool.function({"query": {"type": "text/plain; charset=latin-1", "body": "caf\xe9"}})
+    assert latin == "café"

@@ -578,12 +578,21 @@ async def _send(request: _Request, op: Operation, settings: CallSettings) -> str
     return json.dumps({"error": f"more than {MAX_REDIRECTS} redirects"})
 
 
+def _text_encoding(charset: str | None) -> str:
+    """The server's charset when it names a text encoding, else UTF-8. Python also has codecs
+    named like charsets that are nothing of the kind: "zlib" and "bz2" decompress (a bomb in
+    32 KB), "hex" and "rot13" fail on bytes."""
+    if charset:
+        try:
+            "".encode(charset)  # LookupError for unknown names and for bytes-to-bytes codecs
+            return charset
+        except LookupError:
+            pass
+    return "utf-8"
+
+
 def _result(resp: httpx.Response, data: bytes, truncated: bool, limit: int) -> str:
-    encoding = resp.charset_encoding or "utf-8"
-    try:
-        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
-    except LookupError:
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    decoder = codecs.getincrementaldecoder(_text_encoding(resp.charset_encoding))(errors="replace")
     # A cut in the middle of a character drops that character instead of garbling it.
     text = decoder.decode(data, final=not truncated)
     if truncated:
@@ -596,8 +605,10 @@ def _result(resp: httpx.Response, data: bytes, truncated: bool, limit: int) -> s
     body: Any = text
     if not truncated and "json" in resp.headers.get("content-type", ""):
         try:
-            body = json.loads(text)
-        except json.JSONDecodeError:
+            parsed = json.loads(text)
+            check_json(parsed, "body")  # nested deep enough to trouble whoever reads it next: keep the text
+            body = parsed
+        except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, nested past the parser
             pass
     return json.dumps({"error": f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip(),
                        "status": resp.status_code, "body": body})
