@@ -24,6 +24,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -123,6 +124,7 @@ class UpstreamPool:
         max_connections: int = 100,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        secrets: Sequence[str] = (),
     ) -> None:
         if not base_urls:
             raise ValueError("an upstream pool needs at least one base URL")
@@ -133,11 +135,21 @@ class UpstreamPool:
         self._clock = clock
         self._turn = 0
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self.upstreams = [
-            Upstream(url, httpx.AsyncClient(headers=dict(headers or {}), timeout=self.timeouts.as_httpx(),
-                                            limits=limits, transport=transport, trust_env=False), i)
-            for i, url in enumerate(base_urls)
-        ]
+        self.upstreams = []
+        #: What must never show in an error: the key, and passwords written into base URLs.
+        self._secrets = [s for s in secrets if s]
+        for i, url in enumerate(base_urls):
+            # Credentials in a URL would reach httpx's request log: move them to a Basic auth header.
+            parts = urlsplit(url)
+            auth = None
+            if parts.username or parts.password:
+                auth = httpx.BasicAuth(parts.username or "", parts.password or "")
+                self._secrets.extend(p for p in (parts.password,) if p)
+                url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query,
+                                  parts.fragment))
+            client = httpx.AsyncClient(headers=dict(headers or {}), auth=auth, timeout=self.timeouts.as_httpx(),
+                                       limits=limits, transport=transport, trust_env=False)
+            self.upstreams.append(Upstream(url, client, i))
 
     @property
     def names(self) -> list[str]:
@@ -193,19 +205,25 @@ class UpstreamPool:
         attempt = 0
         while True:
             upstream = self.pick(tried)
-            wait = upstream.available_at() - self._clock()
-            if wait > 0:  # everyone is busy or set aside: wait for the first to come back
+            # Everyone left is set aside or busy. A set-aside upstream is tried at once (only traffic
+            # tells whether it is back); a busy one asked for time with Retry-After, which is honoured.
+            wait = upstream.busy_until - self._clock()
+            if wait > 0:
                 await asyncio.sleep(min(wait, self.retry.max_retry_after))
             delivered = False
             upstream.in_flight += 1
             try:
-                async with upstream.client.stream("POST", upstream.base_url + path, json=body) as response:
+                async with (upstream.client.stream("POST", upstream.base_url + path, json=body) as response,
+                            aclosing(_payloads(response)) as payloads):
                     if response.status_code >= 400:
                         raise await self._refusal(upstream, response)
-                    async for payload in _payloads(response):
+                    async for payload in payloads:
                         if self._payload_error is not None:
                             in_stream = self._payload_error(upstream.name, payload)
                             if in_stream is not None:
+                                if self._secrets:
+                                    redacted = json.loads(self._redact(json.dumps(payload)))
+                                    in_stream = self._payload_error(upstream.name, redacted) or in_stream
                                 raise _RefusedError(in_stream, 0, getattr(in_stream, "retry_after", None))
                         if not delivered:
                             self._succeeded(upstream)
@@ -263,11 +281,18 @@ class UpstreamPool:
                     break
         except httpx.HTTPError:
             pass  # the status line is enough
-        error = self._read_error(upstream.name, response.status_code, body[:MAX_ERROR_BODY])
+        text = self._redact(body[:MAX_ERROR_BODY].decode("utf-8", "replace"))
+        error = self._read_error(upstream.name, response.status_code, text.encode())
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         if isinstance(error, OverloadedError) and retry_after is not None:
             error.retry_after = retry_after
         return _RefusedError(error, response.status_code, retry_after)
+
+    def _redact(self, text: str) -> str:
+        """An upstream may echo what it was sent (a proxy's error page quoting headers): mask the secrets."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     async def aclose(self) -> None:
         for upstream in self.upstreams:

@@ -43,6 +43,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -153,7 +154,7 @@ class OpenAICompatibleEngine(Engine):
         self.pool = UpstreamPool(
             urls, headers=headers, timeouts=timeouts, retry=retry, transport=transport,
             read_error=lambda name, status, body: openai_error(name, status, body, key_env=api_key_env),
-            payload_error=openai_stream_error,
+            payload_error=openai_stream_error, secrets=[key] if key else [],
         )
         self._template: PromptTemplate | None = None
         self._template_lock = asyncio.Lock()
@@ -239,19 +240,21 @@ class OpenAICompatibleEngine(Engine):
         prompt_tokens = completion_tokens = 0
         finish: str = "stop"
         pieces = 0
-        async for chunk in self.pool.stream(self.dialect.chat_path, self._chat_body(request)):
-            usage = chunk.get("usage")
-            if isinstance(usage, Mapping):
-                prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                completion_tokens = int(usage.get("completion_tokens") or 0)
-            for choice in chunk.get("choices") or ():
-                delta = choice.get("delta") or choice.get("message") or {}
-                content = delta.get("content")
-                if isinstance(content, str) and content:
-                    pieces += 1
-                    yield {"response": content}
-                calls.add(delta.get("tool_calls"))
-                finish = choice.get("finish_reason") or finish
+        chunks = self.pool.stream(self.dialect.chat_path, self._chat_body(request))
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                usage = chunk.get("usage")
+                if isinstance(usage, Mapping):
+                    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                    completion_tokens = int(usage.get("completion_tokens") or 0)
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta") or choice.get("message") or {}
+                    content = delta.get("content")
+                    if isinstance(content, str) and content:
+                        pieces += 1
+                        yield {"response": content}
+                    calls.add(delta.get("tool_calls"))
+                    finish = choice.get("finish_reason") or finish
         for event in calls.events(self.pool.names[0]):
             yield event
         yield final_event(prompt_tokens, completion_tokens or pieces, finish_reason(finish, calls.count > 0))
@@ -259,10 +262,12 @@ class OpenAICompatibleEngine(Engine):
     async def _generate_raw(self, request: GenerationRequest) -> AsyncIterator[Event]:
         """A raw prompt (Workers AI's ``raw``) in native mode: the completions endpoint, as is."""
         tally = _Tally()
-        async for piece in self._complete(request.raw_prompt or "", request, None, request.sampling.max_tokens):
-            tally.add(piece)
-            if piece.text:
-                yield {"response": piece.text}
+        pieces = self._complete(request.raw_prompt or "", request, None, request.sampling.max_tokens)
+        async with aclosing(pieces):
+            async for piece in pieces:
+                tally.add(piece)
+                if piece.text:
+                    yield {"response": piece.text}
         yield tally.final(calls=False)
 
     # ----------------------------------------------------------------- toolrun
@@ -330,21 +335,23 @@ class OpenAICompatibleEngine(Engine):
     async def _complete(self, prompt: str, request: GenerationRequest, grammar: str | None,
                         max_tokens: int) -> AsyncIterator[_Piece]:
         body = self._completion_body(prompt, request, grammar, max_tokens)
-        async for payload in self.pool.stream(self.dialect.completion_path, body):
-            if self.dialect.llama_native:
-                yield _llama_piece(payload)
-                continue
-            usage = payload.get("usage")
-            piece = _Piece("")
-            if isinstance(usage, Mapping):
-                piece.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                piece.completion_tokens = int(usage.get("completion_tokens") or 0)
-            for choice in payload.get("choices") or ():
-                text = choice.get("text")
-                if isinstance(text, str):
-                    piece.text += text
-                piece.finish = choice.get("finish_reason") or piece.finish
-            yield piece
+        payloads = self.pool.stream(self.dialect.completion_path, body)
+        async with aclosing(payloads):
+            async for payload in payloads:
+                if self.dialect.llama_native:
+                    yield _llama_piece(payload)
+                    continue
+                usage = payload.get("usage")
+                piece = _Piece("")
+                if isinstance(usage, Mapping):
+                    piece.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                    piece.completion_tokens = int(usage.get("completion_tokens") or 0)
+                for choice in payload.get("choices") or ():
+                    text = choice.get("text")
+                    if isinstance(text, str):
+                        piece.text += text
+                    piece.finish = choice.get("finish_reason") or piece.finish
+                yield piece
 
     async def _generate_toolrun(self, request: GenerationRequest) -> AsyncIterator[Event]:
         template = await self.prompt_template()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +93,7 @@ class WorkersAIEngine(Engine):
             [credentials.run_root()], headers={"Authorization": f"Bearer {credentials.api_token}"},
             timeouts=timeouts, retry=retry, transport=transport,
             read_error=lambda name, status, body: cloudflare_error(name, status, body),
-            payload_error=cloudflare_stream_error,
+            payload_error=cloudflare_stream_error, secrets=[credentials.api_token],
         )
 
     def __repr__(self) -> str:
@@ -161,17 +162,19 @@ class WorkersAIEngine(Engine):
         prompt_tokens = completion_tokens = 0
         pieces = 0
         reported_finish: str | None = None
-        async for payload in self.pool.stream("/" + self.model, self.inputs(request)):
-            for part in _parts(payload):
-                text, tool_calls, usage, finish = _normalise(part)
-                if text:
-                    pieces += 1
-                    yield {"response": text}
-                calls.add(tool_calls)
-                if usage is not None:
-                    prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                    completion_tokens = int(usage.get("completion_tokens") or 0)
-                reported_finish = finish or reported_finish
+        payloads = self.pool.stream("/" + self.model, self.inputs(request))
+        async with aclosing(payloads):
+            async for payload in payloads:
+                for part in _parts(payload):
+                    text, tool_calls, usage, finish = _normalise(part)
+                    if text:
+                        pieces += 1
+                        yield {"response": text}
+                    calls.add(tool_calls)
+                    if usage is not None:
+                        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+                        completion_tokens = int(usage.get("completion_tokens") or 0)
+                    reported_finish = finish or reported_finish
         for event in calls.events(self.pool.names[0]):
             yield event
         yield final_event(prompt_tokens, completion_tokens or pieces,

@@ -1,0 +1,118 @@
+"""Helpers of the remote-engine tests: real upstreams on 127.0.0.1 — llama-cpp-python's server as a
+subprocess, toolrun's own server and small starlette stubs on uvicorn threads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import httpx
+import uvicorn
+
+SEED_TOOL = {
+    "name": "getGithubUser",
+    "description": "Provides publicly available information about someone with a GitHub account.",
+    "parameters": {
+        "type": "object",
+        "properties": {"username": {"type": "string", "description": "The handle for the GitHub user account."}},
+        "required": ["username"],
+    },
+}
+SEED_PROMPT = "Who is Cloudflare on github?"
+SECRET = "sk-remote-test-5c1b9e0f7d2a4e6b"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LlamaCppPythonServer:
+    """``python -m llama_cpp.server`` serving one GGUF on 127.0.0.1, as a subprocess of the tests."""
+
+    def __init__(self, model_path: str, port: int | None = None, *, n_ctx: int = 4096) -> None:
+        self.model_path = model_path
+        self.port = port or free_port()
+        self.n_ctx = n_ctx
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.NamedTemporaryFile(prefix="llama-cpp-server-", suffix=".log", delete=False)  # noqa: SIM115
+
+    def start(self, timeout: float = 180.0) -> LlamaCppPythonServer:
+        threads = str(min(2, os.cpu_count() or 1))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", self.model_path, "--host", "127.0.0.1",
+             "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", threads,
+             "--n_threads_batch", threads],
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/v1/models", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"llama_cpp.server was not ready within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no graceful shutdown, connections cut."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        self._log.flush()
+        with open(self._log.name, errors="replace") as f:
+            return f.read()[-chars:]
+
+
+class ThreadServer:
+    """An ASGI app under uvicorn on its own thread and event loop, on 127.0.0.1."""
+
+    def __init__(self, app: Any, port: int = 0, *, config: Any = None) -> None:
+        config = config or uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="remote-test-server", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.server.force_exit = True
+        self.thread.join(timeout=30)
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
