@@ -761,3 +761,31 @@ async def test_odd_answers_are_text_for_the_model_not_crashes(api) -> None:
         assert out == "hello", charset
     latin = await tool.function({"query": {"type": "text/plain; charset=latin-1", "body": "caf\xe9"}})
     assert latin == "café"
+
+
+async def test_long_strings_count_by_their_length() -> None:
+    # A node can be a megabyte of text: counted as one, 5,000 aliases of one were 5 GB of schema
+    # (before: 6.6 GB of memory and no end in 60 s).
+    big = "x" * 1_000_000
+    text = ("openapi: 3.0.0\nservers: [{url: 'https://x.test'}]\ns: &s " + big + "\npaths:\n  /a:\n    get:\n"
+            "      operationId: a\n      parameters:\n        - {name: q, in: query, schema: {type: string, enum: ["
+            + ", ".join(["*s"] * 5000) + "]}}\n")
+    (tool,) = await create_tools_from_openapi_spec(text)
+
+    async def build() -> Any:
+        return tool.parameters
+
+    error, elapsed, peak = await measure(build)
+    assert isinstance(error, OpenAPISpecError) and "JSON would be longer than 1,048,576 characters" in str(error)
+    assert elapsed < 2 and peak < 20, (elapsed, peak)
+    # Through references, the megabyte is written once and the repeats are cut.
+    schemas: dict[str, Any] = {"L0": {"type": "string", "enum": [big]}}
+    for i in range(1, 8):
+        schemas[f"L{i}"] = {"type": "object", "properties": {
+            f"p{j}": {"$ref": f"#/components/schemas/L{i - 1}"} for j in range(4)}}
+    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {
+        "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/L7"}}}}}}},
+        "components": {"schemas": schemas}}
+    (tool,) = await create_tools_from_openapi_spec(json.dumps(spec))
+    written = json.dumps(tool.parameters)
+    assert written.count(big) == 1 and "schema too large" in written and len(written) < 1_100_000

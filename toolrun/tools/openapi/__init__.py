@@ -110,10 +110,11 @@ async def create_tools_from_openapi_spec(
         schema that several references or YAML aliases reach each time it appears, as the JSON
         sent to a model holds it). References met after that are not expanded, like recursive
         ones (``"a Foo (not expanded: schema too large)"``), so a ``$ref`` bomb becomes a usable
-        cut schema. What cannot be cut — a schema past 100,000 nodes with its ``enum``,
-        ``default`` and ``const`` values (every tool schema's limit), or nesting past 48
-        schema levels — is an OpenAPISpecError naming the operation when ``tool.parameters``
-        is first built.
+        cut schema; the same happens past 256 KB of JSON text (a node can be a long string).
+        What cannot be cut — a schema past 100,000 nodes (every tool schema's limit) or 1 MB
+        of text with its ``enum``, ``default`` and ``const`` values, or nesting past 48 schema
+        levels — is an OpenAPISpecError naming the operation when ``tool.parameters`` is
+        first built.
 
     Calling a tool: ``await tool.function({"path": {...}, "query": {...}, "body": ...})``
     returns the response text on 2xx, ``{"error", "status", "body"}`` JSON otherwise, and an

@@ -10,16 +10,19 @@ its parts do not conflict.
 
 Sizes are counted as the model would see them: a sub-schema reached through
 several references (or YAML aliases) counts each time it appears, since that
-is what the JSON sent to a model holds. Once a schema passes ``budget`` nodes,
+is what the JSON sent to a model holds, both in nodes and in (estimated)
+characters. Once a schema passes ``budget`` nodes or TEXT_BUDGET characters,
 further references and repeated sub-schemas are cut like recursive ones, so
 a "``$ref`` bomb" (each level's properties pointing at the level below: 4**12
 nodes from 2 KB) yields a usable, cut schema. What cannot be cut that way —
-one huge inline schema, a ``default`` or ``enum`` of millions of values, or
-nesting deeper than the engines accept — raises :class:`SchemaLimitError`.
+one huge inline schema, a ``default`` or ``enum`` of millions of values or
+megabytes, or nesting deeper than the engines accept — raises
+:class:`SchemaLimitError`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -36,6 +39,12 @@ NODE_BUDGET = 4000
 #: Past this many nodes (values inside ``enum``/``default``/``const`` included) a schema is an
 #: error: every tool schema is refused beyond it later (toolrun._schema), so say it here, by name.
 HARD_NODE_LIMIT = MAX_SCHEMA_NODES
+#: The same two limits on the schema's JSON text (estimated: the strings it holds, and a few
+#: characters of punctuation per node), since one node can be a megabyte-long string: GitHub's
+#: biggest tool schema is 24 KB, and a prompt has room for far less than a megabyte.
+TEXT_BUDGET = 256 * 1024
+HARD_TEXT_LIMIT = 1024 * 1024
+_NODE_TEXT = 16
 #: Schema levels inside one tool's parameters. A level adds at most two levels of JSON
 #: (``properties`` + name), and the tool's own wrapper adds four, so the result stays within the
 #: nesting every tool schema is held to (toolrun._json.MAX_DEPTH, 100).
@@ -114,8 +123,9 @@ class SchemaConverter:
         self.hard_limit = max(hard_limit, budget)
         self.max_levels = max_levels
         self.nodes = 0  # nodes of the result so far, a shared part counted each time it appears
-        # ref, or id of a mapping met again (a YAML alias): (result, nodes, levels, the mapping)
-        self._memo: dict[Any, tuple[Any, int, int, Any]] = {}
+        self.text = 0  # characters of the result's JSON so far, estimated the same way
+        # ref, or id of a mapping met again (a YAML alias): (result, nodes, text, levels, the mapping)
+        self._memo: dict[Any, tuple[Any, int, int, int, Any]] = {}
         self._expanding: list[str] = []
         self._active: set[int] = set()
         self._seen: dict[int, Any] = {}  # id -> mapping converted once already (kept: the id stays its own)
@@ -131,10 +141,16 @@ class SchemaConverter:
     def _fail(self, message: str) -> SchemaLimitError:
         return SchemaLimitError(message, self._expanding[-1] if self._expanding else None)
 
-    def _add(self, count: int) -> None:
+    def _add(self, count: int, text: int) -> None:
         self.nodes += count
+        self.text += text
         if self.nodes > self.hard_limit:
             raise self._fail(f"the parameter schema would be larger than {self.hard_limit:,} nodes")
+        if self.text > HARD_TEXT_LIMIT:
+            raise self._fail(f"the parameter schema's JSON would be longer than {HARD_TEXT_LIMIT:,} characters")
+
+    def _over_budget(self, nodes: int = 0, text: int = 0) -> bool:
+        return self.nodes + nodes > self.budget or self.text + text > TEXT_BUDGET
 
     def _conv(self, node: Any) -> Any:
         if isinstance(node, bool):
@@ -147,12 +163,12 @@ class SchemaConverter:
         key = id(node)
         if key in self._active:  # a structure that contains itself (a Python mapping; YAML refuses them)
             self._cuts += 1
-            self._add(1)
+            self._add(1, _NODE_TEXT)
             return {"description": "(recursive schema, not expanded)"}
         hit = self._memo.get(key)
         if hit is not None:  # met before: a YAML alias, or a mapping shared in Python
             return self._reuse(hit, None)
-        if key in self._seen and self.nodes > self.budget:  # met before, not reusable (it holds cuts)
+        if key in self._seen and self._over_budget():  # met before, not reusable (it holds cuts)
             return self._cut(None, "not expanded: schema too large")
         self._seen[key] = node
         self._active.add(key)
@@ -172,34 +188,34 @@ class SchemaConverter:
             self._level -= 1
 
     def _conv_plain_counted(self, node: Mapping[str, Any]) -> Any:
-        self._add(1)
+        self._add(1, _NODE_TEXT)
         return self._conv_plain(node)
 
     def _remember(self, key: Any, node: Any, build: Any) -> Any:
         """``build()``, kept for reuse when it did not depend on where it was met."""
-        cuts, nodes, outer_deepest = self._cuts, self.nodes, self._deepest
+        cuts, nodes, text, outer_deepest = self._cuts, self.nodes, self.text, self._deepest
         self._deepest = self._level
         try:
             result = build()
             if self._cuts == cuts:
-                self._memo[key] = (result, self.nodes - nodes, self._deepest - self._level, node)
+                self._memo[key] = (result, self.nodes - nodes, self.text - text, self._deepest - self._level, node)
         finally:
             self._deepest = max(outer_deepest, self._deepest)
         return result
 
-    def _reuse(self, hit: tuple[Any, int, int, Any], ref: str | None) -> Any:
-        result, nodes, levels, _ = hit
-        if self.nodes + nodes > self.budget and nodes > 1:
+    def _reuse(self, hit: tuple[Any, int, int, int, Any], ref: str | None) -> Any:
+        result, nodes, text, levels, _ = hit
+        if (nodes > 1 or text > 64) and self._over_budget(nodes, text):
             return self._cut(ref, "not expanded: schema too large")
         if self._level + levels > self.max_levels:
             raise self._fail(f"the schema is nested more than {self.max_levels} levels deep")
         self._deepest = max(self._deepest, self._level + levels)
-        self._add(nodes)
+        self._add(nodes, text)
         return result
 
     def _cut(self, ref: str | None, why: str) -> dict[str, Any]:
         self._cuts += 1
-        self._add(1)
+        self._add(1, _NODE_TEXT + 60)
         if ref is None:
             return {"description": f"(repeated schema, {why})"}
         result = {"description": f"a {_ref_name(ref)} ({why})"}
@@ -215,13 +231,13 @@ class SchemaConverter:
             result = self._reuse(hit, ref)
         elif ref in self._expanding:
             result = self._cut(ref, "recursive, not expanded here")
-        elif self.nodes > self.budget:
+        elif self._over_budget():
             result = self._cut(ref, "not expanded: schema too large")
         else:
             target = self.doc.resolve(ref)
             if target is MISSING:
                 where = "another document" if not ref.startswith("#") else "nothing in this document"
-                self._add(1)
+                self._add(1, _NODE_TEXT + 60 + len(ref))
                 result = {"description": f"(reference {ref!r} points at {where}; any value)"}
             else:
                 self._expanding.append(ref)
@@ -248,16 +264,16 @@ class SchemaConverter:
         """``value`` if it is plain, finite JSON (counted in the schema's size), else MISSING."""
         room = self.hard_limit - self.nodes
         levels = _JSON_MAX_DEPTH - _WRAPPER_DEPTH - 2 * self._level - 1
-        count = _json_nodes(value, room, levels)
+        count = _json_nodes(value, room, levels, HARD_TEXT_LIMIT - self.text)
         if count is None:
             return MISSING
         if count == _TOO_BIG:
-            raise self._fail(f"the parameter schema would be larger than {self.hard_limit:,} nodes "
-                             "(with its enum, default and const values)")
+            raise self._fail(f"the parameter schema would be larger than {self.hard_limit:,} nodes or "
+                             f"{HARD_TEXT_LIMIT:,} characters (with its enum, default and const values)")
         if count == _TOO_DEEP:
             raise self._fail(f"an enum, default or const value is nested too deeply ({levels} levels are left "
                              "at that place in the schema)")
-        self._add(count)
+        self._add(*count)
         return value
 
     def _conv_plain(self, node: Mapping[str, Any]) -> dict[str, Any]:
@@ -291,6 +307,7 @@ class SchemaConverter:
         pattern = get("pattern")
         if isinstance(pattern, str) and valid_text(pattern) and _usable_pattern(pattern):
             out["pattern"] = pattern
+        self._add(0, sum(len(v) for v in out.values() if isinstance(v, str)))  # this node's own text
         for key in _NUM_KEYS:
             value = get(key)
             if _is_number(value):
@@ -331,6 +348,7 @@ class SchemaConverter:
             for name, sub in props.items():
                 if isinstance(name, str) and not valid_text(name):
                     continue  # no JSON text can carry this name: the property cannot be sent
+                self._add(0, len(str(name)) + 4)
                 schema = self._conv(sub)
                 if self.request and isinstance(schema, Mapping) and schema.get("readOnly") is True:
                     continue
@@ -340,10 +358,12 @@ class SchemaConverter:
             required = [r for r in required if r not in dropped]
         if required:
             out["required"] = list(dict.fromkeys(required))
+            self._add(0, sum(len(r) + 4 for r in out["required"]))
         pattern_props = get("patternProperties")
         if isinstance(pattern_props, Mapping):
             out["patternProperties"] = {str(k): self._conv(v) for k, v in pattern_props.items()
                                         if not isinstance(k, str) or valid_text(k) and _usable_pattern(k)}
+            self._add(0, sum(len(k) + 4 for k in out["patternProperties"]))
         extra = get("additionalProperties")
         if isinstance(extra, (bool, Mapping)):
             out["additionalProperties"] = self._conv(extra)
@@ -380,23 +400,26 @@ class SchemaConverter:
 _TOO_BIG, _TOO_DEEP = -1, -2
 
 
-def _json_nodes(value: Any, room: int, levels: int) -> int | None:
-    """How many JSON values ``value`` holds (a shared part counted each time it appears): None
-    when it is not plain finite JSON, _TOO_BIG when it holds more than ``room``, _TOO_DEEP when it
-    nests deeper than ``levels``. Iterative, and it stops at the limit: a YAML "billion laughs"
-    costs ``room`` steps."""
+def _json_nodes(value: Any, room: int, levels: int, text_room: int) -> Any:
+    """``(values, characters)`` of ``value`` as JSON (a shared part counted each time it appears,
+    characters estimated): None when it is not plain finite JSON, _TOO_BIG when it holds more than
+    ``room`` values or ``text_room`` characters, _TOO_DEEP when it nests deeper than ``levels``.
+    Iterative, and it stops at the limit: a YAML "billion laughs" costs ``room`` steps."""
     count = 0
+    text = 0
     todo: list[tuple[Any, int]] = [(value, 0)]
     while todo:
         node, depth = todo.pop()
         count += 1
-        if count > room:
+        text += 4
+        if count > room or text > text_room:
             return _TOO_BIG
         if node is None or isinstance(node, (bool, int)):
             continue
         if isinstance(node, str):
             if not valid_text(node):
                 return None
+            text += len(node)
             continue
         if isinstance(node, float):
             if not math.isfinite(node):
@@ -410,10 +433,11 @@ def _json_nodes(value: Any, room: int, levels: int) -> int | None:
             for k, v in node.items():
                 if not isinstance(k, str) or not valid_text(k):
                     return None
+                text += len(k)
                 todo.append((v, depth + 1))
         else:
             return None
-    return count
+    return count, text
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -447,6 +471,7 @@ def _same_numbers(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
 def _usable_pattern(pattern: str) -> bool:
     """Whether ``pattern`` compiles: a validator meeting one that does not would fail every call."""
     try:
