@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +10,7 @@ from toolrun._types import normalize_tools
 from toolrun.formats import format_names, get_format
 
 
-def ParsedCall(name, arguments):  # noqa: N802 - reads like the record it builds
+def ParsedCall(name, arguments):
     return {"name": name, "arguments": arguments}
 
 HERMES_CASES = [
@@ -27,6 +25,21 @@ HERMES_CASES = [
     ("The answer is 42.", "The answer is 42.", []),
     ("<tool_call>\nnot json\n</tool_call>", "<tool_call>\nnot json\n</tool_call>", []),
     ('```python\nprint({"name": 1})\n```', '```python\nprint({"name": 1})\n```', []),
+    # Drifts: XML-ish tags instead of a JSON call (the 0.5B writes the first one).
+    ('<name>get_user</name>\n<arguments>{"username": "cloudflare"}</arguments>', "",
+     [("get_user", {"username": "cloudflare"})]),
+    ('Checking.\n<name>f</name><parameters>{"a": 1}</parameters> done', "Checking.\n done", [("f", {"a": 1})]),
+    ('<tool_call>\n<name>f</name>\n<arguments>{"a": 1}</arguments>\n</tool_call>', "", [("f", {"a": 1})]),
+    ('<function=f>{"a": 1}</function>', "", [("f", {"a": 1})]),
+    ('<function=f>\n<parameter=city>\nOslo\n</parameter>\n<parameter=days>\n3\n</parameter>\n</function>', "",
+     [("f", {"city": "Oslo", "days": 3})]),
+    ('<function>{"name": "f", "arguments": {"a": 1}}</function>', "", [("f", {"a": 1})]),
+    ('<function>f</function>\n<arguments>{"a": 1}</arguments>', "", [("f", {"a": 1})]),
+    ('I will.\n<function=f>{"a": 1}</function>\n<function=g>{}</function>', "I will.", [("f", {"a": 1}), ("g", {})]),
+    ('<name>f</name><arguments>{"a": 1}', "", [("f", {"a": 1})]),  # cut before the closing tag
+    ("<name>Ada</name> wrote the first program.", "<name>Ada</name> wrote the first program.", []),
+    ("<function=f>not json</function>", "<function=f>not json</function>", []),
+    ("<arguments>{}</arguments>", "<arguments>{}</arguments>", []),
 ]
 
 
@@ -35,6 +48,52 @@ def test_hermes_parse(text, content, calls):
     result = get_format("hermes").parse(text)
     assert result.content == content
     assert result.calls == [ParsedCall(n, a) for n, a in calls]
+
+
+SEED_DRIFT = '<name>Cloudflare</name>\n<arguments>{"username": "cloudflare"}</arguments>'
+
+
+def _streamed(fmt, text, tool_names):
+    parser = fmt.stream_parser(tool_names)
+    events = []
+    for i in range(0, len(text), 3):
+        events += parser.feed(text[i:i + 3])
+    events += parser.finish()
+    text_out = "".join(e.get("response", "") for e in events)
+    return text_out, [(c["name"], c["arguments"]) for e in events for c in e.get("tool_calls", ())]
+
+
+def test_drift_name_slot_holding_something_else_means_the_only_tool():
+    """The 0.5B put the user it looks up in <name>: with one tool offered, the call is to that tool."""
+    fmt = get_format("hermes")
+    assert _streamed(fmt, SEED_DRIFT, ["getGithubUser"]) == ("", [("getGithubUser", {"username": "cloudflare"})])
+    # Without the tools (a bare parse) the name stays as written; the call guard drops unknown tools.
+    assert fmt.parse(SEED_DRIFT).calls == [ParsedCall("Cloudflare", {"username": "cloudflare"})]
+
+
+def test_drift_name_slot_with_several_tools():
+    fmt = get_format("hermes")
+    tools = ["get_weather", "getGithubUser"]
+    # A tool's name up to case and separators is that tool ...
+    assert _streamed(fmt, '<name>GetWeather</name><arguments>{"city": "Oslo"}</arguments>', tools)[1] == [
+        ("get_weather", {"city": "Oslo"})]
+    assert _streamed(fmt, '<function=get-weather>{"city": "Oslo"}</function>', tools)[1] == [
+        ("get_weather", {"city": "Oslo"})]
+    # ... and anything else stays as written: no guessing among several tools.
+    assert _streamed(fmt, SEED_DRIFT, tools)[1] == [("Cloudflare", {"username": "cloudflare"})]
+
+
+@pytest.mark.parametrize("drift", [
+    '<name>getGithubUser</name>\n<arguments>{"username": "x"}</arguments>',
+    '<function=getGithubUser>{"username": "x"}</function>',
+    '<function>{"name": "getGithubUser", "arguments": {"username": "x"}}</function>',
+])
+def test_drifts_open_a_call_anywhere_and_stream_like_they_parse(drift):
+    fmt = get_format("hermes")
+    text = "Let me look that up.\n" + drift
+    assert fmt.find_opener(text) == len("Let me look that up.\n")
+    assert _streamed(fmt, text, ["getGithubUser"]) == ("Let me look that up.\n", [("getGithubUser", {"username": "x"})])
+    assert fmt.parse(text).content == "Let me look that up."
 
 
 def test_llama3_parse():
@@ -82,7 +141,9 @@ def test_stream_holds_back_a_partial_opener_then_releases_plain_text():
 
 # Model-like garbage: fragments of the real syntax mixed with noise.
 FRAGMENTS = st.sampled_from([
-    "<tool_call>", "</tool_call>", "```json", "```", "{", "}", "[", "]", '"name"', '"arguments"', '"parameters"',
+    "<tool_call>", "</tool_call>", "<name>", "</name>", "<arguments>", "</arguments>", "<function=f>", "<function>",
+    "</function>", "<parameter=a>", "</parameter>",
+    "```json", "```", "{", "}", "[", "]", '"name"', '"arguments"', '"parameters"',
     ":", ",", '"f"', "null", "1e999", "\\u12", "[TOOL_CALLS]", "<|python_tag|>", ";", "\n", " ", "\"", "{}",
     '{"name": "f", "arguments": {"a": [1, {"b": null}]}}', '"arguments": "{\\"a\\": 1}"',
 ])
