@@ -12,6 +12,7 @@ import typer
 
 from ..ai import DEFAULT_MODEL
 from ._console import fail_on_toolrun_errors
+from ._eval import eval_app
 
 app = typer.Typer(
     name="toolrun",
@@ -159,6 +160,9 @@ def pull(
 
     with fail_on_toolrun_errors():
         pull_command(model)
+
+
+app.add_typer(eval_app)
 
 
 def main() -> None:
