@@ -789,3 +789,99 @@ async def test_long_strings_count_by_their_length() -> None:
     (tool,) = await create_tools_from_openapi_spec(json.dumps(spec))
     written = json.dumps(tool.parameters)
     assert written.count(big) == 1 and "schema too large" in written and len(written) < 1_100_000
+
+
+def test_a_file_is_read_only_up_to_the_limit() -> None:
+    # /proc files report a size of 0 and hold more: the size a file states is not trusted.
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("no /proc here")
+    with pytest.raises(OpenAPISpecError, match="more than the 100-byte limit"):
+        asyncio.run(create_tools_from_openapi_spec(str(maps), max_spec_bytes=100))
+
+
+# ------------------------------------------------------------------ any YAML at all
+
+_ATOMS = st.sampled_from([
+    "1", "-1", "0x1f", "017", "1e3", ".nan", ".inf", "~", "yes", "2024-01-01", "'s'", '"q"', "!!str 3", "!!int '4'",
+    "!!float x", "!!binary aGk=", "!!python/object:os.system x", "!custom x", "<<", "*a", "*b", "&a x", "&b [1, *a]",
+    "{}", "[]", "{<<: *a}", '"\\u0000"', '"\\ud800"', "? [a]", "&c {d: *c}", "'" + "x" * 300 + "'"])
+_KEYS = st.sampled_from(["openapi", "paths", "/a/{id}", "get", "parameters", "schema", "type", "default", "enum",
+                         "<<", "name", "in", "properties", "items", "$ref", "servers", "url", "A", "1", "&k key", "*a"])
+
+
+def _yaml_value(depth: int) -> st.SearchStrategy[str]:
+    if depth == 0:
+        return _ATOMS
+    inner = _yaml_value(depth - 1)
+    return st.one_of(
+        _ATOMS,
+        st.lists(inner, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
+        st.lists(st.tuples(_KEYS, inner), max_size=3).map(lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}"),
+        st.tuples(st.sampled_from(["&a ", "&b ", "&c ", ""]), inner).map("".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.tuples(_yaml_value(4), _yaml_value(4), _yaml_value(4)))
+def test_any_yaml_document_converts_or_says_why(parts: tuple[str, str, str]) -> None:
+    text = ("openapi: 3.0.0\nservers: [{url: 'https://x.test'}]\nx: " + parts[0] + "\npaths:\n  /a/{id}:\n    get:\n"
+            "      parameters: [{name: id, in: path, schema: " + parts[1] + "}]\n"
+            "      requestBody: {content: {application/json: {schema: " + parts[2] + "}}}\n")
+    started = time.perf_counter()
+    try:
+        tools = asyncio.run(create_tools_from_openapi_spec(text))
+        for tool in tools:
+            json.dumps(tool.parameters, allow_nan=False)  # plain JSON
+    except OpenAPISpecError:
+        pass
+    assert time.perf_counter() - started < 5
+
+
+_OA_KEYS = st.sampled_from([
+    "openapi", "servers", "paths", "components", "parameters", "requestBody", "schema", "type", "properties", "items",
+    "allOf", "anyOf", "$ref", "enum", "default", "in", "name", "required", "content", "application/json", "url",
+    "variables", "securitySchemes", "schemas", "additionalProperties", "style", "explode", "format", "pattern",
+    "const", "nullable", "description", "operationId", "id", "query", "header", "cookie", "path", "body", "apiKey",
+    "multipart/form-data", "application/x-www-form-urlencoded", "text/plain", "security", "scheme", "http"])
+_OA_LEAVES = (st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats() | st.text(max_size=10)
+              | _OA_KEYS | st.sampled_from(["#/components/schemas/A", "#/components/schemas/A/properties/a", "#",
+                                           "http://169.254.169.254/x", "file:///etc/passwd", "#/paths"]))
+_OA_VALUES = st.recursive(_OA_LEAVES, lambda inner: st.lists(inner, max_size=4)
+                          | st.dictionaries(_OA_KEYS, inner, max_size=5), max_leaves=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(op=_OA_VALUES, schemas=st.dictionaries(st.sampled_from(["A", "B"]), _OA_VALUES, max_size=2),
+       security=_OA_VALUES, args=_JSON)
+def test_any_document_shape_converts_or_says_why_and_calls_stay_home(op: Any, schemas: Any, security: Any,
+                                                                    args: Any) -> None:
+    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test/v1"}], "security": security,
+            "paths": {"/a/{id}": {"get": op, "post": op}},
+            "components": {"schemas": schemas, "securitySchemes": {"id": {"type": "http", "scheme": "bearer"}}}}
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, text="ok")
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+            for form in (spec, json.dumps(spec)):
+                try:
+                    tools = await create_tools_from_openapi_spec(form, client=client, credentials={"id": "t"})
+                except OpenAPISpecError:
+                    continue
+                for tool in tools:
+                    try:
+                        json.dumps(tool.parameters, allow_nan=False)
+                    except OpenAPISpecError:
+                        continue
+                    try:
+                        out = await tool.function(args)
+                    except ToolExecutionError as exc:  # a server the document leaves unusable
+                        assert "cannot be called" in str(exc)
+                        continue
+                    assert isinstance(out, str)
+
+    asyncio.run(run())
+    assert all(r.url.host == "x.test" and r.url.raw_path.startswith(b"/v1/a/") for r in sent)

@@ -72,7 +72,12 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         size = path.stat().st_size
         if size > max_bytes:
             raise OpenAPISpecError(f"{path} is {size} bytes, more than the {max_bytes}-byte limit", where="spec")
-        return path.read_bytes()
+        with path.open("rb") as file:
+            # The size a file reports is not always what it holds (/proc files say 0): read to the limit.
+            content = file.read(max_bytes + 1)
+        if len(content) > max_bytes:
+            raise OpenAPISpecError(f"{path} is more than the {max_bytes}-byte limit", where="spec")
+        return content
     except OpenAPISpecError:
         raise
     except OSError as exc:
