@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 from remote_testing import SECRET, free_port, wait_until
-from stubs import Stub, chat_chunk, json_error, slow_stream, sse_response, text_answer
 from starlette.requests import Request
 from starlette.responses import Response
+from stubs import Stub, chat_chunk, json_error, slow_stream, sse_response, text_answer
 
 from toolrun import AI, EngineError, InvalidInputError, OverloadedError
 from toolrun.ai import AsyncAI, Catalog, ModelEntry, RemoteEndpoint, collect
 from toolrun.engines import GenerationRequest
-from toolrun.engines.remote import OpenAICompatibleEngine, RetryPolicy, UpstreamPool
+from toolrun.engines.remote import OpenAICompatibleEngine, RetryPolicy
 
 FAST = RetryPolicy(max_retries=3, backoff_base=0.01, backoff_max=0.05, cooldown=30.0)
 

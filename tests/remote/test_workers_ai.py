@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from remote_testing import SECRET, ThreadServer
-from stubs import Stub, sse_response
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from stubs import Stub, sse_response
 
 from toolrun import AI, EngineError, InvalidInputError, ModelNotFoundError, ModelUnavailableError, run_with_tools
 from toolrun.ai import AsyncAI, Catalog, ModelEntry

@@ -1,0 +1,245 @@
+"""Remote engines: BFCL accuracy through an upstream, and the throughput toolrun's remote engine keeps.
+
+    .venv/bin/python bench/bench_remote.py [--limit 40] [--rounds 5] [--skip-bfcl] [--skip-throughput]
+
+The upstream is ``python -m llama_cpp.server`` serving the default GGUF on 127.0.0.1 (started here,
+stopped at the end).
+
+1. **BFCL v4**, first ``--limit`` cases of simple/multiple/parallel/irrelevance, greedy, scored with
+   BFCL's AST checker: through the upstream in ``toolrun`` tool parsing (toolrun's template from the
+   GGUF, its parser, the server's ``grammar``) and in ``native`` parsing (the server's chat handler),
+   beside the local engine on the same GGUF. Data loading and scoring come from ``bench_bfcl.py``.
+2. **Throughput**: 4 concurrent clients send the same requests through toolrun's remote engine
+   (``AsyncAI.run`` on a remote entry) and straight to the upstream with httpx (the very body the
+   engine sends), side by side in alternating rounds; medians of aggregate tokens/s. Two workloads:
+   streamed text, and a required tool call (one constrained completion).
+
+Results: a table on stdout and ``bench/.cache/remote-results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests" / "remote"))
+
+RESULTS = HERE / ".cache" / "remote-results.json"
+TOOLRUN, NATIVE = "@bench/remote-toolrun", "@bench/remote-native"
+SEED_TOOL = {
+    "name": "getGithubUser",
+    "description": "Provides publicly available information about someone with a GitHub account.",
+    "parameters": {"type": "object", "properties": {
+        "username": {"type": "string", "description": "The handle for the GitHub user account."}},
+        "required": ["username"]},
+}
+
+
+def remote_catalog(url: str, gguf: str) -> Any:
+    from toolrun.ai import Catalog, ModelEntry, RemoteEndpoint
+
+    catalog = Catalog()
+    catalog.add(ModelEntry(name=TOOLRUN, description="", remote=RemoteEndpoint(
+        (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="toolrun", chat_template=gguf,
+        read_timeout=900.0)))
+    catalog.add(ModelEntry(name=NATIVE, description="", remote=RemoteEndpoint(
+        (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="native", read_timeout=900.0)))
+    return catalog
+
+
+# ── BFCL ─────────────────────────────────────────────────────────────────────────────────────────
+
+async def bfcl(url: str, gguf: str, limit: int, categories: list[str], sides: list[str],
+               verbose: bool) -> dict[str, list[dict[str, Any]]]:
+    import bench_bfcl  # data, tools and scoring: the one place they are defined
+
+    from toolrun import DEFAULT_MODEL
+    from toolrun.ai import AsyncAI
+
+    bench_bfcl.ensure_wheel()
+    checker, language = bench_bfcl.load_checker()
+    models = {"local": DEFAULT_MODEL, "toolrun": TOOLRUN, "native": NATIVE}
+    results: dict[str, list[dict[str, Any]]] = {}
+    with zipfile.ZipFile(bench_bfcl.WHEEL) as zf:
+        items = {c: bench_bfcl.load_category(zf, c, limit) for c in categories}
+    for side in sides:
+        ai = AsyncAI() if side == "local" else AsyncAI(catalog=remote_catalog(url, gguf))
+        results[side] = []
+        try:
+            for category in categories:
+                print(f"── BFCL {category} through {side}: {len(items[category])} cases", flush=True)
+                summary = await bench_bfcl.run_category(ai, models[side], category, items[category], checker,
+                                                        language, verbose)
+                results[side].append(summary)
+        finally:
+            await ai.aclose()
+    return results
+
+
+def print_bfcl(results: dict[str, list[dict[str, Any]]], limit: int) -> None:
+    sides = list(results)
+    print(f"\nBFCL v4, first {limit} cases per category, greedy, AST checker; accuracy % (invalid calls)")
+    print(f"{'category':<15}" + "".join(f"{s:>22}" for s in sides))
+    for i, summary in enumerate(results[sides[0]]):
+        row = f"{summary['category']:<15}"
+        for side in sides:
+            s = results[side][i]
+            row += f"{s['accuracy']:>15.1f} ({s['invalid_calls']:>2})  "
+        print(row)
+
+
+# ── throughput ──────────────────────────────────────────────────────────────────────────────────
+
+async def throughput(url: str, gguf: str, rounds: int, clients: int, per_client: int,
+                     max_tokens: int) -> dict[str, Any]:
+    import httpx
+
+    from toolrun.ai import AsyncAI
+    from toolrun.ai._inputs import build_request, parse_inputs
+
+    ai = AsyncAI(catalog=remote_catalog(url, gguf))
+    engine: Any = await ai.engine(TOOLRUN)
+    template = await engine.prompt_template()
+    from toolrun.engines._prompt import render_prompt
+
+    workloads = {
+        "text": {"messages": [{"role": "user", "content": "Write a short poem about the sea."}],
+                 "max_tokens": max_tokens, "temperature": 0, "stream": True},
+        "required call": {"messages": [{"role": "user", "content": "Who is Cloudflare on github?"}],
+                          "tools": [SEED_TOOL], "tool_choice": "required", "max_tokens": max_tokens,
+                          "temperature": 0, "stream": True},
+    }
+    direct_client = httpx.AsyncClient(timeout=httpx.Timeout(900.0, connect=5.0))
+    out: dict[str, Any] = {}
+
+    async def through_toolrun(inputs: dict[str, Any]) -> int:
+        pieces = 0
+        stream = await ai.run(TOOLRUN, inputs)
+        async for event in stream:
+            if event.get("response") or "tool_call_delta" in event:
+                pieces += 1
+        return pieces
+
+    async def straight(body: dict[str, Any]) -> int:
+        pieces = 0
+        async with direct_client.stream("POST", url + "/v1/completions", json=body) as response:
+            response.raise_for_status()
+            async for line in response.aiter_lines():
+                if line.startswith("data: {"):
+                    chunk = json.loads(line[6:])
+                    if any(c.get("text") for c in chunk.get("choices", ())):
+                        pieces += 1
+        return pieces
+
+    async def side(run: Any) -> tuple[float, int]:
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(run() for _ in range(clients * per_client)))
+        # gather schedules all at once; the 4-client cap is a semaphore below.
+        return time.perf_counter() - started, sum(counts)
+
+    try:
+        for name, inputs in workloads.items():
+            request = build_request(parse_inputs(inputs), function_calling=True)
+            prompt = render_prompt(engine.format, template.source, request, eos_token=template.eos_token)
+            grammar = engine._grammar(request).text if request.must_call else None
+            body = engine._completion_body(prompt, request, grammar, request.sampling.max_tokens)
+            gate = asyncio.Semaphore(clients)
+
+            async def gated(coro_fn: Any, gate: asyncio.Semaphore = gate) -> int:
+                async with gate:
+                    return int(await coro_fn())
+
+            rows = []
+            for r in range(rounds):
+                order = ["toolrun", "direct"] if r % 2 == 0 else ["direct", "toolrun"]
+                measured = {}
+                for who in order:
+                    if who == "toolrun":
+                        def fn(inputs: dict[str, Any] = inputs) -> Any:
+                            return gated(lambda: through_toolrun(inputs))
+                    else:
+                        def fn(body: dict[str, Any] = body) -> Any:
+                            return gated(lambda: straight(body))
+                    seconds, pieces = await side(fn)
+                    measured[who] = {"seconds": round(seconds, 3), "tokens": pieces,
+                                     "tok_s": round(pieces / seconds, 2)}
+                measured["ratio"] = round(measured["toolrun"]["tok_s"] / measured["direct"]["tok_s"], 3)
+                rows.append(measured)
+                print(f"  {name} round {r + 1}: toolrun {measured['toolrun']['tok_s']} tok/s, "
+                      f"direct {measured['direct']['tok_s']} tok/s → {measured['ratio']}×", flush=True)
+            out[name] = {
+                "rounds": rows,
+                "toolrun_tok_s": statistics.median(r["toolrun"]["tok_s"] for r in rows),
+                "direct_tok_s": statistics.median(r["direct"]["tok_s"] for r in rows),
+                "median_ratio": statistics.median(r["ratio"] for r in rows),
+            }
+    finally:
+        await direct_client.aclose()
+        await ai.aclose()
+    return out
+
+
+def print_throughput(results: dict[str, Any], clients: int) -> None:
+    print(f"\nThroughput, {clients} concurrent clients, medians over alternating rounds")
+    print(f"{'workload':<15}{'toolrun tok/s':>15}{'direct tok/s':>15}{'ratio (median)':>16}")
+    for name, r in results.items():
+        print(f"{name:<15}{r['toolrun_tok_s']:>15.2f}{r['direct_tok_s']:>15.2f}{r['median_ratio']:>15.3f}×")
+
+
+# ── main ────────────────────────────────────────────────────────────────────────────────────────
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, default=40, help="BFCL cases per category (default 40)")
+    parser.add_argument("--categories", default="simple_python,multiple,parallel,irrelevance")
+    parser.add_argument("--sides", default="toolrun,native,local", help="BFCL sides: toolrun,native,local")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput rounds per side (default 5)")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=2, help="requests per client per round (default 2)")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--skip-bfcl", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    args = parser.parse_args()
+    print("command: .venv/bin/python bench/bench_remote.py " + " ".join(sys.argv[1:]), flush=True)
+
+    from remote_testing import LlamaCppPythonServer
+
+    from toolrun import DEFAULT_MODEL, AsyncAI
+
+    gguf = AsyncAI().weights(DEFAULT_MODEL)
+    upstream = LlamaCppPythonServer(gguf).start()
+    print(f"upstream: python -m llama_cpp.server at {upstream.url} ({Path(gguf).name})", flush=True)
+    report: dict[str, Any] = {"command": sys.argv, "upstream": "llama_cpp.server", "gguf": Path(gguf).name}
+    try:
+        if not args.skip_throughput:
+            report["throughput"] = await throughput(upstream.url, gguf, args.rounds, args.clients, args.requests,
+                                                    args.max_tokens)
+        if not args.skip_bfcl:
+            categories = [c.strip() for c in args.categories.split(",") if c.strip()]
+            sides = [s.strip() for s in args.sides.split(",") if s.strip()]
+            report["bfcl"] = await bfcl(upstream.url, gguf, args.limit, categories, sides, not args.quiet)
+    finally:
+        upstream.stop()
+    if "throughput" in report:
+        print_throughput(report["throughput"], args.clients)
+    if "bfcl" in report:
+        print_bfcl(report["bfcl"], args.limit)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nresults: {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

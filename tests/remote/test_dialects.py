@@ -1,0 +1,179 @@
+"""Toolrun-mode requests in each upstream's dialect, against stubs that answer in that dialect.
+
+vLLM, SGLang and llama.cpp's server are not on this machine; the stubs check what
+toolrun sends them (the documented fields: vLLM's ``structured_outputs``, SGLang's
+``ebnf``, llama.cpp's ``/completion`` with ``grammar``) and answer in their shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from remote_testing import SEED_PROMPT, SEED_TOOL
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from stubs import Stub, sse_response
+
+from toolrun.ai import Catalog, collect
+from toolrun.engines import GenerationRequest
+from toolrun.engines.remote import OpenAICompatibleEngine
+from toolrun.formats import get_format
+from toolrun.server import read_server_section
+
+CALL = '<tool_call>\n{"name": "getGithubUser", "arguments": {"username": "cloudflare"}}\n</tool_call>'
+
+
+def seed_request(**kwargs: Any) -> GenerationRequest:
+    from toolrun._types import normalize_tools
+
+    return GenerationRequest(messages=[{"role": "user", "content": SEED_PROMPT}],
+                             tools=normalize_tools([SEED_TOOL]), **kwargs)
+
+
+def completion_chunks(pieces: list[str], usage: dict[str, int] | None = None) -> Response:
+    chunks: list[dict[str, Any]] = [{"choices": [{"index": 0, "text": p, "finish_reason": None}]} for p in pieces]
+    chunks.append({"choices": [{"index": 0, "text": "", "finish_reason": "stop"}]})
+    if usage:
+        chunks.append({"choices": [], "usage": usage})
+    return sse_response(chunks)
+
+
+def split(text: str, size: int = 5) -> list[str]:
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
+@pytest.mark.parametrize(("upstream", "grammar_field"), [("vllm", ("structured_outputs", "grammar")),
+                                                          ("sglang", ("ebnf",)),
+                                                          ("llama-cpp-python", ("grammar",))])
+async def test_required_call_is_one_constrained_completion(serve, upstream: str, grammar_field: tuple[str, ...]):
+    async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
+        return completion_chunks(split(CALL), usage={"prompt_tokens": 150, "completion_tokens": 24,
+                                                     "total_tokens": 174})
+
+    stub = Stub(answer)
+    server = serve(stub.app())
+    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream=upstream)
+    try:
+        events = [e async for e in engine.generate(seed_request(tool_choice="required"))]
+    finally:
+        await engine.aclose()
+    body = stub.requests[0]
+    grammar = body
+    for key in grammar_field:
+        grammar = grammar[key]
+    assert isinstance(grammar, str) and "root ::=" in grammar and "getGithubUser" in grammar
+    assert body["prompt"].endswith("<|im_start|>assistant\n") and "getGithubUser" in body["prompt"]
+    assert body["stream"] is True and "<|im_end|>" in body["stop"]
+    if upstream in ("vllm", "sglang"):
+        assert body["skip_special_tokens"] is False and body["stream_options"] == {"include_usage": True}
+    else:
+        assert body["repeat_penalty"] == 1.0 and body["min_p"] == 0.0  # not llama-cpp-python's defaults
+    deltas = "".join(e["tool_call_delta"]["arguments"] for e in events if "tool_call_delta" in e)
+    calls = [c for e in events if "tool_calls" in e for c in e["tool_calls"]]
+    assert [(c["name"], c["arguments"]) for c in calls] == [("getGithubUser", {"username": "cloudflare"})]
+    assert json.loads(deltas) == calls[0]["arguments"]
+    assert events[-1]["usage"] == {"prompt_tokens": 150, "completion_tokens": 24, "total_tokens": 174}
+    assert events[-1]["finish_reason"] == "tool_calls"
+
+
+@pytest.mark.parametrize(("first_pieces", "prefix"), [
+    (["Let me look. ", "<tool_call>", '\n{"name": ', '"getGithubUser"'], "Let me look. "),  # tags after text
+    (["```", "json\n", '{"name": ', '"getGithubUser"'], ""),  # drift: a fence at the start
+])
+async def test_auto_call_is_written_again_under_the_grammar(serve, first_pieces: list[str], prefix: str) -> None:
+    """When the model opens a call, that stream closes and the call is written again from the
+    opener — the same text continued — under the grammar."""
+
+    async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
+        if n == 0:
+            assert "structured_outputs" not in body  # auto: free text first
+            return completion_chunks(first_pieces + ["x"] * 50)
+        return completion_chunks(split(CALL))
+
+    stub = Stub(answer)
+    server = serve(stub.app())
+    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="vllm")
+    try:
+        events = [e async for e in engine.generate(seed_request())]
+    finally:
+        await engine.aclose()
+    assert stub.count == 2
+    first, second = stub.requests
+    assert second["prompt"] == first["prompt"] + prefix
+    assert "structured_outputs" in second and second["max_tokens"] == first["max_tokens"] - (1 if prefix else 0)
+    assert "".join(e.get("response", "") for e in events if "usage" not in e) == prefix
+    calls = [c for e in events if "tool_calls" in e for c in e["tool_calls"]]
+    assert [(c["name"], c["arguments"]) for c in calls] == [("getGithubUser", {"username": "cloudflare"})]
+
+
+async def test_llama_cpp_server_dialect(serve) -> None:
+    """``/completion`` with llama.cpp's fields, the template from ``/props``, its chunk shape."""
+    template = get_format("hermes").fallback_template.replace("# Tools", "# Tools (from /props)")
+
+    async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
+        if req.url.path == "/props":
+            return JSONResponse({"chat_template": template, "eos_token": "<|im_end|>", "bos_token": ""})
+        assert req.url.path == "/completion"
+        pieces = [{"content": p, "stop": False} for p in split(CALL)]
+        pieces.append({"content": "", "stop": True, "stop_type": "eos", "tokens_evaluated": 99,
+                       "tokens_predicted": 21})
+        return sse_response(pieces)
+
+    stub = Stub(answer)
+    server = serve(stub.app())
+    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="llama.cpp")  # a trailing /v1 is fine
+    try:
+        out = dict(await collect(engine.generate(seed_request(tool_choice="required"))))
+    finally:
+        await engine.aclose()
+    body = stub.requests[1]
+    assert "# Tools (from /props)" in body["prompt"]
+    assert body["n_predict"] == 256 and body["cache_prompt"] is True and "root ::=" in body["grammar"]
+    assert "<tool_call>" in body["preserved_tokens"]
+    assert [(c["name"], c["arguments"]) for c in out["tool_calls"]] == [("getGithubUser", {"username": "cloudflare"})]
+    assert out["usage"] == {"prompt_tokens": 99, "completion_tokens": 21, "total_tokens": 120}
+
+
+async def test_generic_openai_upstream_in_toolrun_mode_parses_without_a_grammar(serve) -> None:
+    async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
+        assert not {"grammar", "structured_outputs", "ebnf"} & set(body)
+        return completion_chunks(split(CALL))
+
+    stub = Stub(answer)
+    server = serve(stub.app())
+    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="openai", tool_parsing="toolrun")
+    try:
+        events = [e async for e in engine.generate(seed_request())]
+    finally:
+        await engine.aclose()
+    assert stub.count == 1
+    assert not any("tool_call_delta" in e for e in events), "no grammar: nothing is promised before the end"
+    assert [c["name"] for e in events if "tool_calls" in e for c in e["tool_calls"]] == ["getGithubUser"]
+
+
+def test_defaults_per_upstream() -> None:
+    modes = {u: OpenAICompatibleEngine("http://127.0.0.1:9/v1", "m", upstream=u).tool_parsing
+             for u in ("vllm", "sglang", "llama.cpp", "llama-server", "llama-cpp-python", "openai")}
+    assert modes == {"vllm": "toolrun", "sglang": "toolrun", "llama.cpp": "toolrun", "llama-server": "toolrun",
+                     "llama-cpp-python": "toolrun", "openai": "native"}
+
+
+def test_the_deploy_recipe_is_a_valid_config(monkeypatch) -> None:
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    monkeypatch.setenv("TOOLRUN_API_KEYS", "k1,k2")
+    catalog = Catalog.load(deploy / "toolrun.toml")
+    entry = catalog.get("default")
+    assert entry.remote is not None and entry.remote.upstream == "vllm" and entry.remote.tool_parsing == "toolrun"
+    server = read_server_section(deploy / "toolrun.toml")
+    assert server["api_keys"] == ["k1", "k2"] and server["host"] == "0.0.0.0"
+    compose = yaml.safe_load((deploy / "compose.yaml").read_text())
+    assert set(compose["services"]) == {"vllm", "toolrun", "lb"}
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (deploy / source).is_file(), source

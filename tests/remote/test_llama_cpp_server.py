@@ -1,0 +1,167 @@
+"""Function calling through a real upstream: ``python -m llama_cpp.server`` serving the default GGUF.
+
+One upstream per module, on a free port of 127.0.0.1; both tool-parsing modes
+run through it. In ``toolrun`` mode toolrun renders the prompt with the GGUF's
+own template, parses, and constrains calls with the server's ``grammar``; in
+``native`` mode the server's chat handler does it all (it calls a tool only
+when ``tool_choice`` names it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from remote_testing import SEED_PROMPT, SEED_TOOL, LlamaCppPythonServer
+
+from toolrun import DEFAULT_MODEL, EngineError, run_with_tools
+from toolrun.ai import AsyncAI, Catalog, ModelEntry, RemoteEndpoint
+
+pytestmark = pytest.mark.model
+
+TOOLRUN = "@remote/toolrun-mode"
+NATIVE = "@remote/native-mode"
+NAMED = {"type": "function", "function": {"name": "getGithubUser"}}
+CLOUDFLARE = {"login": "cloudflare", "name": "Cloudflare", "type": "Organization", "public_repos": 513,
+              "location": "San Francisco"}
+
+
+@pytest.fixture(scope="module")
+def gguf(async_ai: AsyncAI) -> str:
+    return async_ai.weights(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="module")
+def upstream(gguf: str) -> Iterator[LlamaCppPythonServer]:
+    server = LlamaCppPythonServer(gguf).start()
+    yield server
+    server.stop()
+
+
+def catalog_for(url: str, gguf: str) -> Catalog:
+    catalog = Catalog()
+    catalog.add(ModelEntry(name=TOOLRUN, description="toolrun mode", remote=RemoteEndpoint(
+        (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="toolrun", chat_template=gguf)))
+    catalog.add(ModelEntry(name=NATIVE, description="native mode", remote=RemoteEndpoint(
+        (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="native")))
+    return catalog
+
+
+@pytest.fixture(scope="module")
+def catalog(upstream: LlamaCppPythonServer, gguf: str) -> Catalog:
+    return catalog_for(upstream.url, gguf)
+
+
+def seed_inputs(**extra: Any) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": SEED_PROMPT}], "tools": [SEED_TOOL], "temperature": 0,
+            "max_tokens": 64, **extra}
+
+
+def get_github_user(username: str) -> dict[str, Any]:
+    """Provides publicly available information about someone with a GitHub account.
+
+    Args:
+        username: The handle for the GitHub user account.
+    """
+    get_github_user.calls.append(username)  # type: ignore[attr-defined]
+    return CLOUDFLARE if username.lower() == "cloudflare" else {"message": "Not Found"}
+
+
+# ------------------------------------------------------------ toolrun mode
+
+
+async def test_toolrun_mode_seed_example_returns_its_call(catalog: Catalog) -> None:
+    async with AsyncAI(catalog=catalog) as ai:
+        out = await ai.run(TOOLRUN, seed_inputs())
+        assert [c["name"] for c in out["tool_calls"]] == ["getGithubUser"]
+        assert out["tool_calls"][0]["arguments"]["username"].lower() == "cloudflare"
+        assert out["finish_reason"] == "tool_calls"
+
+
+async def test_toolrun_mode_streamed_call(catalog: Catalog) -> None:
+    async with AsyncAI(catalog=catalog) as ai:
+        stream = await ai.run(TOOLRUN, seed_inputs(stream=True, tool_choice="required"))
+        events = [e async for e in stream]
+        deltas = [e["tool_call_delta"] for e in events if "tool_call_delta" in e]
+        calls = [c for e in events if "tool_calls" in e for c in e["tool_calls"]]
+        assert [c["name"] for c in calls] == ["getGithubUser"]
+        # Arguments streamed while the grammar constrained them, and they join to the checked call.
+        assert deltas and {d["id"] for d in deltas} == {calls[0]["id"]}
+        assert json.loads("".join(d["arguments"] for d in deltas)) == calls[0]["arguments"]
+        assert events[-1]["finish_reason"] == "tool_calls"
+
+
+async def test_toolrun_mode_embedded(catalog: Catalog) -> None:
+    async with AsyncAI(catalog=catalog) as ai:
+        get_github_user.calls = []  # type: ignore[attr-defined]
+        out = await run_with_tools(ai, TOOLRUN, {"messages": [{"role": "user", "content": SEED_PROMPT}],
+                                                 "tools": [get_github_user], "temperature": 0, "max_tokens": 96})
+        assert [u.lower() for u in get_github_user.calls] == ["cloudflare"]  # type: ignore[attr-defined]
+        assert out["response"].strip() and not out.get("tool_calls")
+
+
+async def test_toolrun_mode_plain_text_streams(catalog: Catalog) -> None:
+    async with AsyncAI(catalog=catalog) as ai:
+        stream = await ai.run(TOOLRUN, {"messages": [{"role": "user", "content": "Say hello in French, one word."}],
+                                        "stream": True, "temperature": 0, "max_tokens": 12})
+        events = [e async for e in stream]
+        text = "".join(e.get("response", "") for e in events)
+        assert text.strip() and len([e for e in events if e.get("response")]) >= 1
+        assert events[-1]["usage"]["completion_tokens"] >= 1
+
+
+# ------------------------------------------------------------- native mode
+
+
+async def test_native_mode_traditional_call(catalog: Catalog) -> None:
+    async with AsyncAI(catalog=catalog) as ai:
+        out = await ai.run(NATIVE, seed_inputs(tool_choice=NAMED))
+        assert [c["name"] for c in out["tool_calls"]] == ["getGithubUser"]
+        assert out["tool_calls"][0]["arguments"]["username"].lower() == "cloudflare"
+
+
+async def test_native_mode_streamed_call(catalog: Catalog) -> None:
+    async with AsyncAI(catalog=catalog) as ai:
+        stream = await ai.run(NATIVE, seed_inputs(tool_choice=NAMED, stream=True))
+        events = [e async for e in stream]
+        assert not any("tool_call_delta" in e for e in events)  # the upstream parsed: nothing promised early
+        calls = [c for e in events if "tool_calls" in e for c in e["tool_calls"]]
+        assert [c["name"] for c in calls] == ["getGithubUser"]
+        assert calls[0]["arguments"]["username"].lower() == "cloudflare"
+
+
+async def test_native_mode_embedded(catalog: Catalog) -> None:
+    async with AsyncAI(catalog=catalog) as ai:
+        get_github_user.calls = []  # type: ignore[attr-defined]
+        out = await run_with_tools(ai, NATIVE, {"messages": [{"role": "user", "content": SEED_PROMPT}],
+                                                "tools": [get_github_user], "temperature": 0,
+                                                "tool_choice": {"type": "function", "function": {"name": "get_github_user"}},
+                                                "max_tokens": 96})
+        assert [u.lower() for u in get_github_user.calls] == ["cloudflare"]  # type: ignore[attr-defined]
+        assert out["response"].strip()
+
+
+# ------------------------------------------------------- crash and restart
+
+
+async def test_upstream_killed_mid_answer_then_restarted(gguf: str) -> None:
+    server = LlamaCppPythonServer(gguf).start()
+    ai = AsyncAI(catalog=catalog_for(server.url, gguf))
+    try:
+        stream = await ai.run(TOOLRUN, {"messages": [{"role": "user", "content": "Count from 1 to 100, in words."}],
+                                        "stream": True, "temperature": 0, "max_tokens": 300})
+        first = await stream.__anext__()
+        assert first.get("response") is not None
+        server.kill()
+        with pytest.raises(EngineError) as caught:
+            async for _ in stream:
+                pass
+        assert server.url in str(caught.value)  # the error names the upstream
+        server.start()  # same port
+        out = await ai.run(TOOLRUN, seed_inputs())
+        assert [c["name"] for c in out["tool_calls"]] == ["getGithubUser"]
+    finally:
+        await ai.aclose()
+        server.stop()
