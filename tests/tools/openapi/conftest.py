@@ -11,7 +11,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -60,7 +60,7 @@ class ApiServer:
       /spec.json, /spec.yaml the document set with ``serve_spec``
     """
 
-    USERS = {
+    USERS: ClassVar[dict[str, dict[str, Any]]] = {
         "cloudflare": {"login": "cloudflare", "id": 314135, "type": "Organization", "name": "Cloudflare",
                        "location": "San Francisco, CA", "public_repos": 513, "followers": 9400,
                        "blog": "https://www.cloudflare.com"},
@@ -92,7 +92,7 @@ class ApiServer:
                 server.requests.append(record)
                 server.route(self, split.path, dict(parse_qsl(split.query)), record)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle  # noqa: N815
 
         class Server(http.server.ThreadingHTTPServer):
             daemon_threads = True

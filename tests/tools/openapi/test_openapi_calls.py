@@ -11,11 +11,11 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from toolrun._errors import ToolExecutionError
-from toolrun.tools.openapi import create_tools_from_openapi_spec
-from toolrun.tools.openapi import _call
+from toolrun.tools.openapi import _call, create_tools_from_openapi_spec
 
 
 def _spec(server: str, paths: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -147,7 +147,8 @@ async def test_bad_arguments_go_back_to_the_model(api) -> None:
     assert "'query' must be an object" in json.loads(await tool.function({"path": {"id": 1}, "query": "q=1"}))["error"]
     assert "must be an object" in json.loads(await tool.function("[1, 2]"))["error"]
     assert "must be ASCII" in json.loads(await tool.function({"path": {"id": 1}, "header": {"X-Trace": "é"}}))["error"]
-    assert "line breaks" in json.loads(await tool.function({"path": {"id": 1}, "header": {"X-Trace": "a\r\nB: c"}}))["error"]
+    out = json.loads(await tool.function({"path": {"id": 1}, "header": {"X-Trace": "a\r\nB: c"}}))
+    assert "line breaks" in out["error"]
     assert api.requests == []
 
 
@@ -280,7 +281,8 @@ def test_any_path_value_stays_one_segment_on_the_same_origin(value: str) -> None
 
 async def test_redirects_stay_on_the_origin(api, other) -> None:
     paths = {"/redirect": {"get": {"operationId": "go", "parameters": [_param("to", "query"), _param("code", "query")]},
-                           "post": {"operationId": "postGo", "parameters": [_param("to", "query"), _param("code", "query")],
+                           "post": {"operationId": "postGo",
+                                    "parameters": [_param("to", "query"), _param("code", "query")],
                                     "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}}}
     spec = _spec(api.url, paths, security=[{"key": []}], **SECURED)
     tools = {t.name: t for t in await create_tools_from_openapi_spec(spec, credentials={"key": "secret"},
@@ -295,7 +297,7 @@ async def test_redirects_stay_on_the_origin(api, other) -> None:
     got = json.loads(await tools["postGo"].function({"query": {"to": "/echo/kept", "code": "307"}, "body": {"a": 1}}))
     assert got["method"] == "POST" and json.loads(got["body"]) == {"a": 1}
     # another origin (another port): refused, nothing sent there
-    for target in (f"{other.url}/echo/stolen", "http://localhost:%d/echo/x" % api.port):
+    for target in (f"{other.url}/echo/stolen", f"http://localhost:{api.port}/echo/x"):
         out = json.loads(await tools["go"].function({"query": {"to": target}}))
         assert "another origin; not followed" in out["error"] and out["status"] == 302
     assert other.requests == []

@@ -13,8 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from toolrun.tools.openapi import create_tools_from_openapi_spec
-from toolrun.tools.openapi import _document, _yaml
+from toolrun.tools.openapi import _document, _yaml, create_tools_from_openapi_spec
 
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 META = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
@@ -24,7 +23,8 @@ class _SafeLoaderKeepingDates(yaml.CSafeLoader):
     """PyYAML's own answer for what toolrun's loader reads: safe_load, dates kept as strings."""
 
 
-_SafeLoaderKeepingDates.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+_SafeLoaderKeepingDates.add_constructor("tag:yaml.org,2002:timestamp",
+                                        lambda loader, node: loader.construct_scalar(node))
 
 
 def _refs(node: Any) -> list[str]:
@@ -67,7 +67,8 @@ async def test_json_and_yaml_forms_give_the_same_tools(corpus_dir: Path) -> None
         for path in sorted((corpus_dir / version / "json").glob("*.json")):
             twin = corpus_dir / version / "yaml" / (path.stem + ".yaml")
             # A few twins really differ (a longer description, one more path): compare the rest.
-            if not twin.exists() or json.loads(path.read_text()) != yaml.load(twin.read_text(), Loader=yaml.CSafeLoader):
+            if not twin.exists() or json.loads(path.read_text()) != yaml.load(twin.read_text(),
+                                                                                Loader=yaml.CSafeLoader):
                 continue
             from_json = await create_tools_from_openapi_spec(path.read_bytes())
             from_yaml = await create_tools_from_openapi_spec(twin.read_text())
@@ -83,7 +84,7 @@ async def test_fast_json_path_and_plain_json_agree(corpus_files: list[Path], mon
     fast = [_summary(await create_tools_from_openapi_spec(p.read_bytes())) for p in jsons]
     monkeypatch.setattr(_document, "msgspec", None)
     plain = [_summary(await create_tools_from_openapi_spec(p.read_bytes())) for p in jsons]
-    for path, a, b in zip(jsons, fast, plain):
+    for path, a, b in zip(jsons, fast, plain, strict=True):
         assert a == b, path.name
 
 
@@ -226,5 +227,5 @@ async def test_all_of_is_merged(corpus_dir: Path) -> None:
 async def test_schemas_are_built_lazily(corpus_dir: Path) -> None:
     tools = await create_tools_from_openapi_spec(corpus_dir / "3.0/json/petstore.json")
     assert all(t._parameters is None for t in tools)
-    tools[0].parameters
+    _ = tools[0].parameters
     assert tools[0]._parameters is not None and tools[1]._parameters is None

@@ -21,7 +21,8 @@ from __future__ import annotations
 import gc
 import inspect
 import re
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import httpx
 
@@ -34,7 +35,7 @@ from ._load import MAX_SPEC_BYTES, read_source
 from ._schema import NODE_BUDGET
 from ._yaml import MAX_ALIAS_NODES, MAX_DEPTH
 
-__all__ = ["create_tools_from_openapi_spec", "OpenAPISpecError", "GROUPS", "MatcherURL"]
+__all__ = ["GROUPS", "MatcherURL", "OpenAPISpecError", "create_tools_from_openapi_spec"]
 
 
 async def create_tools_from_openapi_spec(
@@ -44,7 +45,7 @@ async def create_tools_from_openapi_spec(
     overrides: Iterable[Mapping[str, Any]] | None = None,
     base_url: str | None = None,
     credentials: Mapping[str, Any] | None = None,
-    timeout: float = 30.0,
+    timeout: float = 30.0,  # noqa: ASYNC109 - ai-utils' shape: the limit of each call, not of this one
     max_response_bytes: int = MAX_RESPONSE_BYTES,
     max_spec_bytes: int = MAX_SPEC_BYTES,
     client: httpx.AsyncClient | None = None,
@@ -167,9 +168,10 @@ def build_tools(doc: Document, *, source_url: str | None, match_patterns: list[r
         found.append((src, server))
     names = assign_names([(src.operation_id, src.method, src.path) for src, _ in found])
     tools = []
-    for (src, server), name in zip(found, names):
+    for (src, server), name in zip(found, names, strict=True):
         op = Operation(doc, src, name, server, schema_budget)
-        tools.append(Tool(name, op.description, function=make_tool_function(op, settings), parameters_factory=op.schema))
+        tools.append(Tool(name, op.description, function=make_tool_function(op, settings),
+                          parameters_factory=op.schema))
     return tools
 
 
@@ -180,7 +182,8 @@ def _pattern(pattern: Any, index: int) -> re.Pattern[str]:
         try:
             return re.compile(pattern)
         except re.error as exc:
-            raise InvalidInputError(f"not a valid regular expression: {exc}", where=f"match_patterns[{index}]") from None
+            raise InvalidInputError(f"not a valid regular expression: {exc}",
+                                    where=f"match_patterns[{index}]") from None
     raise InvalidInputError(f"a pattern must be a string or re.Pattern, not {type(pattern).__name__}",
                             where=f"match_patterns[{index}]")
 

@@ -22,7 +22,8 @@ import ipaddress
 import re
 import socket
 import urllib.request
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import unquote
 
 import anyio
@@ -93,7 +94,7 @@ def _forms(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Iterable[A
             yield address.ipv4_mapped
         if address.sixtofour is not None:
             yield address.sixtofour
-        if address in _NAT64 or address in _IPV4_COMPATIBLE and int(address) > 1:
+        if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
             yield ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
 
 
@@ -117,7 +118,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
         self._inner = inner
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's
                           local_address: str | None = None,
                           socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
         reason = refusal(host)
@@ -136,7 +137,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
                 error = exc
         raise error or httpcore.ConnectError(f"{host} has no address")
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's
                                   socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
         return await self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
 
@@ -144,7 +145,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-async def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
+async def _resolve(host: str, port: int, timeout: float | None) -> list[str]:  # noqa: ASYNC109
     """The addresses of ``host``, all of them checked; ConnectError if any is refused."""
     try:
         with anyio.fail_after(timeout):

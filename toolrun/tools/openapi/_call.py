@@ -17,9 +17,10 @@ import json
 import logging
 import re
 import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -119,7 +120,7 @@ class CallSettings:
 
 # ------------------------------------------------------------- the client
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]]" = (
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary())
 
 
@@ -215,6 +216,7 @@ def _build(op: Operation, settings: CallSettings, args: Any) -> _Request:
         return _path_value(name, path_args[name], styles.get(name))
 
     path = _PLACEHOLDER.sub(fill, op.path)
+    assert op.server.base is not None  # call_operation refuses a tool without a server first
     url = httpx.URL(op.server.base + path)
 
     # query: overrides replace the model's values of the same name
@@ -428,9 +430,8 @@ def _build_body(request: _Request, plan: Any, args: Mapping[str, Any], ov: Mappi
     body = plan.body
     value = args.get("body")
     if body is not None:
-        if ov["body"]:
-            if value is None or isinstance(value, Mapping):
-                value = {**(value or {}), **ov["body"]}
+        if ov["body"] and (value is None or isinstance(value, Mapping)):
+            value = {**(value or {}), **ov["body"]}
         if value is None:
             if body.required:
                 raise ArgumentError(f"this operation needs a request body ('body', {body.media_type})")
@@ -563,7 +564,7 @@ async def _send(request: _Request, op: Operation, settings: CallSettings) -> str
                         "error": f"the server redirected to {target.copy_with(query=None)}, another origin; "
                                  "not followed", "status": resp.status_code,
                     })
-                if resp.status_code == 303 or resp.status_code in (301, 302) and method == "POST":
+                if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
                     method, content, files = ("GET" if method != "HEAD" else "HEAD"), None, None
                     headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
                 url = target

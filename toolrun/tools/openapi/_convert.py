@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import httpx
 
@@ -94,10 +95,7 @@ def describe(src: OpSource) -> str:
     """Summary and description (the path item's when the operation has none), trimmed."""
     summary = _text(src.summary) or _text(src.path_summary)
     details = _text(src.description) or _text(src.path_description)
-    if summary and details and not details.startswith(summary):
-        text = f"{summary}\n\n{details}"
-    else:
-        text = details or summary
+    text = f"{summary}\n\n{details}" if summary and details and not details.startswith(summary) else details or summary
     return trim(text or f"{src.method.upper()} {src.path}", TOOL_DESCRIPTION_LIMIT)
 
 
@@ -198,7 +196,8 @@ class ServerResolver:
         where = f"{where}[0]"
         if not isinstance(server, Mapping) or not isinstance(server.get("url"), str):
             return Server(None, error="the first server has no 'url'; pass base_url=", where=where)
-        variables = server.get("variables") if isinstance(server.get("variables"), Mapping) else {}
+        listed = server.get("variables")
+        variables: Mapping[str, Any] = listed if isinstance(listed, Mapping) else {}
         missing: list[str] = []
 
         def fill(match: re.Match[str]) -> str:
@@ -326,19 +325,19 @@ def build_plan(doc: Document, src: OpSource, *, budget: int = NODE_BUDGET) -> Pl
                 if kind == "multipart" and isinstance(body_schema, Mapping):
                     binary = frozenset(
                         n for n, s in (body_schema.get("properties") or {}).items()
-                        if isinstance(s, Mapping) and s.get("format") in ("binary", "base64")
-                        or isinstance(s, Mapping) and isinstance(s.get("items"), Mapping)
-                        and s["items"].get("format") in ("binary", "base64")
+                        if (isinstance(s, Mapping) and s.get("format") in ("binary", "base64"))
+                        or (isinstance(s, Mapping) and isinstance(s.get("items"), Mapping)
+                        and s["items"].get("format") in ("binary", "base64"))
                     )
                 body = Body(kind, media_type, body_required, binary)
 
     properties: dict[str, Any] = {}
     for group in GROUPS[:-1]:
         if group in groups:
-            schema: dict[str, Any] = {"type": "object", "properties": groups[group]}
+            group_schema: dict[str, Any] = {"type": "object", "properties": groups[group]}
             if required.get(group):
-                schema["required"] = list(dict.fromkeys(required[group]))
-            properties[group] = schema
+                group_schema["required"] = list(dict.fromkeys(required[group]))
+            properties[group] = group_schema
     if body is not None:
         properties["body"] = body_schema if body_schema is not None else {}
     # The groups themselves are not listed as required, as in ai-utils (`required: []`): a
@@ -360,6 +359,7 @@ def _parameters(doc: Document, src: OpSource) -> Iterable[Mapping[str, Any]]:
 
 
 def _param_schema(conv: SchemaConverter, p: Mapping[str, Any], swagger: bool) -> Any:
+    raw: Any
     if swagger:
         # A Swagger 2 parameter is its own schema (type, format, items, enum, default...).
         raw = {k: v for k, v in p.items()
@@ -389,12 +389,14 @@ def _with_description(schema: Any, description: Any, *, override: bool = False) 
 
 def _style(p: Mapping[str, Any], location: str, swagger: bool) -> tuple[str, bool]:
     if swagger:
-        fmt = p.get("collectionFormat") if isinstance(p.get("collectionFormat"), str) else "csv"
+        given = p.get("collectionFormat")
+        fmt = given if isinstance(given, str) else "csv"
         return {"csv": "form", "multi": "form", "ssv": "spaceDelimited", "pipes": "pipeDelimited",
                 "tsv": "tabDelimited"}.get(fmt, "form"), fmt == "multi"
     default = "form" if location in ("query", "cookie") else "simple"
-    style = p.get("style") if isinstance(p.get("style"), str) else default
-    explode = p.get("explode") if isinstance(p.get("explode"), bool) else style == "form"
+    given_style, given_explode = p.get("style"), p.get("explode")
+    style = given_style if isinstance(given_style, str) else default
+    explode = given_explode if isinstance(given_explode, bool) else style == "form"
     return style, explode
 
 
@@ -422,7 +424,7 @@ def _swagger_body(consumes: list[str], required: bool) -> Body:
 
 def _is_json(media: str) -> bool:
     base = media.split(";", 1)[0].strip().lower()
-    return base in ("application/json", "*/*", "application/*") or base.endswith("+json") or base.endswith("/json")
+    return base in ("application/json", "*/*", "application/*") or base.endswith(("+json", "/json"))
 
 
 def _media_kind(media: str) -> str:
@@ -444,8 +446,8 @@ _KIND_ORDER = ("json", "form", "multipart", "text", "raw")
 def _pick_media(content: Mapping[str, Any]) -> tuple[str, str, Any] | None:
     best: tuple[int, str, str, Any] | None = None
     for media, value in content.items():
-        if not isinstance(media, str):
-            continue
+        if not isinstance(media, str):  # a YAML key such as 200
+            continue  # type: ignore[unreachable]
         kind = _media_kind(media)
         rank = _KIND_ORDER.index(kind)
         if best is None or rank < best[0]:
@@ -487,8 +489,18 @@ def _security_list(doc: Document, reqs: Any) -> list[list[tuple[str, Mapping[str
 class Operation:
     """One operation: what is known up front, and its plan once asked for."""
 
-    __slots__ = ("doc", "src", "name", "description", "method", "path", "server", "match_url", "schema_budget",
-                 "_plan")
+    __slots__ = (
+        "_plan",
+        "description",
+        "doc",
+        "match_url",
+        "method",
+        "name",
+        "path",
+        "schema_budget",
+        "server",
+        "src",
+    )
 
     def __init__(self, doc: Document, src: OpSource, name: str, server: Server,
                  schema_budget: int = NODE_BUDGET) -> None:

@@ -12,7 +12,8 @@ document is decoded whole and read the same way.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Mapping, NamedTuple
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import yaml
@@ -35,11 +36,11 @@ if msgspec is not None:
     _EMPTY = msgspec.Raw()
 
     class _Op(msgspec.Struct, gc=False):
-        operationId: Any = None
+        operationId: Any = None  # noqa: N815 - the document's own field name
         summary: Any = None
         description: Any = None
         parameters: Any = None
-        requestBody: msgspec.Raw = _EMPTY  # decoded when the tool's schema is asked for
+        requestBody: msgspec.Raw = _EMPTY  # noqa: N815 - decoded when the tool's schema is asked for
         servers: Any = None
         security: Any = None
         consumes: Any = None
@@ -64,7 +65,7 @@ if msgspec is not None:
         swagger: Any = None
         servers: Any = None
         host: Any = None
-        basePath: Any = None
+        basePath: Any = None  # noqa: N815 - the document's own field name
         schemes: Any = None
         consumes: Any = None
         security: Any = None
@@ -74,7 +75,7 @@ if msgspec is not None:
         definitions: msgspec.Raw = _EMPTY
         parameters: msgspec.Raw = _EMPTY
         responses: msgspec.Raw = _EMPTY
-        securityDefinitions: msgspec.Raw = _EMPTY
+        securityDefinitions: msgspec.Raw = _EMPTY  # noqa: N815 - the document's own field name
 
     _LAZY_KEYS = ("components", "definitions", "parameters", "responses", "securityDefinitions")
     _TOP_DECODER = msgspec.json.Decoder(_Top)
@@ -82,7 +83,7 @@ if msgspec is not None:
         dict[str, msgspec.Raw] | list[msgspec.Raw] | str | int | float | bool | None
     )
 else:  # pragma: no cover
-    _Raw = ()  # isinstance(x, ()) is always False
+    _Raw = ()  # type: ignore[misc,unreachable]  # isinstance(x, ()) is always False
 
 
 def is_raw(value: Any) -> bool:
@@ -93,7 +94,7 @@ def is_raw(value: Any) -> bool:
 
 
 def parse(content: Any, label: str, *, max_depth: int = _yaml.MAX_DEPTH,
-          max_alias_nodes: int = _yaml.MAX_ALIAS_NODES) -> "Document":
+          max_alias_nodes: int = _yaml.MAX_ALIAS_NODES) -> Document:
     """Parse JSON or YAML text (or take a mapping) into a :class:`Document`.
 
     YAML is read within ``max_depth`` and ``max_alias_nodes`` (see :mod:`._yaml`); JSON has no
@@ -135,7 +136,7 @@ def _too_deep(label: str) -> OpenAPISpecError:
     return OpenAPISpecError(f"{label} is nested too deeply to read (more than about 1,000 levels)", where="spec")
 
 
-def _parse_json_slow(text: Any, label: str, limits: dict[str, int]) -> "Document":
+def _parse_json_slow(text: Any, label: str, limits: dict[str, int]) -> Document:
     try:
         tree = json.loads(text)
     except RecursionError:
@@ -235,7 +236,7 @@ class Document:
     # -- construction
 
     @classmethod
-    def from_tree(cls, tree: Any, label: str) -> "Document":
+    def from_tree(cls, tree: Any, label: str) -> Document:
         if not isinstance(tree, Mapping):
             kind = "empty" if tree is None else type(tree).__name__
             kind = {"list": "a list", "str": "a string", "int": "a number", "float": "a number"}.get(kind, kind)
@@ -249,7 +250,7 @@ class Document:
         return doc
 
     @classmethod
-    def from_typed(cls, top: Any, text: Any, label: str) -> "Document":
+    def from_typed(cls, top: Any, text: Any, label: str) -> Document:
         kind, version = _check_version(top.openapi, top.swagger, label)
         fields = {
             "servers": top.servers, "host": top.host, "basePath": top.basePath, "schemes": top.schemes,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import httpx
 
@@ -22,7 +24,7 @@ async def read_source(
     spec: Any,
     *,
     client: httpx.AsyncClient | None,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - handed to httpx, which applies it per phase
     max_bytes: int = MAX_SPEC_BYTES,
     allow_link_local: bool = False,
 ) -> tuple[Any, str | None, str]:
@@ -33,7 +35,7 @@ async def read_source(
     if isinstance(spec, httpx.URL):
         spec = str(spec)
     if isinstance(spec, os.PathLike):
-        return _read_file(Path(spec), max_bytes), None, str(spec)
+        return await asyncio.to_thread(_read_file, Path(spec), max_bytes), None, str(spec)
     if isinstance(spec, (bytes, bytearray, memoryview)):
         return bytes(spec), None, "the given text"
     if not isinstance(spec, str):
@@ -52,19 +54,24 @@ async def read_source(
         return content, final_url, head
     if one_line and not head.startswith(("{", "[")):
         # One line that is not JSON: a file path, unless it reads like a one-line YAML document.
-        path = Path(head).expanduser()
-        try:
-            is_file = path.is_file()
-        except OSError:  # a name too long for the file system is text, not a path
-            is_file = False
-        if is_file:
-            return _read_file(path, max_bytes), None, str(path)
+        found = await asyncio.to_thread(_read_file_if_there, head, max_bytes)
+        if found is not None:
+            return found
         if not re.match(r"^\s*(openapi|swagger)\s*:", head):
             raise OpenAPISpecError(
                 f"{head[:200]!r} is not an http(s) URL, an existing file or an OpenAPI document",
                 where="spec",
             )
     return spec, None, "the given text"
+
+
+def _read_file_if_there(name: str, max_bytes: int) -> tuple[bytes, None, str] | None:
+    path = Path(name).expanduser()
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long for the file system is text, not a path
+        is_file = False
+    return (_read_file(path, max_bytes), None, str(path)) if is_file else None
 
 
 def _read_file(path: Path, max_bytes: int) -> bytes:
@@ -84,8 +91,8 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         raise OpenAPISpecError(f"cannot read {path}: {exc.strerror or exc}", where="spec") from None
 
 
-async def _fetch(url: str, *, client: httpx.AsyncClient | None, timeout: float, max_bytes: int,
-                 allow_link_local: bool) -> tuple[bytes, str]:
+async def _fetch(url: str, *, client: httpx.AsyncClient | None, timeout: float,  # noqa: ASYNC109
+                 max_bytes: int, allow_link_local: bool) -> tuple[bytes, str]:
     own = client is None
     http = client or new_client(allow_link_local=allow_link_local, timeout=timeout)
     try:

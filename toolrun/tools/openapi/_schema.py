@@ -26,7 +26,8 @@ import functools
 import json
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..._json import MAX_DEPTH as _JSON_MAX_DEPTH
 from ..._schema import MAX_SCHEMA_NODES
@@ -85,12 +86,11 @@ def trim(text: Any, limit: int = DESCRIPTION_LIMIT) -> str:
     """``text`` stripped and cut at a word boundary to at most ``limit`` characters."""
     if not isinstance(text, str):
         return ""
-    if not valid_text(text):  # a lone surrogate in prose: shown as "?"
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
+    shown: str = text if valid_text(text) else text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates: "?"
+    shown = shown.strip()
+    if len(shown) <= limit:
+        return shown
+    cut = shown[: limit - 1]
     space = cut.rfind(" ")
     if space > limit // 2:
         cut = cut[:space]
@@ -295,7 +295,7 @@ class SchemaConverter:
         if get("nullable") is True and "type" in out:
             kinds = out["type"] if isinstance(out["type"], list) else [out["type"]]
             if "null" not in kinds:
-                out["type"] = kinds + ["null"]
+                out["type"] = [*kinds, "null"]
 
         description = trim(get("description"))
         if description:
@@ -319,7 +319,7 @@ class SchemaConverter:
             elif value is True and bound in out:  # draft 4 / OpenAPI 3.0 form
                 out[key] = out.pop(bound)
         value = get("multipleOf")
-        if _is_number(value) and value > 0:
+        if _is_number(value) and value is not None and value > 0:
             out["multipleOf"] = value
         for key in _COUNT_KEYS:
             count = _count(get(key))
@@ -362,7 +362,7 @@ class SchemaConverter:
         pattern_props = get("patternProperties")
         if isinstance(pattern_props, Mapping):
             out["patternProperties"] = {str(k): self._conv(v) for k, v in pattern_props.items()
-                                        if not isinstance(k, str) or valid_text(k) and _usable_pattern(k)}
+                                        if not isinstance(k, str) or (valid_text(k) and _usable_pattern(k))}
             self._add(0, sum(len(k) + 4 for k in out["patternProperties"]))
         extra = get("additionalProperties")
         if isinstance(extra, (bool, Mapping)):
@@ -370,9 +370,8 @@ class SchemaConverter:
         items = get("items")
         if isinstance(items, (bool, Mapping)):
             out["items"] = self._conv(items)
-        elif isinstance(items, list):  # tuple form of draft 4 and OpenAPI 3.0
-            if items:
-                out["prefixItems"] = [self._conv(i) for i in items]
+        elif isinstance(items, list) and items:  # tuple form of draft 4 and OpenAPI 3.0
+            out["prefixItems"] = [self._conv(i) for i in items]
         prefix = get("prefixItems")
         if isinstance(prefix, list) and prefix and "prefixItems" not in out:
             out["prefixItems"] = [self._conv(i) for i in prefix]
@@ -445,17 +444,12 @@ def _unique(values: list[Any]) -> list[Any]:
     out: list[Any] = []
     seen: set[Any] = set()
     for v in values:
-        if v is None or isinstance(v, (str, bool, int, float)):
-            # JSON Schema's uniqueness: 1 and True differ, 1 and 1.0 do not.
-            key = (isinstance(v, bool), v)
-            if key in seen:
-                continue
-            seen.add(key)
-        else:
-            key = json.dumps(_same_numbers(v), sort_keys=True)
-            if key in seen:
-                continue
-            seen.add(key)
+        # JSON Schema's uniqueness: 1 and True differ, 1 and 1.0 do not.
+        key: Any = (isinstance(v, bool), v) if v is None or isinstance(v, (str, bool, int, float)) else \
+            json.dumps(_same_numbers(v), sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
         out.append(v)
     return out
 
@@ -522,7 +516,7 @@ def _common_type(a: Any, b: Any) -> Any:
     left = set(a) if isinstance(a, list) else {a}
     right = set(b) if isinstance(b, list) else {b}
     both = left & right
-    if "integer" in left and "number" in right or "number" in left and "integer" in right:
+    if ("integer" in left and "number" in right) or ("number" in left and "integer" in right):
         both.add("integer")
     if not both:
         return None

@@ -33,6 +33,7 @@ from yaml.events import (
     StreamEndEvent,
 )
 
+_CParser: Any
 try:
     from yaml._yaml import CParser as _CParser  # libyaml
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
