@@ -24,6 +24,7 @@ pytestmark = pytest.mark.model
 TOOLRUN = "@remote/toolrun-mode"
 NATIVE = "@remote/native-mode"
 NAMED = {"type": "function", "function": {"name": "getGithubUser"}}
+NAMED_PY = {"type": "function", "function": {"name": "get_github_user"}}
 CLOUDFLARE = {"login": "cloudflare", "name": "Cloudflare", "type": "Organization", "public_repos": 513,
               "location": "San Francisco"}
 
@@ -136,9 +137,8 @@ async def test_native_mode_embedded(catalog: Catalog) -> None:
     async with AsyncAI(catalog=catalog) as ai:
         get_github_user.calls = []  # type: ignore[attr-defined]
         out = await run_with_tools(ai, NATIVE, {"messages": [{"role": "user", "content": SEED_PROMPT}],
-                                                "tools": [get_github_user], "temperature": 0,
-                                                "tool_choice": {"type": "function", "function": {"name": "get_github_user"}},
-                                                "max_tokens": 96})
+                                                "tools": [get_github_user], "tool_choice": NAMED_PY,
+                                                "temperature": 0, "max_tokens": 96})
         assert [u.lower() for u in get_github_user.calls] == ["cloudflare"]  # type: ignore[attr-defined]
         assert out["response"].strip()
 
