@@ -4,8 +4,9 @@ The model controls argument values, never where a request goes: path values
 are percent-encoded whole (a ``/``, ``?``, ``#`` or ``..`` cannot reach the
 URL's structure), only declared header and cookie parameters are sent,
 every request and every redirect it follows must stay on the operation's
-server origin, and credentials and override headers are only ever added to
-those requests.
+server origin (never a link-local or metadata address: see ``_address``), and
+credentials and override headers are only ever added to those requests. What
+comes back is read within ``max_response_bytes``, decompression included.
 """
 
 from __future__ import annotations
