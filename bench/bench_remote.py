@@ -160,6 +160,9 @@ async def throughput(url: str, gguf: str, rounds: int, clients: int, per_client:
                 async with gate:
                     return int(await coro_fn())
 
+            # Warm up both paths (the first prefill and the engine's first use are not throughput).
+            await gated(lambda inputs=inputs: through_toolrun(inputs))
+            await gated(lambda body=body: straight(body))
             rows = []
             for r in range(rounds):
                 order = ["toolrun", "direct"] if r % 2 == 0 else ["direct", "toolrun"]
