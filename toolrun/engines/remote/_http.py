@@ -23,7 +23,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -193,7 +193,7 @@ class UpstreamPool:
 
     # ----------------------------------------------------------- requests
 
-    async def stream(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, path: str, body: Mapping[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """POST ``body`` to ``path`` and yield each JSON payload of the answer.
 
         An ``text/event-stream`` answer yields one payload per ``data:`` event until
@@ -313,7 +313,7 @@ class _BadPayloadError(Exception):
     """The upstream sent something that is not JSON where JSON was due."""
 
 
-async def _payloads(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+async def _payloads(response: httpx.Response) -> AsyncGenerator[dict[str, Any], None]:
     content_type = response.headers.get("content-type", "")
     if "text/event-stream" not in content_type:
         raw = await response.aread()

@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
@@ -179,7 +179,7 @@ class OpenAICompatibleEngine(Engine):
             async for event in events:
                 yield event
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -235,7 +235,7 @@ class OpenAICompatibleEngine(Engine):
                                        "json_schema": {"name": "response", "schema": dict(request.response_schema)}}
         return body
 
-    async def _generate_native(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def _generate_native(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         calls = CallAccumulator()
         prompt_tokens = completion_tokens = 0
         finish: str = "stop"
@@ -259,7 +259,7 @@ class OpenAICompatibleEngine(Engine):
             yield event
         yield final_event(prompt_tokens, completion_tokens or pieces, finish_reason(finish, calls.count > 0))
 
-    async def _generate_raw(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def _generate_raw(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         """A raw prompt (Workers AI's ``raw``) in native mode: the completions endpoint, as is."""
         tally = _Tally()
         pieces = self._complete(request.raw_prompt or "", request, None, request.sampling.max_tokens)
@@ -333,7 +333,7 @@ class OpenAICompatibleEngine(Engine):
         return body
 
     async def _complete(self, prompt: str, request: GenerationRequest, grammar: str | None,
-                        max_tokens: int) -> AsyncIterator[_Piece]:
+                        max_tokens: int) -> AsyncGenerator[_Piece, None]:
         body = self._completion_body(prompt, request, grammar, max_tokens)
         payloads = self.pool.stream(self.dialect.completion_path, body)
         async with aclosing(payloads):
@@ -353,7 +353,7 @@ class OpenAICompatibleEngine(Engine):
                     piece.finish = choice.get("finish_reason") or piece.finish
                 yield piece
 
-    async def _generate_toolrun(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def _generate_toolrun(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         template = await self.prompt_template()
         prompt = render_prompt(self.format, template.source, request, eos_token=template.eos_token)
         constrains = self.dialect.grammar is not None
@@ -388,7 +388,7 @@ class OpenAICompatibleEngine(Engine):
                     opener_at = self.format.find_opener(text, parser.extra_openers)
                     break
         finally:
-            await first.aclose()  # type: ignore[attr-defined]
+            await first.aclose()
 
         if opener_at is not None and isinstance(parser, StreamParser):
             # The model opened a call: write it again from the opener, under the grammar.
@@ -404,7 +404,7 @@ class OpenAICompatibleEngine(Engine):
                     for event in parser.feed(piece.text):
                         yield event
             finally:
-                await second.aclose()  # type: ignore[attr-defined]
+                await second.aclose()
         for event in parser.finish():
             yield event
         yield tally.final(calls=parser.calls_emitted > 0)
