@@ -892,3 +892,15 @@ def test_any_document_shape_converts_or_says_why_and_calls_stay_home(op: Any, sc
 
     asyncio.run(run())
     assert all(r.url.host == "x.test" and r.url.raw_path.startswith(b"/v1/a/") for r in sent)
+
+
+async def test_credentials_do_not_follow_the_document_to_another_origin(api, other) -> None:
+    # Redirects are followed one hop at a time (each is checked); like httpx's own following, a hop
+    # to another origin goes without the client's Authorization.
+    url = other.serve_spec("spec.json", json.dumps({"openapi": "3.0.0", "paths": {}}))
+    async with httpx.AsyncClient(auth=("bob", "s3cret"), headers={"Authorization": "Bearer t0ken"}) as client:
+        await create_tools_from_openapi_spec(f"{api.url}/redirect?to={url}", client=client)
+        await create_tools_from_openapi_spec(url, client=client)
+    assert "authorization" in api.requests[0]["headers"]
+    (hop, direct) = other.requests
+    assert "authorization" not in hop["headers"] and "authorization" in direct["headers"]

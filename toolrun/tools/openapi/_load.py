@@ -91,6 +91,10 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         raise OpenAPISpecError(f"cannot read {path}: {exc.strerror or exc}", where="spec") from None
 
 
+def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:
+    return url.scheme, url.raw_host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
 async def _fetch(url: str, *, client: httpx.AsyncClient | None, timeout: float,  # noqa: ASYNC109
                  max_bytes: int, allow_link_local: bool) -> tuple[bytes, str]:
     own = client is None
@@ -103,10 +107,15 @@ async def _fetch(url: str, *, client: httpx.AsyncClient | None, timeout: float, 
                 problem = check_url(current, f"fetching {url} redirected to" if hop else "the document's URL")
                 if problem:
                     raise OpenAPISpecError(problem, where="spec")
-            async with http.stream(
-                "GET", current, follow_redirects=False, timeout=timeout,
-                headers={"Accept": "application/json, application/yaml;q=0.9, */*;q=0.5"},
-            ) as resp:
+            request = http.build_request("GET", current, timeout=timeout,
+                                         headers={"Accept": "application/json, application/yaml;q=0.9, */*;q=0.5"})
+            # As httpx does when it follows redirects: credentials never go on to another origin.
+            crossed = _origin(current) != _origin(httpx.URL(url))
+            if crossed:
+                request.headers.pop("Authorization", None)
+            resp = await http.send(request, stream=True, follow_redirects=False,
+                                   auth=None if crossed else httpx.USE_CLIENT_DEFAULT)
+            try:
                 location = resp.headers.get("location")
                 if resp.is_redirect and location:
                     try:
@@ -134,6 +143,8 @@ async def _fetch(url: str, *, client: httpx.AsyncClient | None, timeout: float, 
                 if truncated:
                     raise OpenAPISpecError(f"{url} is more than the {max_bytes}-byte limit", where="spec")
                 return content, str(resp.url)
+            finally:
+                await resp.aclose()
         raise OpenAPISpecError(f"fetching {url} was redirected more than {MAX_SPEC_REDIRECTS} times", where="spec")
     except OpenAPISpecError:
         raise
