@@ -350,6 +350,14 @@ async def test_a_server_that_never_answers_hits_the_connect_timeout() -> None:
     assert time.perf_counter() - started < 60  # the child was stopped (stdin closed, SIGTERM), not waited out
 
 
+async def test_a_server_that_ignores_sigterm_is_killed_and_reaped() -> None:
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    with pytest.raises(MCPServerError, match="within 1 s"):
+        async with create_tools_from_mcp(command=[sys.executable, "-c", stubborn], connect_timeout=1):
+            pass
+    # no_child_left_behind: stdin closed, SIGTERM ignored, then SIGKILL to its process group, and reaped
+
+
 @pytest.mark.parametrize(("kwargs", "where"), [
     ({}, "command"),
     ({"command": WEATHER, "url": "http://127.0.0.1:1/mcp"}, "command"),

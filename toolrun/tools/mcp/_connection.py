@@ -67,8 +67,12 @@ class ServerConnection:
         """Start (or reach) the server and list its tools; raise :class:`MCPServerError` if that fails."""
         self.loop = asyncio.get_running_loop()
         ready: asyncio.Future[list[mcp_types.Tool]] = self.loop.create_future()
+        # Read even when nobody waits any more (the starter was cancelled): no "never retrieved" warning.
+        ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._task = asyncio.create_task(self._supervise(ready), name=f"toolrun-mcp {self.label}")
-        return await ready
+        # Shielded: a cancelled starter must not cancel the future the supervisor will still set;
+        # the starter's caller stops the supervisor instead.
+        return await asyncio.shield(ready)
 
     async def stop(self) -> None:
         """Stop the server and wait until it is gone (a stdio child is reaped); safe to call twice."""
