@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -83,11 +84,25 @@ class Dialect:
     stream_usage: bool = True
 
 
+_EMPTY_ALTERNATIVE = re.compile(r"::=(\s*)\|")
+
+
+def xgrammar_gbnf(grammar: str) -> str:
+    """llama.cpp's GBNF as xgrammar (vLLM's and SGLang's default backend) parses it.
+
+    xgrammar refuses an empty alternative (``space ::= | " " | ...``, which llama.cpp's
+    converter writes for optional whitespace) but accepts the same thing as ``""``. Checked
+    with xgrammar 0.2.8: every format's call grammar then parses and matches as llama.cpp's does.
+    """
+    return _EMPTY_ALTERNATIVE.sub(r'::=\1"" |', grammar)
+
+
 DIALECTS: dict[str, Dialect] = {
     "openai": Dialect("openai", "native", "/chat/completions", "/completions", None),
     "vllm": Dialect("vllm", "toolrun", "/chat/completions", "/completions",
-                    lambda g: {"structured_outputs": {"grammar": g}}),
-    "sglang": Dialect("sglang", "toolrun", "/chat/completions", "/completions", lambda g: {"ebnf": g}),
+                    lambda g: {"structured_outputs": {"grammar": xgrammar_gbnf(g)}}),
+    "sglang": Dialect("sglang", "toolrun", "/chat/completions", "/completions",
+                      lambda g: {"ebnf": xgrammar_gbnf(g)}),
     "llama.cpp": Dialect("llama.cpp", "toolrun", "/v1/chat/completions", "/completion", lambda g: {"grammar": g},
                          llama_native=True, reports_template=True),
     "llama-cpp-python": Dialect("llama-cpp-python", "toolrun", "/chat/completions", "/completions",
