@@ -214,6 +214,7 @@ async def main() -> None:
     parser.add_argument("--skip-bfcl", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("-q", "--quiet", action="store_true")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"results JSON (default {RESULTS})")
     args = parser.parse_args()
     print("command: .venv/bin/python bench/bench_remote.py " + " ".join(sys.argv[1:]), flush=True)
 
@@ -239,9 +240,9 @@ async def main() -> None:
         print_throughput(report["throughput"], args.clients)
     if "bfcl" in report:
         print_bfcl(report["bfcl"], args.limit)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2, default=str))
-    print(f"\nresults: {RESULTS.relative_to(ROOT)}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nresults: {args.output}")
 
 
 if __name__ == "__main__":

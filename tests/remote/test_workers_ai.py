@@ -379,3 +379,8 @@ async def test_ai_gateway_base_url(cloudflare_stub) -> None:
         assert paths == [f"/v1/{ACCOUNT}/my-gateway/workers-ai/@cf/meta/llama-3.3-70b-instruct-fp8-fast"]
     finally:
         await _close(ai)
+
+
+def test_unknown_provider_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="workers-ai"):
+        AsyncAI(provider="bedrock")
