@@ -4,7 +4,8 @@
 
 1. Per call: one ``get_weather(city)`` function, called the way run_with_tools
    calls a tool (``await tool.acall(arguments)``) three ways: made a tool with
-   ``tool()`` in this process; served by an MCP server (the SDK's
+   ``tool()`` in this process (a sync function runs on a thread of its own; the
+   same as an ``async def`` for comparison); served by an MCP server (the SDK's
    ``MCPServer``) started over stdio by ``create_tools_from_mcp``; and by the
    same server over Streamable HTTP on 127.0.0.1. The kinds take turns call by
    call, so load on the machine hits all alike; medians of every call. The "SDK alone"
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import os
 import platform
+import random
 import socket
 import statistics
 import subprocess
@@ -47,6 +49,11 @@ def get_weather(city: str) -> str:
         city: The city name.
     """
     return f"The weather in {city} is 31 degrees Celsius and sunny."
+
+
+async def async_get_weather(city: str) -> str:
+    """The same as an ``async def``: run_with_tools awaits it instead of giving it a thread."""
+    return get_weather(city)
 
 
 # ----------------------------------------------------------------- the server
@@ -99,11 +106,13 @@ class HttpServer:
 # ----------------------------------------------------------------- measuring
 
 
-async def time_calls(kinds: dict[str, Any], n: int, times: dict[str, list[float]]) -> None:
-    """``n`` calls of each kind, interleaved call by call (the order rotating), so that load hits all alike."""
+async def time_calls(kinds: dict[str, Any], n: int, times: dict[str, list[float]], shuffle: random.Random) -> None:
+    """``n`` calls of each kind, interleaved call by call in a shuffled order, so that load hits all alike
+    (and no kind always follows the same other: a sync tool()'s thread still winding down, say)."""
     order = list(kinds.items())
-    for i in range(n):
-        for kind, call_tool in order[i % len(order):] + order[:i % len(order)]:
+    for _ in range(n):
+        shuffle.shuffle(order)
+        for kind, call_tool in order:
             started = time.perf_counter()
             await call_tool.acall(ARGUMENTS)
             times[kind].append(time.perf_counter() - started)
@@ -122,21 +131,23 @@ class SdkCall:
 
 async def per_call(calls: int, rounds: int) -> dict[str, list[float]]:
     direct = tool(get_weather)
+    direct_async = tool(async_get_weather, name="get_weather")
     http = HttpServer(1)
     stdio_made = create_tools_from_mcp(command=server_command("stdio", 1))
     http_made = create_tools_from_mcp(url=http.url)
     try:
         async with stdio_made as over_stdio, http_made as over_http:
-            kinds = {"tool() in process": direct,
+            kinds = {"tool() in process": direct, "  async def tool()": direct_async,
                      "MCP over stdio": over_stdio[0], "  SDK alone, stdio": SdkCall(stdio_made),
                      "MCP over HTTP": over_http[0], "  SDK alone, HTTP": SdkCall(http_made)}
             for t in kinds.values():
                 assert await t.acall(ARGUMENTS) == get_weather("Austin")
-            await time_calls(kinds, 50, {k: [] for k in kinds})  # warm up
+            shuffle = random.Random(0)
+            await time_calls(kinds, 50, {k: [] for k in kinds}, shuffle)  # warm up
             times: dict[str, list[float]] = {k: [] for k in kinds}
             per_round = max(1, calls // rounds)
             for round_ in range(rounds):
-                await time_calls(kinds, per_round, times)
+                await time_calls(kinds, per_round, times, shuffle)
                 print(f"round {round_ + 1}/{rounds}: " + ", ".join(
                     f"{k} {statistics.median(v) * 1e6:.0f} µs" for k, v in times.items()), flush=True)
             return times
