@@ -65,7 +65,7 @@ async def _run(model: str, prompt: str, tool_refs: list[str], openapi_specs: lis
 async def _run_with(model: str, prompt: str, tools: list[Any], *, stream: bool, system: str | None,
                     sampling: dict[str, Any], max_rounds: int, json_output: bool) -> None:
     from ..ai import AsyncAI
-    from ..embedded import run_with_tools
+    from ..embedded import ToolRunStream, run_with_tools
 
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     inputs: dict[str, Any] = {"messages": messages, **{k: v for k, v in sampling.items() if v is not None}}
@@ -80,7 +80,7 @@ async def _run_with(model: str, prompt: str, tools: list[Any], *, stream: bool, 
     try:
         result = await run_with_tools(narrator, model, inputs, stream_final_response=stream,
                                       max_recursive_tool_runs=max_rounds)
-        if stream:
+        if isinstance(result, ToolRunStream):
             async for event in result:
                 text = event.get("response") if isinstance(event, Mapping) else None
                 if text:
