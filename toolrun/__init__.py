@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 
 # The embedded helpers are re-exported lazily: importing toolrun stays cheap.
 _EMBEDDED = {"run_with_tools", "run_with_tools_sync", "tool", "Tool", "auto_trim_tools", "bm25_trim_tools",
-             "create_tools_from_openapi_spec"}
+             "create_tools_from_openapi_spec", "create_tools_from_mcp", "create_tools_from_mcp_sync"}
 
 
 def __getattr__(name: str) -> Any:
