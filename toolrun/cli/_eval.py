@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -87,7 +89,8 @@ def bfcl(
     results["settings"]["threads"] = threads
     results["command"] = shlex.join(sys.argv)
     # Piped or redirected, rich assumes 80 columns: too narrow for the table's nine.
-    console.print(results_table(results), width=None if console.is_terminal else 120)
+    out = console if console.is_terminal or os.environ.get("COLUMNS") else Console(width=120)
+    out.print(results_table(results))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -144,8 +147,8 @@ async def _bfcl(*, model: str, categories: list[str], limit: int | None, offset:
 
 def results_table(results: dict[str, Any]) -> Table:
     settings = results["settings"]
-    span = f"cases {settings['offset']}–{settings['offset'] + settings['limit'] - 1}" if settings["limit"] \
-        else f"cases from {settings['offset']}"
+    first, limit = settings["offset"], settings["limit"]
+    span = f"cases from {first}" if not limit else f"case {first}" if limit == 1 else f"cases {first}–{first + limit - 1}"
     temperature = "greedy" if not settings["temperature"] else f"temperature {settings['temperature']:g}"
     table = Table(title=f"BFCL v4 · {escape(results['model'])} · {span} · {temperature}", header_style="bold",
                   caption=f"[dim]bfcl-eval {results['bfcl_eval']} AST checker · invalid: calls dropped by the "

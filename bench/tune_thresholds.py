@@ -1,0 +1,144 @@
+"""Tune a local model's ``call_threshold`` on held-out BFCL cases (never on the cases the README reports).
+
+    .venv/bin/python bench/tune_thresholds.py --model @local/qwen2.5-coder-0.5b-instruct \\
+        [--offset 40] [--limit 40] [--categories simple_python,multiple,parallel,irrelevance,live_irrelevance] \\
+        [--another-call-threshold X] [--threads 1]
+
+With ``tool_choice: "auto"`` the local engine calls a tool when the model's probability of opening a
+call at its first token reaches the threshold, and answers in text otherwise. For every held-out case
+this script reads that probability (from the same prompt the engine renders, on the same context) and
+the verdict of the call the model writes when it does call (the engine run with the threshold at
+~0). A threshold ``t`` then gives, per case, that verdict where the probability is ≥ ``t``, and "no
+call" below it — right for the irrelevance categories, wrong elsewhere. (A model that answers in
+text may still open a call later in its answer; that rare case is not simulated, which is why the
+chosen value is then confirmed by ``toolrun eval bfcl`` on the held-out cases.) The sweep is printed
+per category, with the macro average that picks the threshold; the raw per-case data goes to
+``bench/.cache/tune-<model>.json``.
+
+It reads the engine's internals (``engines/llamacpp``), so it is a bench tool, not part of toolrun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+HELD_OUT = "simple_python,multiple,parallel,irrelevance,live_irrelevance"
+NO_CALL = {"irrelevance", "live_irrelevance"}
+
+
+def opening_probability(engine: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> float:
+    """The engine's own decision input: the probability mass on call openers at the first generated token.
+
+    Read between requests (the engine's worker is idle then): the prompt's prefix is still in the KV
+    cache from the run just before, so this costs one token's evaluation.
+    """
+    from toolrun.ai._inputs import build_request, parse_inputs
+    from toolrun.engines.llamacpp._decide import probability_mass
+
+    request = build_request(parse_inputs({"messages": messages, "tools": tools, "temperature": 0}),
+                            function_calling=True)
+    llm = engine.load()
+    tokens = llm.tokenize(engine.render_prompt(request).encode(), add_bos=False, special=True)
+    engine._prefill(llm, tokens)
+    return probability_mass(llm.scores[llm.n_tokens - 1], engine._decisions(llm).openers)
+
+
+async def collect(model: str, category: str, offset: int, limit: int, another: float | None,
+                  threads: int | None) -> list[dict[str, Any]]:
+    from toolrun import AsyncAI
+    from toolrun.eval import BfclData, run_bfcl, to_tool
+
+    ai = AsyncAI(n_threads=threads)
+    entry = ai.catalog.get(model)
+    changes: dict[str, Any] = {"call_threshold": 1e-9}  # always take the call path: its verdict is what we need
+    if another is not None:
+        changes["another_call_threshold"] = another
+    ai.catalog.add(replace(entry, **changes))
+    engine = await ai.engine(entry.name)
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+
+    def record(case: Any, result: dict[str, Any]) -> None:
+        nonlocal started
+        p = opening_probability(engine, case.messages, [to_tool(f) for f in case.functions])
+        rows.append({"category": category, "id": case.id, "p_open": round(p, 4), "call_correct": result["correct"],
+                     "calls": len(result["tool_calls"]), "invalid": result["invalid"], "why": result["why"]})
+        print(f"  {case.id:<24} p={p:5.3f} {'ok  ' if result['correct'] else 'FAIL'} "
+              f"{time.perf_counter() - started:5.1f}s {result['why'][:80]}", flush=True)
+        started = time.perf_counter()
+
+    try:
+        await run_bfcl(ai, entry.name, categories=[category], offset=offset, limit=limit, data=BfclData.default(),
+                       on_case=record)
+    finally:
+        await ai.aclose()
+    return rows
+
+
+def sweep(rows: list[dict[str, Any]], thresholds: list[float]) -> list[dict[str, Any]]:
+    categories = list(dict.fromkeys(r["category"] for r in rows))
+    table = []
+    for t in thresholds:
+        accuracy = {}
+        for category in categories:
+            items = [r for r in rows if r["category"] == category]
+            right = sum((r["call_correct"] if r["p_open"] >= t else category in NO_CALL) for r in items)
+            accuracy[category] = 100.0 * right / len(items)
+        table.append({"threshold": t, "accuracy": accuracy,
+                      "macro": sum(accuracy.values()) / len(accuracy)})
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--categories", default=HELD_OUT)
+    parser.add_argument("--offset", type=int, default=40, help="held out: the README reports cases 0-39")
+    parser.add_argument("--limit", type=int, default=40)
+    parser.add_argument("--another-call-threshold", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--reuse", action="store_true", help="sweep the saved per-case data again, run nothing")
+    args = parser.parse_args()
+    if args.offset < 40 and not args.categories.startswith("live_"):
+        sys.exit("refusing to tune on cases 0-39: those are the ones reported")
+
+    out = HERE / ".cache" / f"tune-{args.model.split('/')[-1]}.json"
+    if args.reuse:
+        rows = json.loads(out.read_text())["rows"]
+    else:
+        categories = [c.strip() for c in args.categories.split(",") if c.strip()]
+        # live_* categories are never reported: all their cases are held out, from the start.
+        rows = []
+        for category in categories:
+            start = 0 if category.startswith("live_") else args.offset
+            rows += asyncio.run(collect(args.model, category, start, args.limit, args.another_call_threshold,
+                                        args.threads))
+    table = sweep(rows, [round(0.05 * i, 2) for i in range(20)])
+    categories = list(table[0]["accuracy"])
+    print(f"\n{args.model}: held-out cases, accuracy % by call_threshold (macro = mean over categories)")
+    print(f"{'threshold':>9} " + " ".join(f"{c[:16]:>16}" for c in categories) + f" {'macro':>7}")
+    best = max(table, key=lambda row: (round(row["macro"], 6), -row["threshold"]))
+    for row in table:
+        mark = "  <- best" if row is best else ""
+        print(f"{row['threshold']:>9.2f} " + " ".join(f"{row['accuracy'][c]:>16.1f}" for c in categories)
+              + f" {row['macro']:>7.1f}{mark}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"model": args.model, "offset": args.offset, "limit": args.limit,
+                               "another_call_threshold": args.another_call_threshold, "rows": rows,
+                               "sweep": table, "best": best}, indent=2))
+    print(f"per-case data: {out}")
+
+
+if __name__ == "__main__":
+    main()
