@@ -148,7 +148,8 @@ async def _bfcl(*, model: str, categories: list[str], limit: int | None, offset:
 def results_table(results: dict[str, Any]) -> Table:
     settings = results["settings"]
     first, limit = settings["offset"], settings["limit"]
-    span = f"cases from {first}" if not limit else f"case {first}" if limit == 1 else f"cases {first}–{first + limit - 1}"
+    span = f"cases {first}–{first + limit - 1}" if limit and limit > 1 else f"case {first}" if limit else \
+        f"cases from {first}"
     temperature = "greedy" if not settings["temperature"] else f"temperature {settings['temperature']:g}"
     table = Table(title=f"BFCL v4 · {escape(results['model'])} · {span} · {temperature}", header_style="bold",
                   caption=f"[dim]bfcl-eval {results['bfcl_eval']} AST checker · invalid: calls dropped by the "
