@@ -80,10 +80,17 @@ class ServerConnection:
         if self._scope is not None:
             self._scope.cancel()
         task = self._task
-        if task is not None and not task.done():
+        if task is None:
+            return
+        try:
             # Shielded: a second cancellation of the caller must not cut the shutdown short; the
             # supervisor then finishes on its own and asyncio.run's teardown still waits for it.
             await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():  # the caller was cancelled, not the supervisor (the loop closing)
+                raise
+        except Exception as exc:  # noqa: BLE001 - stopping is done; what went wrong on the way is not news
+            logger.debug("MCP server %s: stopping: %s", self.label, _describe(exc))
 
     async def _supervise(self, ready: asyncio.Future[list[mcp_types.Tool]]) -> None:
         try:
