@@ -245,5 +245,12 @@ async def main() -> None:
     print(f"\nresults: {args.output}")
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # unwinds main(), whose finally stops the upstream it started
+
+
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGTERM, _interrupt)
     asyncio.run(main())
