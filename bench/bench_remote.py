@@ -124,12 +124,14 @@ async def throughput(url: str, gguf: str, rounds: int, clients: int, per_client:
     out: dict[str, Any] = {}
 
     async def through_toolrun(inputs: dict[str, Any]) -> int:
-        pieces = 0
+        # The upstream's chunks, as the engine counted them (llama_cpp.server reports no usage when
+        # streaming; one chunk is one token): the same count the direct side makes.
+        tokens = 0
         stream = await ai.run(TOOLRUN, inputs)
         async for event in stream:
-            if event.get("response") or "tool_call_delta" in event:
-                pieces += 1
-        return pieces
+            if "usage" in event:
+                tokens = event["usage"]["completion_tokens"]
+        return tokens
 
     async def straight(body: dict[str, Any]) -> int:
         pieces = 0
