@@ -87,7 +87,8 @@ class AsyncAI:
                 engine = LlamaCppEngine(
                     self.weights(entry.name), get_format(entry.tool_format),
                     context_window=self._context_window or entry.context_window, n_threads=self._n_threads,
-                    call_threshold=entry.call_threshold,
+                    call_threshold=entry.call_threshold, another_call_threshold=entry.another_call_threshold,
+                    try_another_call=entry.try_another_call,
                 )
                 engine.load()
             self._engines[entry.name] = engine

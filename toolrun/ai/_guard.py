@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
@@ -61,28 +60,29 @@ def _as_numbers(value: Any, schema: Any) -> Any:
     return value
 
 
-def _call_key(name: str, arguments: Mapping[str, Any]) -> tuple[str, str]:
-    return name, json.dumps(arguments, sort_keys=True)
-
-
-def answered_calls(messages: list[Message]) -> set[tuple[str, str]]:
-    """Calls made since the last user turn, as (name, arguments JSON); "*" where the arguments are unknown.
+def answered_calls(messages: list[Message]) -> list[tuple[str, Mapping[str, Any] | None]]:
+    """Calls made since the last user turn, as (name, arguments); ``None`` where the arguments are unknown.
 
     Workers AI's short form (``{"role": "assistant", "tool_call": "name"}``) records no
     arguments, so any call of that tool counts as a repeat.
     """
-    answered: set[tuple[str, str]] = set()
+    answered: list[tuple[str, Mapping[str, Any] | None]] = []
     for msg in reversed(messages):
         if msg["role"] == "user":
             break
         for call in msg.get("tool_calls", ()):
             fn = call["function"]
-            answered.add(_call_key(fn["name"], fn["arguments"]) if fn["arguments"] else (fn["name"], "*"))
+            answered.append((fn["name"], fn["arguments"] or None))
     return answered
 
 
-def _is_repeat(call: IndexedToolCall, answered: set[tuple[str, str]]) -> bool:
-    return (call["name"], "*") in answered or _call_key(call["name"], call["arguments"]) in answered
+def _is_repeat(call: IndexedToolCall, answered: list[tuple[str, Mapping[str, Any] | None]]) -> bool:
+    """The same tool with the same arguments — extra ones (a unit the model adds) don't make it new."""
+    for name, arguments in answered:
+        if name == call["name"] and (arguments is None
+                                     or all(call["arguments"].get(k) == v for k, v in arguments.items())):
+            return True
+    return False
 
 
 async def checked_events(engine: Engine, request: GenerationRequest) -> AsyncIterator[Event]:
@@ -92,7 +92,7 @@ async def checked_events(engine: Engine, request: GenerationRequest) -> AsyncIte
     repeat: then the calls must be seen whole before anything about them goes out.
     """
     tools = {t.name: t for t in request.tools}
-    answered = answered_calls(request.messages) if request.tool_choice == "auto" else set()
+    answered = answered_calls(request.messages) if request.tool_choice == "auto" else []
     held: list[IndexedToolCall] = []
     stream = engine.generate(request)
     try:

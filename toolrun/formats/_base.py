@@ -53,6 +53,8 @@ class ToolCallFormat(ABC):
     fallback_template: ClassVar[str]
     #: Text that ends one call (or the whole call list), for streaming.
     call_closers: ClassVar[tuple[str, ...]] = ()
+    #: What the grammar puts between two calls of one turn.
+    call_separator: ClassVar[str] = "\n"
     #: Extra stop strings beyond the model's end-of-generation tokens.
     stop: ClassVar[tuple[str, ...]] = ()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import TYPE_CHECKING
 
@@ -120,6 +121,14 @@ class StreamParser:
     @property
     def calls_emitted(self) -> int:
         return self._calls_out
+
+    def snapshot(self) -> object:
+        """The parser's state, to :meth:`restore` if what follows is taken back (a call tried and dropped)."""
+        return copy.deepcopy((self._text, self._emitted, self._region, self._calls_out, self._ids, self._arguments))
+
+    def restore(self, state: object) -> None:
+        (self._text, self._emitted, self._region, self._calls_out, self._ids,
+         self._arguments) = copy.deepcopy(state)  # type: ignore[misc]
 
     def reset_region(self) -> None:
         """Forget the call region's text so far (the engine rewound it to write the call again, constrained)."""

@@ -53,6 +53,7 @@ class Llama3JsonFormat(ToolCallFormat):
     start_openers = ('{"name"', '{"type"', "{\n", "```json")
     call_closers = ("}",)
     fallback_template = FALLBACK_TEMPLATE
+    call_separator = "; "
 
     def parse(self, text: str) -> ParseResult:
         body = text.replace("<|python_tag|>", "")

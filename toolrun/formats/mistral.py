@@ -34,6 +34,7 @@ class MistralFormat(ToolCallFormat):
     start_openers = ('[{"name"', '{"name"', "```json")
     call_closers = ("]",)
     fallback_template = FALLBACK_TEMPLATE
+    call_separator = ", "
 
     def parse(self, text: str) -> ParseResult:
         pos = text.find("[TOOL_CALLS]")

@@ -23,18 +23,22 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import json
 import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
-from ..._wire import Event, final_event
+from ..._wire import Event, FinishReason, IndexedToolCall, final_event
 from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
 from .._base import Engine, GenerationRequest
+from .._grounding import conversation_text, is_grounded, schema_constants
 from .._prompt import render_prompt
+from ._decide import DecisionTokens, continue_share, decision_tokens, probability_mass
 from ._sampler import TokenSampler
 
 log = logging.getLogger("toolrun.engines.llamacpp")
@@ -55,15 +59,24 @@ class LlamaCppEngine(Engine):
         n_threads: int | None = None,
         chat_template: str | None = None,
         call_threshold: float = 0.0,
+        another_call_threshold: float = 0.0,
+        try_another_call: bool = False,
     ) -> None:
         self.model_path = model_path
         self.format = tool_format
         self.context_window = context_window
         self.n_threads = n_threads or os.cpu_count() or 1
         self._chat_template_override = chat_template
-        #: With tool_choice "auto", open a call only if the model's own probability of starting one
-        #: is at least this (0 = always follow the model). See the module doc of ai._catalog.
+        #: With tool_choice "auto": call a tool when the model's own probability of opening a call at its
+        #: first token is at least this, and answer in text otherwise (0: sample the choice). See _decide.
         self.call_threshold = call_threshold
+        #: After a call closes: write another when the model's share of "go on" is at least this
+        #: (0: sample the choice).
+        self.another_call_threshold = another_call_threshold
+        #: When the model would end its turn after a call, let it write one more and keep it only if
+        #: it is new and its values come from the conversation (small models stop after one call).
+        self.try_another_call = try_another_call
+        self._decision_tokens: DecisionTokens | None = None
         self._llm: Any = None
         self._template: str | None = None
         self._bos = ""
@@ -196,7 +209,26 @@ class LlamaCppEngine(Engine):
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         sampler = TokenSampler(llm, request.sampling, grammar_text, banned)
         watching = use_tools and not constrained_from_start
-        finish = "stop"
+        in_calls = constrained_from_start  # writing calls under the grammar
+        deciding = watching and self.call_threshold > 0
+        may_add_calls = use_tools and request.parallel_tool_calls
+        deciding_more = may_add_calls and self.another_call_threshold > 0
+        trying = may_add_calls and self.try_another_call
+        decisions = self._decisions(llm) if deciding or deciding_more or trying else None
+        calls_seen = 0
+        trial: _Trial | None = None  # a call being tried: its events are held until it is kept
+        turn_calls: list[tuple[str, str]] = []
+        grounding = ""
+
+        def send(event: Event) -> None:
+            if trial is not None:
+                trial.events.append(event)
+                return
+            if "tool_calls" in event:
+                turn_calls.extend(_call_key(call) for call in event["tool_calls"])
+            emit(event)
+
+        finish: FinishReason = "stop"
         try:
             while True:
                 if cancelled.is_set():
@@ -205,10 +237,40 @@ class LlamaCppEngine(Engine):
                     finish = "length"
                     break
                 forbid = None
-                if watching and not generated and self.call_threshold > 0:
-                    openers = self._first_opener_tokens(llm)
-                    if sampler.opening_probability(openers) < self.call_threshold:
-                        forbid = openers  # not confident enough that a tool fits: answer in text
+                if decisions is not None and deciding and not generated:
+                    deciding = False
+                    if probability_mass(sampler.raw_logits(), decisions.openers) >= self.call_threshold:
+                        # Decided: a call. It is written under the grammar from this very token.
+                        watching, in_calls = False, True
+                        sampler.close()
+                        grammar = self._grammar(request)
+                        sampler = TokenSampler(llm, request.sampling, grammar.text)
+                        parser.stream_arguments = grammar.exact
+                    else:
+                        forbid = decisions.openers  # decided: an answer in text
+                elif (decisions is not None and in_calls and (deciding_more or trying)
+                      and parser.calls_emitted > calls_seen):
+                    calls_seen = parser.calls_emitted
+                    if trial is not None:
+                        # The tried call is complete: keep it if it is new and grounded, else end the turn.
+                        kept = trial
+                        trial = None
+                        if not grounding:
+                            grounding = conversation_text(request.messages)
+                        if self._keeps(kept, turn_calls, request, grounding):
+                            for event in kept.events:
+                                send(event)
+                        else:
+                            parser.restore(kept.parser_state)
+                            del generated[kept.generated:], starts[kept.generated:]
+                            break
+                    if deciding_more and continue_share(sampler.raw_logits(), decisions) >= self.another_call_threshold:
+                        forbid = decisions.end  # decided: another call
+                    elif trying:
+                        trial = _Trial(parser.snapshot(), len(generated))
+                        forbid = decisions.end  # try one more
+                    else:
+                        break  # decided: done
                 token = sampler.sample(forbid)
                 if C.llama_vocab_is_eog(vocab, token):
                     break
@@ -218,7 +280,7 @@ class LlamaCppEngine(Engine):
                 text += piece
                 llm.eval([token])
                 for event in parser.feed(piece):
-                    emit(event)
+                    send(event)
                 if watching and parser.in_call_region:
                     # The model opened a call: constrain the rest of it.
                     watching = False
@@ -234,24 +296,36 @@ class LlamaCppEngine(Engine):
                     grammar = self._grammar(request)
                     sampler = TokenSampler(llm, request.sampling, grammar.text)
                     parser.stream_arguments = grammar.exact
+                    in_calls = True
+            if trial is not None:  # the output ended inside a tried call: it is not kept
+                parser.restore(trial.parser_state)
+                del generated[trial.generated:], starts[trial.generated:]
+                trial = None
+                finish = "stop"
         finally:
             if sampler.grammar is not None and sampler.rejections:
                 log.debug("grammar rejected the model's first choice %d times", sampler.rejections)
             sampler.close()
         for event in parser.finish():
-            emit(event)
+            send(event)
         if parser.calls_emitted and finish == "stop":
             finish = "tool_calls"
         emit(final_event(len(prompt_tokens), len(generated), finish))
 
-    def _first_opener_tokens(self, llm: Any) -> list[int]:
-        """First tokens of every way this format opens a call (tags and drift alike)."""
-        cached = getattr(self, "_first_openers", None)
-        if cached is None:
-            ids = {llm.tokenize(o.encode(), add_bos=False, special=True)[0]
-                   for o in self.format.inline_openers + self.format.start_openers}
-            cached = self._first_openers = sorted(ids)
-        return cached
+    @staticmethod
+    def _keeps(trial: _Trial, turn_calls: list[tuple[str, str]], request: GenerationRequest, grounding: str) -> bool:
+        """Keep a tried call if it is not a repeat of this turn's calls and its values come from the conversation."""
+        calls = [call for event in trial.events if "tool_calls" in event for call in event["tool_calls"]]
+        if len(calls) != 1 or _call_key(calls[0]) in turn_calls:
+            return False
+        tool = next((t for t in request.tools if t.name == calls[0]["name"]), None)
+        allowed = schema_constants(tool.parameters) if tool is not None else []
+        return is_grounded(calls[0]["arguments"], grounding, allowed=allowed)
+
+    def _decisions(self, llm: Any) -> DecisionTokens:
+        if self._decision_tokens is None:
+            self._decision_tokens = decision_tokens(llm, self.format)
+        return self._decision_tokens
 
     def _opener_tokens(self, llm: Any) -> list[int]:
         tokens = []
@@ -289,6 +363,19 @@ class LlamaCppEngine(Engine):
         if self._llm is not None:
             self._llm.close()
             self._llm = None
+
+
+@dataclass
+class _Trial:
+    """A call the engine lets the model try after it would have ended its turn (see ``try_another_call``)."""
+
+    parser_state: object
+    generated: int  # tokens generated before it
+    events: list[Event] = field(default_factory=list)
+
+
+def _call_key(call: IndexedToolCall) -> tuple[str, str]:
+    return call["name"], json.dumps(call["arguments"], sort_keys=True)
 
 
 def _token_containing(starts: list[int], pos: int) -> int:

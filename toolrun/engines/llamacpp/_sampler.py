@@ -66,11 +66,9 @@ class TokenSampler:
             self._cands["logit"][forbid] = -np.inf
         return C.llama_token_data_array(self._cands_ptr, self._n_vocab, -1, False)
 
-    def opening_probability(self, tokens: list[int]) -> float:
-        """The model's probability, before any sampler, that the next token is one of ``tokens``."""
-        logits = np.ctypeslib.as_array(self._C.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,))
-        shifted = np.exp(logits.astype(np.float64) - float(logits.max()))
-        return float(shifted[tokens].sum() / shifted.sum())
+    def raw_logits(self) -> np.ndarray[Any, Any]:
+        """The model's logits for the next token, before any sampler (a view: copy to keep)."""
+        return np.ctypeslib.as_array(self._C.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,))
 
     def sample(self, forbid: list[int] | None = None) -> int:
         C = self._C

@@ -1,0 +1,81 @@
+"""Deciding whether to call a tool, before sampling anything.
+
+With ``tool_choice: "auto"`` the choice between answering and calling used to
+be sampled like any other token: at the default temperature (0.6) a small
+model that is 70 % sure it should call a tool answered in text three times in
+ten. Here the choice is taken from the model's own probability mass, read from
+the raw logits (before temperature, top-p or penalties), and compared with a
+per-model threshold from the catalog:
+
+* at the first generated token: the mass on every token that can open a call
+  — the format's tag (``<tool_call>``), the drifts small models write (a
+  ```` ```json ```` fence, bare ``{``, ``<name>``, ``<function``) — decides
+  between "call" (the call is then written under the grammar from that very
+  token) and "answer" (openers are forbidden for that token);
+* after each call closes: the mass on going on (a separator) against ending the
+  turn decides between "another call" and "done".
+
+Only the call's content and the text are sampled. The decision is the same at
+any temperature, and with the same prompt it is the same every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...formats import ToolCallFormat
+
+
+@dataclass(frozen=True)
+class DecisionTokens:
+    """Token ids the decisions read, computed once per model and format."""
+
+    #: Tokens that can begin a call as the first thing the model writes.
+    openers: list[int]
+    #: End-of-generation tokens (ending the turn).
+    end: list[int]
+    #: Tokens that begin the separator between two calls (the format's ``call_separator``).
+    separators: list[int]
+
+
+def decision_tokens(llm: Any, fmt: ToolCallFormat) -> DecisionTokens:
+    """Scan the vocabulary once: a token opens a call if its text (leading spaces aside) is a
+    prefix of an opener, or an opener is a prefix of it."""
+    import llama_cpp as C
+
+    openers = tuple(fmt.inline_openers + fmt.start_openers)
+    separator = fmt.call_separator
+    vocab = llm._model.vocab
+    opening: list[int] = []
+    end: list[int] = []
+    separators: list[int] = []
+    for token in range(llm.n_vocab()):
+        if C.llama_vocab_is_eog(vocab, token):
+            end.append(token)
+            continue
+        text = llm.detokenize([token], special=True).decode("utf-8", "replace")
+        stripped = text.lstrip(" ")
+        if stripped and any(o.startswith(stripped) or stripped.startswith(o) for o in openers):
+            opening.append(token)
+        if text and text.strip() == separator.strip() and (separator.startswith(text) or text.startswith(separator)):
+            separators.append(token)
+    return DecisionTokens(opening, end, separators)
+
+
+def probability_mass(logits: np.ndarray[Any, Any], tokens: Sequence[int]) -> float:
+    """The model's probability, before any sampler, that the next token is one of ``tokens``."""
+    shifted = np.exp(logits.astype(np.float64) - float(logits.max()))
+    return float(shifted[list(tokens)].sum() / shifted.sum())
+
+
+def continue_share(logits: np.ndarray[Any, Any], tokens: DecisionTokens) -> float:
+    """After a call: the share of "go on to another call" in (go on + end the turn)."""
+    shifted = np.exp(logits.astype(np.float64) - float(logits.max()))
+    going_on = float(shifted[tokens.separators].sum())
+    ending = float(shifted[tokens.end].sum())
+    total = going_on + ending
+    return going_on / total if total > 0 else 0.0
