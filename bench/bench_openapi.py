@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from toolrun.tools.openapi import _document, create_tools_from_openapi_spec  # noqa: E402
 
 NODE_DIR = ROOT / "bench" / "node"
-SPEC = ROOT / "tests" / "openapi" / "fixtures" / "api.github.com.json.gz"
+SPEC = ROOT / "tests" / "tools" / "openapi" / "fixtures" / "api.github.com.json.gz"
 
 
 def ensure_node() -> str | None:

@@ -13,6 +13,7 @@ from ._errors import (
     ContextOverflowError,
     EngineError,
     InvalidInputError,
+    MCPServerError,
     ModelFetchError,
     ModelNotFoundError,
     ModelUnavailableError,
@@ -44,5 +45,5 @@ __all__ = [
     "AI", "AsyncAI", "DEFAULT_MODEL", "Catalog", "ModelEntry",
     "ToolrunError", "InvalidInputError", "ToolSchemaError", "ToolChoiceError", "ContextOverflowError",
     "ModelNotFoundError", "ModelUnavailableError", "ModelFetchError", "EngineError", "OverloadedError",
-    "OpenAPISpecError", "ToolExecutionError", *sorted(_EMBEDDED),
+    "OpenAPISpecError", "ToolExecutionError", "MCPServerError", *sorted(_EMBEDDED),
 ]

@@ -108,3 +108,15 @@ class ToolExecutionError(ToolrunError):
     """A tool's own function failed in a way the caller must see (not reported to the model)."""
 
     code = "tool_execution_error"
+
+
+class MCPServerError(ToolrunError):
+    """An MCP server could not be started, reached, or listed.
+
+    Raised when entering ``create_tools_from_mcp``; a server that fails later
+    (exits, goes away) is not an exception: its tools answer ``{"error": ...}``
+    and the run goes on.
+    """
+
+    status_code = 502
+    code = "mcp_server_error"

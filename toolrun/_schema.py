@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jsonschema
+import regex
+from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 from referencing import Registry
 from referencing.exceptions import NoSuchResource
@@ -42,10 +44,52 @@ def _retrieve_nothing(uri: str) -> Any:
 NO_FETCH_REGISTRY: Registry[Any] = Registry(retrieve=_retrieve_nothing)  # type: ignore[call-arg]
 
 
+#: Seconds one ``pattern`` may take against one string. Patterns come from whoever sent the tool,
+#: strings from the model: a backtracking pattern such as ``(a+)+$`` must not hang a worker.
+PATTERN_TIMEOUT = 0.5
+
+
+def _search(pattern: str, text: str) -> bool | None:
+    """Whether ``pattern`` matches somewhere in ``text``; None when it cannot tell in time (or at all)."""
+    try:
+        return regex.search(pattern, text, timeout=PATTERN_TIMEOUT) is not None
+    except (TimeoutError, regex.error):
+        return None
+
+
+def _pattern(validator: Validator, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string"):
+        found = _search(pattern, instance)
+        if found is None:
+            yield ValidationError(f"{pattern!r} could not be checked against {instance[:80]!r} in time")
+        elif not found:
+            yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Validator, properties: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in properties.items():
+        for key, value in instance.items():
+            found = _search(pattern, key)
+            if found is None:
+                yield ValidationError(f"{pattern!r} could not be checked against {key[:80]!r} in time")
+            elif found:
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+_SAFE_CLASSES: dict[type[Validator], type[Validator]] = {}
+
+
 def validator_class(schema: Mapping[str, Any]) -> type[Validator]:
-    """The validator class for a schema's ``$schema``, Draft 2020-12 when it names none."""
-    cls: type[Validator] = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls
+    """The validator class for a schema's ``$schema`` (Draft 2020-12 when it names none), its
+    ``pattern`` keywords run by ``regex`` with a time limit."""
+    base: type[Validator] = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    safe = _SAFE_CLASSES.get(base)
+    if safe is None:
+        safe = _SAFE_CLASSES[base] = jsonschema.validators.extend(
+            base, {"pattern": _pattern, "patternProperties": _pattern_properties})
+    return safe
 
 
 class _ValidatorCache:

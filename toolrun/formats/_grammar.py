@@ -57,7 +57,7 @@ class GrammarBuilder:
         try:
             if _has_remote_ref(schema):  # never reached through the binding, which refuses them first
                 raise ValueError("a $ref outside the schema")
-            if not _fully_enforced(schema):
+            if not _fully_enforced(schema) or _loosen_large_counts(schema):
                 self.exact = False
             schema = self._converter.resolve_refs(schema, f"tool:{tool.name}")
             rule = self._converter.visit(schema, base)
@@ -112,6 +112,30 @@ def _fully_enforced(schema: Any) -> bool:
         elif isinstance(node, list):
             stack.extend(node)
     return True
+
+
+#: llama.cpp's converter writes ``maxLength: 65535`` out as 65,535 optional repetitions (half a megabyte
+#: of grammar per field; ``minLength: 10**7`` would be 50 MB). Past this, a count is left to validation.
+MAX_GRAMMAR_COUNT = 256
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
+
+
+def _loosen_large_counts(schema: Any) -> bool:
+    """Drop counts above :data:`MAX_GRAMMAR_COUNT` from ``schema`` (a private copy), in place; True if any was."""
+    loosened = False
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key in _COUNTS:
+                value = node.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > MAX_GRAMMAR_COUNT:
+                    del node[key]
+                    loosened = True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return loosened
 
 
 def schema_grammar(schema: Any) -> str:

@@ -63,6 +63,7 @@ _DIALECTS: dict[str, tuple[int, str]] = {
     "not_found": (7003, "invalid_request_error"),
     "method_not_allowed": (7001, "invalid_request_error"),
     "engine_error": (3043, "server_error"),
+    "mcp_server_error": (3043, "server_error"),
 }
 
 

@@ -20,7 +20,7 @@ when a server starts, not with this module.
 
 from ._api import MCPTools, MCPToolsSync, create_tools_from_mcp, create_tools_from_mcp_sync
 from ._content import EMPTY_RESULT
-from ._errors import MCPServerError
+from ..._errors import MCPServerError
 from ._spec import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES
 
 __all__ = [

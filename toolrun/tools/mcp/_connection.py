@@ -30,7 +30,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ._content import error_text, result_text
-from ._errors import MCPServerError
+from ..._errors import MCPServerError
 from ._spec import ServerSpec
 
 logger = logging.getLogger("toolrun.mcp")
