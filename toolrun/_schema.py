@@ -37,7 +37,7 @@ _REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
 
 
 def _retrieve_nothing(uri: str) -> Any:
-    raise NoSuchResource(ref=uri)
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class; its stub lacks the field
 
 
 #: Resolves references inside the schema being validated and nothing else.
@@ -66,7 +66,7 @@ def _pattern(validator: Validator, pattern: str, instance: Any, schema: Any) -> 
             yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-def _pattern_properties(validator: Validator, properties: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+def _pattern_properties(validator: Any, properties: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in properties.items():
@@ -87,8 +87,8 @@ def validator_class(schema: Mapping[str, Any]) -> type[Validator]:
     base: type[Validator] = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     safe = _SAFE_CLASSES.get(base)
     if safe is None:
-        safe = _SAFE_CLASSES[base] = jsonschema.validators.extend(
-            base, {"pattern": _pattern, "patternProperties": _pattern_properties})
+        extend: Any = jsonschema.validators.extend
+        safe = _SAFE_CLASSES[base] = extend(base, {"pattern": _pattern, "patternProperties": _pattern_properties})
     return safe
 
 
@@ -107,7 +107,7 @@ class _ValidatorCache:
             return found
         cls = validator_class(schema)
         checker = cls.FORMAT_CHECKER if check_formats else None
-        made: Validator = cls(schema, registry=NO_FETCH_REGISTRY, format_checker=checker)  # type: ignore[call-arg]
+        made: Validator = cls(schema, registry=NO_FETCH_REGISTRY, format_checker=checker)
         self._items[key] = made
         if len(self._items) > self._size:
             self._items.popitem(last=False)
@@ -143,7 +143,7 @@ def check_tool_schema(parameters: Any, where: str, tool_name: str) -> None:
     _check_references(parameters, where, tool_name)
     cls = validator_class(parameters)
     try:
-        cls.check_schema(parameters)
+        cls.check_schema(dict(parameters))
     except jsonschema.SchemaError as exc:
         raise ToolSchemaError(
             f"tool {tool_name!r}: parameters is not valid JSON Schema: {exc.message}",

@@ -13,7 +13,7 @@ import itertools
 import json
 import secrets
 from collections.abc import Mapping
-from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
+from typing import Any, Literal, NotRequired, TypeAlias, TypedDict, final
 
 from ._errors import InvalidInputError
 
@@ -129,6 +129,7 @@ class Usage(TypedDict):
 FinishReason: TypeAlias = Literal["stop", "tool_calls", "length"]
 
 
+@final
 class TextEvent(TypedDict):
     response: str
 
@@ -142,18 +143,22 @@ class CallDelta(TypedDict):
     arguments: str
 
 
+@final
 class CallDeltaEvent(TypedDict):
     tool_call_delta: CallDelta
 
 
+@final
 class CallEvent(TypedDict):
     """Complete, checked calls. A call whose arguments streamed as deltas arrives here too, whole."""
 
     tool_calls: list[IndexedToolCall]
 
 
+@final
 class FinalEvent(TypedDict):
-    response: str
+    # Literal[""], not str: a FinalEvent must not read as a TextEvent (TypedDicts are structural).
+    response: Literal[""]
     usage: Usage
     finish_reason: FinishReason
 

@@ -96,7 +96,7 @@ def _response_schema(fmt: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         if not isinstance(body, Mapping):
             raise InvalidInputError("json_schema must be an object", where="response_format.json_schema")
         # OpenAI nests the schema under "schema"; Workers AI passes the schema itself.
-        schema = body.get("schema") if isinstance(body.get("schema"), Mapping) else body
+        schema: Mapping[str, Any] = body["schema"] if isinstance(body.get("schema"), Mapping) else body
         try:
             normalize_tool(ToolSpec("response_format", "", schema), 0)
         except InvalidInputError as exc:

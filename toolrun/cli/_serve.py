@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from rich.console import RenderableType
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
@@ -73,7 +74,7 @@ def _banner(host: str, port: int, models: list[str], auth: bool, max_queue: int)
     return Panel.fit(_stack(table, example), title="[bold]toolrun serve[/bold]", border_style="cyan")
 
 
-def _stack(*renderables: object) -> Table:
+def _stack(*renderables: RenderableType) -> Table:
     grid = Table.grid(padding=(1, 0))
     for item in renderables:
         grid.add_row(item)

@@ -70,8 +70,8 @@ async def execute(call: PendingCall, offered: Mapping[str, Tool], *, strict_vali
     if call.error is not None:
         return tool_error(f"the arguments for {tool.name!r} {call.error}; call it again with a JSON object")
     arguments = call.arguments or {}
-    if strict_validation and (problems := tool.schema_errors(arguments)):
-        return tool_error(f"the arguments for {tool.name!r} do not match its schema: {'; '.join(problems)}; "
+    if strict_validation and (schema_problems := tool.schema_errors(arguments)):
+        return tool_error(f"the arguments for {tool.name!r} do not match its schema: {'; '.join(schema_problems)}; "
                           "call it again with corrected arguments")
     limit = tool.timeout if tool.timeout is not None else tool_timeout
     try:
@@ -97,7 +97,7 @@ class _Expired(Exception):
     """A tool call ran past its time limit (distinct from a TimeoutError the tool raises itself)."""
 
 
-def _expire(task: asyncio.Task, fired: list[bool]) -> None:
+def _expire(task: asyncio.Task[Any], fired: list[bool]) -> None:
     fired.append(True)
     task.cancel()
 

@@ -203,7 +203,7 @@ def bm25_trim_tools(
 
 def _request_text(messages: Sequence[Mapping[str, Any]]) -> str:
     """What the user asked: the last user turn (earlier turns as well when it is very short)."""
-    user_turns = [m.get("content") for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
+    user_turns: list[str] = [m["content"] for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
     if not user_turns:
         return " ".join(str(m.get("content") or "") for m in messages)
     text = user_turns[-1]

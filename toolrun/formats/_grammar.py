@@ -39,7 +39,8 @@ class GrammarBuilder:
     def __init__(self) -> None:
         from llama_cpp.llama_grammar import SchemaConverter
 
-        self._converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+        converter: Any = SchemaConverter  # llama-cpp-python's converter is untyped
+        self._converter: Any = converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
         self._converter._rules["space"] = SPACE_RULE
         self._args_rules: dict[str, str] = {}
         #: Whether every tool's schema is enforced by the grammar in full (see CallGrammar).
@@ -60,7 +61,7 @@ class GrammarBuilder:
             if not _fully_enforced(schema) or _loosen_large_counts(schema):
                 self.exact = False
             schema = self._converter.resolve_refs(schema, f"tool:{tool.name}")
-            rule = self._converter.visit(schema, base)
+            rule: str = self._converter.visit(schema, base)
         except Exception as exc:  # noqa: BLE001 - any converter failure means "too fancy", never a runtime error
             log.warning("tool %r: schema not expressible as a grammar (%s); using any JSON object", tool.name, exc)
             self._converter._rules = snapshot
@@ -70,7 +71,8 @@ class GrammarBuilder:
         return rule
 
     def add_rule(self, name: str, body: str) -> str:
-        return self._converter._add_rule(name, body)
+        added: str = self._converter._add_rule(name, body)
+        return added
 
     def alternatives(self, tools: Iterable[ToolSpec], render_call: Callable[[str, str], str]) -> str:
         """A rule matching one call of any of ``tools``.

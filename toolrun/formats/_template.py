@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from functools import lru_cache
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .._errors import InvalidInputError
@@ -31,7 +32,7 @@ def _strftime_now(fmt: str) -> str:
 
 
 @lru_cache(maxsize=32)
-def _compile(source: str):
+def _compile(source: str) -> Template:
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, undefined=Undefined)
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
@@ -41,7 +42,7 @@ def _compile(source: str):
 
 def render_chat_template(
     source: str,
-    messages: list[dict[str, Any]],
+    messages: Sequence[Mapping[str, Any]],
     *,
     tools: list[dict[str, Any]] | None = None,
     add_generation_prompt: bool = True,
@@ -51,7 +52,7 @@ def render_chat_template(
 ) -> str:
     try:
         template = _compile(source)
-        return template.render(
+        text: str = template.render(
             messages=messages,
             tools=tools or None,
             add_generation_prompt=add_generation_prompt,
@@ -59,6 +60,7 @@ def render_chat_template(
             eos_token=eos_token,
             **extra,
         )
+        return text
     except InvalidInputError:
         raise
     except TemplateError as exc:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any, AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .._errors import InvalidInputError
+from .._errors import InvalidInputError, ToolrunError
 from ..ai import AsyncAI
 from . import _openai, _workers_ai
 from ._errors import MethodNotAllowedError, RouteNotFoundError, cloudflare_error, openai_error
@@ -42,7 +43,7 @@ log = logging.getLogger("toolrun.server")
 DEFAULT_PORT = 8787  # wrangler dev's port: where Workers developers expect a local AI
 
 
-def _error_dialect(path: str):
+def _error_dialect(path: str) -> Callable[[ToolrunError], Response]:
     """Cloudflare's envelope under /client/v4 (except its OpenAI-compatible /ai/v1), OpenAI's elsewhere."""
     if path.startswith("/client/v4") and "/ai/v1/" not in path:
         return cloudflare_error
@@ -51,6 +52,7 @@ def _error_dialect(path: str):
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    error: ToolrunError
     if exc.status_code == 405:
         error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
     else:

@@ -92,7 +92,7 @@ def _int_param(request: Request, name: str, default: int, *, low: int, high: int
 
 def cloudflare_model(entry: Any) -> dict[str, Any]:
     """A catalog entry in Cloudflare's model-search shape, with a stable id derived from the name."""
-    model = entry.as_dict()
+    model: dict[str, Any] = entry.as_dict()
     model["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, "toolrun:" + entry.name))
     model["task"] = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "toolrun-task:" + entry.task)), **model["task"]}
     model.setdefault("tags", [])

@@ -83,7 +83,7 @@ def tool(
     if not callable(function):
         raise TypeError(f"tool() takes a function or a dict, not {type(function).__name__}")
 
-    tool_name = name or getattr(function, "__name__", "")
+    tool_name = str(name or getattr(function, "__name__", ""))
     if not TOOL_NAME_PATTERN.fullmatch(tool_name):
         raise ToolSchemaError(
             f"{tool_name!r} cannot be a tool name (1-128 letters, digits, '_', '-', '.', ':'); pass name=...",
@@ -167,7 +167,8 @@ def _schema_from_signature(
     field_names: list[tuple[str, str, bool]] = []  # (field, parameter, pass the validated default)
     for index, param in enumerate(signature.parameters.values()):
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
-            kind = {param.VAR_POSITIONAL: "*args", param.VAR_KEYWORD: "**kwargs"}.get(param.kind, "positional-only")
+            kinds: dict[inspect._ParameterKind, str] = {param.VAR_POSITIONAL: "*args", param.VAR_KEYWORD: "**kwargs"}
+            kind = kinds.get(param.kind, "positional-only")
             raise ToolSchemaError(
                 f"tool {tool_name!r}: parameter {param.name!r} is {kind}, which a model cannot name; "
                 "use ordinary parameters or pass parameters=...",
@@ -177,14 +178,17 @@ def _schema_from_signature(
         doc = None if _described_by_hint(annotation) else argument_docs.get(param.name)
         explicit = param.default if isinstance(param.default, FieldInfo) else None
         if explicit is not None:
-            extra = {"alias": param.name}
+            # description=None would still count as set, and hide the explicit Field's own.
+            extra: dict[str, Any] = {"alias": param.name}
             if doc and explicit.description is None:
                 extra["description"] = doc
             field = FieldInfo.merge_field_infos(explicit, pydantic.Field(**extra))
         else:
             default = ... if param.default is inspect.Parameter.empty else param.default
             # description=None would still count as set and hide an Annotated[..., Field(description=...)].
-            field = pydantic.Field(default, alias=param.name, **({"description": doc} if doc else {}))
+            # description=None would still count as set and hide an Annotated[..., Field(description=...)].
+            described: dict[str, Any] = {"description": doc} if doc else {}
+            field = pydantic.Field(default, alias=param.name, **described)
         field_name = f"p{index}"
         fields[field_name] = (annotation, field)
         field_names.append((field_name, param.name, explicit is not None))
@@ -244,7 +248,7 @@ def _tidy_schema(schema: dict[str, Any]) -> dict[str, Any]:
                 out[key] = resolve(value, trail)
         return out
 
-    tidy = resolve(schema, ())
+    tidy: dict[str, Any] = resolve(schema, ())
     kept = _referenced_definitions(tidy, definitions)
     if kept:
         tidy["$defs"] = {key: resolve(definitions[key], (key,)) for key in kept}

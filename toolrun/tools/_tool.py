@@ -200,9 +200,10 @@ def function_facts(function: Any) -> _FunctionFacts:
     return facts
 
 
-def _run_in_daemon_thread(function: Callable[..., Any], args: tuple, kwargs: dict) -> asyncio.Future:
+def _run_in_daemon_thread(function: Callable[..., Any], args: tuple[Any, ...],
+                          kwargs: Mapping[str, Any]) -> asyncio.Future[Any]:
     loop = asyncio.get_running_loop()
-    future: asyncio.Future = loop.create_future()
+    future: asyncio.Future[Any] = loop.create_future()
     context = contextvars.copy_context()
 
     def deliver(setter: Callable[[Any], None], value: Any) -> None:
