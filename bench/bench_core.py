@@ -20,11 +20,19 @@ from toolrun._types import normalize_messages, normalize_tools
 from toolrun.engines import GenerationRequest, SamplingParams
 
 PROMPT = [{"role": "user", "content": "Write a detailed, step by step explanation of how a hash map works."}]
-TOOL = {"name": "get_weather", "description": "Get the current weather for a city.",
-        "parameters": {"type": "object", "properties": {
+TOOL = {
+    "name": "get_weather",
+    "description": "Get the current weather for a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {
             "city": {"type": "string", "description": "The city name"},
             "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            "days": {"type": "integer", "description": "Forecast days"}}, "required": ["city", "unit", "days"]}}
+            "days": {"type": "integer", "description": "Forecast days"},
+        },
+        "required": ["city", "unit", "days"],
+    },
+}
 CALL_PROMPT = [{"role": "user", "content": "What's the weather going to be in Paris for the next 3 days, in celsius?"}]
 
 
@@ -82,8 +90,10 @@ async def main(reps: int) -> None:
         llm.reset()
         ours.append((await decode_rate(engine, text_request))[0])
         theirs.append(direct_rate(llm, prompt, 128)[0])
-    print(f"decode tok/s   toolrun {statistics.median(ours):6.1f}   llama-cpp-python {statistics.median(theirs):6.1f}"
-          f"   ratio {statistics.median(ours) / statistics.median(theirs):.3f}  (goal >= 0.97)")
+    print(
+        f"decode tok/s   toolrun {statistics.median(ours):6.1f}   llama-cpp-python {statistics.median(theirs):6.1f}"
+        f"   ratio {statistics.median(ours) / statistics.median(theirs):.3f}  (goal >= 0.97)"
+    )
 
     # 2. the same tool call with the grammar (tool_choice=required) and without it (the model's own output).
     tools = normalize_tools([TOOL])
@@ -100,19 +110,31 @@ async def main(reps: int) -> None:
             without_g.append(await generation_rate(engine, free))
         finally:
             engine._grammar = free_engine_grammar
-    print(f"tool-call tok/s grammar {statistics.median(with_g):6.1f}   free {statistics.median(without_g):6.1f}"
-          f"   ratio {statistics.median(with_g) / statistics.median(without_g):.3f}  (goal >= 0.9)")
+    print(
+        f"tool-call tok/s grammar {statistics.median(with_g):6.1f}   free {statistics.median(without_g):6.1f}"
+        f"   ratio {statistics.median(with_g) / statistics.median(without_g):.3f}  (goal >= 0.9)"
+    )
 
     # 3. TTFT of a tool loop's second round: warm (prefix in the KV cache) vs cold.
     first_round = await ai.run(DEFAULT_MODEL, {"messages": CALL_PROMPT, "tools": [TOOL], "temperature": 0})
     call = first_round["tool_calls"][0]
     second = CALL_PROMPT + [
-        {"role": "assistant", "content": "", "tool_calls": [{"id": call["id"], "type": "function", "function": {
-            "name": call["name"], "arguments": json.dumps(call["arguments"])}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": call["id"], "content": json.dumps({"forecast": ["sun", "rain", "sun"]})},
     ]
-    second_request = GenerationRequest(normalize_messages(second), tools, sampling=SamplingParams(max_tokens=1,
-                                                                                                 temperature=0))
+    second_request = GenerationRequest(
+        normalize_messages(second), tools, sampling=SamplingParams(max_tokens=1, temperature=0)
+    )
     first_request = GenerationRequest(normalize_messages(CALL_PROMPT), tools, sampling=greedy)
     warm, cold = [], []
     for _ in range(reps):
@@ -121,8 +143,10 @@ async def main(reps: int) -> None:
         warm.append(await first_event_seconds(engine, second_request))
         llm.reset()
         cold.append(await first_event_seconds(engine, second_request))
-    print(f"round-2 TTFT   warm {statistics.median(warm) * 1000:6.0f} ms   cold {statistics.median(cold) * 1000:6.0f} ms"
-          f"   ratio {statistics.median(warm) / statistics.median(cold):.3f}  (goal <= 0.3)")
+    print(
+        f"round-2 TTFT   warm {statistics.median(warm) * 1000:6.0f} ms   cold {statistics.median(cold) * 1000:6.0f} ms"
+        f"   ratio {statistics.median(warm) / statistics.median(cold):.3f}  (goal <= 0.3)"
+    )
     await ai.aclose()
 
 

@@ -64,8 +64,11 @@ async def _weather(city: str) -> str:
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "Gets weather information of a particular city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The city name."}},
-                   "required": ["city"]},
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string", "description": "The city name."}},
+        "required": ["city"],
+    },
     "function": _weather,
 }
 
@@ -74,10 +77,16 @@ async def _python_per_run_us(runs: int, strict: bool) -> float:
     ai = InstantAI()
 
     async def once() -> None:
-        out = await run_with_tools(ai, "@local/qwen2.5-coder-0.5b-instruct", {
-            "messages": [{"role": "user", "content": "What's the weather in Mumbai, India?"}],
-            "tools": [WEATHER_TOOL],
-        }, max_recursive_tool_runs=0, strict_validation=strict)
+        out = await run_with_tools(
+            ai,
+            "@local/qwen2.5-coder-0.5b-instruct",
+            {
+                "messages": [{"role": "user", "content": "What's the weather in Mumbai, India?"}],
+                "tools": [WEATHER_TOOL],
+            },
+            max_recursive_tool_runs=0,
+            strict_validation=strict,
+        )
         if out["response"] != MODEL_ANSWER:
             raise AssertionError(out)
 
@@ -124,8 +133,13 @@ def _ensure_node_deps() -> None:
 
 
 def _node_per_run_us(runs: int, strict: bool) -> float:
-    out = subprocess.run(["node", "loop.mjs", str(runs), "1", "1" if strict else "0"], cwd=NODE_DIR,
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        ["node", "loop.mjs", str(runs), "1", "1" if strict else "0"],
+        cwd=NODE_DIR,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["per_run_us"][0]
 
 
@@ -138,11 +152,16 @@ def bench_overhead(runs: int, repetitions: int) -> dict[str, Any]:
             node.append(_node_per_run_us(runs, strict))
             python.append(asyncio.run(_python_per_run_us(runs, strict)))
         key = "strict" if strict else "default"
-        results[key] = {"node_us": statistics.median(node), "python_us": statistics.median(python),
-                        "ratio": statistics.median(python) / statistics.median(node),
-                        "node_all": node, "python_all": python}
+        results[key] = {
+            "node_us": statistics.median(node),
+            "python_us": statistics.median(python),
+            "ratio": statistics.median(python) / statistics.median(node),
+            "node_all": node,
+            "python_all": python,
+        }
     results["bare_python_port_us"] = statistics.median(
-        asyncio.run(_bare_port_per_run_us(runs)) for _ in range(repetitions))
+        asyncio.run(_bare_port_per_run_us(runs)) for _ in range(repetitions)
+    )
     return results
 
 
@@ -159,8 +178,12 @@ async def _eight_waiters(kind: str) -> float:
         return i
 
     function = wait_async if kind == "async" else wait_sync
-    spec = {"name": "wait", "description": "Waits 200 ms.",
-            "parameters": {"type": "object", "properties": {"i": {"type": "integer"}}}, "function": function}
+    spec = {
+        "name": "wait",
+        "description": "Waits 200 ms.",
+        "parameters": {"type": "object", "properties": {"i": {"type": "integer"}}},
+        "function": function,
+    }
 
     class EightCalls:
         async def run(self, model: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -169,8 +192,12 @@ async def _eight_waiters(kind: str) -> float:
             return {"response": "done", "tool_calls": []}
 
     started = time.perf_counter()
-    out = await run_with_tools(EightCalls(), "m", {"messages": [{"role": "user", "content": "wait"}], "tools": [spec]},
-                               max_recursive_tool_runs=0)
+    out = await run_with_tools(
+        EightCalls(),
+        "m",
+        {"messages": [{"role": "user", "content": "wait"}], "tools": [spec]},
+        max_recursive_tool_runs=0,
+    )
     elapsed = (time.perf_counter() - started) * 1000
     assert [m["content"] for m in out["messages"] if m["role"] == "tool"] == [str(i) for i in range(8)]
     return elapsed
@@ -192,18 +219,39 @@ def _bfcl_wheel() -> Path:
     if not wheels:
         CACHE.mkdir(parents=True, exist_ok=True)
         print(f"fetching bfcl-eval=={BFCL_VERSION} into bench/.cache ...", flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", f"bfcl-eval=={BFCL_VERSION}", "--no-deps",
-                        "-d", str(CACHE), "-q"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                f"bfcl-eval=={BFCL_VERSION}",
+                "--no-deps",
+                "-d",
+                str(CACHE),
+                "-q",
+            ],
+            check=True,
+        )
         wheels = sorted(CACHE.glob(f"bfcl_eval-{BFCL_VERSION}-*.whl"))
     return wheels[0]
 
 
 def load_bfcl_multiple() -> list[dict[str, Any]]:
     with zipfile.ZipFile(_bfcl_wheel()) as wheel:
-        questions = [json.loads(line) for line in
-                     wheel.read("bfcl_eval/data/BFCL_v4_multiple.json").decode().splitlines() if line.strip()]
-        answers = {a["id"]: a for a in (json.loads(line) for line in wheel.read(
-            "bfcl_eval/data/possible_answer/BFCL_v4_multiple.json").decode().splitlines() if line.strip())}
+        questions = [
+            json.loads(line)
+            for line in wheel.read("bfcl_eval/data/BFCL_v4_multiple.json").decode().splitlines()
+            if line.strip()
+        ]
+        answers = {
+            a["id"]: a
+            for a in (
+                json.loads(line)
+                for line in wheel.read("bfcl_eval/data/possible_answer/BFCL_v4_multiple.json").decode().splitlines()
+                if line.strip()
+            )
+        }
     cases = []
     for q in questions:
         expected = [name for call in answers[q["id"]]["ground_truth"] for name in call]
@@ -272,7 +320,9 @@ async def trim_with_model(cases: list[dict[str, Any]], ai: Any, model: str) -> d
 def bench_trim(model_cases: int, use_model: bool) -> dict[str, Any]:
     shipped = load_bfcl_multiple()
     padded = with_distractors(shipped, 10)
-    results: dict[str, Any] = {"tools_per_case": {str(n): sum(len(c["tools"]) == n for c in shipped) for n in (2, 3, 4)}}
+    results: dict[str, Any] = {
+        "tools_per_case": {str(n): sum(len(c["tools"]) == n for c in shipped) for n in (2, 3, 4)}
+    }
     for label, cases in (("shipped", shipped), ("padded_to_10", padded)):
         for k in (1, 2, 3, 5):
             results[f"{label}/bm25_top{k}"] = trim_with_bm25(cases, k)
@@ -284,7 +334,8 @@ def bench_trim(model_cases: int, use_model: bool) -> dict[str, Any]:
         asyncio.run(ai.run(DEFAULT_MODEL, {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}))  # load
         for label, cases in (("shipped", shipped), ("padded_to_10", padded)):
             results[f"{label}/auto_trim@first{model_cases}"] = asyncio.run(
-                trim_with_model(cases[:model_cases], ai, DEFAULT_MODEL))
+                trim_with_model(cases[:model_cases], ai, DEFAULT_MODEL)
+            )
     return results
 
 
@@ -301,15 +352,21 @@ def main() -> None:
     args = parser.parse_args()
 
     report: dict[str, Any] = {}
-    print(f"== overhead per run: 1 round with 1 call + final answer, instant model "
-          f"({args.runs} runs x {args.repetitions}, median) ==")
+    print(
+        f"== overhead per run: 1 round with 1 call + final answer, instant model "
+        f"({args.runs} runs x {args.repetitions}, median) =="
+    )
     overhead = report["overhead"] = bench_overhead(args.runs, args.repetitions)
     for key in ("default", "strict"):
         o = overhead[key]
-        print(f"  {key:8} ai-utils (node) {o['node_us']:6.1f} us   toolrun {o['python_us']:6.1f} us   "
-              f"ratio {o['ratio']:.2f}x")
-    print(f"  the same loop ported bare to Python (no timeouts, ids, validation, logging): "
-          f"{overhead['bare_python_port_us']:.1f} us")
+        print(
+            f"  {key:8} ai-utils (node) {o['node_us']:6.1f} us   toolrun {o['python_us']:6.1f} us   "
+            f"ratio {o['ratio']:.2f}x"
+        )
+    print(
+        f"  the same loop ported bare to Python (no timeouts, ids, validation, logging): "
+        f"{overhead['bare_python_port_us']:.1f} us"
+    )
 
     print(f"== 8 calls of 200 ms in one turn ({args.repetitions} runs) ==")
     concurrency = report["concurrency"] = bench_concurrency(args.repetitions)
@@ -321,8 +378,10 @@ def main() -> None:
     print(f"  functions per case as shipped: {trim.pop('tools_per_case')}")
     for key, t in trim.items():
         extra = f", {t['model_calls']} model calls" if "model_calls" in t else ""
-        print(f"  {key:34} survival {t['survival']:6.1%}  kept {t['mean_kept']:.2f} of {t['mean_tools']:.2f}  "
-              f"{t['ms_per_trim']:9.3f} ms/trim  ({t['cases']} cases{extra})")
+        print(
+            f"  {key:34} survival {t['survival']:6.1%}  kept {t['mean_kept']:.2f} of {t['mean_tools']:.2f}  "
+            f"{t['ms_per_trim']:9.3f} ms/trim  ({t['cases']} cases{extra})"
+        )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -137,9 +137,14 @@ async def per_call(calls: int, rounds: int) -> dict[str, list[float]]:
     http_made = create_tools_from_mcp(url=http.url)
     try:
         async with stdio_made as over_stdio, http_made as over_http:
-            kinds = {"tool() in process": direct, "  async def tool()": direct_async,
-                     "MCP over stdio": over_stdio[0], "  SDK alone, stdio": SdkCall(stdio_made),
-                     "MCP over HTTP": over_http[0], "  SDK alone, HTTP": SdkCall(http_made)}
+            kinds = {
+                "tool() in process": direct,
+                "  async def tool()": direct_async,
+                "MCP over stdio": over_stdio[0],
+                "  SDK alone, stdio": SdkCall(stdio_made),
+                "MCP over HTTP": over_http[0],
+                "  SDK alone, HTTP": SdkCall(http_made),
+            }
             for t in kinds.values():
                 assert await t.acall(ARGUMENTS) == get_weather("Austin")
             shuffle = random.Random(0)
@@ -148,16 +153,22 @@ async def per_call(calls: int, rounds: int) -> dict[str, list[float]]:
             per_round = max(1, calls // rounds)
             for round_ in range(rounds):
                 await time_calls(kinds, per_round, times, shuffle)
-                print(f"round {round_ + 1}/{rounds}: " + ", ".join(
-                    f"{k} {statistics.median(v) * 1e6:.0f} µs" for k, v in times.items()), flush=True)
+                print(
+                    f"round {round_ + 1}/{rounds}: "
+                    + ", ".join(f"{k} {statistics.median(v) * 1e6:.0f} µs" for k, v in times.items()),
+                    flush=True,
+                )
             return times
     finally:
         http.stop()
 
 
 async def start_up(n_tools: int, starts: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"stdio: spawn + connect + list": [], "HTTP: connect + list": [],
-                                     "list only (open connection)": []}
+    times: dict[str, list[float]] = {
+        "stdio: spawn + connect + list": [],
+        "HTTP: connect + list": [],
+        "list only (open connection)": [],
+    }
     http = HttpServer(n_tools)
     try:
         for _ in range(starts):
@@ -202,8 +213,10 @@ def main() -> None:
     import mcp
 
     print()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; Python "
-          f"{platform.python_version()}; mcp {getattr(mcp, '__version__', None) or _version('mcp')}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; Python "
+        f"{platform.python_version()}; mcp {getattr(mcp, '__version__', None) or _version('mcp')}"
+    )
     print(f"per call: medians of {len(next(iter(calls.values())))} calls each, interleaved call by call\n")
     base = statistics.median(calls["tool() in process"])
     print(f"{'':22} {'median':>10} {'p90':>10} {'vs tool()':>10} {'over tool()':>12}")

@@ -55,14 +55,18 @@ def ensure_node() -> str | None:
         return None
     if not (NODE_DIR / "node_modules" / "@cloudflare" / "ai-utils").exists():
         print("installing @cloudflare/ai-utils@1.0.1 in bench/node ...", flush=True)
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, stdout=subprocess.DEVNULL)
     return node
 
 
 def run_node(node: str, spec_path: Path, warmup: int, reps: int) -> dict:
-    out = subprocess.run([node, "bench_openapi.mjs", "time", str(spec_path), str(warmup), str(reps)],
-                         cwd=NODE_DIR, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [node, "bench_openapi.mjs", "time", str(spec_path), str(warmup), str(reps)],
+        cwd=NODE_DIR,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -100,7 +104,7 @@ async def peak_memory(raw: bytes, materialize: bool) -> int:
     tools = await create_tools_from_openapi_spec(raw)
     if materialize:
         for t in tools:
-            t.parameters
+            _ = t.parameters
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return peak
@@ -146,9 +150,12 @@ def main() -> None:
             py_str += s
             py_bytes += b
             py_ascii += asyncio.run(python_times(ascii_raw, max(3, args.reps // 2)))[0]
-            print(f"round {round_ + 1}/{args.rounds}: toolrun {med(s):.1f} / {med(b):.1f} ms"
-                  + (f", ai-utils {med(node_info['str_ms']):.1f} / {med(node_info['bytes_ms']):.1f} ms"
-                     if node else "") + "  (text / bytes in)", flush=True)
+            print(
+                f"round {round_ + 1}/{args.rounds}: toolrun {med(s):.1f} / {med(b):.1f} ms"
+                + (f", ai-utils {med(node_info['str_ms']):.1f} / {med(node_info['bytes_ms']):.1f} ms" if node else "")
+                + "  (text / bytes in)",
+                flush=True,
+            )
 
     schema_ms, schema_chars = asyncio.run(every_schema(raw, 3))
     # The plain-JSON path, for a machine without msgspec.
@@ -163,12 +170,16 @@ def main() -> None:
 
     print()
     print(f"GitHub REST description: {len(raw) / 1e6:.1f} MB, {n_tools} operations -> {n_tools} tools")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"Python {platform.python_version()}" + (f", node {node_info.get('node')}" if node else ""))
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"Python {platform.python_version()}" + (f", node {node_info.get('node')}" if node else "")
+    )
     print(f"medians of {len(py_str)} runs each, rounds interleaved\n")
-    rows = [("text in", med(py_str), med(js_str) if node else None),
-            ("bytes in", med(py_bytes), med(js_bytes) if node else None),
-            ("text in, ASCII-escaped copy", med(py_ascii), med(js_ascii) if node else None)]
+    rows = [
+        ("text in", med(py_str), med(js_str) if node else None),
+        ("bytes in", med(py_bytes), med(js_bytes) if node else None),
+        ("text in, ASCII-escaped copy", med(py_ascii), med(js_ascii) if node else None),
+    ]
     print(f"{'':28} {'toolrun':>10} {'ai-utils':>10} {'ratio':>7}")
     for label, py, js in rows:
         ratio = f"{py / js:.2f}x" if js else "-"
@@ -176,13 +187,19 @@ def main() -> None:
         print(f"{label:28} {py:7.1f} ms {js_text:>10} {ratio:>7}")
     print(f"{'+ every schema (all $refs)':28} {med(schema_ms):7.1f} ms   ({schema_chars / 1e6:.1f} MB of JSON Schema)")
     plain_js = med(js_str) if node else None
-    print(f"{'text in, without msgspec':28} {med(plain_str):7.1f} ms"
-          + (f" {plain_js:7.1f} ms {med(plain_str) / plain_js:6.2f}x" if plain_js else ""))
-    print(f"{'bytes in, without msgspec':28} {med(plain_bytes):7.1f} ms"
-          + (f" {med(js_bytes):7.1f} ms {med(plain_bytes) / med(js_bytes):6.2f}x" if node else ""))
+    print(
+        f"{'text in, without msgspec':28} {med(plain_str):7.1f} ms"
+        + (f" {plain_js:7.1f} ms {med(plain_str) / plain_js:6.2f}x" if plain_js else "")
+    )
+    print(
+        f"{'bytes in, without msgspec':28} {med(plain_bytes):7.1f} ms"
+        + (f" {med(js_bytes):7.1f} ms {med(plain_bytes) / med(js_bytes):6.2f}x" if node else "")
+    )
     print()
-    print(f"peak memory (tracemalloc), one conversion: {peak / 2**20:.1f} MiB; "
-          f"with every schema built: {peak_all / 2**20:.1f} MiB")
+    print(
+        f"peak memory (tracemalloc), one conversion: {peak / 2**20:.1f} MiB; "
+        f"with every schema built: {peak_all / 2**20:.1f} MiB"
+    )
     if node:
         print(f"node process max RSS (whole process, all its runs): {node_info['max_rss_bytes'] / 2**20:.0f} MiB")
     print(f"JSON path: {'msgspec ' + saved.__version__ if saved else 'json (msgspec not installed)'}")

@@ -30,9 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 
@@ -40,8 +41,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTED = "@bench/scripted"
 KEY = "bench-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-TOOL = {"name": "get_weather", "description": "Current weather for a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+TOOL = {
+    "name": "get_weather",
+    "description": "Current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 # Prompts that ask for more than 128 tokens, so most answers run to max_tokens on both servers.
 PROMPTS = [
@@ -82,6 +86,7 @@ def load_average() -> str:
 
 def cpu_busy_fraction(seconds: float = 2.0) -> float:
     """Share of all cores busy over ``seconds``, from /proc/stat (Linux)."""
+
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as f:
             values = [int(v) for v in f.readline().split()[1:]]
@@ -134,12 +139,12 @@ class OthersMeter:
     def __init__(self, server_pid: int) -> None:
         self.pids = (os.getpid(), server_pid)
 
-    def __enter__(self) -> "OthersMeter":
+    def __enter__(self) -> OthersMeter:
         self._start = (_cpu_jiffies(), sum(_process_jiffies(p) for p in self.pids), time.monotonic())
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        (busy0, total0), ours0, t0 = self._start
+        (busy0, total0), ours0, _ = self._start
         busy1, total1 = _cpu_jiffies()
         ours1 = sum(_process_jiffies(p) for p in self.pids)
         cores = os.cpu_count() or 1
@@ -148,12 +153,14 @@ class OthersMeter:
 
 
 @contextmanager
-def server_process(args: list[str], health_url: str, *, timeout: float = 300,
-                   env: dict | None = None) -> Iterator[subprocess.Popen]:
+def server_process(
+    args: list[str], health_url: str, *, timeout: float = 300, env: dict | None = None
+) -> Iterator[subprocess.Popen]:
     # stderr to a file, not a pipe: llama.cpp logs enough at load to fill a pipe and block the server.
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
-                            env={**os.environ, **(env or {})})
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the child process
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **(env or {})}
+    )
 
     def log_tail() -> str:
         log.seek(0)
@@ -232,14 +239,15 @@ def run_scripted_server(port: int) -> None:
 def _overhead_requests() -> dict[str, tuple[str, dict[str, Any]]]:
     ask = [{"role": "user", "content": "What's the weather in Lisbon?"}]
     return {
-        "workers_ai run (tool call)": (f"/client/v4/accounts/a/ai/run/{SCRIPTED}",
-                                       {"messages": ask, "tools": [TOOL]}),
-        "openai chat (tool call)": ("/v1/chat/completions",
-                                    {"model": SCRIPTED, "messages": ask,
-                                     "tools": [{"type": "function", "function": TOOL}]}),
-        "openai chat stream (text)": ("/v1/chat/completions",
-                                      {"model": SCRIPTED, "messages": [{"role": "user", "content": "hi"}],
-                                       "stream": True}),
+        "workers_ai run (tool call)": (f"/client/v4/accounts/a/ai/run/{SCRIPTED}", {"messages": ask, "tools": [TOOL]}),
+        "openai chat (tool call)": (
+            "/v1/chat/completions",
+            {"model": SCRIPTED, "messages": ask, "tools": [{"type": "function", "function": TOOL}]},
+        ),
+        "openai chat stream (text)": (
+            "/v1/chat/completions",
+            {"model": SCRIPTED, "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        ),
     }
 
 
@@ -257,7 +265,7 @@ class RawConnection:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, host: str, port: int) -> "RawConnection":
+    async def open(cls, host: str, port: int) -> RawConnection:
         return cls(*await asyncio.open_connection(host, port))
 
     async def request(self, raw: bytes) -> int:
@@ -288,8 +296,10 @@ class RawConnection:
 
 def encode_post(host: str, port: int, path: str, body: dict[str, Any]) -> bytes:
     payload = json.dumps(body).encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {KEY}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
     return head.encode() + payload
 
 
@@ -316,9 +326,14 @@ async def _load(port: int, path: str, body: dict[str, Any], clients: int, total:
     wall = time.perf_counter() - started
     for conn in connections:
         conn.close()
-    return {"clients": clients, "requests": len(latencies), "statuses": statuses,
-            "p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3,
-            "requests_per_s": len(latencies) / wall}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "statuses": statuses,
+        "p50_ms": percentile(latencies, 50) * 1e3,
+        "p99_ms": percentile(latencies, 99) * 1e3,
+        "requests_per_s": len(latencies) / wall,
+    }
 
 
 async def _binding_only(n: int) -> dict[str, Any]:
@@ -360,20 +375,29 @@ def bench_overhead(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_row(row: dict[str, Any]) -> None:
-    print(f"  {row['endpoint']:28s} {row['clients']:3d} clients: p50 {row['p50_ms']:6.2f} ms  "
-          f"p99 {row['p99_ms']:7.2f} ms  {row['requests_per_s']:6.0f} req/s  {row['statuses']}", flush=True)
+    print(
+        f"  {row['endpoint']:28s} {row['clients']:3d} clients: p50 {row['p50_ms']:6.2f} ms  "
+        f"p99 {row['p99_ms']:7.2f} ms  {row['requests_per_s']:6.0f} req/s  {row['statuses']}",
+        flush=True,
+    )
 
 
 # ---------------------------------------------------------------- compare
 
 
 def _chat_body(model: str, prompt: str, max_tokens: int) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "stream": False}
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": False,
+    }
 
 
-async def _compare_run(base: str, model: str, clients: int, per_client: int, max_tokens: int,
-                       first_prompt: int = 0) -> dict[str, Any]:
+async def _compare_run(
+    base: str, model: str, clients: int, per_client: int, max_tokens: int, first_prompt: int = 0
+) -> dict[str, Any]:
     """``clients`` concurrent clients, each sending ``per_client`` requests one after another."""
     rows: list[tuple[float, int]] = []
 
@@ -397,10 +421,17 @@ def _summarise(runs: list[dict[str, Any]], clients: int) -> dict[str, Any]:
     latencies = [r[0] for r in rows]
     tokens = sum(r[1] for r in rows)
     wall = sum(run["wall_s"] for run in runs)
-    return {"clients": clients, "requests": len(rows), "completion_tokens": tokens, "wall_s": wall,
-            "aggregate_tokens_per_s": tokens / wall, "mean_tokens": tokens / len(rows),
-            "p50_s": percentile(latencies, 50), "p99_s": percentile(latencies, 99),
-            "median_request_tokens_per_s": statistics.median(r[1] / r[0] for r in rows)}
+    return {
+        "clients": clients,
+        "requests": len(rows),
+        "completion_tokens": tokens,
+        "wall_s": wall,
+        "aggregate_tokens_per_s": tokens / wall,
+        "mean_tokens": tokens / len(rows),
+        "p50_s": percentile(latencies, 50),
+        "p99_s": percentile(latencies, 99),
+        "median_request_tokens_per_s": statistics.median(r[1] / r[0] for r in rows),
+    }
 
 
 LLAMA_SERVER_EXTRAS = ["fastapi", "sse_starlette", "starlette_context", "pydantic_settings"]
@@ -414,8 +445,9 @@ def ensure_llama_server(install: bool) -> None:
 
     command = [sys.executable, "-m", "pip", "install", f"llama-cpp-python[server]=={llama_cpp.__version__}"]
     if not install:
-        raise SystemExit(f"llama_cpp.server needs {', '.join(missing)}; run `{' '.join(command)}` "
-                         "or pass --install-deps")
+        raise SystemExit(
+            f"llama_cpp.server needs {', '.join(missing)}; run `{' '.join(command)}` or pass --install-deps"
+        )
     subprocess.run(command, check=True)
 
 
@@ -428,32 +460,73 @@ def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
     gguf = AsyncAI().weights(DEFAULT_MODEL)
     threads = str(args.threads)
     toolrun_port, llama_port = free_port(), free_port()
-    servers = [("toolrun serve", f"http://127.0.0.1:{toolrun_port}", DEFAULT_MODEL),
-               ("llama_cpp.server", f"http://127.0.0.1:{llama_port}", "qwen")]
-    toolrun_cmd = ["-m", "toolrun", "serve", "--port", str(toolrun_port), "--model", DEFAULT_MODEL,
-                   "--threads", threads, "--api-key", KEY, "--log-level", "warning"]
-    llama_cmd = ["-m", "llama_cpp.server", "--model", gguf, "--n_ctx", "8192", "--n_threads", threads,
-                 "--n_threads_batch", threads, "--n_batch", "512", "--port", str(llama_port), "--host", "127.0.0.1"]
+    servers = [
+        ("toolrun serve", f"http://127.0.0.1:{toolrun_port}", DEFAULT_MODEL),
+        ("llama_cpp.server", f"http://127.0.0.1:{llama_port}", "qwen"),
+    ]
+    toolrun_cmd = [
+        "-m",
+        "toolrun",
+        "serve",
+        "--port",
+        str(toolrun_port),
+        "--model",
+        DEFAULT_MODEL,
+        "--threads",
+        threads,
+        "--api-key",
+        KEY,
+        "--log-level",
+        "warning",
+    ]
+    llama_cmd = [
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        gguf,
+        "--n_ctx",
+        "8192",
+        "--n_threads",
+        threads,
+        "--n_threads_batch",
+        threads,
+        "--n_batch",
+        "512",
+        "--port",
+        str(llama_port),
+        "--host",
+        "127.0.0.1",
+    ]
     runs: dict[str, dict[str, list]] = {label: {"one_client": [], "four_clients": []} for label, _, _ in servers}
     loads: list[str] = []
-    with server_process(toolrun_cmd, servers[0][1] + "/health") as toolrun_proc, \
-            server_process(llama_cmd, servers[1][1] + "/v1/models") as llama_proc:
+    with (
+        server_process(toolrun_cmd, servers[0][1] + "/health") as toolrun_proc,
+        server_process(llama_cmd, servers[1][1] + "/v1/models") as llama_proc,
+    ):
         procs = (toolrun_proc, llama_proc)
         for _, base, model in servers:  # warm-up: first-use allocations, the chat template's prefix
             asyncio.run(_compare_run(base, model, 1, 1, 16))
         for round_no in range(args.rounds):
             for (label, base, model), proc in zip(servers, procs):
-                for attempt in range(1, args.max_attempts + 1):
+                for _attempt in range(1, args.max_attempts + 1):
                     wait_for_quiet(args.wait_quiet)
                     with OthersMeter(proc.pid) as meter:
-                        one = asyncio.run(_compare_run(base, model, 1, args.one_client_requests, args.max_tokens,
-                                                       first_prompt=round_no))
-                        four = asyncio.run(_compare_run(base, model, 4, args.four_client_rounds, args.max_tokens,
-                                                        first_prompt=round_no))
-                    note = (f"round {round_no + 1} {label:18s} 1 client "
-                            f"{sum(r[1] for r in one['rows']) / one['wall_s']:5.1f} tok/s · 4 clients "
-                            f"{sum(r[1] for r in four['rows']) / four['wall_s']:5.1f} tok/s  "
-                            f"(other processes used {meter.others_cores:.2f} cores)")
+                        one = asyncio.run(
+                            _compare_run(
+                                base, model, 1, args.one_client_requests, args.max_tokens, first_prompt=round_no
+                            )
+                        )
+                        four = asyncio.run(
+                            _compare_run(
+                                base, model, 4, args.four_client_rounds, args.max_tokens, first_prompt=round_no
+                            )
+                        )
+                    note = (
+                        f"round {round_no + 1} {label:18s} 1 client "
+                        f"{sum(r[1] for r in one['rows']) / one['wall_s']:5.1f} tok/s · 4 clients "
+                        f"{sum(r[1] for r in four['rows']) / four['wall_s']:5.1f} tok/s  "
+                        f"(other processes used {meter.others_cores:.2f} cores)"
+                    )
                     if meter.others_cores <= args.max_others:
                         print(f"  {note}", flush=True)
                         loads.append(note)
@@ -462,10 +535,18 @@ def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
                         break
                     print(f"  discarded: {note}", flush=True)
                 else:
-                    print(f"  round {round_no + 1} {label}: no undisturbed measurement in "
-                          f"{args.max_attempts} attempts; left out", flush=True)
-    results: dict[str, Any] = {"gguf": gguf, "threads": args.threads, "max_tokens": args.max_tokens,
-                               "conditions": loads, "servers": {}}
+                    print(
+                        f"  round {round_no + 1} {label}: no undisturbed measurement in "
+                        f"{args.max_attempts} attempts; left out",
+                        flush=True,
+                    )
+    results: dict[str, Any] = {
+        "gguf": gguf,
+        "threads": args.threads,
+        "max_tokens": args.max_tokens,
+        "conditions": loads,
+        "servers": {},
+    }
     for label, _, _ in servers:
         if not runs[label]["one_client"]:
             raise SystemExit(f"{label}: no undisturbed measurement; the machine never went quiet")
@@ -474,9 +555,12 @@ def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
         results["servers"][label] = summary
         for key in ("one_client", "four_clients"):
             r = summary[key]
-            print(f"  {label:18s} {r['clients']} client(s): p50 {r['p50_s']:5.2f} s  p99 {r['p99_s']:5.2f} s  "
-                  f"aggregate {r['aggregate_tokens_per_s']:5.1f} tok/s  ({r['requests']} requests, "
-                  f"{r['mean_tokens']:.0f} tokens each)", flush=True)
+            print(
+                f"  {label:18s} {r['clients']} client(s): p50 {r['p50_s']:5.2f} s  p99 {r['p99_s']:5.2f} s  "
+                f"aggregate {r['aggregate_tokens_per_s']:5.1f} tok/s  ({r['requests']} requests, "
+                f"{r['mean_tokens']:.0f} tokens each)",
+                flush=True,
+            )
     return results
 
 
@@ -500,18 +584,31 @@ def main() -> None:
     parser.add_argument("--one-client-requests", type=int, default=2, help="per round, at 1 client")
     parser.add_argument("--four-client-rounds", type=int, default=1, help="requests per client per round, at 4")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--max-others", type=float, default=0.1, metavar="CORES",
-                        help="repeat a model measurement if other processes used more CPU than this meanwhile")
+    parser.add_argument(
+        "--max-others",
+        type=float,
+        default=0.1,
+        metavar="CORES",
+        help="repeat a model measurement if other processes used more CPU than this meanwhile",
+    )
     parser.add_argument("--max-attempts", type=int, default=4, help="tries per model measurement")
-    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
-                        help="before each measurement, wait up to this long for other processes to leave the CPUs idle")
-    parser.add_argument("--install-deps", action="store_true",
-                        help="pip-install llama-cpp-python[server]'s extras if they are missing")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each measurement, wait up to this long for other processes to leave the CPUs idle",
+    )
+    parser.add_argument(
+        "--install-deps", action="store_true", help="pip-install llama-cpp-python[server]'s extras if they are missing"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
-    results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                                          f"{platform.python_version()}", "load_average_at_start": load_average()}
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_at_start": load_average(),
+    }
     print(f"{results['machine']}; load average {results['load_average_at_start']}", flush=True)
     if args.what in ("overhead", "all"):
         print("HTTP overhead (scripted engine):", flush=True)

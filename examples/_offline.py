@@ -17,11 +17,27 @@ from typing import Any
 import httpx
 
 USERS: dict[str, dict[str, Any]] = {
-    "cloudflare": {"login": "cloudflare", "id": 314135, "type": "Organization", "name": "Cloudflare",
-                   "company": None, "blog": "https://www.cloudflare.com", "location": "San Francisco, CA",
-                   "public_repos": 513, "followers": 9400, "created_at": "2010-06-02T15:22:19Z"},
-    "torvalds": {"login": "torvalds", "id": 1024025, "type": "User", "name": "Linus Torvalds",
-                 "location": "Portland, OR", "public_repos": 8, "followers": 250000},
+    "cloudflare": {
+        "login": "cloudflare",
+        "id": 314135,
+        "type": "Organization",
+        "name": "Cloudflare",
+        "company": None,
+        "blog": "https://www.cloudflare.com",
+        "location": "San Francisco, CA",
+        "public_repos": 513,
+        "followers": 9400,
+        "created_at": "2010-06-02T15:22:19Z",
+    },
+    "torvalds": {
+        "login": "torvalds",
+        "id": 1024025,
+        "type": "User",
+        "name": "Linus Torvalds",
+        "location": "Portland, OR",
+        "public_repos": 8,
+        "followers": 250000,
+    },
 }
 REPOS = {"cloudflare": [{"name": "workerd", "stargazers_count": 6800}, {"name": "quiche", "stargazers_count": 9800}]}
 
@@ -30,14 +46,19 @@ requests_seen: list[tuple[str, str | None]] = []  # (path, User-Agent)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         agent = self.headers.get("User-Agent")
         requests_seen.append((self.path, agent))
         parts = self.path.split("?")[0].strip("/").split("/")
         status, body = 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
         if not agent:
-            status, body = 403, {"message": "Request forbidden by administrative rules. "
-                                            "Please make sure your request has a User-Agent header"}
+            status, body = (
+                403,
+                {
+                    "message": "Request forbidden by administrative rules. "
+                    "Please make sure your request has a User-Agent header"
+                },
+            )
         elif len(parts) == 2 and parts[0] in ("users", "orgs") and parts[1].lower() in USERS:
             status, body = 200, USERS[parts[1].lower()]
         elif len(parts) == 3 and parts[0] == "users" and parts[2] == "repos":

@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import embedded_openapi_github  # noqa: E402
-import embedded_weather  # noqa: E402
-import traditional_github  # noqa: E402
-import traditional_weather  # noqa: E402
+import embedded_openapi_github
+import embedded_weather
+import traditional_github
+import traditional_weather
 
-from toolrun import AI, DEFAULT_MODEL, AsyncAI  # noqa: E402
+from toolrun import AI, DEFAULT_MODEL, AsyncAI
 
 
 def heading(title: str) -> float:

@@ -31,15 +31,19 @@ async def main(ai: AsyncAI, model: str = DEFAULT_MODEL) -> dict[str, Any]:
                 # You can pass the OpenAPI spec link or contents directly
                 *await create_tools_from_openapi_spec(
                     SPEC,
-                    overrides=[{
-                        # for all requests on *.github.com, we'll need to add a User-Agent and Authorization.
-                        "matcher": lambda url, method: url.hostname == "api.github.com",
-                        "values": {
-                            "headers": {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) "
-                                                      "AppleWebKit/537.36 (KHTML, like Gecko) "
-                                                      "Chrome/112.0.0.0 Safari/537.36"},
-                        },
-                    }],
+                    overrides=[
+                        {
+                            # for all requests on *.github.com, we'll need to add a User-Agent and Authorization.
+                            "matcher": lambda url, method: url.hostname == "api.github.com",
+                            "values": {
+                                "headers": {
+                                    "User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) "
+                                    "AppleWebKit/537.36 (KHTML, like Gecko) "
+                                    "Chrome/112.0.0.0 Safari/537.36"
+                                },
+                            },
+                        }
+                    ],
                     client=github_client(),
                 ),
             ],
@@ -50,6 +54,7 @@ async def main(ai: AsyncAI, model: str = DEFAULT_MODEL) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+
     async def _run() -> None:
         async with AsyncAI() as ai:
             out = await main(ai)

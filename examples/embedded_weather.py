@@ -59,6 +59,7 @@ async def main(ai: AsyncAI, model: str = DEFAULT_MODEL) -> tuple[str, Any]:
 
 
 if __name__ == "__main__":
+
     async def _run() -> None:
         async with AsyncAI() as ai:
             answer, _ = await main(ai)

@@ -37,10 +37,13 @@ TOOLS = [
 
 
 def main(ai: AI, model: str = DEFAULT_MODEL) -> dict[str, Any]:
-    response = ai.run(model, {
-        "messages": [{"role": "user", "content": "Who is Cloudflare on github?"}],
-        "tools": TOOLS,
-    })
+    response = ai.run(
+        model,
+        {
+            "messages": [{"role": "user", "content": "Who is Cloudflare on github?"}],
+            "tools": TOOLS,
+        },
+    )
 
     selected_tool = response["tool_calls"][0]
     res = None
@@ -49,29 +52,35 @@ def main(ai: AI, model: str = DEFAULT_MODEL) -> dict[str, Any]:
         try:
             username = selected_tool["arguments"]["username"]
             url = f"https://api.github.com/users/{username}"
-            res = fetch_json(url, headers={  # Github API requires a User-Agent header
-                "User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
-                              "Chrome/112.0.0.0 Safari/537.36",
-            })
+            res = fetch_json(
+                url,
+                headers={  # Github API requires a User-Agent header
+                    "User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
+                    "(KHTML, like Gecko) Chrome/112.0.0.0 Safari/537.36",
+                },
+            )
         except Exception as error:  # noqa: BLE001 - the seed returns the error itself
             return {"error": str(error)}
 
-    final_response = ai.run(model, {
-        "messages": [
-            {"role": "user", "content": "Who is Cloudflare on github?"},
-            {
-                "role": "assistant",
-                "content": "",
-                "tool_call": selected_tool["name"],
-            },
-            {
-                "role": "tool",
-                "name": selected_tool["name"],
-                "content": json.dumps(res),
-            },
-        ],
-        "tools": TOOLS,
-    })
+    final_response = ai.run(
+        model,
+        {
+            "messages": [
+                {"role": "user", "content": "Who is Cloudflare on github?"},
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_call": selected_tool["name"],
+                },
+                {
+                    "role": "tool",
+                    "name": selected_tool["name"],
+                    "content": json.dumps(res),
+                },
+            ],
+            "tools": TOOLS,
+        },
+    )
     return {"tool_call": selected_tool, "github": res, "final": final_response}
 
 

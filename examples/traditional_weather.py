@@ -13,29 +13,32 @@ from toolrun import AI, DEFAULT_MODEL
 
 
 def main(ai: AI, model: str = DEFAULT_MODEL) -> dict[str, Any]:
-    response = ai.run(model, {
-        "messages": [{"role": "user", "content": "what is the weather in london?"}],
-        "tools": [
-            {
-                "name": "getWeather",
-                "description": "Return the weather for a latitude and longitude",
-                "parameters": {
-                    "type": "object",
-                    "properties": {
-                        "latitude": {
-                            "type": "string",
-                            "description": "The latitude for the given location",
+    response = ai.run(
+        model,
+        {
+            "messages": [{"role": "user", "content": "what is the weather in london?"}],
+            "tools": [
+                {
+                    "name": "getWeather",
+                    "description": "Return the weather for a latitude and longitude",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {
+                            "latitude": {
+                                "type": "string",
+                                "description": "The latitude for the given location",
+                            },
+                            "longitude": {
+                                "type": "string",
+                                "description": "The longitude for the given location",
+                            },
                         },
-                        "longitude": {
-                            "type": "string",
-                            "description": "The longitude for the given location",
-                        },
+                        "required": ["latitude", "longitude"],
                     },
-                    "required": ["latitude", "longitude"],
                 },
-            },
-        ],
-    })
+            ],
+        },
+    )
     return response
 
 

@@ -27,11 +27,25 @@ class GithubStandIn:
     """A loopback HTTP server that answers like api.github.com's ``GET /users/{username}``."""
 
     USERS = {
-        "cloudflare": {"login": "cloudflare", "id": 314135, "type": "Organization", "name": "Cloudflare",
-                       "location": "San Francisco", "public_repos": 513, "followers": 9400,
-                       "blog": "https://www.cloudflare.com"},
-        "torvalds": {"login": "torvalds", "id": 1024025, "type": "User", "name": "Linus Torvalds",
-                     "location": "Portland, OR", "public_repos": 8, "followers": 250000},
+        "cloudflare": {
+            "login": "cloudflare",
+            "id": 314135,
+            "type": "Organization",
+            "name": "Cloudflare",
+            "location": "San Francisco",
+            "public_repos": 513,
+            "followers": 9400,
+            "blog": "https://www.cloudflare.com",
+        },
+        "torvalds": {
+            "login": "torvalds",
+            "id": 1024025,
+            "type": "User",
+            "name": "Linus Torvalds",
+            "location": "Portland, OR",
+            "public_repos": 8,
+            "followers": 250000,
+        },
     }
 
     def __init__(self) -> None:
@@ -43,7 +57,7 @@ class GithubStandIn:
         self.requests: list[str] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
+            def do_GET(self):
                 standin.requests.append(self.path)
                 parts = self.path.strip("/").split("/")
                 user = standin.USERS.get(parts[1].lower()) if len(parts) == 2 and parts[0] == "users" else None

@@ -29,8 +29,17 @@ from .ai import AI, DEFAULT_MODEL, AsyncAI, Catalog, ModelEntry
 __version__ = "0.1.0"
 
 # The embedded helpers are re-exported lazily: importing toolrun stays cheap.
-_EMBEDDED = {"run_with_tools", "run_with_tools_sync", "tool", "Tool", "auto_trim_tools", "bm25_trim_tools",
-             "create_tools_from_openapi_spec", "create_tools_from_mcp", "create_tools_from_mcp_sync"}
+_EMBEDDED = {
+    "run_with_tools",
+    "run_with_tools_sync",
+    "tool",
+    "Tool",
+    "auto_trim_tools",
+    "bm25_trim_tools",
+    "create_tools_from_openapi_spec",
+    "create_tools_from_mcp",
+    "create_tools_from_mcp_sync",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -42,8 +51,23 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AI", "AsyncAI", "DEFAULT_MODEL", "Catalog", "ModelEntry",
-    "ToolrunError", "InvalidInputError", "ToolSchemaError", "ToolChoiceError", "ContextOverflowError",
-    "ModelNotFoundError", "ModelUnavailableError", "ModelFetchError", "EngineError", "OverloadedError",
-    "OpenAPISpecError", "ToolExecutionError", "MCPServerError", *sorted(_EMBEDDED),
+    "AI",
+    "AsyncAI",
+    "DEFAULT_MODEL",
+    "Catalog",
+    "ModelEntry",
+    "ToolrunError",
+    "InvalidInputError",
+    "ToolSchemaError",
+    "ToolChoiceError",
+    "ContextOverflowError",
+    "ModelNotFoundError",
+    "ModelUnavailableError",
+    "ModelFetchError",
+    "EngineError",
+    "OverloadedError",
+    "OpenAPISpecError",
+    "ToolExecutionError",
+    "MCPServerError",
+    *sorted(_EMBEDDED),
 ]

@@ -40,8 +40,9 @@ def path_text(base: str, parts: tuple[Any, ...] | list[Any]) -> str:
     return out
 
 
-def check_json(value: Any, where: str, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES,
-               opaque: tuple[type, ...] = ()) -> None:
+def check_json(
+    value: Any, where: str, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES, opaque: tuple[type, ...] = ()
+) -> None:
     """Raise :class:`InvalidInputError` unless ``value`` is a finite JSON tree within the limits.
 
     Dicts (any ``Mapping``) need string keys; lists and tuples are arrays; strings must
@@ -56,7 +57,9 @@ def check_json(value: Any, where: str, *, max_depth: int = MAX_DEPTH, max_nodes:
         if nodes > max_nodes:
             raise InvalidInputError(
                 f"is too large: more than {max_nodes:,} JSON values once shared parts are counted "
-                "each time they appear", where=where)
+                "each time they appear",
+                where=where,
+            )
         if node is None or isinstance(node, (bool, int)):
             continue
         if isinstance(node, str):
@@ -65,8 +68,9 @@ def check_json(value: Any, where: str, *, max_depth: int = MAX_DEPTH, max_nodes:
             continue
         if isinstance(node, float):
             if not math.isfinite(node):
-                raise InvalidInputError(f"{node!r} is not a JSON number; use a finite number",
-                                        where=path_text(where, path))
+                raise InvalidInputError(
+                    f"{node!r} is not a JSON number; use a finite number", where=path_text(where, path)
+                )
             continue
         if opaque and isinstance(node, opaque):
             continue
@@ -81,8 +85,7 @@ def check_json(value: Any, where: str, *, max_depth: int = MAX_DEPTH, max_nodes:
             if isinstance(node, Mapping):
                 for key, child in node.items():
                     if not isinstance(key, str):
-                        raise InvalidInputError(f"has a key {key!r} that is not a string",
-                                                where=path_text(where, path))
+                        raise InvalidInputError(f"has a key {key!r} that is not a string", where=path_text(where, path))
                     if not key.isascii():
                         _check_unicode(key, where, path)
                     stack.append((child, (*path, key), depth + 1))
@@ -90,8 +93,10 @@ def check_json(value: Any, where: str, *, max_depth: int = MAX_DEPTH, max_nodes:
                 for index, child in enumerate(node):
                     stack.append((child, (*path, index), depth + 1))
             continue
-        raise InvalidInputError(f"must be JSON (a string, number, boolean, null, object or array), not {type(node).__name__}",
-                                where=path_text(where, path))
+        raise InvalidInputError(
+            f"must be JSON (a string, number, boolean, null, object or array), not {type(node).__name__}",
+            where=path_text(where, path),
+        )
 
 
 def _first_repeat(root: Any, path: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -113,4 +118,5 @@ def _check_unicode(text: str, where: str, path: tuple[Any, ...]) -> None:
         bad = text[exc.start]
         raise InvalidInputError(
             f"has a lone surrogate {bad!r} at character {exc.start}, which is not valid Unicode text",
-            where=path_text(where, path)) from None
+            where=path_text(where, path),
+        ) from None

@@ -15,10 +15,10 @@ meta-schema costs more than the rest of a request.
 from __future__ import annotations
 
 import json
-from urllib.parse import unquote
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 import jsonschema
 import regex
@@ -130,8 +130,8 @@ def check_tool_schema(parameters: Any, where: str, tool_name: str) -> None:
     """
     if not isinstance(parameters, Mapping):
         raise ToolSchemaError(
-            f"tool {tool_name!r}: parameters must be a JSON Schema object, not {type(parameters).__name__}",
-            where=where)
+            f"tool {tool_name!r}: parameters must be a JSON Schema object, not {type(parameters).__name__}", where=where
+        )
     try:
         check_json(parameters, where, max_nodes=MAX_SCHEMA_NODES)
     except InvalidInputError as exc:
@@ -147,12 +147,14 @@ def check_tool_schema(parameters: Any, where: str, tool_name: str) -> None:
     except jsonschema.SchemaError as exc:
         raise ToolSchemaError(
             f"tool {tool_name!r}: parameters is not valid JSON Schema: {exc.message}",
-            where=path_text(where, list(exc.path))) from None
+            where=path_text(where, list(exc.path)),
+        ) from None
     kind = parameters.get("type", "object")
     if kind != "object":
         raise ToolSchemaError(
             f"tool {tool_name!r}: parameters must describe an object (type 'object'), not {kind!r}",
-            where=f"{where}.type")
+            where=f"{where}.type",
+        )
     _CHECKED[text] = None
     if len(_CHECKED) > 2048:
         _CHECKED.popitem(last=False)
@@ -175,7 +177,9 @@ def _check_references(schema: Mapping[str, Any], where: str, tool_name: str) -> 
                     # A nested $id changes the base that '#…' resolves against; keep one document.
                     raise ToolSchemaError(
                         f"tool {tool_name!r}: a nested $id ({child!r}) is not supported; "
-                        "use $defs and '#/…' references", where=path_text(where, (*path, key)))
+                        "use $defs and '#/…' references",
+                        where=path_text(where, (*path, key)),
+                    )
                 stack.append((child, (*path, key)))
         elif isinstance(node, list):
             stack.extend((child, (*path, i)) for i, child in enumerate(node))
@@ -184,7 +188,9 @@ def _check_references(schema: Mapping[str, Any], where: str, tool_name: str) -> 
         if not ref.startswith("#"):
             raise ToolSchemaError(
                 f"tool {tool_name!r}: {key} {ref!r} points outside the schema; only local references "
-                "('#/$defs/…') are allowed, and toolrun never fetches or opens one", where=at)
+                "('#/$defs/…') are allowed, and toolrun never fetches or opens one",
+                where=at,
+            )
         fragment = unquote(ref[1:])
         if fragment and not fragment.startswith("/"):
             if fragment not in anchors:

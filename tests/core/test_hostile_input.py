@@ -42,7 +42,7 @@ class Listener:
         listener = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 listener.hits.append(self.path)
                 body = b'{"type": "string"}'
                 self.send_response(200)
@@ -81,8 +81,10 @@ def scripted() -> AsyncAI:
 
 
 def weather_tool(city_schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": "get_weather",
-            "parameters": {"type": "object", "properties": {"city": city_schema}, "required": ["city"]}}
+    return {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": city_schema}, "required": ["city"]},
+    }
 
 
 FORCED = {"type": "function", "function": {"name": "get_weather"}}
@@ -91,12 +93,15 @@ FORCED = {"type": "function", "function": {"name": "get_weather"}}
 # ------------------------------------------------------------------ $ref
 
 
-@pytest.mark.parametrize("make_ref", [
-    lambda url: f"{url}/x.json",
-    lambda url: "file:///etc/passwd",
-    lambda url: "x.json",  # relative: would resolve against a base URI
-    lambda url: f"{url}/x.json#/definitions/city",
-])
+@pytest.mark.parametrize(
+    "make_ref",
+    [
+        lambda url: f"{url}/x.json",
+        lambda url: "file:///etc/passwd",
+        lambda url: "x.json",  # relative: would resolve against a base URI
+        lambda url: f"{url}/x.json#/definitions/city",
+    ],
+)
 async def test_a_remote_ref_in_a_tool_schema_is_refused_and_never_fetched(scripted, listener, make_ref) -> None:
     ref = make_ref(listener.url)
     inputs = {"messages": USER, "tools": [weather_tool({"$ref": ref})], "tool_choice": FORCED, "max_tokens": 48}
@@ -117,10 +122,15 @@ async def test_other_reference_keywords_are_held_to_the_same_rule(scripted, list
 
 
 async def test_local_refs_still_work_and_dangling_ones_are_named(scripted) -> None:
-    schema = {"type": "object", "properties": {"city": {"$ref": "#/$defs/city"}}, "required": ["city"],
-              "$defs": {"city": {"type": "string"}}}
-    out = await scripted.run(SCRIPTED, {"messages": USER, "tools": [{"name": "get_weather", "parameters": schema}],
-                                        "tool_choice": FORCED})
+    schema = {
+        "type": "object",
+        "properties": {"city": {"$ref": "#/$defs/city"}},
+        "required": ["city"],
+        "$defs": {"city": {"type": "string"}},
+    }
+    out = await scripted.run(
+        SCRIPTED, {"messages": USER, "tools": [{"name": "get_weather", "parameters": schema}], "tool_choice": FORCED}
+    )
     assert out["tool_calls"][0]["arguments"] == {"city": "Lisbon"}
 
     schema["properties"]["city"] = {"$ref": "#/$defs/town"}
@@ -131,8 +141,12 @@ async def test_local_refs_still_work_and_dangling_ones_are_named(scripted) -> No
 
 def test_a_root_id_does_not_send_local_refs_to_the_network(listener) -> None:
     """``$id`` makes '#…' resolve against a URL; the registry still finds it in the schema itself."""
-    schema = {"$id": listener.url + "/root.json", "type": "object",
-              "properties": {"city": {"$ref": "#/$defs/city"}}, "$defs": {"city": {"type": "string"}}}
+    schema = {
+        "$id": listener.url + "/root.json",
+        "type": "object",
+        "properties": {"city": {"$ref": "#/$defs/city"}},
+        "$defs": {"city": {"type": "string"}},
+    }
     assert [e.message for e in validator(schema).iter_errors({"city": 3})] == ["3 is not of type 'string'"]
     assert listener.hits == []
 
@@ -153,8 +167,13 @@ async def test_a_lone_surrogate_is_an_input_error_not_a_crash(scripted) -> None:
     with pytest.raises(InvalidInputError, match="surrogate"):
         await scripted.run(SCRIPTED, {"prompt": "\udfff"})
     with pytest.raises(InvalidInputError, match="surrogate"):
-        await scripted.run(SCRIPTED, {"messages": USER, "tools": [
-            {"name": "get_weather", "description": "x\ud800", "parameters": {"type": "object"}}]})
+        await scripted.run(
+            SCRIPTED,
+            {
+                "messages": USER,
+                "tools": [{"name": "get_weather", "description": "x\ud800", "parameters": {"type": "object"}}],
+            },
+        )
 
 
 def test_a_lone_surrogate_through_the_sync_faces() -> None:
@@ -168,8 +187,9 @@ def test_a_lone_surrogate_through_the_sync_faces() -> None:
         with pytest.raises(InvalidInputError, match="surrogate"):
             ai.run(SCRIPTED, {"messages": [{"role": "user", "content": "a\ud800b"}]})
         with pytest.raises(InvalidInputError, match="surrogate"):
-            run_with_tools_sync(ai, SCRIPTED, {"messages": [{"role": "user", "content": "\ud800"}],
-                                               "tools": [get_weather]})
+            run_with_tools_sync(
+                ai, SCRIPTED, {"messages": [{"role": "user", "content": "\ud800"}], "tools": [get_weather]}
+            )
     finally:
         ai.close()
 
@@ -227,15 +247,18 @@ async def test_shared_subobjects_cannot_expand_without_bound(scripted) -> None:
         await scripted.run(SCRIPTED, {"messages": USER, "tools": [{"name": "bomb", "parameters": level}]})
 
 
-@pytest.mark.parametrize(("inputs", "where", "words"), [
-    ({"max_tokens": True}, "max_tokens", "valid integer, not true"),
-    ({"max_tokens": 5.5}, "max_tokens", "valid integer"),
-    ({"stream": "yes"}, "stream", 'valid boolean, not "yes"'),
-    ({"temperature": float("nan")}, "temperature", "finite"),
-    ({"temperature": float("inf")}, "temperature", "finite"),
-    ({"seed": -1}, "seed", "greater than or equal to 0"),
-    ({"messages": [{"role": "user", "content": {1, 2}}]}, "messages[0].content", "not set"),
-])
+@pytest.mark.parametrize(
+    ("inputs", "where", "words"),
+    [
+        ({"max_tokens": True}, "max_tokens", "valid integer, not true"),
+        ({"max_tokens": 5.5}, "max_tokens", "valid integer"),
+        ({"stream": "yes"}, "stream", 'valid boolean, not "yes"'),
+        ({"temperature": float("nan")}, "temperature", "finite"),
+        ({"temperature": float("inf")}, "temperature", "finite"),
+        ({"seed": -1}, "seed", "greater than or equal to 0"),
+        ({"messages": [{"role": "user", "content": {1, 2}}]}, "messages[0].content", "not set"),
+    ],
+)
 async def test_each_field_error_names_the_field_and_its_real_fault(scripted, inputs, where, words) -> None:
     with pytest.raises(InvalidInputError) as info:
         await scripted.run(SCRIPTED, {"messages": USER, **inputs})
@@ -243,13 +266,16 @@ async def test_each_field_error_names_the_field_and_its_real_fault(scripted, inp
     assert words in info.value.message
 
 
-@pytest.mark.parametrize(("options", "where"), [
-    ({"tool_timeout": "5"}, "tool_timeout"),
-    ({"tool_timeout": float("nan")}, "tool_timeout"),
-    ({"trim_function": "x"}, "trim_function"),
-    ({"trim_function": lambda tools, ai, model, messages: 5}, "trim_function"),
-    ({"max_recursive_tool_runs": 1.5}, "max_recursive_tool_runs"),
-])
+@pytest.mark.parametrize(
+    ("options", "where"),
+    [
+        ({"tool_timeout": "5"}, "tool_timeout"),
+        ({"tool_timeout": float("nan")}, "tool_timeout"),
+        ({"trim_function": "x"}, "trim_function"),
+        ({"trim_function": lambda tools, ai, model, messages: 5}, "trim_function"),
+        ({"max_recursive_tool_runs": 1.5}, "max_recursive_tool_runs"),
+    ],
+)
 def test_run_with_tools_options_of_the_wrong_type(options, where) -> None:
     ai = AI(catalog=Catalog())
     ai.register(ModelEntry(name=SCRIPTED, description="s"), ScriptedEngine(forced_weather))
@@ -272,22 +298,68 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=30,
 )
-schema_keywords = st.sampled_from(["type", "properties", "items", "required", "enum", "$ref", "$defs", "anyOf",
-                                   "allOf", "oneOf", "not", "minimum", "pattern", "format", "const", "$id",
-                                   "additionalProperties", "$dynamicRef", "prefixItems", "if", "then"])
+schema_keywords = st.sampled_from(
+    [
+        "type",
+        "properties",
+        "items",
+        "required",
+        "enum",
+        "$ref",
+        "$defs",
+        "anyOf",
+        "allOf",
+        "oneOf",
+        "not",
+        "minimum",
+        "pattern",
+        "format",
+        "const",
+        "$id",
+        "additionalProperties",
+        "$dynamicRef",
+        "prefixItems",
+        "if",
+        "then",
+    ]
+)
 schemas = st.recursive(
     st.sampled_from(["string", "object", "integer", "#", "#/$defs/a", "http://127.0.0.1:9/x", "file:///etc/passwd"])
-    | st.booleans() | st.integers(),
+    | st.booleans()
+    | st.integers(),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(schema_keywords, children, max_size=4),
     max_leaves=25,
 )
 
 
-@settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(inputs=st.dictionaries(
-    st.sampled_from(["messages", "prompt", "tools", "tool_choice", "max_tokens", "temperature", "stream",
-                     "response_format", "seed", "top_p", "parallel_tool_calls", "raw", "extra"]),
-    json_values, max_size=5))
+@settings(
+    max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    inputs=st.dictionaries(
+        st.sampled_from(
+            [
+                "messages",
+                "prompt",
+                "tools",
+                "tool_choice",
+                "max_tokens",
+                "temperature",
+                "stream",
+                "response_format",
+                "seed",
+                "top_p",
+                "parallel_tool_calls",
+                "raw",
+                "extra",
+            ]
+        ),
+        json_values,
+        max_size=5,
+    )
+)
 async def test_fuzzed_inputs_fail_only_as_toolrun_errors(scripted, inputs) -> None:
     try:
         result = await scripted.run(SCRIPTED, inputs)
@@ -298,7 +370,11 @@ async def test_fuzzed_inputs_fail_only_as_toolrun_errors(scripted, inputs) -> No
             pass
 
 
-@settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(parameters=schemas)
 async def test_fuzzed_tool_schemas_fail_only_as_schema_errors(scripted, listener, parameters) -> None:
     inputs = {"messages": USER, "tools": [{"name": "get_weather", "parameters": parameters}], "tool_choice": FORCED}

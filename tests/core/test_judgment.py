@@ -15,18 +15,26 @@ pytestmark = pytest.mark.model
 SEED_TOOL = {
     "name": "getGithubUser",
     "description": "Provides publicly available information about someone with a GitHub account.",
-    "parameters": {"type": "object", "properties": {
-        "username": {"type": "string", "description": "The handle for the GitHub user account."}},
-        "required": ["username"]},
+    "parameters": {
+        "type": "object",
+        "properties": {"username": {"type": "string", "description": "The handle for the GitHub user account."}},
+        "required": ["username"],
+    },
 }
-WEATHER = {"name": "get_weather", "description": "Get the current weather for a city.",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Get the current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 def seed_call_is_right(out: dict) -> bool:
     calls = out["tool_calls"]
-    return (len(calls) == 1 and calls[0]["name"] == "getGithubUser"
-            and calls[0]["arguments"].get("username", "").lower() == "cloudflare")
+    return (
+        len(calls) == 1
+        and calls[0]["name"] == "getGithubUser"
+        and calls[0]["arguments"].get("username", "").lower() == "cloudflare"
+    )
 
 
 async def test_the_seed_example_at_default_sampling_calls_every_time(async_ai) -> None:
@@ -34,8 +42,10 @@ async def test_the_seed_example_at_default_sampling_calls_every_time(async_ai) -
     runs = 30
     right = 0
     for _ in range(runs):
-        out = await async_ai.run(DEFAULT_MODEL, {"messages": [{"role": "user", "content": "Who is Cloudflare on github?"}],
-                                                 "tools": [SEED_TOOL]})
+        out = await async_ai.run(
+            DEFAULT_MODEL,
+            {"messages": [{"role": "user", "content": "Who is Cloudflare on github?"}], "tools": [SEED_TOOL]},
+        )
         right += seed_call_is_right(out)
     assert right >= runs - 1, f"{right}/{runs}"
 
@@ -43,23 +53,35 @@ async def test_the_seed_example_at_default_sampling_calls_every_time(async_ai) -
 async def test_temperature_does_not_change_whether_a_tool_is_called(async_ai) -> None:
     for temperature in (0.0, 1.0, 1.8):
         for _ in range(3):
-            out = await async_ai.run(DEFAULT_MODEL, {
-                "messages": [{"role": "user", "content": "Who is Cloudflare on github?"}],
-                "tools": [SEED_TOOL], "temperature": temperature, "max_tokens": 64})
+            out = await async_ai.run(
+                DEFAULT_MODEL,
+                {
+                    "messages": [{"role": "user", "content": "Who is Cloudflare on github?"}],
+                    "tools": [SEED_TOOL],
+                    "temperature": temperature,
+                    "max_tokens": 64,
+                },
+            )
             assert out["tool_calls"] and out["tool_calls"][0]["name"] == "getGithubUser", (temperature, out)
 
 
 async def test_a_question_no_tool_fits_gets_text(async_ai) -> None:
     for _ in range(3):
-        out = await async_ai.run(DEFAULT_MODEL, {
-            "messages": [{"role": "user", "content": "Write a haiku about autumn leaves."}], "tools": [WEATHER]})
+        out = await async_ai.run(
+            DEFAULT_MODEL,
+            {"messages": [{"role": "user", "content": "Write a haiku about autumn leaves."}], "tools": [WEATHER]},
+        )
         assert out["tool_calls"] == [] and out["response"], out
 
 
 async def test_several_cities_get_several_calls_with_tool_choice_auto(async_ai) -> None:
-    out = await async_ai.run(DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "What's the weather in Paris, London and Tokyo?"}],
-        "tools": [WEATHER]})
+    out = await async_ai.run(
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "What's the weather in Paris, London and Tokyo?"}],
+            "tools": [WEATHER],
+        },
+    )
     cities = sorted(c["arguments"]["city"].lower() for c in out["tool_calls"])
     assert len(cities) == 3 and len(set(cities)) == 3, out
     assert all(any(name in c for c in cities) for name in ("paris", "london", "tokyo"))
@@ -67,6 +89,8 @@ async def test_several_cities_get_several_calls_with_tool_choice_auto(async_ai) 
 
 async def test_one_city_gets_one_call_not_a_made_up_second(async_ai) -> None:
     for _ in range(3):
-        out = await async_ai.run(DEFAULT_MODEL, {
-            "messages": [{"role": "user", "content": "What's the weather in Lisbon?"}], "tools": [WEATHER]})
+        out = await async_ai.run(
+            DEFAULT_MODEL,
+            {"messages": [{"role": "user", "content": "What's the weather in Lisbon?"}], "tools": [WEATHER]},
+        )
         assert len(out["tool_calls"]) == 1, out

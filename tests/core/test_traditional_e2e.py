@@ -26,8 +26,10 @@ WEATHER_TOOL = {
         "description": "Get the current weather in a city.",
         "parameters": {
             "type": "object",
-            "properties": {"city": {"type": "string", "description": "The city name"},
-                           "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "properties": {
+                "city": {"type": "string", "description": "The city name"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
             "required": ["city"],
         },
     },
@@ -64,9 +66,17 @@ async def test_openai_style_result_turn_and_usage(async_ai):
     call = out["tool_calls"][0]
     assert call["name"] == "get_weather" and "paris" in call["arguments"]["city"].lower()
     messages += [
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": call["id"], "type": "function",
-             "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": call["id"], "content": json.dumps({"temperature_c": 17, "sky": "overcast"})},
     ]
     final = await async_ai.run(DEFAULT_MODEL, {"messages": messages, "tools": [WEATHER_TOOL], **GREEDY})
@@ -77,9 +87,15 @@ async def test_openai_style_result_turn_and_usage(async_ai):
 
 
 async def test_parallel_calls_in_one_turn(async_ai):
-    out = await async_ai.run(DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "What's the weather in Paris and in Tokyo?"}],
-        "tools": [WEATHER_TOOL], "tool_choice": "required", **GREEDY})
+    out = await async_ai.run(
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "What's the weather in Paris and in Tokyo?"}],
+            "tools": [WEATHER_TOOL],
+            "tool_choice": "required",
+            **GREEDY,
+        },
+    )
     cities = sorted(c["arguments"]["city"].lower() for c in out["tool_calls"])
     assert len(out["tool_calls"]) >= 2, out
     assert any("paris" in c for c in cities) and any("tokyo" in c for c in cities)
@@ -87,17 +103,30 @@ async def test_parallel_calls_in_one_turn(async_ai):
 
 
 async def test_tool_choice_none_answers_in_text(async_ai):
-    out = await async_ai.run(DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
-        "tools": [WEATHER_TOOL], "tool_choice": "none", "max_tokens": 40, **GREEDY})
+    out = await async_ai.run(
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+            "tools": [WEATHER_TOOL],
+            "tool_choice": "none",
+            "max_tokens": 40,
+            **GREEDY,
+        },
+    )
     assert out["tool_calls"] == []
     assert out["response"] and "<tool_call>" not in out["response"]
 
 
 async def test_tool_choice_required_forces_a_valid_call_even_for_chit_chat(async_ai):
-    out = await async_ai.run(DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "Hello there, how are you doing?"}],
-        "tools": [GITHUB_TOOL, WEATHER_TOOL], "tool_choice": "required", **GREEDY})
+    out = await async_ai.run(
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "Hello there, how are you doing?"}],
+            "tools": [GITHUB_TOOL, WEATHER_TOOL],
+            "tool_choice": "required",
+            **GREEDY,
+        },
+    )
     assert out["tool_calls"]
     for call in out["tool_calls"]:
         assert call["name"] in {"getGithubUser", "get_weather"}
@@ -106,18 +135,32 @@ async def test_tool_choice_required_forces_a_valid_call_even_for_chit_chat(async
 
 
 async def test_named_tool_choice_calls_that_tool(async_ai):
-    out = await async_ai.run(DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "Tell me about the city of Lyon."}],
-        "tools": [GITHUB_TOOL, WEATHER_TOOL],
-        "tool_choice": {"type": "function", "function": {"name": "get_weather"}}, **GREEDY})
+    out = await async_ai.run(
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "Tell me about the city of Lyon."}],
+            "tools": [GITHUB_TOOL, WEATHER_TOOL],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            **GREEDY,
+        },
+    )
     assert [c["name"] for c in out["tool_calls"]] == ["get_weather"]
     assert out["tool_calls"][0]["arguments"].get("unit") in (None, "celsius", "fahrenheit")
 
 
 async def test_streaming_text_and_tool_call_events(async_ai):
-    events = [e async for e in await async_ai.run(DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "Who is torvalds on github?"}],
-        "tools": [GITHUB_TOOL], "stream": True, **GREEDY})]
+    events = [
+        e
+        async for e in await async_ai.run(
+            DEFAULT_MODEL,
+            {
+                "messages": [{"role": "user", "content": "Who is torvalds on github?"}],
+                "tools": [GITHUB_TOOL],
+                "stream": True,
+                **GREEDY,
+            },
+        )
+    ]
     calls = [c for e in events for c in e.get("tool_calls", ())]
     assert calls and calls[0]["name"] == "getGithubUser"
     assert calls[0]["arguments"]["username"].lower() == "torvalds"
@@ -129,25 +172,45 @@ async def test_streaming_text_and_tool_call_events(async_ai):
     first_call_at = next(i for i, e in enumerate(events) if "tool_calls" in e)
     assert all(i < first_call_at for i, e in enumerate(events) if "tool_call_delta" in e)
 
-    text_events = [e async for e in await async_ai.run(DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "Count from 1 to 5."}], "stream": True, "max_tokens": 30, **GREEDY})]
+    text_events = [
+        e
+        async for e in await async_ai.run(
+            DEFAULT_MODEL,
+            {
+                "messages": [{"role": "user", "content": "Count from 1 to 5."}],
+                "stream": True,
+                "max_tokens": 30,
+                **GREEDY,
+            },
+        )
+    ]
     deltas = [e["response"] for e in text_events[:-1]]
     assert len(deltas) > 3 and "1" in "".join(deltas)
     assert text_events[-1]["finish_reason"] in ("stop", "length")
 
 
 async def test_max_tokens_reports_length(async_ai):
-    out = await async_ai.run(DEFAULT_MODEL, {"messages": [{"role": "user", "content": "Write a long poem."}],
-                                             "max_tokens": 5, **GREEDY})
+    out = await async_ai.run(
+        DEFAULT_MODEL, {"messages": [{"role": "user", "content": "Write a long poem."}], "max_tokens": 5, **GREEDY}
+    )
     assert out["usage"]["completion_tokens"] == 5 and out["finish_reason"] == "length"
 
 
 async def test_response_format_json_schema(async_ai):
-    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-              "required": ["name", "age"]}
-    out = await async_ai.run(DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "Invent a person."}],
-        "response_format": {"type": "json_schema", "json_schema": schema}, "max_tokens": 60, **GREEDY})
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    out = await async_ai.run(
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "Invent a person."}],
+            "response_format": {"type": "json_schema", "json_schema": schema},
+            "max_tokens": 60,
+            **GREEDY,
+        },
+    )
     value = json.loads(out["response"])
     assert isinstance(value["name"], str) and isinstance(value["age"], int)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def reply(text: str = "", *calls: tuple[str, Any], usage: int = 10) -> dict[str, Any]:
@@ -51,8 +52,10 @@ class SyncScriptedAI(ScriptedAI):
         answer = self.script.pop(0)
         if inputs.get("stream"):
             words = answer["response"].split(" ")
-            return iter([{"response": w if i == 0 else " " + w} for i, w in enumerate(words)]
-                        + [{"response": "", "usage": answer["usage"], "finish_reason": "stop"}])
+            return iter(
+                [{"response": w if i == 0 else " " + w} for i, w in enumerate(words)]
+                + [{"response": "", "usage": answer["usage"], "finish_reason": "stop"}]
+            )
         return answer
 
 

@@ -60,17 +60,27 @@ async def test_one_round_then_the_answer_with_history_ids_and_usage():
     assert out["usage"]["prompt_tokens"] == 10 and out["total_usage"]["prompt_tokens"] == 20
     # The first request offers the tool (OpenAI shape, no code); the final one has no tools.
     first, final = ai.requests
-    assert first["tools"] == [{"type": "function", "function": {
-        "name": "get_weather", "description": get_weather.description, "parameters": get_weather.parameters}}]
+    assert first["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": get_weather.description,
+                "parameters": get_weather.parameters,
+            },
+        }
+    ]
     assert "tools" not in final and final["messages"] == out["messages"][:3]
     assert USER == [{"role": "user", "content": "What's the weather in Mumbai, India?"}]  # caller's list untouched
 
 
 async def test_the_default_allows_a_second_dependent_round():
     assert DEFAULT_MAX_RECURSIVE_TOOL_RUNS == 1
-    ai = ScriptedAI(reply("", ("get_weather", {"city": "Mumbai"})),
-                    reply("", ("get_weather", {"city": "Pune"})),
-                    reply("Both are warm."))
+    ai = ScriptedAI(
+        reply("", ("get_weather", {"city": "Mumbai"})),
+        reply("", ("get_weather", {"city": "Pune"})),
+        reply("Both are warm."),
+    )
     out = await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather]})
     assert WEATHER_CALLS == ["Mumbai", "Pune"]
     assert ["tools" in r for r in ai.requests] == [True, True, False]
@@ -79,11 +89,11 @@ async def test_the_default_allows_a_second_dependent_round():
 
 @pytest.mark.parametrize("extra_rounds", [0, 1, 3])
 async def test_the_round_limit_is_exact_when_the_model_keeps_calling(extra_rounds):
-    always_call = lambda inputs: (reply("", ("get_weather", {"city": "X"})) if "tools" in inputs  # noqa: E731
-                                  else reply("done"))
+    always_call = lambda inputs: reply("", ("get_weather", {"city": "X"})) if "tools" in inputs else reply("done")
     ai = ScriptedAI(*[always_call] * (extra_rounds + 2))
-    out = await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather]},
-                               max_recursive_tool_runs=extra_rounds)
+    out = await run_with_tools(
+        ai, "m", {"messages": USER, "tools": [get_weather]}, max_recursive_tool_runs=extra_rounds
+    )
     assert len(WEATHER_CALLS) == extra_rounds + 1
     assert len(ai.requests) == extra_rounds + 2 and "tools" not in ai.requests[-1]
     assert out["response"] == "done"
@@ -104,8 +114,19 @@ async def test_without_tools_it_is_one_plain_call():
 
 async def test_other_inputs_reach_every_call_and_tool_choice_only_the_first():
     ai = ScriptedAI(reply("", ("get_weather", {"city": "A"})), reply("", ("get_weather", {"city": "B"})), reply("ok"))
-    await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather], "temperature": 0, "seed": 7,
-                                   "max_tokens": 99, "tool_choice": "required", "stream": True})
+    await run_with_tools(
+        ai,
+        "m",
+        {
+            "messages": USER,
+            "tools": [get_weather],
+            "temperature": 0,
+            "seed": 7,
+            "max_tokens": 99,
+            "tool_choice": "required",
+            "stream": True,
+        },
+    )
     assert [(r["temperature"], r["seed"], r["max_tokens"]) for r in ai.requests] == [(0, 7, 99)] * 3
     assert [r.get("tool_choice") for r in ai.requests] == ["required", None, None]
     assert [r["stream"] for r in ai.requests] == [False, False, False]  # streaming is stream_final_response's job
@@ -168,17 +189,30 @@ async def test_failures_go_back_to_the_model_and_the_run_goes_on():
         return "late"
 
     ai = ScriptedAI(
-        reply("", ("explode", {"reason": "that"}), ("hang", {}), ("hang_sync", {}), ("get_wether", {"city": "Pune"}),
-              ("get_weather", '{"city": "Pu'), ("get_weather", [1, 2])),
+        reply(
+            "",
+            ("explode", {"reason": "that"}),
+            ("hang", {}),
+            ("hang_sync", {}),
+            ("get_wether", {"city": "Pune"}),
+            ("get_weather", '{"city": "Pu'),
+            ("get_weather", [1, 2]),
+        ),
         reply("Sorry, several things failed."),
     )
     started = time.perf_counter()
-    out = await run_with_tools(ai, "m", {"messages": USER, "tools": [explode, hang, hang_sync, get_weather]},
-                               max_recursive_tool_runs=0, tool_timeout=0.3)
+    out = await run_with_tools(
+        ai,
+        "m",
+        {"messages": USER, "tools": [explode, hang, hang_sync, get_weather]},
+        max_recursive_tool_runs=0,
+        tool_timeout=0.3,
+    )
     assert time.perf_counter() - started < 1.5
     # One shape for every failure the model reads: {"error": "..."}.
     explode_msg, hang_msg, hang_sync_msg, unknown_msg, bad_json_msg, not_object_msg = (
-        json.loads(m["content"])["error"] for m in tool_turns(out["messages"]))
+        json.loads(m["content"])["error"] for m in tool_turns(out["messages"])
+    )
     assert explode_msg == "'explode' failed: ValueError: cannot do that"
     assert hang_msg == "'hang' did not finish within 0.2 s and was abandoned"  # the tool's own timeout
     assert hang_sync_msg == "'hang_sync' did not finish within 0.3 s and was abandoned"
@@ -192,13 +226,15 @@ async def test_failures_go_back_to_the_model_and_the_run_goes_on():
 
 
 async def test_strict_validation_sends_the_error_back_and_the_retry_runs():
-    ai = ScriptedAI(reply("", ("get_weather", {"city": 42})),
-                    reply("", ("get_weather", {"city": "Mumbai"})),
-                    reply("31 C."))
+    ai = ScriptedAI(
+        reply("", ("get_weather", {"city": 42})), reply("", ("get_weather", {"city": "Mumbai"})), reply("31 C.")
+    )
     out = await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather]}, strict_validation=True)
     first, second = tool_turns(out["messages"])
-    assert json.loads(first["content"]) == {"error": "the arguments for 'get_weather' do not match its schema: "
-                                            "$.city: 42 is not of type 'string'; call it again with corrected arguments"}
+    assert json.loads(first["content"]) == {
+        "error": "the arguments for 'get_weather' do not match its schema: "
+        "$.city: 42 is not of type 'string'; call it again with corrected arguments"
+    }
     assert second["content"] == "31 C in Mumbai"
     assert WEATHER_CALLS == ["Mumbai"]  # the invalid call never reached the function
 
@@ -208,8 +244,10 @@ async def test_without_strict_validation_decorated_tools_still_coerce_or_explain
     out = await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather]}, max_recursive_tool_runs=0)
     coerced, missing = tool_turns(out["messages"])
     assert "Input should be a valid string" in coerced["content"]  # pydantic does not turn 42 into "42"
-    assert json.loads(missing["content"]) == {"error": "the arguments for 'get_weather' are invalid: city: Field "
-                                              "required; call it again with corrected arguments"}
+    assert json.loads(missing["content"]) == {
+        "error": "the arguments for 'get_weather' are invalid: city: Field "
+        "required; call it again with corrected arguments"
+    }
 
 
 async def test_plain_dict_tools_in_ai_utils_form_and_result_encoding():
@@ -219,9 +257,12 @@ async def test_plain_dict_tools_in_ai_utils_form_and_result_encoding():
         seen.append(args)
         return {"user": args["name"], "repos": (1, 2), "ok": True}
 
-    spec = {"name": "lookup", "description": "Look a user up.",
-            "parameters": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
-            "function": lookup}
+    spec = {
+        "name": "lookup",
+        "description": "Look a user up.",
+        "parameters": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        "function": lookup,
+    }
     ai = ScriptedAI(reply("", ("lookup", {"name": "ada"})), reply("ok"))
     out = await run_with_tools(ai, "m", {"messages": USER, "tools": [spec]}, max_recursive_tool_runs=0)
     assert seen == [{"name": "ada"}]
@@ -230,8 +271,9 @@ async def test_plain_dict_tools_in_ai_utils_form_and_result_encoding():
 
 async def test_streaming_the_final_answer():
     ai = ScriptedAI(reply("", ("get_weather", {"city": "Mumbai"})), reply("It is warm today."))
-    stream = await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather]},
-                                  stream_final_response=True, max_recursive_tool_runs=0)
+    stream = await run_with_tools(
+        ai, "m", {"messages": USER, "tools": [get_weather]}, stream_final_response=True, max_recursive_tool_runs=0
+    )
     assert isinstance(stream, ToolRunStream)
     assert ai.requests[-1]["stream"] is True and "tools" not in ai.requests[-1]
     events = [e async for e in stream]
@@ -246,9 +288,14 @@ async def test_streaming_an_answer_given_in_a_tool_round_replays_it_without_a_ne
     stream = await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather]}, stream_final_response=True)
     events = [e async for e in stream]
     assert len(ai.requests) == 1
-    assert events == [{"response": "No tool needed."},
-                      {"response": "", "finish_reason": "stop",
-                       "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}]
+    assert events == [
+        {"response": "No tool needed."},
+        {
+            "response": "",
+            "finish_reason": "stop",
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11},
+        },
+    ]
     assert stream.total_usage["total_tokens"] == 11  # counted once, not again by the replay
 
 
@@ -265,27 +312,37 @@ async def test_trim_function_sync_or_async_limits_what_is_offered_and_what_can_r
         return [t for t in tools if t["name"] == "get_weather"]
 
     ai = ScriptedAI(reply("", ("get_time", {"city": "Mumbai"})), reply("ok"))
-    out = await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather, get_time]},
-                               trim_function=keep_weather, max_recursive_tool_runs=0)
+    out = await run_with_tools(
+        ai,
+        "m",
+        {"messages": USER, "tools": [get_weather, get_time]},
+        trim_function=keep_weather,
+        max_recursive_tool_runs=0,
+    )
     assert seen_args == [(["get_weather", "get_time"], "m", USER[0]["content"])]
     assert [t["function"]["name"] for t in ai.requests[0]["tools"]] == ["get_weather"]
-    assert json.loads(tool_turns(out["messages"])[0]["content"])["error"].startswith("there is no tool named 'get_time'")
+    assert json.loads(tool_turns(out["messages"])[0]["content"])["error"].startswith(
+        "there is no tool named 'get_time'"
+    )
 
     ai = ScriptedAI(reply("ok"))
-    await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather, get_time]},
-                         trim_function=lambda tools, *_: ["get_time"])
+    await run_with_tools(
+        ai, "m", {"messages": USER, "tools": [get_weather, get_time]}, trim_function=lambda tools, *_: ["get_time"]
+    )
     assert [t["function"]["name"] for t in ai.requests[0]["tools"]] == ["get_time"]
 
     with pytest.raises(InvalidInputError, match="not given: 'made_up'"):
-        await run_with_tools(ScriptedAI(), "m", {"messages": USER, "tools": [get_weather]},
-                             trim_function=lambda *_: ["made_up"])
+        await run_with_tools(
+            ScriptedAI(), "m", {"messages": USER, "tools": [get_weather]}, trim_function=lambda *_: ["made_up"]
+        )
 
 
 async def test_verbose_logs_each_step(caplog):
     ai = ScriptedAI(reply("", ("get_weather", {"city": "Mumbai"})), reply("ok"))
     with caplog.at_level(logging.DEBUG, logger="toolrun.embedded"):
-        await run_with_tools(ai, "m", {"messages": USER, "tools": [get_weather]}, verbose=True,
-                             max_recursive_tool_runs=0)
+        await run_with_tools(
+            ai, "m", {"messages": USER, "tools": [get_weather]}, verbose=True, max_recursive_tool_runs=0
+        )
     lines = [r.getMessage() for r in caplog.records if r.name == "toolrun.embedded"]
     assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "toolrun.embedded")
     text = "\n".join(lines)
@@ -300,13 +357,16 @@ async def test_quiet_runs_log_at_debug_only(caplog):
     assert not [r for r in caplog.records if r.name == "toolrun.embedded"]
 
 
-@pytest.mark.parametrize("inputs, where", [
-    ({"messages": []}, "inputs.messages"),
-    ({"messages": USER, "tools": {"name": "x"}}, "inputs.tools"),
-    ({"messages": USER, "tools": [{"name": "x", "parameters": {}}]}, "inputs.tools[0].function"),
-    ({"messages": USER, "tools": [get_weather, get_weather]}, "inputs.tools[1].name"),
-    ({"messages": USER, "tools": [{"name": "bad name!", "function": print}]}, "inputs.tools[0].name"),
-])
+@pytest.mark.parametrize(
+    "inputs, where",
+    [
+        ({"messages": []}, "inputs.messages"),
+        ({"messages": USER, "tools": {"name": "x"}}, "inputs.tools"),
+        ({"messages": USER, "tools": [{"name": "x", "parameters": {}}]}, "inputs.tools[0].function"),
+        ({"messages": USER, "tools": [get_weather, get_weather]}, "inputs.tools[1].name"),
+        ({"messages": USER, "tools": [{"name": "bad name!", "function": print}]}, "inputs.tools[0].name"),
+    ],
+)
 async def test_bad_inputs_fail_before_any_model_call(inputs, where):
     ai = ScriptedAI()
     with pytest.raises(InvalidInputError) as info:
@@ -327,16 +387,19 @@ def test_sync_face_with_a_sync_client_and_streaming():
     assert out["response"] == "It is warm." and WEATHER_CALLS == ["Mumbai"]
 
     ai = SyncScriptedAI(reply("", ("get_weather", {"city": "Pune"})), reply("Warm in Pune."))
-    with run_with_tools_sync(ai, "m", {"messages": USER, "tools": [get_weather]},
-                             stream_final_response=True, max_recursive_tool_runs=0) as stream:
+    with run_with_tools_sync(
+        ai, "m", {"messages": USER, "tools": [get_weather]}, stream_final_response=True, max_recursive_tool_runs=0
+    ) as stream:
         text = "".join(e["response"] for e in stream)
     assert text == "Warm in Pune." and stream.messages[-1]["content"] == "Warm in Pune."
 
 
 def test_sync_face_with_an_async_client():
     ai = ScriptedAI(reply("", ("get_weather", {"city": "Goa"})), reply("Sunny."))
-    assert run_with_tools_sync(ai, "m", {"messages": USER, "tools": [get_weather]},
-                               max_recursive_tool_runs=0)["response"] == "Sunny."
+    assert (
+        run_with_tools_sync(ai, "m", {"messages": USER, "tools": [get_weather]}, max_recursive_tool_runs=0)["response"]
+        == "Sunny."
+    )
 
 
 async def test_sync_face_refuses_to_run_inside_an_event_loop():
@@ -353,7 +416,8 @@ async def test_a_tool_raising_timeouterror_is_not_mistaken_for_our_timeout():
     ai = ScriptedAI(reply("", ("flaky", {})), reply("ok"))
     out = await run_with_tools(ai, "m", {"messages": USER, "tools": [flaky]}, max_recursive_tool_runs=0)
     assert json.loads(tool_turns(out["messages"])[0]["content"]) == {
-        "error": "'flaky' failed: TimeoutError: upstream took too long"}
+        "error": "'flaky' failed: TimeoutError: upstream took too long"
+    }
 
 
 async def test_cancelling_the_run_cancels_it_rather_than_reporting_a_tool_timeout():

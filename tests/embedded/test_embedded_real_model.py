@@ -51,10 +51,15 @@ def test_seed_embedded_example_sum_with_the_sync_face(ai):
         total = a + b
         return str(int(total)) if total.is_integer() else str(total)
 
-    out = run_with_tools_sync(ai, DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "What the result of 123123123 + 10343030?"}],
-        "tools": [tool(add, name="sum")], **GREEDY,
-    })
+    out = run_with_tools_sync(
+        ai,
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "What the result of 123123123 + 10343030?"}],
+            "tools": [tool(add, name="sum")],
+            **GREEDY,
+        },
+    )
     assert CALLS == [("sum", (123123123, 10343030))]
     assert tool_turns(out["messages"])[0]["content"] == "133466153"
     assert "133466153" in out["response"].replace(",", "")
@@ -64,7 +69,7 @@ async def test_seed_github_lookup_against_a_loopback_stand_in(async_ai, github_s
     """The GitHub user lookup, as a plain Python tool (no OpenAPI) calling a local stand-in for api.github.com."""
 
     @tool
-    async def getGithubUser(username: str) -> dict:  # noqa: N802 - the seed's tool name
+    async def getGithubUser(username: str) -> dict:
         """Provides publicly available information about someone with a GitHub account.
 
         Args:
@@ -79,10 +84,16 @@ async def test_seed_github_lookup_against_a_loopback_stand_in(async_ai, github_s
     # cache in another state, the 0.5B model sometimes echoes its <tools> block for that
     # wording and then sprays calls (greedy output shifts with the cache state; reported to
     # the core binding). This wording makes one clean call from every state tried.
-    out = await run_with_tools(async_ai, DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "Look up cloudflare on GitHub."}],
-        "tools": [getGithubUser], **GREEDY,
-    }, strict_validation=True)
+    out = await run_with_tools(
+        async_ai,
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "Look up cloudflare on GitHub."}],
+            "tools": [getGithubUser],
+            **GREEDY,
+        },
+        strict_validation=True,
+    )
     assert [p.lower() for p in github_standin.requests[before:]] == ["/users/cloudflare"]
     assert '"public_repos": 513' in tool_turns(out["messages"])[0]["content"]
     facts = ("organization", "san francisco", "513", "9400", "9,400", "cloudflare.com")
@@ -103,10 +114,16 @@ async def test_two_dependent_rounds(async_ai):
         CALLS.append(("read_page", page))
         return pages.get(page, "This page is empty.")
 
-    out = await run_with_tools(async_ai, DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "What is the secret code? Read page 1 of the notebook first."}],
-        "tools": [read_page], **GREEDY,
-    }, max_recursive_tool_runs=1)
+    out = await run_with_tools(
+        async_ai,
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "What is the secret code? Read page 1 of the notebook first."}],
+            "tools": [read_page],
+            **GREEDY,
+        },
+        max_recursive_tool_runs=1,
+    )
     assert CALLS == [("read_page", 1), ("read_page", 4)]
     rounds = [m for m in out["messages"] if m.get("tool_calls")]
     assert len(rounds) == 2  # one page per round: the second depended on the first
@@ -124,13 +141,19 @@ async def test_a_raising_tool_reports_to_the_model_and_the_run_finishes(async_ai
         CALLS.append(("get_stock_price", symbol))
         raise RuntimeError("the stock service is down")
 
-    out = await run_with_tools(async_ai, DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "What is the stock price of AAPL?"}],
-        "tools": [get_stock_price], **GREEDY,
-    })
+    out = await run_with_tools(
+        async_ai,
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "What is the stock price of AAPL?"}],
+            "tools": [get_stock_price],
+            **GREEDY,
+        },
+    )
     assert CALLS and CALLS[0] == ("get_stock_price", "AAPL")
     assert tool_turns(out["messages"])[0]["content"] == (
-        '{"error": "\'get_stock_price\' failed: RuntimeError: the stock service is down"}')
+        '{"error": "\'get_stock_price\' failed: RuntimeError: the stock service is down"}'
+    )
     assert out["response"] and out["messages"][-1] == {"role": "assistant", "content": out["response"]}
 
 
@@ -147,26 +170,41 @@ async def test_a_hanging_tool_times_out_and_the_run_finishes(async_ai):
         return "unreachable"
 
     started = time.perf_counter()
-    out = await run_with_tools(async_ai, DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "What is the latest news about Cloudflare?"}],
-        "tools": [get_news], **GREEDY,
-    }, tool_timeout=0.5, max_recursive_tool_runs=0)
+    out = await run_with_tools(
+        async_ai,
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "What is the latest news about Cloudflare?"}],
+            "tools": [get_news],
+            **GREEDY,
+        },
+        tool_timeout=0.5,
+        max_recursive_tool_runs=0,
+    )
     assert CALLS == [("get_news", "Cloudflare")]
-    assert tool_turns(out["messages"])[0]["content"] == \
-        '{"error": "\'get_news\' did not finish within 0.5 s and was abandoned"}'
+    assert (
+        tool_turns(out["messages"])[0]["content"]
+        == '{"error": "\'get_news\' did not finish within 0.5 s and was abandoned"}'
+    )
     assert out["response"]
     assert time.perf_counter() - started < 120  # finished at all, and not by waiting on the tool
 
 
 async def test_a_hallucinated_tool_name_is_explained_and_the_model_recovers(async_ai):
     ai = FirstReplyScripted(async_ai, reply("", ("get_wether", {"city": "Mumbai"})))
-    out = await run_with_tools(ai, DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "What's the weather in Mumbai, India?"}],
-        "tools": [get_weather], **GREEDY,
-    })
+    out = await run_with_tools(
+        ai,
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "What's the weather in Mumbai, India?"}],
+            "tools": [get_weather],
+            **GREEDY,
+        },
+    )
     first = tool_turns(out["messages"])[0]
-    assert first["content"] == \
-        '{"error": "there is no tool named \'get_wether\'; the available tools are: get_weather"}'
+    assert (
+        first["content"] == '{"error": "there is no tool named \'get_wether\'; the available tools are: get_weather"}'
+    )
     assert first in ai.requests[1]["messages"]  # the real model saw the error ...
     assert CALLS == [("get_weather", "Mumbai")]  # ... and called the real tool in the next round
     assert "31" in out["response"]
@@ -174,10 +212,16 @@ async def test_a_hallucinated_tool_name_is_explained_and_the_model_recovers(asyn
 
 async def test_strict_validation_error_makes_the_model_retry(async_ai):
     ai = FirstReplyScripted(async_ai, reply("", ("get_weather", {"city": 42})))
-    out = await run_with_tools(ai, DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "What's the weather in Mumbai, India?"}],
-        "tools": [get_weather], **GREEDY,
-    }, strict_validation=True)
+    out = await run_with_tools(
+        ai,
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "What's the weather in Mumbai, India?"}],
+            "tools": [get_weather],
+            **GREEDY,
+        },
+        strict_validation=True,
+    )
     first = tool_turns(out["messages"])[0]
     assert "42 is not of type 'string'; call it again with corrected arguments" in first["content"]
     assert CALLS == [("get_weather", "Mumbai")]  # only the corrected call reached the function
@@ -185,10 +229,17 @@ async def test_strict_validation_error_makes_the_model_retry(async_ai):
 
 
 async def test_streaming_the_final_answer_from_the_real_model(async_ai):
-    stream = await run_with_tools(async_ai, DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "What's the weather in Mumbai, India?"}],
-        "tools": [get_weather], **GREEDY,
-    }, stream_final_response=True, max_recursive_tool_runs=0)
+    stream = await run_with_tools(
+        async_ai,
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "What's the weather in Mumbai, India?"}],
+            "tools": [get_weather],
+            **GREEDY,
+        },
+        stream_final_response=True,
+        max_recursive_tool_runs=0,
+    )
     events = [e async for e in stream]
     text = "".join(e.get("response", "") for e in events)
     assert len(events) > 2 and "31" in text  # more than one text delta, then the usage event

@@ -8,8 +8,8 @@ import pytest
 from embedded_standins import ScriptedAI, reply
 
 from toolrun.embedded import auto_trim_tools, bm25_trim_tools, run_with_tools
-from toolrun.tools import Tool
 from toolrun.embedded._trim import bm25_scores, tokenize
+from toolrun.tools import Tool
 
 TOOLS = [
     {"name": "getGithubUser", "description": "Provides publicly available information about a GitHub account."},
@@ -41,12 +41,15 @@ def test_bm25_prefers_rarer_matching_terms():
     assert scores[0] > scores[1] > scores[2] == 0
 
 
-@pytest.mark.parametrize("question, expected", [
-    ("Who is cloudflare on github?", "getGithubUser"),
-    ("What's the weather in Mumbai?", "get_weather"),
-    ("Area of a triangle with sides 3, 4 and 5", "math.triangle_area_heron"),
-    ("Convert 100 dollars to euros (currency exchange)", "convert_currency"),
-])
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("Who is cloudflare on github?", "getGithubUser"),
+        ("What's the weather in Mumbai?", "get_weather"),
+        ("Area of a triangle with sides 3, 4 and 5", "math.triangle_area_heron"),
+        ("Convert 100 dollars to euros (currency exchange)", "convert_currency"),
+    ],
+)
 def test_bm25_top_1_finds_the_right_tool(question, expected):
     assert names(bm25_trim_tools(TOOLS, None, "m", ask(question), top_k=1)) == [expected]
 
@@ -75,8 +78,12 @@ def test_bm25_reads_the_turn_before_a_very_short_follow_up():
 async def test_bm25_as_trim_function_with_a_top_k_of_choice():
     ai = ScriptedAI(reply("ok"))
     tools = [dict(t, function=print) for t in TOOLS]
-    await run_with_tools(ai, "m", {"messages": ask("Send an email to Ada"), "tools": tools},
-                         trim_function=functools.partial(bm25_trim_tools, top_k=1))
+    await run_with_tools(
+        ai,
+        "m",
+        {"messages": ask("Send an email to Ada"), "tools": tools},
+        trim_function=functools.partial(bm25_trim_tools, top_k=1),
+    )
     assert [t["function"]["name"] for t in ai.requests[0]["tools"]] == ["send_email"]
 
 
@@ -100,16 +107,23 @@ async def test_auto_trim_asks_the_model_once_with_names_and_descriptions():
     assert request["tool_choice"] == {"type": "function", "function": {"name": "chooseTool"}}
 
 
-@pytest.mark.parametrize("answer", [
-    reply("I think get_weather."),                                    # no call at all
-    reply("", ("chooseTool", {"tools": ["made_up"]})),                # names nothing real
-    reply("", ("chooseTool", {"tools": []})),                         # names nothing
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        reply("I think get_weather."),  # no call at all
+        reply("", ("chooseTool", {"tools": ["made_up"]})),  # names nothing real
+        reply("", ("chooseTool", {"tools": []})),  # names nothing
+    ],
+)
 async def test_auto_trim_keeps_every_tool_when_the_choice_is_useless(answer):
     assert await auto_trim_tools(TOOLS, ScriptedAI(answer), "m", ask("weather")) == TOOLS
 
 
 async def test_auto_trim_reads_a_comma_string_and_json_string_arguments():
-    ai = ScriptedAI({"response": "", "tool_calls": [{"function": {"name": "chooseTool",
-                                                                   "arguments": '{"tools": "send_email, get_time"}'}}]})
+    ai = ScriptedAI(
+        {
+            "response": "",
+            "tool_calls": [{"function": {"name": "chooseTool", "arguments": '{"tools": "send_email, get_time"}'}}],
+        }
+    )
     assert names(await auto_trim_tools(TOOLS, ai, "m", ask("mail the time"))) == ["send_email", "get_time"]

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import uvicorn
 
-from toolrun.ai import AsyncAI, Catalog, ModelEntry
-from toolrun.server import uvicorn_config
 from toolrun._wire import final_event
+from toolrun.ai import AsyncAI, Catalog, ModelEntry
 from toolrun.engines import Engine, GenerationRequest
 from toolrun.engines.scripted import ScriptedEngine, ScriptedReply
+from toolrun.server import uvicorn_config
 
 SCRIPTED = "@test/scripted"
 API_KEY = "test-key-123"
@@ -60,7 +61,9 @@ def weather_script(request: GenerationRequest) -> ScriptedReply:
     return ScriptedReply(text=f"echo: {last['content']}")
 
 
-def scripted_ai(script: Callable[[GenerationRequest], ScriptedReply] = weather_script) -> tuple[AsyncAI, ScriptedEngine]:
+def scripted_ai(
+    script: Callable[[GenerationRequest], ScriptedReply] = weather_script,
+) -> tuple[AsyncAI, ScriptedEngine]:
     ai = AsyncAI(catalog=Catalog())  # built-ins only: the user's config file must not leak into tests
     engine = ScriptedEngine(script)
     ai.register(ModelEntry(name=SCRIPTED, description="Scripted replies for tests."), engine)

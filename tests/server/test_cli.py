@@ -23,6 +23,7 @@ def one_line(text: str) -> str:
     """Rich wraps at 80 columns under the test runner; compare text, not layout."""
     return " ".join(text.split())
 
+
 TOOLS_FILE = textwrap.dedent('''
     def get_weather(city: str) -> str:
         """Current weather for a city.
@@ -131,15 +132,29 @@ def test_serve_refuses_an_empty_api_key_without_a_traceback(monkeypatch: pytest.
     result = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--api-key", ""])
     assert result.exit_code == 1
     assert "--api-key: an API key must not be empty" in one_line(result.stderr)
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert ("Traceback" not in result.output and result.exception is None) or isinstance(result.exception, SystemExit)
 
 
 @pytest.mark.model
 def test_run_on_the_real_model(tools_file: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "toolrun", "run", "default", "What's the weather in Lisbon?",
-         "--tool", f"{tools_file}:get_weather", "--temperature", "0", "--max-tokens", "64"],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "toolrun",
+            "run",
+            "default",
+            "What's the weather in Lisbon?",
+            "--tool",
+            f"{tools_file}:get_weather",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr
     assert "→ get_weather(city=" in done.stderr and "← get_weather: 21°C and sunny" in done.stderr
@@ -163,7 +178,7 @@ def test_serve_merges_flags_config_and_defaults(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("BENCH_KEYS", "k1, k2")
     started = runner.invoke(app, ["serve", "--port", "8000", "--api-key", "k0", "--max-tokens-cap", "99"])
     assert started.exit_code == 0, started.output
-    ((host, port), options), = calls
+    (((host, port), options),) = calls
     assert (host, port) == ("0.0.0.0", 8000)  # the flag beat the config's port
     assert options["api_keys"] == ["k0", "k1", "k2"]
     assert (options["max_queue"], options["max_tokens_cap"], options["max_body_bytes"]) == (3, 99, 4 * 1024 * 1024)
@@ -178,7 +193,7 @@ def test_server_config_section_is_checked(tmp_path: Path) -> None:
     config.write_text('[server]\nmax_queue = "lots"\n')
     with pytest.raises(InvalidInputError, match="max_queue must be an integer, not str"):
         read_server_section(config)
-    config.write_text('[server]\nmax_qeue = 3\n')
+    config.write_text("[server]\nmax_qeue = 3\n")
     with pytest.raises(InvalidInputError, match=r"unknown keys \['max_qeue'\]"):
         read_server_section(config)
 
@@ -187,16 +202,26 @@ def test_run_with_an_openapi_spec(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     from toolrun.engines.scripted import ScriptedReply
 
     spec = {
-        "openapi": "3.0.3", "info": {"title": "users", "version": "1"}, "servers": [{"url": github_standin.url}],
+        "openapi": "3.0.3",
+        "info": {"title": "users", "version": "1"},
+        "servers": [{"url": github_standin.url}],
         "paths": {
-            "/users/{username}": {"get": {
-                "operationId": "getUser", "summary": "Get a user",
-                "parameters": [{"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "the user"}}}},
-            "/orgs/{org}": {"get": {
-                "operationId": "getOrg", "summary": "Get an organisation",
-                "parameters": [{"name": "org", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "the org"}}}},
+            "/users/{username}": {
+                "get": {
+                    "operationId": "getUser",
+                    "summary": "Get a user",
+                    "parameters": [{"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "the user"}},
+                }
+            },
+            "/orgs/{org}": {
+                "get": {
+                    "operationId": "getOrg",
+                    "summary": "Get an organisation",
+                    "parameters": [{"name": "org", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "the org"}},
+                }
+            },
         },
     }
     spec_file = tmp_path / "users.json"
@@ -210,8 +235,9 @@ def test_run_with_an_openapi_spec(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
     ai, _ = scripted_ai(script)
     monkeypatch.setattr(toolrun.ai, "AsyncAI", lambda *a, **k: ai)
-    result = runner.invoke(app, ["run", SCRIPTED, "Where does torvalds live?", "--openapi", str(spec_file),
-                                 "--match", "/users/"])
+    result = runner.invoke(
+        app, ["run", SCRIPTED, "Where does torvalds live?", "--openapi", str(spec_file), "--match", "/users/"]
+    )
     assert result.exit_code == 0, result.output
     assert "1 tool:" in result.stderr  # --match kept /users/{username} and dropped /orgs/{org}
     assert '"location": "Portland, OR"' in one_line(result.stderr)

@@ -38,14 +38,19 @@ def server(start_server) -> LiveServer:
 
 def post_workers(server: LiveServer, body: Any, model: str = SCRIPTED) -> httpx.Response:
     content = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return httpx.post(workers_url(server, model), content=content, headers={**AUTH, "content-type": "application/json"},
-                      timeout=60)
+    return httpx.post(
+        workers_url(server, model), content=content, headers={**AUTH, "content-type": "application/json"}, timeout=60
+    )
 
 
 def post_openai(server: LiveServer, body: Any) -> httpx.Response:
     content = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return httpx.post(server.url + "/v1/chat/completions", content=content,
-                      headers={**AUTH, "content-type": "application/json"}, timeout=60)
+    return httpx.post(
+        server.url + "/v1/chat/completions",
+        content=content,
+        headers={**AUTH, "content-type": "application/json"},
+        timeout=60,
+    )
 
 
 def cloudflare_error(response: httpx.Response, status: int = 400) -> dict[str, Any]:
@@ -66,7 +71,7 @@ class Listener:
         listener = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 listener.hits.append(self.path)
                 self.send_response(200)
                 self.end_headers()
@@ -82,10 +87,21 @@ class Listener:
 
 def test_the_issue_reproduction_fetches_nothing_and_is_a_400(server) -> None:
     listener = Listener()
-    body = {"messages": USER, "max_tokens": 48,
-            "tools": [{"name": "get_weather", "parameters": {"type": "object", "properties": {
-                "city": {"$ref": f"{listener.url}/x.json"}}, "required": ["city"]}}],
-            "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
+    body = {
+        "messages": USER,
+        "max_tokens": 48,
+        "tools": [
+            {
+                "name": "get_weather",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"$ref": f"{listener.url}/x.json"}},
+                    "required": ["city"],
+                },
+            }
+        ],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+    }
     error = cloudflare_error(post_workers(server, body, FORCED_MODEL))
     assert error["code"] == 5006 and "outside the schema" in error["message"]
     assert error["source"]["pointer"] == "/tools/0/parameters/properties/city/$ref"
@@ -135,35 +151,47 @@ def test_a_huge_integer(server) -> None:
     assert cloudflare_error(post_workers(server, raw))["code"] == 5006
 
 
-@pytest.mark.parametrize(("field", "value", "words"), [
-    ("max_tokens", True, "valid integer"),
-    ("stream", "yes", "valid boolean"),
-    ("temperature", "NaN", "finite"),
-    ("max_tokens", -3, "greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("max_tokens", True, "valid integer"),
+        ("stream", "yes", "valid boolean"),
+        ("temperature", "NaN", "finite"),
+        ("max_tokens", -3, "greater than or equal to 1"),
+    ],
+)
 def test_workers_ai_fields_are_checked_strictly(server, field, value, words) -> None:
-    raw = json.dumps({"messages": USER, field: value}) if value != "NaN" else \
-        '{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}'
+    raw = (
+        json.dumps({"messages": USER, field: value})
+        if value != "NaN"
+        else '{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}'
+    )
     error = cloudflare_error(post_workers(server, raw))
     assert error["source"]["pointer"] == f"/{field}" and words in error["message"]
 
 
-@pytest.mark.parametrize(("body", "param", "words"), [
-    ({"max_completion_tokens": -3}, "max_completion_tokens", "greater than or equal to 1"),
-    ({"max_tokens": -3}, "max_tokens", "greater than or equal to 1"),
-    ({"stream": "true"}, "stream", "true or false"),
-    ({"temperature": 1e999}, "temperature", "finite"),
-])
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"max_completion_tokens": -3}, "max_completion_tokens", "greater than or equal to 1"),
+        ({"max_tokens": -3}, "max_tokens", "greater than or equal to 1"),
+        ({"stream": "true"}, "stream", "true or false"),
+        ({"temperature": 1e999}, "temperature", "finite"),
+    ],
+)
 def test_openai_fields_name_themselves(server, body, param, words) -> None:
     error = openai_error(post_openai(server, {"model": SCRIPTED, "messages": USER, **body}))
     assert error["param"] == param and words in error["message"]
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-    b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\n{}",
-    b"POST /client/v4/accounts/a/ai/run/m HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\n{}",
-])
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /client/v4/accounts/a/ai/run/m HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\n{}",
+    ],
+)
 def test_malformed_http_is_answered_in_both_envelopes(server, request_bytes) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(request_bytes)

@@ -11,7 +11,7 @@ from server_testing import API_KEY, SCRIPTED, LiveServer, PacedEngine, scripted_
 
 from toolrun.ai import ModelEntry
 from toolrun.engines import GenerationRequest
-from toolrun.engines.scripted import ScriptedEngine, ScriptedReply
+from toolrun.engines.scripted import ScriptedReply
 from toolrun.server import create_app, serve
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -27,7 +27,7 @@ def metric(server: LiveServer, name: str, **labels: str) -> float:
     """One sample's value from /metrics (0 when the series does not exist yet)."""
     text = httpx.get(server.url + "/metrics", headers=AUTH).text
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
+        if line.startswith((name + "{", name + " ")):
             found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
             if all(found.get(k) == v for k, v in labels.items()):
                 return float(line.rsplit(" ", 1)[1])
@@ -82,8 +82,10 @@ async def test_overload_answers_429_with_retry_after(start_server) -> None:
     server = start_server(ai, api_keys=[API_KEY], max_queue=2)
     async with httpx.AsyncClient(headers=AUTH, timeout=30) as client:
         requests = [client.post(workers_url(server), json={"messages": ASK}) for _ in range(4)]
-        requests += [client.post(server.url + "/v1/chat/completions", json={"model": SCRIPTED, "messages": ASK})
-                     for _ in range(4)]
+        requests += [
+            client.post(server.url + "/v1/chat/completions", json={"model": SCRIPTED, "messages": ASK})
+            for _ in range(4)
+        ]
         responses = await asyncio.gather(*requests)
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200, 200] + [429] * 6
@@ -119,8 +121,12 @@ def test_disconnect_mid_stream_stops_generation(start_server) -> None:
 def test_disconnect_while_waiting_stops_generation(start_server) -> None:
     server, engine = paced_server(start_server)
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(server.url + "/v1/chat/completions", headers=AUTH, timeout=0.5,
-                   json={"model": PACED, "messages": ASK, "max_tokens": 2000})
+        httpx.post(
+            server.url + "/v1/chat/completions",
+            headers=AUTH,
+            timeout=0.5,
+            json={"model": PACED, "messages": ASK, "max_tokens": 2000},
+        )
     assert engine.closed.wait(5), "generation went on after the client left"
     assert engine.produced < 200
     assert wait_until(lambda: httpx.get(server.url + "/health").json()["queue_depth"][PACED] == 0)
@@ -157,13 +163,10 @@ def test_health_and_metrics(start_server) -> None:
     with httpx.stream("POST", workers_url(server), json={"messages": ASK, "stream": True}, headers=AUTH) as r:
         r.read()
 
-    assert metric(server, "toolrun_http_requests_total", api="openai", endpoint="chat_completions",
-                  status="200") == 3
-    assert metric(server, "toolrun_http_requests_total", api="openai", endpoint="chat_completions",
-                  status="404") == 1
+    assert metric(server, "toolrun_http_requests_total", api="openai", endpoint="chat_completions", status="200") == 3
+    assert metric(server, "toolrun_http_requests_total", api="openai", endpoint="chat_completions", status="404") == 1
     assert metric(server, "toolrun_http_requests_total", api="workers_ai", endpoint="run", status="200") == 1
-    assert metric(server, "toolrun_http_request_duration_seconds_count", api="openai",
-                  endpoint="chat_completions") == 4
+    assert metric(server, "toolrun_http_request_duration_seconds_count", api="openai", endpoint="chat_completions") == 4
     # "echo: hello" is two scripted tokens, four requests generated it.
     assert metric(server, "toolrun_completion_tokens_total", model=SCRIPTED) == 8
     assert metric(server, "toolrun_request_tokens_per_second_count", model=SCRIPTED) == 4
@@ -180,8 +183,9 @@ def test_failure_after_the_stream_started_is_reported_in_band(start_server) -> N
     ai.register(ModelEntry(name="@test/failing", description="fails mid-stream"), FailingEngine())
     server = start_server(ai, api_keys=[API_KEY])
 
-    with httpx.stream("POST", workers_url(server, "@test/failing"), json={"messages": ASK, "stream": True},
-                      headers=AUTH) as response:
+    with httpx.stream(
+        "POST", workers_url(server, "@test/failing"), json={"messages": ASK, "stream": True}, headers=AUTH
+    ) as response:
         assert response.status_code == 200  # sent before the failure
         events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
     assert events[0] == {"response": "partial"}

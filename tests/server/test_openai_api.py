@@ -8,7 +8,6 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
-
 from server_testing import API_KEY, SCRIPTED, WEATHER_TOOL, LiveServer
 
 OPENAI_TOOL = {"type": "function", "function": WEATHER_TOOL}
@@ -33,9 +32,13 @@ def test_tool_call_then_answer_non_streaming(client: OpenAI) -> None:
 
     # The result turn, in OpenAI's own shapes (string arguments, tool_call_id), straight back.
     second = client.chat.completions.create(
-        model=SCRIPTED, tools=[OPENAI_TOOL],
-        messages=[*ASK, choice.message.model_dump(exclude_none=True),
-                  {"role": "tool", "tool_call_id": call.id, "content": "21°C and sunny"}],
+        model=SCRIPTED,
+        tools=[OPENAI_TOOL],
+        messages=[
+            *ASK,
+            choice.message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "21°C and sunny"},
+        ],
     )
     assert second.choices[0].finish_reason == "stop"
     assert second.choices[0].message.content == "It is 21°C and sunny in Lisbon."
@@ -43,8 +46,9 @@ def test_tool_call_then_answer_non_streaming(client: OpenAI) -> None:
 
 
 def test_streamed_tool_call_deltas_reassemble(client: OpenAI) -> None:
-    stream = client.chat.completions.create(model=SCRIPTED, messages=ASK, tools=[OPENAI_TOOL], stream=True,
-                                            stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model=SCRIPTED, messages=ASK, tools=[OPENAI_TOOL], stream=True, stream_options={"include_usage": True}
+    )
     calls: dict[int, dict[str, str]] = {}
     finish_reasons, usage, roles = [], None, []
     for chunk in stream:
@@ -70,8 +74,9 @@ def test_streamed_tool_call_deltas_reassemble(client: OpenAI) -> None:
 
 
 def test_streamed_text(client: OpenAI) -> None:
-    stream = client.chat.completions.create(model=SCRIPTED, messages=[{"role": "user", "content": "one two three"}],
-                                            stream=True)
+    stream = client.chat.completions.create(
+        model=SCRIPTED, messages=[{"role": "user", "content": "one two three"}], stream=True
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "echo: one two three"
@@ -112,8 +117,11 @@ def test_bad_tool_schema_says_which_tool_and_where(client: OpenAI) -> None:
         ({"stop": ["\n"]}, "stop", "stop sequences"),
         ({"frobnicate": True}, "frobnicate", "unrecognized"),
         ({"functions": [WEATHER_TOOL]}, "functions", "send 'tools'"),
-        ({"tool_choice": {"type": "function", "function": {"name": "other"}}}, "tool_choice.function.name",
-         "not among the tools"),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "other"}}},
+            "tool_choice.function.name",
+            "not among the tools",
+        ),
         ({"temperature": "hot"}, "temperature", "number"),
         ({"max_completion_tokens": 100_000}, "max_completion_tokens", "at most"),
     ],
@@ -130,8 +138,9 @@ def test_request_faults_are_400_with_the_field(client: OpenAI, extra: dict, para
 def test_auth_is_required_and_checked(scripted_server: LiveServer) -> None:
     for key in ("wrong-key", None):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        response = httpx.post(scripted_server.url + "/v1/chat/completions", headers=headers,
-                              json={"model": SCRIPTED, "messages": ASK})
+        response = httpx.post(
+            scripted_server.url + "/v1/chat/completions", headers=headers, json={"model": SCRIPTED, "messages": ASK}
+        )
         assert response.status_code == 401
         assert response.json()["error"]["type"] == "authentication_error"
         assert response.headers["www-authenticate"].startswith("Bearer")
@@ -156,8 +165,14 @@ def test_openai_fields_reach_the_engine(start_server) -> None:
     client = OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0)
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
     client.chat.completions.create(
-        model=SCRIPTED, messages=ASK, max_completion_tokens=33, temperature=0.2, top_p=0.9, seed=7,
-        frequency_penalty=0.5, presence_penalty=0.25,
+        model=SCRIPTED,
+        messages=ASK,
+        max_completion_tokens=33,
+        temperature=0.2,
+        top_p=0.9,
+        seed=7,
+        frequency_penalty=0.5,
+        presence_penalty=0.25,
         response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": schema, "strict": True}},
     )
     request = engine.requests[-1]
@@ -166,9 +181,13 @@ def test_openai_fields_reach_the_engine(start_server) -> None:
     assert (sampling.max_tokens, sampling.temperature, sampling.top_p, sampling.seed) == (33, 0.2, 0.9, 7)
     assert (sampling.frequency_penalty, sampling.presence_penalty) == (0.5, 0.25)
 
-    client.chat.completions.create(model=SCRIPTED, tools=[OPENAI_TOOL], tool_choice="required",
-                                   parallel_tool_calls=False,
-                                   messages=[{"role": "developer", "content": "Be brief."}, *ASK])
+    client.chat.completions.create(
+        model=SCRIPTED,
+        tools=[OPENAI_TOOL],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        messages=[{"role": "developer", "content": "Be brief."}, *ASK],
+    )
     request = engine.requests[-1]
     assert request.messages[0] == {"role": "system", "content": "Be brief."}
     assert (request.tool_choice, request.parallel_tool_calls) == ("required", False)

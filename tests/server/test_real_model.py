@@ -36,12 +36,25 @@ def test_cloudflare_sdk_tool_round_trip(real_server: LiveServer) -> None:
     assert call["name"] == "get_weather" and is_lisbon(call["arguments"]), first
 
     second = cf.ai.run(
-        DEFAULT_MODEL, account_id="acct", tools=[WEATHER_TOOL], **GREEDY,
-        messages=[*ASK,
-                  {"role": "assistant", "content": "", "tool_calls": [
-                      {"id": call["id"], "type": "function",
-                       "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}]},
-                  {"role": "tool", "tool_call_id": call["id"], "content": "21°C and sunny"}],
+        DEFAULT_MODEL,
+        account_id="acct",
+        tools=[WEATHER_TOOL],
+        **GREEDY,
+        messages=[
+            *ASK,
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": call["id"], "content": "21°C and sunny"},
+        ],
     )
     assert second["tool_calls"] == []
     assert "21" in second["response"], second
@@ -49,8 +62,9 @@ def test_cloudflare_sdk_tool_round_trip(real_server: LiveServer) -> None:
 
 def test_openai_sdk_streamed_tool_call(real_server: LiveServer) -> None:
     client = OpenAI(base_url=real_server.url + "/v1", api_key=API_KEY, max_retries=0, timeout=600)
-    stream = client.chat.completions.create(model=DEFAULT_MODEL, messages=ASK, stream=True,
-                                            tools=[{"type": "function", "function": WEATHER_TOOL}], **GREEDY)
+    stream = client.chat.completions.create(
+        model=DEFAULT_MODEL, messages=ASK, stream=True, tools=[{"type": "function", "function": WEATHER_TOOL}], **GREEDY
+    )
     name, arguments, finish = "", "", None
     for chunk in stream:
         for delta in chunk.choices[0].delta.tool_calls or ():
@@ -65,8 +79,12 @@ async def test_64_concurrent_clients(real_server: LiveServer) -> None:
     """Overload gets 429 at once, never a 5xx or a hang; every admitted request gets a valid tool call."""
     base = real_server.url
     workers = {"messages": ASK, "tools": [WEATHER_TOOL], **GREEDY}
-    chat = {"model": DEFAULT_MODEL, "messages": ASK, "tools": [{"type": "function", "function": WEATHER_TOOL}],
-            **GREEDY}
+    chat = {
+        "model": DEFAULT_MODEL,
+        "messages": ASK,
+        "tools": [{"type": "function", "function": WEATHER_TOOL}],
+        **GREEDY,
+    }
 
     async def one(client: httpx.AsyncClient, i: int) -> tuple[int, float, dict]:
         started = time.perf_counter()

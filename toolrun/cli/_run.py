@@ -16,8 +16,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from rich.markup import escape
 
@@ -27,13 +28,27 @@ from ._console import console, err_console
 _RESULT_PREVIEW_CHARS = 300
 
 
-def run_command(*, model: str, prompt: str, tool_refs: list[str], openapi_specs: list[str], match_patterns: list[str],
-                mcp_commands: list[str] | None = None, mcp_urls: list[str] | None = None, stream: bool,
-                system: str | None, max_tokens: int | None, temperature: float | None, seed: int | None,
-                max_rounds: int, json_output: bool) -> None:
+def run_command(
+    *,
+    model: str,
+    prompt: str,
+    tool_refs: list[str],
+    openapi_specs: list[str],
+    match_patterns: list[str],
+    mcp_commands: list[str] | None = None,
+    mcp_urls: list[str] | None = None,
+    stream: bool,
+    system: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    seed: int | None,
+    max_rounds: int,
+    json_output: bool,
+) -> None:
     if stream and json_output:
-        raise InvalidInputError("--json prints the finished result; it cannot be combined with --stream",
-                                where="--json")
+        raise InvalidInputError(
+            "--json prints the finished result; it cannot be combined with --stream", where="--json"
+        )
     if match_patterns and not openapi_specs:
         raise InvalidInputError("--match filters the operations of --openapi specs; give a spec too", where="--match")
     if prompt == "-":
@@ -41,14 +56,37 @@ def run_command(*, model: str, prompt: str, tool_refs: list[str], openapi_specs:
     if not prompt.strip():
         raise InvalidInputError("the prompt is empty", where="PROMPT")
     mcp_servers = [{"command": c} for c in mcp_commands or ()] + [{"url": u} for u in mcp_urls or ()]
-    asyncio.run(_run(model, prompt, tool_refs, openapi_specs, match_patterns, mcp_servers, stream=stream,
-                     system=system, sampling={"max_tokens": max_tokens, "temperature": temperature, "seed": seed},
-                     max_rounds=max_rounds, json_output=json_output))
+    asyncio.run(
+        _run(
+            model,
+            prompt,
+            tool_refs,
+            openapi_specs,
+            match_patterns,
+            mcp_servers,
+            stream=stream,
+            system=system,
+            sampling={"max_tokens": max_tokens, "temperature": temperature, "seed": seed},
+            max_rounds=max_rounds,
+            json_output=json_output,
+        )
+    )
 
 
-async def _run(model: str, prompt: str, tool_refs: list[str], openapi_specs: list[str], match_patterns: list[str],
-               mcp_servers: list[dict[str, str]], *, stream: bool, system: str | None, sampling: dict[str, Any],
-               max_rounds: int, json_output: bool) -> None:
+async def _run(
+    model: str,
+    prompt: str,
+    tool_refs: list[str],
+    openapi_specs: list[str],
+    match_patterns: list[str],
+    mcp_servers: list[dict[str, str]],
+    *,
+    stream: bool,
+    system: str | None,
+    sampling: dict[str, Any],
+    max_rounds: int,
+    json_output: bool,
+) -> None:
     # The MCP servers live as long as the run: started here, stopped (and reaped) on the way out.
     async with contextlib.AsyncExitStack() as servers:
         tools: list[Any] = []
@@ -58,12 +96,29 @@ async def _run(model: str, prompt: str, tool_refs: list[str], openapi_specs: lis
             tools.extend(await _openapi_tools(spec, match_patterns))
         if mcp_servers:
             tools.extend(await servers.enter_async_context(_mcp_tools(mcp_servers)))
-        await _run_with(model, prompt, tools, stream=stream, system=system, sampling=sampling, max_rounds=max_rounds,
-                        json_output=json_output)
+        await _run_with(
+            model,
+            prompt,
+            tools,
+            stream=stream,
+            system=system,
+            sampling=sampling,
+            max_rounds=max_rounds,
+            json_output=json_output,
+        )
 
 
-async def _run_with(model: str, prompt: str, tools: list[Any], *, stream: bool, system: str | None,
-                    sampling: dict[str, Any], max_rounds: int, json_output: bool) -> None:
+async def _run_with(
+    model: str,
+    prompt: str,
+    tools: list[Any],
+    *,
+    stream: bool,
+    system: str | None,
+    sampling: dict[str, Any],
+    max_rounds: int,
+    json_output: bool,
+) -> None:
     from ..ai import AsyncAI
     from ..embedded import ToolRunStream, run_with_tools
 
@@ -78,8 +133,9 @@ async def _run_with(model: str, prompt: str, tools: list[Any], *, stream: bool, 
     narrator = Narrator(ai)
     started = time.perf_counter()
     try:
-        result = await run_with_tools(narrator, model, inputs, stream_final_response=stream,
-                                      max_recursive_tool_runs=max_rounds)
+        result = await run_with_tools(
+            narrator, model, inputs, stream_final_response=stream, max_recursive_tool_runs=max_rounds
+        )
         if isinstance(result, ToolRunStream):
             async for event in result:
                 text = event.get("response") if isinstance(event, Mapping) else None
@@ -139,10 +195,15 @@ class Narrator:
                 args = json.loads(args)
             except json.JSONDecodeError:
                 pass
-        shown = (", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
-                 if isinstance(args, Mapping) else json.dumps(args))
-        err_console.print(f"[bold yellow]→[/bold yellow] [bold]{escape(str(call.get('name')))}[/bold]"
-                          f"({escape(shown)})", highlight=False)
+        shown = (
+            ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
+            if isinstance(args, Mapping)
+            else json.dumps(args)
+        )
+        err_console.print(
+            f"[bold yellow]→[/bold yellow] [bold]{escape(str(call.get('name')))}[/bold]({escape(shown)})",
+            highlight=False,
+        )
 
     def _show_new_results(self, messages: list[Mapping[str, Any]]) -> None:
         for msg in messages:
@@ -157,8 +218,10 @@ class Narrator:
             if len(text) > _RESULT_PREVIEW_CHARS:
                 text = text[:_RESULT_PREVIEW_CHARS] + f"… ({len(text):,} chars)"
             name = msg.get("name") or "tool"
-            err_console.print(f"[bold green]←[/bold green] [bold]{escape(str(name))}[/bold]: [dim]{escape(text)}[/dim]",
-                              highlight=False)
+            err_console.print(
+                f"[bold green]←[/bold green] [bold]{escape(str(name))}[/bold]: [dim]{escape(text)}[/dim]",
+                highlight=False,
+            )
 
 
 # -------------------------------------------------------------- loading tools

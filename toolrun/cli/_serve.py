@@ -13,9 +13,18 @@ from .._errors import InvalidInputError
 from ._console import err_console
 
 
-def run_server(*, host: str | None, port: int | None, models: list[str], api_keys: list[str],
-               max_queue: int | None, max_tokens_cap: int | None, max_body_bytes: int | None,
-               threads: int | None, log_level: str) -> None:
+def run_server(
+    *,
+    host: str | None,
+    port: int | None,
+    models: list[str],
+    api_keys: list[str],
+    max_queue: int | None,
+    max_tokens_cap: int | None,
+    max_body_bytes: int | None,
+    threads: int | None,
+    log_level: str,
+) -> None:
     """Command-line values win; what they leave out comes from the config's [server] table, then defaults."""
     from ..ai import AsyncAI
     from ..server import DEFAULT_PORT, ServerConfig, is_loopback, read_server_section, serve
@@ -24,8 +33,9 @@ def run_server(*, host: str | None, port: int | None, models: list[str], api_key
     host = host or config.get("host", "127.0.0.1")
     port = port if port is not None else config.get("port", DEFAULT_PORT)
     if any(not key.strip() for key in api_keys):
-        raise InvalidInputError("an API key must not be empty; pass a real key (e.g. $(openssl rand -hex 16))",
-                                where="--api-key")
+        raise InvalidInputError(
+            "an API key must not be empty; pass a real key (e.g. $(openssl rand -hex 16))", where="--api-key"
+        )
     keys = api_keys + config.get("api_keys", [])
     models = models or config.get("preload", [])
     limits = {
@@ -55,7 +65,11 @@ def run_server(*, host: str | None, port: int | None, models: list[str], api_key
 
 
 def _banner(host: str, port: int, models: list[str], auth: bool, max_queue: int) -> Panel:
-    shown = "localhost" if host in ("127.0.0.1", "::1", "localhost") else ("<this-host>" if host in ("0.0.0.0", "::") else host)
+    shown = (
+        "localhost"
+        if host in ("127.0.0.1", "::1", "localhost")
+        else ("<this-host>" if host in ("0.0.0.0", "::") else host)
+    )
     base = f"http://{shown}:{port}"
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -69,7 +83,7 @@ def _banner(host: str, port: int, models: list[str], auth: bool, max_queue: int)
     table.add_row("Queue", f"{max_queue} requests per model, then 429 + Retry-After")
     example = (
         f"[dim]from openai import OpenAI\n"
-        f"client = OpenAI(base_url=\"{base}/v1\", api_key=\"{'<your key>' if auth else 'unused'}\")[/dim]"
+        f'client = OpenAI(base_url="{base}/v1", api_key="{"<your key>" if auth else "unused"}")[/dim]'
     )
     return Panel.fit(_stack(table, example), title="[bold]toolrun serve[/bold]", border_style="cyan")
 

@@ -61,18 +61,23 @@ def read_tool_calls(response: Mapping[str, Any]) -> list[PendingCall]:
     return calls
 
 
-async def execute(call: PendingCall, offered: Mapping[str, Tool], *, strict_validation: bool,
-                  tool_timeout: float | None) -> str:
+async def execute(
+    call: PendingCall, offered: Mapping[str, Tool], *, strict_validation: bool, tool_timeout: float | None
+) -> str:
     """The text the model gets back for one call."""
     tool = offered.get(call.name) if isinstance(call.name, str) else None
     if tool is None:
-        return tool_error(f"there is no tool named {call.name!r}; the available tools are: {', '.join(offered) or 'none'}")
+        return tool_error(
+            f"there is no tool named {call.name!r}; the available tools are: {', '.join(offered) or 'none'}"
+        )
     if call.error is not None:
         return tool_error(f"the arguments for {tool.name!r} {call.error}; call it again with a JSON object")
     arguments = call.arguments or {}
     if strict_validation and (schema_problems := tool.schema_errors(arguments)):
-        return tool_error(f"the arguments for {tool.name!r} do not match its schema: {'; '.join(schema_problems)}; "
-                          "call it again with corrected arguments")
+        return tool_error(
+            f"the arguments for {tool.name!r} do not match its schema: {'; '.join(schema_problems)}; "
+            "call it again with corrected arguments"
+        )
     limit = tool.timeout if tool.timeout is not None else tool_timeout
     try:
         if limit is None:
@@ -82,8 +87,12 @@ async def execute(call: PendingCall, offered: Mapping[str, Tool], *, strict_vali
     except _Expired:
         return tool_error(f"{tool.name!r} did not finish within {limit:g} s and was abandoned")
     except pydantic.ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '$'}: {e['msg']}" for e in exc.errors(include_url=False))
-        return tool_error(f"the arguments for {tool.name!r} are invalid: {problems}; call it again with corrected arguments")
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '$'}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        return tool_error(
+            f"the arguments for {tool.name!r} are invalid: {problems}; call it again with corrected arguments"
+        )
     except Exception as exc:  # noqa: BLE001 - the model is told, and the run goes on
         detail = str(exc)
         return tool_error(f"{tool.name!r} failed: {type(exc).__name__}{': ' + detail if detail else ''}")
@@ -112,7 +121,7 @@ class _within:  # noqa: N801 - used like a function: `await _within(limit, coro)
     that came from outside still propagates.
     """
 
-    __slots__ = ("_limit", "_coro")
+    __slots__ = ("_coro", "_limit")
 
     def __init__(self, limit: float, coro: Any) -> None:
         self._limit = limit

@@ -32,9 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
-
-from typing import Unpack
+from typing import Any, Unpack
 
 from .._errors import EngineError, InvalidInputError
 from .._types import check_unique_names, message_list
@@ -52,8 +50,9 @@ _MANAGED_INPUTS = frozenset({"messages", "prompt", "tools", "stream", "tool_choi
 _LOG_VALUE_CHARS = 500
 
 
-async def run_with_tools(ai: ModelClient, model: str, inputs: Mapping[str, Any],
-                         **options: Unpack[RunOptionsArgs]) -> dict[str, Any] | ToolRunStream:
+async def run_with_tools(
+    ai: ModelClient, model: str, inputs: Mapping[str, Any], **options: Unpack[RunOptionsArgs]
+) -> dict[str, Any] | ToolRunStream:
     """Let the model call Python functions until it can answer, and return its answer.
 
     ``ai`` is anything with ``run(model, inputs)`` (async or not): toolrun's
@@ -138,8 +137,10 @@ class ToolLoop:
             rounds_left -= 1
 
         if offered and self.logging:
-            self.log("round limit reached (max_recursive_tool_runs=%d): final answer without tools",
-                     self.options.max_recursive_tool_runs)
+            self.log(
+                "round limit reached (max_recursive_tool_runs=%d): final answer without tools",
+                self.options.max_recursive_tool_runs,
+            )
         final = await self._call_model(self._request(stream=self.options.stream_final_response), 0)
         return self._answer(final)
 
@@ -156,20 +157,27 @@ class ToolLoop:
         if inspect.isawaitable(chosen):
             chosen = await chosen
         if chosen is None or isinstance(chosen, (str, bytes, Mapping)) or not isinstance(chosen, Iterable):
-            raise InvalidInputError(f"trim_function must return a list of tools, not {type(chosen).__name__}",
-                                    where="trim_function")
+            raise InvalidInputError(
+                f"trim_function must return a list of tools, not {type(chosen).__name__}", where="trim_function"
+            )
         by_name = {t.name: t for t in self.tools}
         offered: list[Tool] = []
         for item in chosen:
             name = tool_name_and_description(item)[0]
             if name not in by_name:
-                raise InvalidInputError(f"trim_function returned a tool that was not given: {name!r}",
-                                        where="trim_function")
+                raise InvalidInputError(
+                    f"trim_function returned a tool that was not given: {name!r}", where="trim_function"
+                )
             if by_name[name] not in offered:
                 offered.append(by_name[name])
         if self.logging:
-            self.log("trim: %d -> %d tools in %.1f ms: %s", len(self.tools), len(offered),
-                     (time.perf_counter() - started) * 1000, ", ".join(t.name for t in offered))
+            self.log(
+                "trim: %d -> %d tools in %.1f ms: %s",
+                len(self.tools),
+                len(offered),
+                (time.perf_counter() - started) * 1000,
+                ", ".join(t.name for t in offered),
+            )
         return offered
 
     async def _call_model(self, request: dict[str, Any], round_number: int) -> Any:
@@ -177,8 +185,13 @@ class ToolLoop:
         started = time.perf_counter() if self.logging else 0.0
         label = (f"round {round_number}" if round_number else "final answer") if self.logging else ""
         if self.logging:
-            self.log("%s: AI.run with %d messages, %d tools, stream=%s", label, len(request["messages"]),
-                     len(request.get("tools", ())), request["stream"])
+            self.log(
+                "%s: AI.run with %d messages, %d tools, stream=%s",
+                label,
+                len(request["messages"]),
+                len(request.get("tools", ())),
+                request["stream"],
+            )
         if self.run_is_async:
             response = await self.ai.run(self.model, request)
         else:
@@ -188,45 +201,66 @@ class ToolLoop:
                 self.log("%s: stream opened in %.1f ms", label, (time.perf_counter() - started) * 1000)
             return response
         if not isinstance(response, Mapping):
-            raise EngineError(f"{type(self.ai).__name__}.run returned {type(response).__name__}; "
-                              "expected a dict like {'response': ..., 'tool_calls': [...]}")
+            raise EngineError(
+                f"{type(self.ai).__name__}.run returned {type(response).__name__}; "
+                "expected a dict like {'response': ..., 'tool_calls': [...]}"
+            )
         self.usages.append(response.get("usage"))
         if self.logging:
             calls = response.get("tool_calls") or []
-            self.log("%s: %.1f ms, usage %s, %d tool call(s), text %s", label, (time.perf_counter() - started) * 1000,
-                     json.dumps(response.get("usage")), len(calls), _short(response.get("response") or ""))
+            self.log(
+                "%s: %.1f ms, usage %s, %d tool call(s), text %s",
+                label,
+                (time.perf_counter() - started) * 1000,
+                json.dumps(response.get("usage")),
+                len(calls),
+                _short(response.get("response") or ""),
+            )
         return response
 
     # ----------------------------------------------------------- tools
 
-    async def _run_round(self, response: Mapping[str, Any], calls: list[PendingCall],
-                         offered: Mapping[str, Tool], round_number: int) -> None:
-        self.messages.append({
-            "role": "assistant",
-            "content": response.get("response") or "",
-            "tool_calls": [
-                {"id": c.id, "type": "function",
-                 "function": {"name": str(c.name), "arguments": encode_arguments(c.arguments or {})}}
-                for c in calls
-            ],
-        })
+    async def _run_round(
+        self, response: Mapping[str, Any], calls: list[PendingCall], offered: Mapping[str, Tool], round_number: int
+    ) -> None:
+        self.messages.append(
+            {
+                "role": "assistant",
+                "content": response.get("response") or "",
+                "tool_calls": [
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": str(c.name), "arguments": encode_arguments(c.arguments or {})},
+                    }
+                    for c in calls
+                ],
+            }
+        )
         started = time.perf_counter()
         if len(calls) == 1:
             contents = [await self._execute(calls[0], offered)]
         else:
             contents = list(await asyncio.gather(*(self._execute(c, offered) for c in calls)))
-            self.log("round %d: %d calls done in %.1f ms", round_number, len(calls),
-                     (time.perf_counter() - started) * 1000)
+            self.log(
+                "round %d: %d calls done in %.1f ms", round_number, len(calls), (time.perf_counter() - started) * 1000
+            )
         for call, content in zip(calls, contents, strict=True):
             self.messages.append({"role": "tool", "name": str(call.name), "tool_call_id": call.id, "content": content})
 
     async def _execute(self, call: PendingCall, offered: Mapping[str, Tool]) -> str:
         started = time.perf_counter() if self.logging else 0.0
-        outcome = await execute(call, offered, strict_validation=self.options.strict_validation,
-                                tool_timeout=self.options.tool_timeout)
+        outcome = await execute(
+            call, offered, strict_validation=self.options.strict_validation, tool_timeout=self.options.tool_timeout
+        )
         if self.logging:
-            self.log("tool %s(%s) -> %s [%.1f ms]", call.name, _short(json.dumps(call.arguments, default=str)),
-                     _short(outcome), (time.perf_counter() - started) * 1000)
+            self.log(
+                "tool %s(%s) -> %s [%.1f ms]",
+                call.name,
+                _short(json.dumps(call.arguments, default=str)),
+                _short(outcome),
+                (time.perf_counter() - started) * 1000,
+            )
         return outcome
 
     # ---------------------------------------------------------- answer
@@ -236,15 +270,18 @@ class ToolLoop:
             if isinstance(response, Mapping):
                 # Answered in a tool round (or the client does not stream): replay it as
                 # events. Its usage is already counted, so the stream must not add it again.
-                return ToolRunStream(events_of(response), self.messages, sum_usage(self.usages), self._log_done,
-                                     count_usage=False)
+                return ToolRunStream(
+                    events_of(response), self.messages, sum_usage(self.usages), self._log_done, count_usage=False
+                )
             if hasattr(response, "__aiter__"):
                 events: AsyncIterator[Any] = aiter(response)
             elif hasattr(response, "__iter__"):
                 events = async_events(iter(response))
             else:
-                raise EngineError(f"{type(self.ai).__name__}.run(stream=True) returned {type(response).__name__}; "
-                                  "expected an iterator of events")
+                raise EngineError(
+                    f"{type(self.ai).__name__}.run(stream=True) returned {type(response).__name__}; "
+                    "expected an iterator of events"
+                )
             return ToolRunStream(events, self.messages, sum_usage(self.usages), self._log_done)
         result = dict(response)
         self.messages.append({"role": "assistant", "content": response.get("response") or ""})
@@ -255,8 +292,11 @@ class ToolLoop:
 
     def _log_done(self, total_usage: dict[str, int]) -> None:
         if self.logging:
-            self.log("run_with_tools done in %.1f ms, total usage %s",
-                     (time.perf_counter() - self.started) * 1000, json.dumps(total_usage))
+            self.log(
+                "run_with_tools done in %.1f ms, total usage %s",
+                (time.perf_counter() - self.started) * 1000,
+                json.dumps(total_usage),
+            )
 
 
 # ------------------------------------------------------------------ helpers
@@ -278,8 +318,9 @@ def _collect_tools(raw: Any) -> list[Tool]:
     tools = [as_tool(item, f"inputs.tools[{i}]") for i, item in enumerate(raw)]
     for i, t in enumerate(tools):
         if t.function is None:
-            raise InvalidInputError(f"tool {t.name!r} has no function for run_with_tools to run",
-                                    where=f"inputs.tools[{i}].function")
+            raise InvalidInputError(
+                f"tool {t.name!r} has no function for run_with_tools to run", where=f"inputs.tools[{i}].function"
+            )
     check_unique_names((t.name for t in tools), "inputs.tools")
     return tools
 

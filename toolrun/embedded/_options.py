@@ -18,7 +18,9 @@ DEFAULT_MAX_RECURSIVE_TOOL_RUNS = 1
 DEFAULT_TOOL_TIMEOUT = 30.0
 
 #: ``(tools, ai, model, messages) -> tools``, sync or async: picks the tools to offer.
-TrimFunction: TypeAlias = Callable[[list[Any], Any, str, list[dict[str, Any]]], "Sequence[Any] | Awaitable[Sequence[Any]]"]
+TrimFunction: TypeAlias = Callable[
+    [list[Any], Any, str, list[dict[str, Any]]], "Sequence[Any] | Awaitable[Sequence[Any]]"
+]
 
 
 class RunOptionsArgs(TypedDict, total=False):
@@ -66,8 +68,11 @@ class RunOptions:
             raise InvalidInputError(f"must be a whole number >= 0, not {rounds!r}", where="max_recursive_tool_runs")
         timeout = self.tool_timeout
         if timeout is not None and (type(timeout) not in (int, float) or not 0 < timeout < math.inf):
-            raise InvalidInputError(f"must be a positive number of seconds, or None; got {timeout!r}",
-                                    where="tool_timeout")
+            raise InvalidInputError(
+                f"must be a positive number of seconds, or None; got {timeout!r}", where="tool_timeout"
+            )
         if self.trim_function is not None and not callable(self.trim_function):
-            raise InvalidInputError(f"must be a function (tools, ai, model, messages) -> tools, not "
-                                    f"{type(self.trim_function).__name__}", where="trim_function")
+            raise InvalidInputError(
+                f"must be a function (tools, ai, model, messages) -> tools, not {type(self.trim_function).__name__}",
+                where="trim_function",
+            )

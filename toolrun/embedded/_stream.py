@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
+
 class ToolRunStream:
     """The final answer as ``AI.run`` stream events; the run's history fills in as they are read.
 
@@ -13,9 +14,15 @@ class ToolRunStream:
     call, once the stream has been read to the end.
     """
 
-    def __init__(self, events: AsyncIterator[Any], messages: list[dict[str, Any]],
-                 total_usage: dict[str, int], on_done: Callable[[dict[str, int]], None] | None = None,
-                 *, count_usage: bool = True) -> None:
+    def __init__(
+        self,
+        events: AsyncIterator[Any],
+        messages: list[dict[str, Any]],
+        total_usage: dict[str, int],
+        on_done: Callable[[dict[str, int]], None] | None = None,
+        *,
+        count_usage: bool = True,
+    ) -> None:
         self._events = events
         self._count_usage = count_usage
         self._parts: list[str] = []

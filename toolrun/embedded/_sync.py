@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
-
-from typing import Unpack
+from typing import Any, Unpack
 
 from ._client import ModelClient
 from ._loop import ToolLoop
@@ -32,8 +30,9 @@ def _runner() -> asyncio.Runner:
     return runner
 
 
-def run_with_tools_sync(ai: ModelClient, model: str, inputs: Mapping[str, Any],
-                        **options: Unpack[RunOptionsArgs]) -> dict[str, Any] | ToolRunSyncStream:
+def run_with_tools_sync(
+    ai: ModelClient, model: str, inputs: Mapping[str, Any], **options: Unpack[RunOptionsArgs]
+) -> dict[str, Any] | ToolRunSyncStream:
     """:func:`run_with_tools` without ``await``; ``ai`` may be sync (toolrun's ``AI``) or async.
 
     Same options (:class:`RunOptions`). With ``stream_final_response=True`` it returns a

@@ -24,8 +24,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._client import call_model
 from ..tools import tool_name_and_description
+from ._client import call_model
 
 logger = logging.getLogger("toolrun.embedded")
 
@@ -35,7 +35,9 @@ CHOOSE_TOOL_NAME = "chooseTool"
 _DESCRIPTION_CHARS = 200
 
 
-async def auto_trim_tools(tools: Sequence[Any], ai: Any, model: str, messages: Sequence[Mapping[str, Any]]) -> list[Any]:
+async def auto_trim_tools(
+    tools: Sequence[Any], ai: Any, model: str, messages: Sequence[Mapping[str, Any]]
+) -> list[Any]:
     """Let the model pick the relevant tools with one ``chooseTool`` call (only for 5 tools or more).
 
     Unlike ai-utils 1.0.1 it shows the model each tool's description as well as
@@ -50,8 +52,11 @@ async def auto_trim_tools(tools: Sequence[Any], ai: Any, model: str, messages: S
     described = [tool_name_and_description(t) for t in tools]
     names = [str(name) for name, _ in described]
     listing = "\n".join(f"- {name}: {_first_sentence(desc)}" for name, desc in described)
-    conversation = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages
-                             if m.get("role") in ("system", "user", "assistant") and m.get("content"))
+    conversation = "\n".join(
+        f"{m.get('role')}: {m.get('content')}"
+        for m in messages
+        if m.get("role") in ("system", "user", "assistant") and m.get("content")
+    )
     prompt = (
         f'Choose the tools needed to complete the task in the conversation below, and call "{CHOOSE_TOOL_NAME}" '
         f"with their names.\n\nTools:\n{listing}\n\nConversation:\n{conversation}"
@@ -68,14 +73,18 @@ async def auto_trim_tools(tools: Sequence[Any], ai: Any, model: str, messages: S
             },
         },
     }
-    response = await call_model(ai, model, {
-        "messages": [{"role": "user", "content": prompt}],
-        "stream": False,
-        "tools": [choose_tool],
-        "tool_choice": {"type": "function", "function": {"name": CHOOSE_TOOL_NAME}},
-    })
+    response = await call_model(
+        ai,
+        model,
+        {
+            "messages": [{"role": "user", "content": prompt}],
+            "stream": False,
+            "tools": [choose_tool],
+            "tool_choice": {"type": "function", "function": {"name": CHOOSE_TOOL_NAME}},
+        },
+    )
     chosen = _chosen_names(response)
-    kept = [t for t, name in zip(tools, names) if name.lower() in chosen]
+    kept = [t for t, name in zip(tools, names, strict=True) if name.lower() in chosen]
     logger.debug("auto_trim_tools: model chose %s; keeping %d of %d", sorted(chosen), len(kept), len(tools))
     return kept or tools
 
@@ -88,7 +97,7 @@ def _chosen_names(response: Any) -> set[str]:
         body = call["function"] if isinstance(call.get("function"), Mapping) else call
         arguments = body.get("arguments")
         if isinstance(arguments, str):
-            import json  # noqa: PLC0415 - only for clients that return arguments as a JSON string
+            import json
 
             try:
                 arguments = json.loads(arguments)
@@ -116,10 +125,13 @@ BM25_B = 0.75
 #: A tool's name counts this many times: it is the densest description there is.
 NAME_WEIGHT = 2
 
+# A paragraph of words reads better than a column of them.
 _STOPWORDS = frozenset(
-    "a an and are as at be by can could do does for from get given has have how i if in into is it its me my "
-    "of on or please should so than that the their them then there these this those to was what when where "
-    "which who will with would you your".split()
+    (  # noqa: SIM905
+        "a an and are as at be by can could do does for from get given has have how i if in into is it its "
+        "me my of on or please should so than that the their them then there these this those to was what "
+        "when where which who will with would you your"
+    ).split()
 )
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -138,9 +150,7 @@ def _stem(word: str) -> str:
         word = word[:-3] + "y"
     elif len(word) > 5 and word.endswith("ing"):
         word = word[:-3]
-    elif len(word) > 4 and word.endswith("ed"):
-        word = word[:-2]
-    elif len(word) > 3 and word.endswith("es") and word[-3] in "sxz":
+    elif (len(word) > 4 and word.endswith("ed")) or (len(word) > 3 and word.endswith("es") and word[-3] in "sxz"):
         word = word[:-2]
     elif len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
         word = word[:-1]
@@ -203,7 +213,9 @@ def bm25_trim_tools(
 
 def _request_text(messages: Sequence[Mapping[str, Any]]) -> str:
     """What the user asked: the last user turn (earlier turns as well when it is very short)."""
-    user_turns: list[str] = [m["content"] for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
+    user_turns: list[str] = [
+        m["content"] for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)
+    ]
     if not user_turns:
         return " ".join(str(m.get("content") or "") for m in messages)
     text = user_turns[-1]

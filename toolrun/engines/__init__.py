@@ -15,8 +15,16 @@ if TYPE_CHECKING:
     from .llamacpp import LlamaCppEngine
     from .remote import OpenAICompatibleEngine, WorkersAIEngine
 
-__all__ = ["Engine", "GenerationRequest", "LlamaCppEngine", "NamedTool", "OpenAICompatibleEngine", "SamplingParams",
-           "ToolChoice", "WorkersAIEngine"]
+__all__ = [
+    "Engine",
+    "GenerationRequest",
+    "LlamaCppEngine",
+    "NamedTool",
+    "OpenAICompatibleEngine",
+    "SamplingParams",
+    "ToolChoice",
+    "WorkersAIEngine",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,8 +7,9 @@ from ..formats import ToolCallFormat, fold_tool_results, render_chat_template
 from ._base import GenerationRequest
 
 
-def render_prompt(fmt: ToolCallFormat, template: str, request: GenerationRequest, *,
-                  bos_token: str = "", eos_token: str = "") -> str:
+def render_prompt(
+    fmt: ToolCallFormat, template: str, request: GenerationRequest, *, bos_token: str = "", eos_token: str = ""
+) -> str:
     """The prompt for ``request`` through the model's chat ``template`` (tools rendered the format's way).
 
     Without tools to call, earlier tool results are folded into the user's turn
@@ -19,5 +20,6 @@ def render_prompt(fmt: ToolCallFormat, template: str, request: GenerationRequest
         return request.raw_prompt
     tools = fmt.template_tools(request.tools) if request.uses_tools else None
     messages = request.messages if request.uses_tools else fold_tool_results(request.messages)
-    return render_chat_template(template, messages, tools=tools, add_generation_prompt=True,
-                                bos_token=bos_token, eos_token=eos_token)
+    return render_chat_template(
+        template, messages, tools=tools, add_generation_prompt=True, bos_token=bos_token, eos_token=eos_token
+    )

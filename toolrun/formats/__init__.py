@@ -45,7 +45,20 @@ for _cls in (HermesFormat, Llama3JsonFormat, MistralFormat):
     register_format(_cls)
 
 __all__ = [
-    "CallGrammar", "HermesFormat", "Llama3JsonFormat", "MistralFormat", "ParseResult", "PlainTextParser",
-    "StreamParser", "ToolCallFormat", "coerce_calls", "fold_tool_results", "format_names", "get_format",
-    "register_format", "render_chat_template", "scan_json", "schema_grammar",
+    "CallGrammar",
+    "HermesFormat",
+    "Llama3JsonFormat",
+    "MistralFormat",
+    "ParseResult",
+    "PlainTextParser",
+    "StreamParser",
+    "ToolCallFormat",
+    "coerce_calls",
+    "fold_tool_results",
+    "format_names",
+    "get_format",
+    "register_format",
+    "render_chat_template",
+    "scan_json",
+    "schema_grammar",
 ]

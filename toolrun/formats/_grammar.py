@@ -92,11 +92,35 @@ class GrammarBuilder:
 # Keywords llama.cpp's converter turns into grammar rules that allow exactly what the schema allows
 # (annotations included). Anything else — numeric bounds, uniqueItems, not, if/then, formats, oneOf's
 # "exactly one" — the grammar ignores or approximates, so a call may still fail validation.
-_ENFORCED = frozenset({
-    "type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf",
-    "minLength", "maxLength", "minItems", "maxItems", "$ref", "$defs", "definitions", "$schema", "$id",
-    "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly", "$comment",
-})
+_ENFORCED = frozenset(
+    {
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "enum",
+        "const",
+        "anyOf",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "$ref",
+        "$defs",
+        "definitions",
+        "$schema",
+        "$id",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "$comment",
+    }
+)
 
 
 def _fully_enforced(schema: Any) -> bool:

@@ -16,10 +16,10 @@ def fold_tool_results(messages: list[Message]) -> list[Message]:
     when the model must answer in text after tool results.
     """
     last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
-    if last_user is None or not any(m["role"] == "tool" for m in messages[last_user + 1:]):
+    if last_user is None or not any(m["role"] == "tool" for m in messages[last_user + 1 :]):
         return messages
     lines = [messages[last_user]["content"], ""]
-    for msg in messages[last_user + 1:]:
+    for msg in messages[last_user + 1 :]:
         if msg["role"] == "tool":
             lines.append(f"Here is what {msg.get('name') or 'the tool'} returned:")
             lines.append(_readable(msg["content"]))
@@ -27,7 +27,7 @@ def fold_tool_results(messages: list[Message]) -> list[Message]:
         elif msg["role"] == "assistant" and msg.get("content"):
             lines.append(msg["content"])
     lines.append("Write a short answer that states these facts.")
-    return messages[:last_user] + [{"role": "user", "content": "\n".join(lines)}]
+    return [*messages[:last_user], {"role": "user", "content": "\n".join(lines)}]
 
 
 def _readable(content: str) -> str:

@@ -24,11 +24,11 @@ class _ArgumentScanner:
     """
 
     def __init__(self) -> None:
-        self.index = 0           # the call being read
+        self.index = 0  # the call being read
         self.name: str | None = None
-        self._pos = 0            # where the next search starts
+        self._pos = 0  # where the next search starts
         self._start: int | None = None  # where this call's arguments begin
-        self._sent = 0           # how far its fragments went out
+        self._sent = 0  # how far its fragments went out
         self._depth = 0
         self._in_string = False
         self._escaped = False
@@ -55,7 +55,7 @@ class _ArgumentScanner:
             end = self._scan(region)
             upto = end if end is not None else len(region)
             if upto > self._sent:
-                out.append((self.index, self.name, region[self._sent:upto]))
+                out.append((self.index, self.name, region[self._sent : upto]))
                 self._sent = upto
             if end is None:
                 return out
@@ -103,8 +103,8 @@ class StreamParser:
         self.format = fmt
         self.stream_arguments = False
         self._extra = extra_openers
-        self._text = ""          # all text before the call region
-        self._emitted = 0        # how much of _text went out as text events
+        self._text = ""  # all text before the call region
+        self._emitted = 0  # how much of _text went out as text events
         self._region: str | None = None
         self._calls_out = 0
         self._ids: dict[int, str] = {}
@@ -127,8 +127,7 @@ class StreamParser:
         return copy.deepcopy((self._text, self._emitted, self._region, self._calls_out, self._ids, self._arguments))
 
     def restore(self, state: object) -> None:
-        (self._text, self._emitted, self._region, self._calls_out, self._ids,
-         self._arguments) = copy.deepcopy(state)  # type: ignore[misc]
+        (self._text, self._emitted, self._region, self._calls_out, self._ids, self._arguments) = copy.deepcopy(state)  # type: ignore[misc]
 
     def reset_region(self) -> None:
         """Forget the call region's text so far (the engine rewound it to write the call again, constrained)."""
@@ -144,11 +143,11 @@ class StreamParser:
             if pos is None:
                 safe = len(self._text) - self.format.pending_opener(self._text, self._extra)
                 if safe > self._emitted:
-                    events.append(TextEvent(response=self._text[self._emitted:safe]))
+                    events.append(TextEvent(response=self._text[self._emitted : safe]))
                     self._emitted = safe
                 return events
             if pos > self._emitted:
-                events.append(TextEvent(response=self._text[self._emitted:pos]))
+                events.append(TextEvent(response=self._text[self._emitted : pos]))
             self._region = self._text[pos:]
             self._text = self._text[:pos]
             self._emitted = pos
@@ -156,8 +155,9 @@ class StreamParser:
             self._region += delta
         if self.stream_arguments:
             for index, name, fragment in self._arguments.feed(self._region):
-                delta_event: CallDeltaEvent = {"tool_call_delta": {
-                    "index": index, "id": self._call_id(index), "name": name, "arguments": fragment}}
+                delta_event: CallDeltaEvent = {
+                    "tool_call_delta": {"index": index, "id": self._call_id(index), "name": name, "arguments": fragment}
+                }
                 events.append(delta_event)
         events.extend(self._new_calls(final=False))
         return events
@@ -175,10 +175,13 @@ class StreamParser:
         closed = final or region.rstrip().endswith(self.format.call_closers or ("\x00",))
         ready = calls if closed else calls[:-1]
         events: list[Event] = []
-        for call in ready[self._calls_out:]:
+        for call in ready[self._calls_out :]:
             index = self._calls_out
-            event: CallEvent = {"tool_calls": [{"index": index, "id": self._call_id(index), "name": call["name"],
-                                                "arguments": call["arguments"]}]}
+            event: CallEvent = {
+                "tool_calls": [
+                    {"index": index, "id": self._call_id(index), "name": call["name"], "arguments": call["arguments"]}
+                ]
+            }
             events.append(event)
             self._calls_out += 1
         return events
@@ -187,7 +190,7 @@ class StreamParser:
         events: list[Event] = []
         if self._region is None:
             if len(self._text) > self._emitted:
-                events.append(TextEvent(response=self._text[self._emitted:]))
+                events.append(TextEvent(response=self._text[self._emitted :]))
                 self._emitted = len(self._text)
             return events
         events.extend(self._new_calls(final=True))

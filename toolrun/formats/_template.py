@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from functools import lru_cache
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, Undefined
@@ -67,4 +67,4 @@ def render_chat_template(
         raise InvalidInputError(f"the chat template failed to render: {exc}") from None
 
 
-__all__ = ["render_chat_template", "StrictUndefined"]
+__all__ = ["StrictUndefined", "render_chat_template"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from .._types import ToolSpec
 from ._base import CallGrammar, ParseResult, ToolCallFormat
-from ._json import coerce_calls, scan_json
 from ._grammar import GrammarBuilder
+from ._json import coerce_calls, scan_json
 
 # Meta's llama 3.1 prompt for JSON tool calling, trimmed to what toolrun renders.
 FALLBACK_TEMPLATE = """\
@@ -79,7 +79,5 @@ class Llama3JsonFormat(ToolCallFormat):
 
     def grammar(self, tools: list[ToolSpec], *, parallel: bool = True) -> CallGrammar:
         g = GrammarBuilder()
-        call = g.alternatives(
-            tools, lambda name, args: f'"{{\\"name\\": " {name} ", \\"parameters\\": " {args} "}}"'
-        )
+        call = g.alternatives(tools, lambda name, args: f'"{{\\"name\\": " {name} ", \\"parameters\\": " {args} "}}"')
         return CallGrammar(g.render(f'{call} ( "; " {call} )*' if parallel else call), g.exact)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .._types import ToolSpec
 from ._base import CallGrammar, ParseResult, ToolCallFormat
-from ._json import coerce_calls, scan_json
 from ._grammar import GrammarBuilder
+from ._json import coerce_calls, scan_json
 
 # Mistral's instruct format with tools, as its v3 tokenizer lays it out.
 FALLBACK_TEMPLATE = """\
@@ -39,7 +39,7 @@ class MistralFormat(ToolCallFormat):
     def parse(self, text: str) -> ParseResult:
         pos = text.find("[TOOL_CALLS]")
         if pos != -1:
-            before, body = text[:pos], text[pos + len("[TOOL_CALLS]"):]
+            before, body = text[:pos], text[pos + len("[TOOL_CALLS]") :]
         else:
             stripped = text.lstrip()
             if stripped.startswith("```"):
@@ -56,8 +56,6 @@ class MistralFormat(ToolCallFormat):
 
     def grammar(self, tools: list[ToolSpec], *, parallel: bool = True) -> CallGrammar:
         g = GrammarBuilder()
-        call = g.alternatives(
-            tools, lambda name, args: f'"{{\\"name\\": " {name} ", \\"arguments\\": " {args} "}}"'
-        )
+        call = g.alternatives(tools, lambda name, args: f'"{{\\"name\\": " {name} ", \\"arguments\\": " {args} "}}"')
         inner = f'{call} ( ", " {call} )*' if parallel else call
         return CallGrammar(g.render(f'"[TOOL_CALLS][" {inner} "]"'), g.exact)

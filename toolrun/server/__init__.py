@@ -33,9 +33,9 @@ from starlette.routing import Route
 from .._errors import InvalidInputError, ToolrunError
 from ..ai import AsyncAI
 from . import _openai, _workers_ai
-from ._errors import MethodNotAllowedError, RouteNotFoundError, cloudflare_error, openai_error
-from ._config import ServerConfig, read_server_section
 from ._auth import is_loopback
+from ._config import ServerConfig, read_server_section
+from ._errors import MethodNotAllowedError, RouteNotFoundError, cloudflare_error, openai_error
 from ._state import ServerState
 
 log = logging.getLogger("toolrun.server")
@@ -71,8 +71,14 @@ async def _health(request: Request) -> Response:
     # Unauthenticated on purpose (load balancers, `curl` in a shell): it reveals no model output.
     state: ServerState = request.app.state.toolrun
     queues = {model: state.admission.depth(model) for model in state.admission._queues}
-    return JSONResponse({"status": "ok", "uptime_s": round(time.time() - state.started_at, 3),
-                         "max_queue": state.config.max_queue, "queue_depth": queues})
+    return JSONResponse(
+        {
+            "status": "ok",
+            "uptime_s": round(time.time() - state.started_at, 3),
+            "max_queue": state.config.max_queue,
+            "queue_depth": queues,
+        }
+    )
 
 
 def create_app(
@@ -91,8 +97,12 @@ def create_app(
     """
     owns_ai = ai is None
     binding = ai if ai is not None else AsyncAI()
-    config = ServerConfig(api_keys=tuple(k for k in api_keys if k), max_queue=max_queue,
-                          max_body_bytes=max_body_bytes, max_tokens_cap=max_tokens_cap)
+    config = ServerConfig(
+        api_keys=tuple(k for k in api_keys if k),
+        max_queue=max_queue,
+        max_body_bytes=max_body_bytes,
+        max_tokens_cap=max_tokens_cap,
+    )
     state = ServerState(binding, config)
     to_preload = list(preload)
 
@@ -119,15 +129,23 @@ def create_app(
     return app
 
 
-def uvicorn_config(app: Starlette, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
-                   log_level: str = "info") -> Any:
+def uvicorn_config(
+    app: Starlette, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, log_level: str = "info"
+) -> Any:
     """How toolrun runs an app under uvicorn: its h11 protocol, with malformed requests answered in JSON."""
     import uvicorn
 
     from ._http import EnvelopeH11Protocol
 
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                          http=EnvelopeH11Protocol, timeout_graceful_shutdown=5)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        http=EnvelopeH11Protocol,
+        timeout_graceful_shutdown=5,
+    )
 
 
 def serve(
@@ -148,9 +166,19 @@ def serve(
     if not is_loopback(host) and not keys:
         raise InvalidInputError(
             f"refusing to listen on {host} without an API key: anyone who can reach it could use it. "
-            "Pass --api-key (or set TOOLRUN_API_KEYS), or listen on 127.0.0.1", where="host")
+            "Pass --api-key (or set TOOLRUN_API_KEYS), or listen on 127.0.0.1",
+            where="host",
+        )
     app = create_app(ai, api_keys=keys, **app_options)
     uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level)).run()
 
 
-__all__ = ["create_app", "serve", "uvicorn_config", "ServerConfig", "DEFAULT_PORT", "is_loopback", "read_server_section"]
+__all__ = [
+    "DEFAULT_PORT",
+    "ServerConfig",
+    "create_app",
+    "is_loopback",
+    "read_server_section",
+    "serve",
+    "uvicorn_config",
+]

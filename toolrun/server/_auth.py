@@ -44,5 +44,5 @@ class Authenticator:
             raise AuthenticationError("missing API key: send the header 'Authorization: Bearer <key>'")
         given = token.strip().encode()
         # Compare against every key in constant time, so timing says nothing about which is close.
-        if not any([hmac.compare_digest(given, key) for key in self._keys]):
+        if not any([hmac.compare_digest(given, key) for key in self._keys]):  # noqa: C419 - all of them, always
             raise AuthenticationError("invalid API key")

@@ -40,8 +40,16 @@ class ServerConfig:
                 raise InvalidInputError(f"must be a whole number of at least 1, not {value!r}", where=name)
 
 
-_KEYS = {"host": str, "port": int, "api_keys": list, "api_keys_env": str, "max_queue": int,
-         "max_tokens_cap": int, "max_body_bytes": int, "preload": list}
+_KEYS = {
+    "host": str,
+    "port": int,
+    "api_keys": list,
+    "api_keys_env": str,
+    "max_queue": int,
+    "max_tokens_cap": int,
+    "max_body_bytes": int,
+    "preload": list,
+}
 _KIND_NAMES = {str: "a string", int: "an integer", list: "a list"}
 
 
@@ -59,8 +67,9 @@ def read_server_section(path: str | os.PathLike[str] | None = None) -> dict[str,
         raise InvalidInputError(f"unknown keys {unknown}; known keys: {sorted(_KEYS)}", where=where)
     for key, kind in _KEYS.items():
         if key in section and (not isinstance(section[key], kind) or isinstance(section[key], bool)):
-            raise InvalidInputError(f"{key} must be {_KIND_NAMES[kind]}, not {type(section[key]).__name__}",
-                                    where=where)
+            raise InvalidInputError(
+                f"{key} must be {_KIND_NAMES[kind]}, not {type(section[key]).__name__}", where=where
+            )
     settings = dict(section)
     keys = [str(k) for k in settings.pop("api_keys", [])]
     env_name = settings.pop("api_keys_env", None)

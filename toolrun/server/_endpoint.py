@@ -21,7 +21,9 @@ ErrorRenderer = Callable[[ToolrunError], Response]
 Handler = Callable[[Request, ServerState], Awaitable[Response]]
 
 
-def endpoint(api: str, name: str, render_error: ErrorRenderer) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+def endpoint(
+    api: str, name: str, render_error: ErrorRenderer
+) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """Wrap a handler with auth, error rendering in the API's dialect, and request metrics."""
 
     def decorate(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -41,7 +43,7 @@ def endpoint(api: str, name: str, render_error: ErrorRenderer) -> Callable[[Hand
                 state.metrics.disconnects.labels(api).inc()
                 record("disconnected")
                 return Response(status_code=499)  # nobody is there to read it
-            except Exception as exc:  # noqa: BLE001 - every failure becomes an answer in the API's shape
+            except Exception as exc:
                 error = as_toolrun_error(exc)
                 if error is not exc:
                     log.exception("unexpected error in %s %s", request.method, request.url.path)

@@ -15,20 +15,25 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 MALFORMED_REQUEST = (
-    "the request is not valid HTTP/1.1 (a malformed request line, header or Content-Length); "
-    "the connection is closed"
+    "the request is not valid HTTP/1.1 (a malformed request line, header or Content-Length); the connection is closed"
 )
 
 
 def malformed_request_body() -> bytes:
-    return json.dumps({
-        "result": None,
-        "success": False,
-        "errors": [{"code": 7400, "message": MALFORMED_REQUEST}],
-        "messages": [],
-        "error": {"message": MALFORMED_REQUEST, "type": "invalid_request_error", "param": None,
-                  "code": "invalid_http_request"},
-    }).encode()
+    return json.dumps(
+        {
+            "result": None,
+            "success": False,
+            "errors": [{"code": 7400, "message": MALFORMED_REQUEST}],
+            "messages": [],
+            "error": {
+                "message": MALFORMED_REQUEST,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_http_request",
+            },
+        }
+    ).encode()
 
 
 class EnvelopeH11Protocol(H11Protocol):
@@ -41,7 +46,10 @@ class EnvelopeH11Protocol(H11Protocol):
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]
-        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
-                      h11.Data(data=body), h11.EndOfMessage()):
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
             self.transport.write(self.conn.send(event) or b"")
         self.transport.close()

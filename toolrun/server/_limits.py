@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from starlette.requests import Request
 
@@ -32,9 +33,9 @@ class _ModelQueue:
 class Ticket:
     """One admitted request's slot; ``release`` is idempotent so every exit path may call it."""
 
-    __slots__ = ("_control", "model", "_ahead", "_started", "_released")
+    __slots__ = ("_ahead", "_control", "_released", "_started", "model")
 
-    def __init__(self, control: "AdmissionControl", model: str, ahead: int) -> None:
+    def __init__(self, control: AdmissionControl, model: str, ahead: int) -> None:
         self._control = control
         self.model = model
         self._ahead = ahead

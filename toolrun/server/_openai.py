@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,9 +21,9 @@ from starlette.routing import Route
 
 from .._errors import InvalidInputError, ModelNotFoundError
 from .._wire import Event, encode_arguments, openai_tool_call
+from ._endpoint import endpoint, log
 from ._errors import as_toolrun_error, openai_error, openai_error_body
 from ._limits import Ticket
-from ._endpoint import endpoint, log
 from ._state import ServerState
 from ._streaming import EventStreamResponse, sse_frame
 
@@ -30,15 +31,34 @@ API = "openai"
 
 #: Request fields handed to the binding as they are (it validates them).
 _PASSED_THROUGH = (
-    "messages", "tools", "tool_choice", "parallel_tool_calls", "temperature", "top_p", "seed",
-    "frequency_penalty", "presence_penalty", "response_format",
+    "messages",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "temperature",
+    "top_p",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "response_format",
     # Not OpenAI's, but what vLLM and llama.cpp's servers accept too.
-    "top_k", "repetition_penalty",
+    "top_k",
+    "repetition_penalty",
 )
 #: Fields that are accepted and have no effect here.
 _IGNORED = ("user", "metadata", "store", "service_tier", "prediction", "reasoning_effort", "modalities")
-_HANDLED = ("model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "stop",
-            "logprobs", "top_logprobs", "logit_bias")
+_HANDLED = (
+    "model",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "stop",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+)
 _KNOWN = frozenset(_PASSED_THROUGH + _IGNORED + _HANDLED)
 
 
@@ -50,14 +70,18 @@ def to_binding_inputs(body: dict[str, Any]) -> tuple[str, dict[str, Any], bool, 
     """(model, Workers AI inputs, stream, include_usage) from an OpenAI request body."""
     unknown = sorted(set(body) - _KNOWN)
     if "functions" in unknown or "function_call" in unknown:
-        raise _unsupported("functions", "the legacy 'functions'/'function_call' parameters are not supported; "
-                                        "send 'tools' and 'tool_choice' instead")
+        raise _unsupported(
+            "functions",
+            "the legacy 'functions'/'function_call' parameters are not supported; "
+            "send 'tools' and 'tool_choice' instead",
+        )
     if unknown:
         raise InvalidInputError(f"unrecognized request argument(s): {', '.join(unknown)}", where=unknown[0])
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise InvalidInputError("'model' is required and must be a model name (GET /v1/models lists them)",
-                                where="model")
+        raise InvalidInputError(
+            "'model' is required and must be a model name (GET /v1/models lists them)", where="model"
+        )
     if body.get("messages") is None:
         raise InvalidInputError("'messages' is required", where="messages")
     if body.get("n") not in (None, 1):
@@ -117,24 +141,47 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     completion_id, created = _completion_id(), int(time.time())
     if not stream:
         calls = result.get("tool_calls") or []
-        message: dict[str, Any] = {"role": "assistant", "content": result.get("response") or (None if calls else ""),
-                                   "refusal": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": result.get("response") or (None if calls else ""),
+            "refusal": None,
+        }
         if calls:
             message["tool_calls"] = [openai_tool_call(c) for c in calls]
-        return JSONResponse({
-            "id": completion_id, "object": "chat.completion", "created": created, "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": result.get("finish_reason") or ("tool_calls" if calls else "stop")}],
-            "usage": result.get("usage") or {},
-        })
-    frames = _chunks(state, ticket, result, completion_id=completion_id, created=created, model=model,
-                     include_usage=include_usage)
+        return JSONResponse(
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "system_fingerprint": None,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "logprobs": None,
+                        "finish_reason": result.get("finish_reason") or ("tool_calls" if calls else "stop"),
+                    }
+                ],
+                "usage": result.get("usage") or {},
+            }
+        )
+    frames = _chunks(
+        state, ticket, result, completion_id=completion_id, created=created, model=model, include_usage=include_usage
+    )
     return EventStreamResponse(frames, on_finish=lambda _: ticket.release())
 
 
-async def _chunks(state: ServerState, ticket: Ticket, events: AsyncIterator[Event], *,
-                  completion_id: str, created: int, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+async def _chunks(
+    state: ServerState,
+    ticket: Ticket,
+    events: AsyncIterator[Event],
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
     """Binding events as ``chat.completion.chunk``s.
 
     Tool calls go out as OpenAI streams them: a first delta with id and name,
@@ -144,11 +191,19 @@ async def _chunks(state: ServerState, ticket: Ticket, events: AsyncIterator[Even
     """
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return sse_frame(json.dumps({
-            "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }, ensure_ascii=False))
+        return sse_frame(
+            json.dumps(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "system_fingerprint": None,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                },
+                ensure_ascii=False,
+            )
+        )
 
     opened: set[int] = set()  # calls whose id and name went out
     streamed: set[int] = set()  # calls whose arguments went out as fragments
@@ -159,8 +214,18 @@ async def _chunks(state: ServerState, ticket: Ticket, events: AsyncIterator[Even
                 part = event["tool_call_delta"]
                 if part["index"] not in opened:
                     opened.add(part["index"])
-                    yield chunk({"tool_calls": [{"index": part["index"], "id": part["id"], "type": "function",
-                                                 "function": {"name": part["name"], "arguments": ""}}]})
+                    yield chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": part["index"],
+                                    "id": part["id"],
+                                    "type": "function",
+                                    "function": {"name": part["name"], "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
                 streamed.add(part["index"])
                 yield chunk({"tool_calls": [{"index": part["index"], "function": {"arguments": part["arguments"]}}]})
             elif "tool_calls" in event:
@@ -170,18 +235,42 @@ async def _chunks(state: ServerState, ticket: Ticket, events: AsyncIterator[Even
                         continue
                     if index not in opened:
                         opened.add(index)
-                        yield chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
-                                                     "function": {"name": call["name"], "arguments": ""}}]})
-                    yield chunk({"tool_calls": [{"index": index,
-                                                 "function": {"arguments": encode_arguments(call["arguments"])}}]})
+                        yield chunk(
+                            {
+                                "tool_calls": [
+                                    {
+                                        "index": index,
+                                        "id": call["id"],
+                                        "type": "function",
+                                        "function": {"name": call["name"], "arguments": ""},
+                                    }
+                                ]
+                            }
+                        )
+                    yield chunk(
+                        {
+                            "tool_calls": [
+                                {"index": index, "function": {"arguments": encode_arguments(call["arguments"])}}
+                            ]
+                        }
+                    )
             elif "usage" in event:
                 state.metrics.observe_usage(ticket.model, event["usage"], ticket.held_seconds)
                 yield chunk({}, finish=event["finish_reason"])
                 if include_usage:
-                    yield sse_frame(json.dumps({
-                        "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                        "system_fingerprint": None, "choices": [], "usage": event["usage"],
-                    }))
+                    yield sse_frame(
+                        json.dumps(
+                            {
+                                "id": completion_id,
+                                "object": "chat.completion.chunk",
+                                "created": created,
+                                "model": model,
+                                "system_fingerprint": None,
+                                "choices": [],
+                                "usage": event["usage"],
+                            }
+                        )
+                    )
             elif event["response"]:
                 yield chunk({"content": event["response"]})
         yield sse_frame("[DONE]")
@@ -198,8 +287,14 @@ async def _chunks(state: ServerState, ticket: Ticket, events: AsyncIterator[Even
 
 
 def _openai_model(entry: Any, created: int) -> dict[str, Any]:
-    return {"id": entry.name, "object": "model", "created": created, "owned_by": "toolrun",
-            "function_calling": entry.function_calling, "context_window": entry.context_window}
+    return {
+        "id": entry.name,
+        "object": "model",
+        "created": created,
+        "owned_by": "toolrun",
+        "function_calling": entry.function_calling,
+        "context_window": entry.context_window,
+    }
 
 
 @endpoint(API, "models", openai_error)

@@ -73,5 +73,3 @@ class ServerState:
             ticket.release()
             self.metrics.observe_usage(name, result.get("usage"), ticket.held_seconds)
         return result, ticket
-
-

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -105,7 +106,7 @@ class EventStreamResponse(Response):
             for hook in self._finish_hooks:
                 try:
                     hook(disconnected)
-                except Exception:  # noqa: BLE001 - one failing hook must not skip releasing the slot
+                except Exception:
                     log.exception("stream finish hook failed")
 
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._errors import InvalidInputError
+from ._endpoint import endpoint, log
 from ._errors import as_toolrun_error, cloudflare_error, cloudflare_error_body
 from ._limits import Ticket
-from ._endpoint import endpoint, log
 from ._state import ServerState
 from ._streaming import EventStreamResponse, sse_frame
 
@@ -113,11 +114,13 @@ async def search_models(request: Request, state: ServerState) -> Response:
     )
     page = _int_param(request, "page", 1, low=1, high=10_000)
     per_page = _int_param(request, "per_page", 50, low=1, high=1000)
-    window = found[(page - 1) * per_page: page * per_page]
-    return JSONResponse(envelope(
-        [cloudflare_model(e) for e in window],
-        result_info={"page": page, "per_page": per_page, "count": len(window), "total_count": len(found)},
-    ))
+    window = found[(page - 1) * per_page : page * per_page]
+    return JSONResponse(
+        envelope(
+            [cloudflare_model(e) for e in window],
+            result_info={"page": page, "per_page": per_page, "count": len(window), "total_count": len(found)},
+        )
+    )
 
 
 def routes() -> list[Route]:

@@ -15,5 +15,12 @@ from ._tool import Tool, tool_name_and_description
 from .mcp import create_tools_from_mcp, create_tools_from_mcp_sync
 from .openapi import create_tools_from_openapi_spec
 
-__all__ = ["Tool", "as_tool", "create_tools_from_mcp", "create_tools_from_mcp_sync", "create_tools_from_openapi_spec",
-           "tool", "tool_name_and_description"]
+__all__ = [
+    "Tool",
+    "as_tool",
+    "create_tools_from_mcp",
+    "create_tools_from_mcp_sync",
+    "create_tools_from_openapi_spec",
+    "tool",
+    "tool_name_and_description",
+]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import inspect
 import logging
 import typing
-from typing import Any, Callable, Mapping, overload
+from collections.abc import Callable, Mapping
+from typing import Any, overload
 
 import griffe
 import pydantic
@@ -75,8 +76,18 @@ def tool(
         function = function.function
     elif isinstance(function, Mapping):
         spec = dict(function)
-        spec.update({k: v for k, v in (("name", name), ("description", description),
-                                       ("parameters", parameters), ("timeout", timeout)) if v is not None})
+        spec.update(
+            {
+                k: v
+                for k, v in (
+                    ("name", name),
+                    ("description", description),
+                    ("parameters", parameters),
+                    ("timeout", timeout),
+                )
+                if v is not None
+            }
+        )
         result = tool_from_dict(spec, "tool")
         _check(result)
         return result
@@ -154,11 +165,12 @@ def _schema_from_signature(
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError) as exc:
-        raise ToolSchemaError(f"tool {tool_name!r}: cannot read the function's signature ({exc}); pass parameters=...",
-                              where="tool") from None
+        raise ToolSchemaError(
+            f"tool {tool_name!r}: cannot read the function's signature ({exc}); pass parameters=...", where="tool"
+        ) from None
     try:
         hints = typing.get_type_hints(function, include_extras=True)
-    except Exception as exc:  # NameError for a forward reference that does not resolve, and the like
+    except Exception as exc:  # noqa: BLE001 - NameError for a forward reference that does not resolve, and the like
         raise ToolSchemaError(f"tool {tool_name!r}: cannot resolve the type hints ({exc})", where="tool") from None
 
     # Fields are named p0, p1, ... with the real name as alias: parameter names
@@ -200,16 +212,18 @@ def _schema_from_signature(
         )
         schema = model.model_json_schema()
     except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as exc:
-        raise ToolSchemaError(f"tool {tool_name!r}: cannot build a JSON Schema from the type hints: {exc}",
-                              where="tool") from None
+        raise ToolSchemaError(
+            f"tool {tool_name!r}: cannot build a JSON Schema from the type hints: {exc}", where="tool"
+        ) from None
 
     def coerce(arguments: Mapping[str, Any]) -> dict[str, Any]:
         validated = model.model_validate(arguments)
         given = validated.model_fields_set
         # Unset arguments are left out so the function's own defaults apply,
         # except `x = Field(...)` defaults, which the function would see as a FieldInfo.
-        return {param: getattr(validated, field) for field, param, explicit in field_names
-                if field in given or explicit}
+        return {
+            param: getattr(validated, field) for field, param, explicit in field_names if field in given or explicit
+        }
 
     return _tidy_schema(schema), coerce
 
@@ -232,7 +246,7 @@ def _tidy_schema(schema: dict[str, Any]) -> dict[str, Any]:
             return node
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            key = ref[len("#/$defs/"):]
+            key = ref[len("#/$defs/") :]
             if key in trail or key not in definitions:
                 return node  # recursive type: keep the reference (and its $defs below)
             inlined = resolve(definitions[key], (*trail, key))
@@ -262,7 +276,7 @@ def _referenced_definitions(node: Any, definitions: Mapping[str, Any]) -> list[s
         if isinstance(value, dict):
             ref = value.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                key = ref[len("#/$defs/"):]
+                key = ref[len("#/$defs/") :]
                 if key in definitions and key not in found:
                     found.append(key)
                     walk(definitions[key])

@@ -51,14 +51,14 @@ class Tool(Mapping[str, Any]):
     """
 
     __slots__ = (
-        "name",
-        "description",
-        "function",
-        "timeout",
+        "_coerce_arguments",
         "_parameters",
         "_parameters_factory",
-        "_coerce_arguments",
         "_validator",
+        "description",
+        "function",
+        "name",
+        "timeout",
     )
     _KEYS = ("name", "description", "parameters", "function")
 
@@ -200,8 +200,9 @@ def function_facts(function: Any) -> _FunctionFacts:
     return facts
 
 
-def _run_in_daemon_thread(function: Callable[..., Any], args: tuple[Any, ...],
-                          kwargs: Mapping[str, Any]) -> asyncio.Future[Any]:
+def _run_in_daemon_thread(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> asyncio.Future[Any]:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
     context = contextvars.copy_context()
@@ -238,7 +239,9 @@ def tool_from_dict(obj: Mapping[str, Any], where: str) -> Tool:
             where=where,
         )
     if function is not None and not callable(function):
-        raise InvalidInputError(f"'function' must be callable, not {type(function).__name__}", where=f"{where}.function")
+        raise InvalidInputError(
+            f"'function' must be callable, not {type(function).__name__}", where=f"{where}.function"
+        )
     name, description = check_tool_fields(obj.get("name"), obj.get("description"), where)
     parameters = obj.get("parameters")
     if parameters is not None and not isinstance(parameters, Mapping):

@@ -45,6 +45,7 @@ def log_call(name: str, arguments: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------ weather
 
+
 def weather_server() -> MCPServer:
     mcp = MCPServer("weather", log_level="WARNING")
 
@@ -96,18 +97,34 @@ def weather_server() -> MCPServer:
     def media() -> types.CallToolResult:
         """Text, an image, audio, a resource link, an embedded text and a blob resource."""
         png = base64.b64encode(b"\x89PNG" + bytes(2996)).decode()
-        return types.CallToolResult(content=[
-            types.TextContent(type="text", text="Here is the chart."),
-            types.ImageContent(type="image", data=png, mime_type="image/png"),
-            types.AudioContent(type="audio", data=base64.b64encode(bytes(1000)).decode(), mime_type="audio/wav"),
-            types.ResourceLink(type="resource_link", uri="file:///data/report.pdf", name="report.pdf",
-                               mime_type="application/pdf", size=123456),
-            types.EmbeddedResource(type="resource", resource=types.TextResourceContents(
-                uri="file:///data/notes.txt", mime_type="text/plain", text="note one")),
-            types.EmbeddedResource(type="resource", resource=types.BlobResourceContents(
-                uri="file:///data/blob.bin", mime_type="application/octet-stream",
-                blob=base64.b64encode(bytes(5000)).decode())),
-        ])
+        return types.CallToolResult(
+            content=[
+                types.TextContent(type="text", text="Here is the chart."),
+                types.ImageContent(type="image", data=png, mime_type="image/png"),
+                types.AudioContent(type="audio", data=base64.b64encode(bytes(1000)).decode(), mime_type="audio/wav"),
+                types.ResourceLink(
+                    type="resource_link",
+                    uri="file:///data/report.pdf",
+                    name="report.pdf",
+                    mime_type="application/pdf",
+                    size=123456,
+                ),
+                types.EmbeddedResource(
+                    type="resource",
+                    resource=types.TextResourceContents(
+                        uri="file:///data/notes.txt", mime_type="text/plain", text="note one"
+                    ),
+                ),
+                types.EmbeddedResource(
+                    type="resource",
+                    resource=types.BlobResourceContents(
+                        uri="file:///data/blob.bin",
+                        mime_type="application/octet-stream",
+                        blob=base64.b64encode(bytes(5000)).decode(),
+                    ),
+                ),
+            ]
+        )
 
     @mcp.tool()
     def structured_only() -> types.CallToolResult:
@@ -141,10 +158,16 @@ def weather_server() -> MCPServer:
 
 # ------------------------------------------------------------------ paged
 
+
 def paged_server() -> Server[Any]:
-    tools = [types.Tool(name=f"tool_{i:03d}", description=f"Tool number {i}.",
-                        input_schema={"type": "object", "properties": {"x": {"type": "integer"}}})
-             for i in range(PAGED_TOOLS)]
+    tools = [
+        types.Tool(
+            name=f"tool_{i:03d}",
+            description=f"Tool number {i}.",
+            input_schema={"type": "object", "properties": {"x": {"type": "integer"}}},
+        )
+        for i in range(PAGED_TOOLS)
+    ]
 
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         start = int(params.cursor) if params is not None and params.cursor else 0
@@ -152,31 +175,53 @@ def paged_server() -> Server[Any]:
         return types.ListToolsResult(tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None)
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-        return types.CallToolResult(content=[types.TextContent(
-            type="text", text=f"{params.name} got {json.dumps(params.arguments, sort_keys=True)}")])
+        return types.CallToolResult(
+            content=[
+                types.TextContent(type="text", text=f"{params.name} got {json.dumps(params.arguments, sort_keys=True)}")
+            ]
+        )
 
     return Server("paged", on_list_tools=list_tools, on_call_tool=call_tool)
 
 
 # ------------------------------------------------------------------ hostile
 
+
 def hostile_server(ref_url: str) -> Server[Any]:
     deep: dict[str, Any] = {"type": "string"}
     for _ in range(60):  # 120 levels of JSON: over toolrun's 100, under pydantic's serialisation limit
         deep = {"type": "object", "properties": {"x": deep}}
     tools = [
-        types.Tool(name="remote_ref", description="Its schema points at a URL.", input_schema={
-            "type": "object", "properties": {"city": {"$ref": ref_url}}}),
-        types.Tool(name="file_ref", description="Its schema points at a file.", input_schema={
-            "type": "object", "properties": {"city": {"$ref": "file:///etc/passwd"}}}),
+        types.Tool(
+            name="remote_ref",
+            description="Its schema points at a URL.",
+            input_schema={"type": "object", "properties": {"city": {"$ref": ref_url}}},
+        ),
+        types.Tool(
+            name="file_ref",
+            description="Its schema points at a file.",
+            input_schema={"type": "object", "properties": {"city": {"$ref": "file:///etc/passwd"}}},
+        ),
         types.Tool(name="too_deep", description="Its schema nests 120 levels.", input_schema=deep),
-        types.Tool(name="bad_schema", description="Its schema breaks the meta-schema.",
-                   input_schema={"type": "object", "properties": {"city": {"type": 42}}}),
-        types.Tool(name="get/weather now", description="A name with characters tool names cannot have.",
-                   input_schema={"type": "object", "properties": {"city": {"type": "string"}}}),
-        types.Tool(name="fine", description="x" * 10_000,
-                   input_schema={"type": "object", "properties": {"a": {"$ref": "#/$defs/a"}},
-                                 "$defs": {"a": {"type": "string"}}}),
+        types.Tool(
+            name="bad_schema",
+            description="Its schema breaks the meta-schema.",
+            input_schema={"type": "object", "properties": {"city": {"type": 42}}},
+        ),
+        types.Tool(
+            name="get/weather now",
+            description="A name with characters tool names cannot have.",
+            input_schema={"type": "object", "properties": {"city": {"type": "string"}}},
+        ),
+        types.Tool(
+            name="fine",
+            description="x" * 10_000,
+            input_schema={
+                "type": "object",
+                "properties": {"a": {"$ref": "#/$defs/a"}},
+                "$defs": {"a": {"type": "string"}},
+            },
+        ),
     ]
 
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
@@ -189,6 +234,7 @@ def hostile_server(ref_url: str) -> Server[Any]:
 
 
 # ------------------------------------------------------------------ running
+
 
 def serve_http(app: Any) -> None:
     import uvicorn
@@ -211,8 +257,13 @@ async def serve_lowlevel_stdio(server: Server[Any], legacy: bool = False) -> Non
         # The handshake-only loop: what a 2025-era server speaks. It answers the client's
         # server/discover probe with "method not found", and the client falls back to initialize.
         async with server.lifespan(server) as state:
-            await serve_loop(server, read_stream, write_stream, lifespan_state=state,
-                             init_options=server.create_initialization_options())
+            await serve_loop(
+                server,
+                read_stream,
+                write_stream,
+                lifespan_state=state,
+                init_options=server.create_initialization_options(),
+            )
 
 
 def main(argv: list[str]) -> None:

@@ -32,7 +32,7 @@ def children() -> set[int]:
         except OSError:
             continue
         # "pid (comm) state ppid ...": comm may hold spaces and parentheses; split after the last ')'.
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[1]) == me:
             found.add(int(entry))
     return found
@@ -56,8 +56,12 @@ class HttpServer:
     """A server of mcp_test_servers.py over Streamable HTTP, as its own process."""
 
     def __init__(self, kind: str, *args: str, env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen([*server_command(kind, *args), "--http"], stdout=subprocess.PIPE, text=True,
-                                        env={**os.environ, **(env or {})})
+        self.process = subprocess.Popen(
+            [*server_command(kind, *args), "--http"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # the port, once it listens
         if not line.strip().isdigit():
@@ -85,7 +89,6 @@ class CallLog:
         if not self.path.exists():
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines()]
-
 
 
 def scripted_ai(script: Any) -> tuple[Any, Any]:

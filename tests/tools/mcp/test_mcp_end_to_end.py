@@ -64,13 +64,18 @@ def test_cli_mcp_url_and_a_server_that_will_not_start(scripted_binding, http_ser
 @pytest.mark.model
 async def test_the_weather_question_on_the_default_model_through_an_mcp_tool(async_ai, call_log) -> None:
     """The seed's weather question, answered by the real model through a real MCP server, at default sampling."""
-    async with create_tools_from_mcp(command=server_command("weather"), env=call_log.env,
-                                     match_patterns=["^get_weather$"]) as tools:
+    async with create_tools_from_mcp(
+        command=server_command("weather"), env=call_log.env, match_patterns=["^get_weather$"]
+    ) as tools:
         assert [t.name for t in tools] == ["get_weather"]
-        out = await run_with_tools(async_ai, DEFAULT_MODEL, {
-            "messages": [{"role": "user", "content": "What's the weather in Austin, Tx?"}],
-            "tools": tools,
-        })
+        out = await run_with_tools(
+            async_ai,
+            DEFAULT_MODEL,
+            {
+                "messages": [{"role": "user", "content": "What's the weather in Austin, Tx?"}],
+                "tools": tools,
+            },
+        )
     calls = call_log.calls()
     assert calls and calls[0]["name"] == "get_weather", out
     assert "austin" in calls[0]["arguments"]["city"].lower()

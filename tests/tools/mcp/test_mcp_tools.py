@@ -97,17 +97,21 @@ async def test_match_patterns_keep_matching_tool_names() -> None:
 async def test_results_become_the_text_the_model_reads() -> None:
     async with create_tools_from_mcp(command=WEATHER, max_response_bytes=1000) as tools:
         call = {name: t.function for name, t in by_name(tools).items()}
-        assert await call["media"]() == "\n".join([
-            "Here is the chart.",
-            "[image: image/png, 3,000 bytes]",
-            "[audio: audio/wav, 1,000 bytes]",
-            "[resource link: file:///data/report.pdf (report.pdf, application/pdf, 123,456 bytes)]",
-            "[resource: file:///data/notes.txt, text/plain]\nnote one",
-            "[resource: file:///data/blob.bin, application/octet-stream, 5,000 bytes]",
-        ])
+        assert await call["media"]() == "\n".join(
+            [
+                "Here is the chart.",
+                "[image: image/png, 3,000 bytes]",
+                "[audio: audio/wav, 1,000 bytes]",
+                "[resource link: file:///data/report.pdf (report.pdf, application/pdf, 123,456 bytes)]",
+                "[resource: file:///data/notes.txt, text/plain]\nnote one",
+                "[resource: file:///data/blob.bin, application/octet-stream, 5,000 bytes]",
+            ]
+        )
         # Structured content as compact JSON, once, though the server also sent it as indented text.
         assert json.loads(await call["forecast"](city="Oslo", days=2)) == {
-            "city": "Oslo", "days": [{"day": 1, "high_c": 30}, {"day": 2, "high_c": 31}]}
+            "city": "Oslo",
+            "days": [{"day": 1, "high_c": 30}, {"day": 2, "high_c": 31}],
+        }
         assert "\n" not in await call["forecast"](city="Oslo", days=2)
         assert await call["structured_only"]() == '{"temperature_c": 31, "sky": "clear"}'
         assert await call["nothing"]() == EMPTY_RESULT
@@ -120,12 +124,12 @@ async def test_failures_are_error_json_and_the_server_goes_on() -> None:
     async with create_tools_from_mcp(command=WEATHER) as tools:
         call = {name: t.function for name, t in by_name(tools).items()}
         assert json.loads(await call["fail"](reason="no such city")) == {
-            "error": "Error executing tool fail: no such city"}
+            "error": "Error executing tool fail: no such city"
+        }
         assert json.loads(await call["crash"]()) == {"error": "Error executing tool crash"}
         # An argument of the wrong type: the server refuses it, the model reads why.
         assert "error" in json.loads(await call["get_weather"](city=["not", "a", "string"]))
-        assert json.loads(await call["get_weather"]("Austin")) == {
-            "error": "the arguments must be an object, not str"}
+        assert json.loads(await call["get_weather"]("Austin")) == {"error": "the arguments must be an object, not str"}
         assert await call["get_weather"](city="Austin") == TEXT
 
 
@@ -199,8 +203,9 @@ async def test_a_server_dying_mid_run_becomes_tool_errors_and_the_run_finishes(c
     ]
     ai, engine = scripted_ai(replies)
     async with create_tools_from_mcp(command=WEATHER, env=call_log.env) as tools:
-        out = await run_with_tools(ai, SCRIPTED, {
-            "messages": [{"role": "user", "content": "What's the weather in Austin?"}], "tools": tools})
+        out = await run_with_tools(
+            ai, SCRIPTED, {"messages": [{"role": "user", "content": "What's the weather in Austin?"}], "tools": tools}
+        )
     results = [m["content"] for m in out["messages"] if m["role"] == "tool"]
     assert len(results) == 2 and all("error" in json.loads(r) for r in results), results
     assert [c["name"] for c in call_log.calls()] == ["exit_now"]  # the second call found no server
@@ -230,8 +235,9 @@ async def test_two_servers_with_prefixes_work_side_by_side(http_server) -> None:
 
 async def test_one_server_failing_to_start_stops_the_others() -> None:
     with pytest.raises(MCPServerError, match="could not be started"):
-        async with create_tools_from_mcp(servers=[{"command": WEATHER},
-                                                  {"command": [sys.executable, "-c", "raise SystemExit(3)"]}]):
+        async with create_tools_from_mcp(
+            servers=[{"command": WEATHER}, {"command": [sys.executable, "-c", "raise SystemExit(3)"]}]
+        ):
             pass
 
 
@@ -287,17 +293,20 @@ async def test_hostile_schemas_are_skipped_with_a_warning_and_never_fetched(capl
                 fine = by_name(tools)["fine"]
                 assert len(fine.description) == 4096 and fine.description.endswith("…")
                 assert fine.schema_errors({"a": "x"}) == [] and fine.schema_errors({"a": 1})
-                out = await run_with_tools(scripted_ai([ScriptedReply(calls=[("get_weather_now", {"city": "A"})]),
-                                                        ScriptedReply(text="done")])[0],
-                                           SCRIPTED, {"prompt": "go", "tools": tools})
+                out = await run_with_tools(
+                    scripted_ai(
+                        [ScriptedReply(calls=[("get_weather_now", {"city": "A"})]), ScriptedReply(text="done")]
+                    )[0],
+                    SCRIPTED,
+                    {"prompt": "go", "tools": tools},
+                )
                 assert [m["content"] for m in out["messages"] if m["role"] == "tool"] == ["called get/weather now"]
     finally:
         recorder.server.shutdown()
     assert recorder.requests == []
     skipped = {r.getMessage().split("tool '")[1].split("'")[0] for r in caplog.records if "skipped" in r.getMessage()}
     assert skipped == {"remote_ref", "file_ref", "too_deep", "bad_schema"}
-    assert any("points outside the schema" in r.getMessage() and "remote_ref" in r.getMessage()
-               for r in caplog.records)
+    assert any("points outside the schema" in r.getMessage() and "remote_ref" in r.getMessage() for r in caplog.records)
 
 
 # ------------------------------------------------------------------ sync face
@@ -316,8 +325,10 @@ def test_the_sync_face_with_run_with_tools_sync(call_log) -> None:
 
 
 def test_the_sync_face_reports_a_server_that_will_not_start() -> None:
-    with pytest.raises(MCPServerError, match="could not be started"), \
-            create_tools_from_mcp_sync(command=[sys.executable, "-c", "raise SystemExit(3)"]):
+    with (
+        pytest.raises(MCPServerError, match="could not be started"),
+        create_tools_from_mcp_sync(command=[sys.executable, "-c", "raise SystemExit(3)"]),
+    ):
         pass
 
 
@@ -344,8 +355,9 @@ async def test_nothing_listening_at_the_url_is_one_clear_error() -> None:
 async def test_a_server_that_never_answers_hits_the_connect_timeout() -> None:
     started = time.perf_counter()
     with pytest.raises(MCPServerError, match="within 1 s"):
-        async with create_tools_from_mcp(command=[sys.executable, "-c", "import time; time.sleep(600)"],
-                                         connect_timeout=1):
+        async with create_tools_from_mcp(
+            command=[sys.executable, "-c", "import time; time.sleep(600)"], connect_timeout=1
+        ):
             pass
     assert time.perf_counter() - started < 60  # the child was stopped (stdin closed, SIGTERM), not waited out
 
@@ -358,25 +370,28 @@ async def test_a_server_that_ignores_sigterm_is_killed_and_reaped() -> None:
     # no_child_left_behind: stdin closed, SIGTERM ignored, then SIGKILL to its process group, and reaped
 
 
-@pytest.mark.parametrize(("kwargs", "where"), [
-    ({}, "command"),
-    ({"command": WEATHER, "url": "http://127.0.0.1:1/mcp"}, "command"),
-    ({"command": []}, "command"),
-    ({"command": 3}, "command"),
-    ({"url": "ftp://example.com/mcp"}, "url"),
-    ({"url": "http://127.0.0.1:1/mcp", "env": {"A": "1"}}, "env"),
-    ({"command": WEATHER, "headers": {"A": "1"}}, "headers"),
-    ({"command": WEATHER, "headers": {"A": "1\r\nB: 2"}}, "headers"),
-    ({"command": WEATHER, "prefix": "a b"}, "prefix"),
-    ({"command": WEATHER, "match_patterns": ["("]}, "match_patterns[0]"),
-    ({"command": WEATHER, "timeout": 0}, "timeout"),
-    ({"command": WEATHER, "max_response_bytes": 0}, "max_response_bytes"),
-    ({"command": WEATHER, "connect_timeout": None}, "connect_timeout"),
-    ({"servers": []}, "servers"),
-    ({"servers": "python server.py"}, "servers"),
-    ({"servers": [{"command": WEATHER, "colour": "red"}]}, "servers[0]"),
-    ({"servers": [{"command": WEATHER}], "prefix": "a_"}, "prefix"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "where"),
+    [
+        ({}, "command"),
+        ({"command": WEATHER, "url": "http://127.0.0.1:1/mcp"}, "command"),
+        ({"command": []}, "command"),
+        ({"command": 3}, "command"),
+        ({"url": "ftp://example.com/mcp"}, "url"),
+        ({"url": "http://127.0.0.1:1/mcp", "env": {"A": "1"}}, "env"),
+        ({"command": WEATHER, "headers": {"A": "1"}}, "headers"),
+        ({"command": WEATHER, "headers": {"A": "1\r\nB: 2"}}, "headers"),
+        ({"command": WEATHER, "prefix": "a b"}, "prefix"),
+        ({"command": WEATHER, "match_patterns": ["("]}, "match_patterns[0]"),
+        ({"command": WEATHER, "timeout": 0}, "timeout"),
+        ({"command": WEATHER, "max_response_bytes": 0}, "max_response_bytes"),
+        ({"command": WEATHER, "connect_timeout": None}, "connect_timeout"),
+        ({"servers": []}, "servers"),
+        ({"servers": "python server.py"}, "servers"),
+        ({"servers": [{"command": WEATHER, "colour": "red"}]}, "servers[0]"),
+        ({"servers": [{"command": WEATHER}], "prefix": "a_"}, "prefix"),
+    ],
+)
 def test_bad_arguments_are_refused_before_anything_starts(kwargs, where) -> None:
     with pytest.raises(InvalidInputError) as caught:
         create_tools_from_mcp(**kwargs)

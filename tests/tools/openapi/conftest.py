@@ -29,8 +29,9 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def corpus_files(corpus_dir: Path) -> list[Path]:
-    files = sorted(p for v in ("2.0", "3.0", "3.1") for p in (corpus_dir / v).rglob("*")
-                   if p.suffix in (".json", ".yaml"))
+    files = sorted(
+        p for v in ("2.0", "3.0", "3.1") for p in (corpus_dir / v).rglob("*") if p.suffix in (".json", ".yaml")
+    )
     assert len(files) == 129  # what @readme/oas-examples 8.2.2 ships
     return files
 
@@ -61,11 +62,25 @@ class ApiServer:
     """
 
     USERS: ClassVar[dict[str, dict[str, Any]]] = {
-        "cloudflare": {"login": "cloudflare", "id": 314135, "type": "Organization", "name": "Cloudflare",
-                       "location": "San Francisco, CA", "public_repos": 513, "followers": 9400,
-                       "blog": "https://www.cloudflare.com"},
-        "torvalds": {"login": "torvalds", "id": 1024025, "type": "User", "name": "Linus Torvalds",
-                     "location": "Portland, OR", "public_repos": 8, "followers": 250000},
+        "cloudflare": {
+            "login": "cloudflare",
+            "id": 314135,
+            "type": "Organization",
+            "name": "Cloudflare",
+            "location": "San Francisco, CA",
+            "public_repos": 513,
+            "followers": 9400,
+            "blog": "https://www.cloudflare.com",
+        },
+        "torvalds": {
+            "login": "torvalds",
+            "id": 1024025,
+            "type": "User",
+            "name": "Linus Torvalds",
+            "location": "Portland, OR",
+            "public_repos": 8,
+            "followers": 250000,
+        },
     }
 
     def __init__(self) -> None:
@@ -84,7 +99,9 @@ class ApiServer:
                 body = self.rfile.read(length) if length else b""
                 split = urlsplit(self.path)
                 record = {
-                    "method": self.command, "raw_path": split.path, "raw_query": split.query,
+                    "method": self.command,
+                    "raw_path": split.path,
+                    "raw_query": split.query,
                     "query": parse_qsl(split.query, keep_blank_values=True),
                     "headers": {k.lower(): v for k, v in self.headers.items()},
                     "body": body.decode("utf-8", "replace"),
@@ -111,8 +128,13 @@ class ApiServer:
         return f"{self.url}/{name}"
 
     @staticmethod
-    def send(handler: Any, status: int, body: bytes, content_type: str = "application/json",
-             headers: dict[str, str] | None = None) -> None:
+    def send(
+        handler: Any,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         if status in (204, 304):
             body = b""  # these statuses have no body; sending one breaks the connection's next answer
         handler.send_response(status)
@@ -153,11 +175,16 @@ class ApiServer:
             user = self.USERS.get(path.split("/")[2].lower())
             self.send(h, 200 if user else 404, json.dumps(user or {"message": "Not Found"}).encode())
         elif path.startswith("/gzip-bomb"):
-            self.send(h, 200, _zeros_gzip(int(q.get("mb", 200))), "application/json",
-                      headers={"Content-Encoding": "gzip"})
+            self.send(
+                h, 200, _zeros_gzip(int(q.get("mb", 200))), "application/json", headers={"Content-Encoding": "gzip"}
+            )
         elif path.startswith("/answer"):
-            self.send(h, int(q.get("code", 200)), q.get("body", "").encode("latin-1") * int(q.get("times", 1)),
-                      q.get("type", "application/json"))
+            self.send(
+                h,
+                int(q.get("code", 200)),
+                q.get("body", "").encode("latin-1") * int(q.get("times", 1)),
+                q.get("type", "application/json"),
+            )
         elif path.startswith("/encoded"):
             self.send(h, 200, b"\x00not really encoded", "text/plain", headers={"Content-Encoding": q["as"]})
         elif path.lstrip("/") in self.specs:

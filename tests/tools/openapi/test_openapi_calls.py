@@ -19,8 +19,13 @@ from toolrun.tools.openapi import _call, create_tools_from_openapi_spec
 
 
 def _spec(server: str, paths: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "servers": [{"url": server}],
-            "paths": paths, **extra}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "servers": [{"url": server}],
+        "paths": paths,
+        **extra,
+    }
 
 
 def _q(got: dict[str, Any]) -> list[tuple[str, str]]:
@@ -39,43 +44,102 @@ async def _tool(spec: dict, name: str, **kw: Any) -> Any:
 ECHO = {
     "/echo/items/{id}": {
         "parameters": [_param("id", "path", required=True)],
-        "get": {"operationId": "getItem", "parameters": [
-            _param("q", "query"), _param("tags", "query", {"type": "array", "items": {"type": "string"}}),
-            _param("csv", "query", {"type": "array", "items": {"type": "integer"}}, explode=False),
-            _param("pipes", "query", {"type": "array", "items": {"type": "string"}}, style="pipeDelimited"),
-            _param("filter", "query", {"type": "object"}, style="deepObject"),
-            _param("flag", "query", {"type": "boolean"}),
-            _param("X-Trace", "header"), _param("session", "cookie"),
-        ]},
-        "post": {"operationId": "postItem", "requestBody": {"required": True, "content": {
-            "application/vnd.api+json": {"schema": {"type": "object", "properties": {
-                "name": {"type": "string"}, "count": {"type": "integer"}}}}}}},
-        "put": {"operationId": "putForm", "requestBody": {"content": {
-            "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
-                "a": {"type": "string"}, "b": {"type": "array", "items": {"type": "string"}}}}}}}},
-        "patch": {"operationId": "patchMultipart", "requestBody": {"content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "note": {"type": "string"}, "file": {"type": "string", "format": "binary"}}}}}}},
-        "delete": {"operationId": "deleteText", "requestBody": {"content": {
-            "text/plain": {"schema": {"type": "string"}}}}},
+        "get": {
+            "operationId": "getItem",
+            "parameters": [
+                _param("q", "query"),
+                _param("tags", "query", {"type": "array", "items": {"type": "string"}}),
+                _param("csv", "query", {"type": "array", "items": {"type": "integer"}}, explode=False),
+                _param("pipes", "query", {"type": "array", "items": {"type": "string"}}, style="pipeDelimited"),
+                _param("filter", "query", {"type": "object"}, style="deepObject"),
+                _param("flag", "query", {"type": "boolean"}),
+                _param("X-Trace", "header"),
+                _param("session", "cookie"),
+            ],
+        },
+        "post": {
+            "operationId": "postItem",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/vnd.api+json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"name": {"type": "string"}, "count": {"type": "integer"}},
+                        }
+                    }
+                },
+            },
+        },
+        "put": {
+            "operationId": "putForm",
+            "requestBody": {
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "a": {"type": "string"},
+                                "b": {"type": "array", "items": {"type": "string"}},
+                            },
+                        }
+                    }
+                }
+            },
+        },
+        "patch": {
+            "operationId": "patchMultipart",
+            "requestBody": {
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"note": {"type": "string"}, "file": {"type": "string", "format": "binary"}},
+                        }
+                    }
+                }
+            },
+        },
+        "delete": {
+            "operationId": "deleteText",
+            "requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        },
     },
 }
 
 
 async def test_path_query_header_cookie_encoding(api) -> None:
     tool = await _tool(_spec(api.url, ECHO), "getItem")
-    out = await tool.function({
-        "path": {"id": "a b/c"},
-        "query": {"q": "x&y=z", "tags": ["t1", "t2"], "csv": [1, 2, 3], "pipes": ["p", "q"],
-                  "filter": {"color": "red", "size": 2}, "flag": True, "extra": "kept"},
-        "header": {"x-trace": "abc", "Host": "evil.test", "X-Undeclared": "dropped"},
-        "cookie": {"session": "s 1;evil=1", "undeclared": "dropped"},
-    })
+    out = await tool.function(
+        {
+            "path": {"id": "a b/c"},
+            "query": {
+                "q": "x&y=z",
+                "tags": ["t1", "t2"],
+                "csv": [1, 2, 3],
+                "pipes": ["p", "q"],
+                "filter": {"color": "red", "size": 2},
+                "flag": True,
+                "extra": "kept",
+            },
+            "header": {"x-trace": "abc", "Host": "evil.test", "X-Undeclared": "dropped"},
+            "cookie": {"session": "s 1;evil=1", "undeclared": "dropped"},
+        }
+    )
     got = json.loads(out)
     assert got["method"] == "GET"
     assert got["raw_path"] == "/echo/items/a%20b%2Fc"
-    assert _q(got) == [("q", "x&y=z"), ("tags", "t1"), ("tags", "t2"), ("csv", "1,2,3"), ("pipes", "p|q"),
-                            ("filter[color]", "red"), ("filter[size]", "2"), ("flag", "true"), ("extra", "kept")]
+    assert _q(got) == [
+        ("q", "x&y=z"),
+        ("tags", "t1"),
+        ("tags", "t2"),
+        ("csv", "1,2,3"),
+        ("pipes", "p|q"),
+        ("filter[color]", "red"),
+        ("filter[size]", "2"),
+        ("flag", "true"),
+        ("extra", "kept"),
+    ]
     headers = got["headers"]
     assert headers["x-trace"] == "abc"
     assert headers["host"] == f"127.0.0.1:{api.port}"
@@ -95,8 +159,9 @@ async def test_json_body_uses_the_declared_media_type(api) -> None:
 
 async def test_form_multipart_and_text_bodies(api) -> None:
     spec = _spec(api.url, ECHO)
-    got = json.loads(await (await _tool(spec, "putForm")).function(
-        {"path": {"id": "1"}, "body": {"a": "x y", "b": ["1", "2"]}}))
+    got = json.loads(
+        await (await _tool(spec, "putForm")).function({"path": {"id": "1"}, "body": {"a": "x y", "b": ["1", "2"]}})
+    )
     assert got["headers"]["content-type"] == "application/x-www-form-urlencoded"
     assert got["body"] == "a=x+y&b=1&b=2"
 
@@ -113,16 +178,35 @@ async def test_form_multipart_and_text_bodies(api) -> None:
 
 
 async def test_swagger2_form_data(api) -> None:
-    spec = {"swagger": "2.0", "host": f"127.0.0.1:{api.port}", "schemes": ["http"], "basePath": "/echo",
-            "paths": {"/pets/{petId}": {"post": {
-                "operationId": "updatePetWithForm", "consumes": ["application/x-www-form-urlencoded"],
-                "parameters": [{"name": "petId", "in": "path", "required": True, "type": "integer"},
-                               {"name": "name", "in": "formData", "type": "string"},
-                               {"name": "tags", "in": "query", "type": "array", "items": {"type": "string"},
-                                "collectionFormat": "csv"}]}}}}
+    spec = {
+        "swagger": "2.0",
+        "host": f"127.0.0.1:{api.port}",
+        "schemes": ["http"],
+        "basePath": "/echo",
+        "paths": {
+            "/pets/{petId}": {
+                "post": {
+                    "operationId": "updatePetWithForm",
+                    "consumes": ["application/x-www-form-urlencoded"],
+                    "parameters": [
+                        {"name": "petId", "in": "path", "required": True, "type": "integer"},
+                        {"name": "name", "in": "formData", "type": "string"},
+                        {
+                            "name": "tags",
+                            "in": "query",
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "collectionFormat": "csv",
+                        },
+                    ],
+                }
+            }
+        },
+    }
     tool = await _tool(spec, "updatePetWithForm")
-    got = json.loads(await tool.function({"path": {"petId": 7}, "formData": {"name": "Rex"},
-                                          "query": {"tags": ["a", "b"]}}))
+    got = json.loads(
+        await tool.function({"path": {"petId": 7}, "formData": {"name": "Rex"}, "query": {"tags": ["a", "b"]}})
+    )
     assert got["raw_path"] == "/echo/pets/7"
     assert got["body"] == "name=Rex"
     assert _q(got) == [("tags", "a,b")]
@@ -162,14 +246,29 @@ async def test_overrides_apply_where_the_matcher_says(api) -> None:
         seen.append((url, method))
         return url.host == "127.0.0.1" and method == "get"
 
-    tools = {t.name: t for t in await create_tools_from_openapi_spec(_spec(api.url, ECHO), overrides=[
-        {"matcher": matcher, "values": {"headers": {"User-Agent": "toolrun", "X-Trace": "forced"},
-                                        "query": {"q": "forced"}, "cookies": {"session": "forced"},
-                                        "path_data": {"id": "from-override"}}},
-        {"matcher": lambda url, method: method == "post", "values": {"body": {"count": 99}}},
-    ])}
-    got = json.loads(await tools["getItem"].function({"path": {"id": "1"}, "query": {"q": "model", "flag": False},
-                                                       "header": {"X-Trace": "model"}}))
+    tools = {
+        t.name: t
+        for t in await create_tools_from_openapi_spec(
+            _spec(api.url, ECHO),
+            overrides=[
+                {
+                    "matcher": matcher,
+                    "values": {
+                        "headers": {"User-Agent": "toolrun", "X-Trace": "forced"},
+                        "query": {"q": "forced"},
+                        "cookies": {"session": "forced"},
+                        "path_data": {"id": "from-override"},
+                    },
+                },
+                {"matcher": lambda url, method: method == "post", "values": {"body": {"count": 99}}},
+            ],
+        )
+    }
+    got = json.loads(
+        await tools["getItem"].function(
+            {"path": {"id": "1"}, "query": {"q": "model", "flag": False}, "header": {"X-Trace": "model"}}
+        )
+    )
     assert isinstance(seen[0][0], httpx.URL) and seen[0][0].path == "/echo/items/{id}" and seen[0][1] == "get"
     assert got["raw_path"] == "/echo/items/from-override"
     assert _q(got) == [("flag", "false"), ("q", "forced")]
@@ -182,10 +281,14 @@ async def test_overrides_apply_where_the_matcher_says(api) -> None:
 
 
 async def test_ai_utils_spellings_and_form_data_override(api) -> None:
-    spec = _spec(api.url, {"/echo/{x}": {"post": {"operationId": "noBody", "parameters": [
-        _param("x", "path", required=True)]}}})
-    tool = await _tool(spec, "noBody", overrides=[
-        {"matcher": lambda url, method: True, "values": {"pathData": {"x": "p"}, "formData": {"k": "v"}}}])
+    spec = _spec(
+        api.url, {"/echo/{x}": {"post": {"operationId": "noBody", "parameters": [_param("x", "path", required=True)]}}}
+    )
+    tool = await _tool(
+        spec,
+        "noBody",
+        overrides=[{"matcher": lambda url, method: True, "values": {"pathData": {"x": "p"}, "formData": {"k": "v"}}}],
+    )
     got = json.loads(await tool.function({}))
     assert got["raw_path"] == "/echo/p"
     assert got["body"] == "k=v" and got["headers"]["content-type"] == "application/x-www-form-urlencoded"
@@ -194,36 +297,54 @@ async def test_ai_utils_spellings_and_form_data_override(api) -> None:
 # -------------------------------------------------------------------- auth
 
 SECURED = {
-    "components": {"securitySchemes": {
-        "key": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-        "qkey": {"type": "apiKey", "in": "query", "name": "api_key"},
-        "ckey": {"type": "apiKey", "in": "cookie", "name": "sid"},
-        "bearer": {"type": "http", "scheme": "bearer"},
-        "basic": {"type": "http", "scheme": "basic"},
-        "mtls": {"type": "mutualTLS"},
-        "digest": {"type": "http", "scheme": "digest"},
-    }},
+    "components": {
+        "securitySchemes": {
+            "key": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "qkey": {"type": "apiKey", "in": "query", "name": "api_key"},
+            "ckey": {"type": "apiKey", "in": "cookie", "name": "sid"},
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "basic": {"type": "http", "scheme": "basic"},
+            "mtls": {"type": "mutualTLS"},
+            "digest": {"type": "http", "scheme": "digest"},
+        }
+    },
 }
 
 
 def _secured(url: str, security: list[dict]) -> dict[str, Any]:
-    return _spec(url, {"/echo/s": {"get": {"operationId": "op", "security": security,
-                                           "parameters": [_param("api_key", "query")]}}}, **SECURED)
+    return _spec(
+        url,
+        {"/echo/s": {"get": {"operationId": "op", "security": security, "parameters": [_param("api_key", "query")]}}},
+        **SECURED,
+    )
 
 
-@pytest.mark.parametrize("security, credentials, check", [
-    ([{"key": []}], {"key": "k1"}, lambda g: g["headers"]["x-api-key"] == "k1"),
-    ([{"qkey": []}], {"qkey": "k2"}, lambda g: _q(g) == [("api_key", "k2")]),  # wins over the model's
-    ([{"ckey": []}], {"ckey": "k3"}, lambda g: g["headers"]["cookie"] == "sid=k3"),
-    ([{"bearer": []}], {"bearer": "tok"}, lambda g: g["headers"]["authorization"] == "Bearer tok"),
-    ([{"basic": []}], {"basic": ("u", "p")},
-     lambda g: g["headers"]["authorization"] == "Basic " + base64.b64encode(b"u:p").decode()),
-    ([{"key": [], "bearer": []}, {"qkey": []}], {"qkey": "only"}, lambda g: _q(g) == [("api_key", "only")]
-     and "authorization" not in g["headers"]),
-    ([{"bearer": []}], {}, lambda g: "authorization" not in g["headers"]),
-    ([{"mtls": []}], {"mtls": "cert"}, lambda g: "authorization" not in g["headers"]),
-    ([{"digest": []}], {"digest": 'username="u"'}, lambda g: g["headers"]["authorization"] == 'Digest username="u"'),
-])
+@pytest.mark.parametrize(
+    "security, credentials, check",
+    [
+        ([{"key": []}], {"key": "k1"}, lambda g: g["headers"]["x-api-key"] == "k1"),
+        ([{"qkey": []}], {"qkey": "k2"}, lambda g: _q(g) == [("api_key", "k2")]),  # wins over the model's
+        ([{"ckey": []}], {"ckey": "k3"}, lambda g: g["headers"]["cookie"] == "sid=k3"),
+        ([{"bearer": []}], {"bearer": "tok"}, lambda g: g["headers"]["authorization"] == "Bearer tok"),
+        (
+            [{"basic": []}],
+            {"basic": ("u", "p")},
+            lambda g: g["headers"]["authorization"] == "Basic " + base64.b64encode(b"u:p").decode(),
+        ),
+        (
+            [{"key": [], "bearer": []}, {"qkey": []}],
+            {"qkey": "only"},
+            lambda g: _q(g) == [("api_key", "only")] and "authorization" not in g["headers"],
+        ),
+        ([{"bearer": []}], {}, lambda g: "authorization" not in g["headers"]),
+        ([{"mtls": []}], {"mtls": "cert"}, lambda g: "authorization" not in g["headers"]),
+        (
+            [{"digest": []}],
+            {"digest": 'username="u"'},
+            lambda g: g["headers"]["authorization"] == 'Digest username="u"',
+        ),
+    ],
+)
 async def test_security_schemes(api, security: list, credentials: dict, check: Any) -> None:
     tool = await _tool(_secured(api.url, security), "op", credentials=credentials)
     got = json.loads(await tool.function({"query": {"api_key": "from-model"}} if security == [{"qkey": []}] else {}))
@@ -231,9 +352,14 @@ async def test_security_schemes(api, security: list, credentials: dict, check: A
 
 
 async def test_document_level_security_and_swagger2_basic(api) -> None:
-    spec = {"swagger": "2.0", "host": f"127.0.0.1:{api.port}", "schemes": ["http"],
-            "securityDefinitions": {"b": {"type": "basic"}}, "security": [{"b": []}],
-            "paths": {"/echo/x": {"get": {"operationId": "x"}}}}
+    spec = {
+        "swagger": "2.0",
+        "host": f"127.0.0.1:{api.port}",
+        "schemes": ["http"],
+        "securityDefinitions": {"b": {"type": "basic"}},
+        "security": [{"b": []}],
+        "paths": {"/echo/x": {"get": {"operationId": "x"}}},
+    }
     tool = await _tool(spec, "x", credentials={"b": "user:pw"})
     got = json.loads(await tool.function({}))
     assert got["headers"]["authorization"] == "Basic " + base64.b64encode(b"user:pw").decode()
@@ -241,13 +367,35 @@ async def test_document_level_security_and_swagger2_basic(api) -> None:
 
 # -------------------------------------------------------- where requests go
 
-SSRF_VALUES = ["../admin", "../../etc/passwd", "a/b", "%2F", "%2e%2e", "?x=1", "#frag",
-               "http://evil.example/", "//evil.example/x", "@evil.example", "a\\b", "\u00e9\u4e2d", " "]
+SSRF_VALUES = [
+    "../admin",
+    "../../etc/passwd",
+    "a/b",
+    "%2F",
+    "%2e%2e",
+    "?x=1",
+    "#frag",
+    "http://evil.example/",
+    "//evil.example/x",
+    "@evil.example",
+    "a\\b",
+    "\u00e9\u4e2d",
+    " ",
+]
 
 
 async def test_path_values_cannot_change_the_path_or_host(api, other) -> None:
-    tool = await _tool(_spec(api.url + "/echo/base", {"/users/{name}/repos": {"get": {
-        "operationId": "repos", "parameters": [_param("name", "path", required=True)]}}}), "repos")
+    tool = await _tool(
+        _spec(
+            api.url + "/echo/base",
+            {
+                "/users/{name}/repos": {
+                    "get": {"operationId": "repos", "parameters": [_param("name", "path", required=True)]}
+                }
+            },
+        ),
+        "repos",
+    )
     for value in SSRF_VALUES:
         got = json.loads(await tool.function({"path": {"name": value}}))
         prefix, segment, suffix = got["raw_path"].rsplit("/", 2)[0], *got["raw_path"].rsplit("/", 2)[1:]
@@ -263,8 +411,15 @@ async def test_path_values_cannot_change_the_path_or_host(api, other) -> None:
 @settings(max_examples=300, deadline=None)
 @given(value=st.text(min_size=1))
 def test_any_path_value_stays_one_segment_on_the_same_origin(value: str) -> None:
-    tool = asyncio.run(_tool(_spec("https://api.example.com/v1", {"/items/{id}/x": {"get": {
-        "operationId": "g", "parameters": [_param("id", "path", required=True)]}}}), "g"))
+    tool = asyncio.run(
+        _tool(
+            _spec(
+                "https://api.example.com/v1",
+                {"/items/{id}/x": {"get": {"operationId": "g", "parameters": [_param("id", "path", required=True)]}}},
+            ),
+            "g",
+        )
+    )
     try:
         request = _call._build(tool.function.op, tool.function.settings, {"path": {"id": value}})
     except _call.ArgumentError:
@@ -280,13 +435,25 @@ def test_any_path_value_stays_one_segment_on_the_same_origin(value: str) -> None
 
 
 async def test_redirects_stay_on_the_origin(api, other) -> None:
-    paths = {"/redirect": {"get": {"operationId": "go", "parameters": [_param("to", "query"), _param("code", "query")]},
-                           "post": {"operationId": "postGo",
-                                    "parameters": [_param("to", "query"), _param("code", "query")],
-                                    "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}}}
+    paths = {
+        "/redirect": {
+            "get": {"operationId": "go", "parameters": [_param("to", "query"), _param("code", "query")]},
+            "post": {
+                "operationId": "postGo",
+                "parameters": [_param("to", "query"), _param("code", "query")],
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+            },
+        }
+    }
     spec = _spec(api.url, paths, security=[{"key": []}], **SECURED)
-    tools = {t.name: t for t in await create_tools_from_openapi_spec(spec, credentials={"key": "secret"},
-             overrides=[{"matcher": lambda u, m: True, "values": {"headers": {"X-Override": "o"}}}])}
+    tools = {
+        t.name: t
+        for t in await create_tools_from_openapi_spec(
+            spec,
+            credentials={"key": "secret"},
+            overrides=[{"matcher": lambda u, m: True, "values": {"headers": {"X-Override": "o"}}}],
+        )
+    }
     # same origin: followed, with the credentials
     got = json.loads(await tools["go"].function({"query": {"to": "/echo/landed"}}))
     assert got["raw_path"] == "/echo/landed" and got["headers"]["x-api-key"] == "secret"
@@ -321,9 +488,13 @@ async def test_response_size_cap(api) -> None:
 
 
 async def test_timeouts_cover_the_whole_exchange(api) -> None:
-    spec = _spec(api.url, {"/slow": {"get": {"operationId": "slow", "parameters": [_param("s", "query")]}},
-                           "/drip": {"get": {"operationId": "drip", "parameters": [_param("n", "query"),
-                                                                                  _param("s", "query")]}}})
+    spec = _spec(
+        api.url,
+        {
+            "/slow": {"get": {"operationId": "slow", "parameters": [_param("s", "query")]}},
+            "/drip": {"get": {"operationId": "drip", "parameters": [_param("n", "query"), _param("s", "query")]}},
+        },
+    )
     tools = {t.name: t for t in await create_tools_from_openapi_spec(spec, timeout=0.5)}
     for name, query in (("slow", {"s": 3}), ("drip", {"n": 40, "s": 0.1})):  # drip: each read is quick
         started = time.perf_counter()
@@ -333,9 +504,13 @@ async def test_timeouts_cover_the_whole_exchange(api) -> None:
 
 
 async def test_error_statuses_and_network_errors(api) -> None:
-    spec = _spec(api.url, {"/status/{code}": {"get": {"operationId": "status", "parameters": [
-        _param("code", "path", required=True)]}}, "/users/{u}": {"get": {"operationId": "user", "parameters": [
-            _param("u", "path", required=True)]}}})
+    spec = _spec(
+        api.url,
+        {
+            "/status/{code}": {"get": {"operationId": "status", "parameters": [_param("code", "path", required=True)]}},
+            "/users/{u}": {"get": {"operationId": "user", "parameters": [_param("u", "path", required=True)]}},
+        },
+    )
     tools = {t.name: t for t in await create_tools_from_openapi_spec(spec)}
     out = json.loads(await tools["status"].function({"path": {"code": 404}}))
     assert out == {"error": "HTTP 404 Not Found", "status": 404, "body": {"message": "status 404"}}
@@ -356,8 +531,10 @@ async def test_no_server_url_is_the_callers_error(corpus_dir) -> None:
 
 
 async def test_base_url_overrides_the_servers(api) -> None:
-    spec = _spec("https://api.example.com/v1", {"/echo/{x}": {"get": {"operationId": "g", "parameters": [
-        _param("x", "path", required=True)]}}})
+    spec = _spec(
+        "https://api.example.com/v1",
+        {"/echo/{x}": {"get": {"operationId": "g", "parameters": [_param("x", "path", required=True)]}}},
+    )
     tool = await _tool(spec, "g", base_url=api.url)
     assert json.loads(await tool.function({"path": {"x": "y"}}))["raw_path"] == "/echo/y"
 

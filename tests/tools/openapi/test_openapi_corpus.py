@@ -23,8 +23,9 @@ class _SafeLoaderKeepingDates(yaml.CSafeLoader):
     """PyYAML's own answer for what toolrun's loader reads: safe_load, dates kept as strings."""
 
 
-_SafeLoaderKeepingDates.add_constructor("tag:yaml.org,2002:timestamp",
-                                        lambda loader, node: loader.construct_scalar(node))
+_SafeLoaderKeepingDates.add_constructor(
+    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
+)
 
 
 def _refs(node: Any) -> list[str]:
@@ -67,8 +68,9 @@ async def test_json_and_yaml_forms_give_the_same_tools(corpus_dir: Path) -> None
         for path in sorted((corpus_dir / version / "json").glob("*.json")):
             twin = corpus_dir / version / "yaml" / (path.stem + ".yaml")
             # A few twins really differ (a longer description, one more path): compare the rest.
-            if not twin.exists() or json.loads(path.read_text()) != yaml.load(twin.read_text(),
-                                                                                Loader=yaml.CSafeLoader):
+            if not twin.exists() or json.loads(path.read_text()) != yaml.load(
+                twin.read_text(), Loader=yaml.CSafeLoader
+            ):
                 continue
             from_json = await create_tools_from_openapi_spec(path.read_bytes())
             from_yaml = await create_tools_from_openapi_spec(twin.read_text())
@@ -95,15 +97,18 @@ def test_yaml_loader_matches_pyyaml_safe_load(corpus_files: list[Path]) -> None:
             assert _yaml.load(data) == yaml.load(data, Loader=_SafeLoaderKeepingDates), path.name
 
 
-@pytest.mark.parametrize("text", [
-    "a: 1\nb: 0x1f\nc: 017\nd: 1_000\ne: 1:30\nf: -.inf\ng: 1.5e+3\nh: ~\ni: yes\nj: Off\nk: 2024-01-01\n"
-    "l: '3'\nm: !!str 3\nn: !!int '4'\no:\np: [a, {b: c}]\nq: \"yes\"\nr: 0b101\ns: +12\nt: .NaN\n",
-    "base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\nlist: &l [1, 2]\nref: *l\n",
-    "m:\n  <<: [{a: 1}, {a: 2, b: 2}]\n  c: 3\n",
-    "- 1\n- 2\n",
-    "",
-    "plain text",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\nb: 0x1f\nc: 017\nd: 1_000\ne: 1:30\nf: -.inf\ng: 1.5e+3\nh: ~\ni: yes\nj: Off\nk: 2024-01-01\n"
+        "l: '3'\nm: !!str 3\nn: !!int '4'\no:\np: [a, {b: c}]\nq: \"yes\"\nr: 0b101\ns: +12\nt: .NaN\n",
+        "base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\nlist: &l [1, 2]\nref: *l\n",
+        "m:\n  <<: [{a: 1}, {a: 2, b: 2}]\n  c: 3\n",
+        "- 1\n- 2\n",
+        "",
+        "plain text",
+    ],
+)
 def test_yaml_loader_edge_cases(text: str) -> None:
     expected = yaml.load(text, Loader=_SafeLoaderKeepingDates)
     got = _yaml.load(text)
@@ -112,12 +117,15 @@ def test_yaml_loader_edge_cases(text: str) -> None:
     assert got == expected
 
 
-@pytest.mark.parametrize("text, message", [
-    ("a: !!binary aGk=\n", "unsupported YAML tag"),
-    ("? [a]\n: 1\n", "unhashable key"),
-    ("a: 1\n---\nb: 2\n", "single document"),
-    ("a: *nope\n", "undefined alias"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a: !!binary aGk=\n", "unsupported YAML tag"),
+        ("? [a]\n: 1\n", "unhashable key"),
+        ("a: 1\n---\nb: 2\n", "single document"),
+        ("a: *nope\n", "undefined alias"),
+    ],
+)
 def test_yaml_loader_refuses_what_json_cannot_hold(text: str, message: str) -> None:
     with pytest.raises(_yaml.YamlError, match=message):
         _yaml.load(text)
@@ -171,15 +179,22 @@ async def test_swagger2_body_and_form_parameters(corpus_dir: Path) -> None:
     add_pet = tools["addPet"].parameters
     assert "name" in add_pet["properties"]["body"]["properties"]
     upload = tools["uploadFile"].parameters["properties"]
-    assert upload["formData"]["properties"]["file"] == {"type": "string", "format": "binary",
-                                                      "description": "file to upload"}
+    assert upload["formData"]["properties"]["file"] == {
+        "type": "string",
+        "format": "binary",
+        "description": "file to upload",
+    }
 
 
 async def test_callbacks_and_webhooks_are_not_tools(corpus_dir: Path) -> None:
     spec = json.loads((corpus_dir / "3.1/json/webhooks.json").read_text())
     tools = await create_tools_from_openapi_spec(spec)
-    assert len(tools) == sum(1 for item in spec.get("paths", {}).values() for m in item
-                             if m in ("get", "put", "post", "delete", "patch", "options", "head", "trace"))
+    assert len(tools) == sum(
+        1
+        for item in spec.get("paths", {}).values()
+        for m in item
+        if m in ("get", "put", "post", "delete", "patch", "options", "head", "trace")
+    )
 
 
 async def test_parameters_keep_their_schema(corpus_dir: Path) -> None:
@@ -191,7 +206,8 @@ async def test_parameters_keep_their_schema(corpus_dir: Path) -> None:
     assert "description" in status
     get_pet = tools["getPetById"].parameters
     assert get_pet["properties"]["path"] == {
-        "type": "object", "required": ["petId"],
+        "type": "object",
+        "required": ["petId"],
         "properties": {"petId": {"type": "integer", "format": "int64", "description": "ID of pet to return"}},
     }
     assert "required" not in get_pet
@@ -206,22 +222,54 @@ async def test_all_of_is_merged(corpus_dir: Path) -> None:
     # petstore-expanded: NewPet is allOf-free, Pet = allOf[NewPet, {id}] in responses only;
     # build one that a request uses.
     spec = {
-        "openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "servers": [{"url": "https://x.test"}],
-        "paths": {"/pets": {"post": {"operationId": "addPet", "requestBody": {"required": True, "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Pet"}}}}}}},
-        "components": {"schemas": {
-            "NewPet": {"type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string"}, "tag": {"type": "string", "nullable": True}}},
-            "Pet": {"allOf": [{"$ref": "#/components/schemas/NewPet"}, {"type": "object", "required": ["id"],
-                    "properties": {"id": {"type": "integer", "readOnly": True},
-                                   "age": {"type": "integer", "minimum": 0, "exclusiveMinimum": True}}}]},
-        }},
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "servers": [{"url": "https://x.test"}],
+        "paths": {
+            "/pets": {
+                "post": {
+                    "operationId": "addPet",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Pet"}}},
+                    },
+                }
+            }
+        },
+        "components": {
+            "schemas": {
+                "NewPet": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}, "tag": {"type": "string", "nullable": True}},
+                },
+                "Pet": {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/NewPet"},
+                        {
+                            "type": "object",
+                            "required": ["id"],
+                            "properties": {
+                                "id": {"type": "integer", "readOnly": True},
+                                "age": {"type": "integer", "minimum": 0, "exclusiveMinimum": True},
+                            },
+                        },
+                    ]
+                },
+            }
+        },
     }
     (tool,) = await create_tools_from_openapi_spec(spec)
     body = tool.parameters["properties"]["body"]
-    assert body == {"type": "object", "required": ["name"], "properties": {
-        "name": {"type": "string"}, "tag": {"type": ["string", "null"]},
-        "age": {"type": "integer", "exclusiveMinimum": 0}}}  # readOnly id is not a request field
+    assert body == {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string"},
+            "tag": {"type": ["string", "null"]},
+            "age": {"type": "integer", "exclusiveMinimum": 0},
+        },
+    }  # readOnly id is not a request field
 
 
 async def test_schemas_are_built_lazily(corpus_dir: Path) -> None:

@@ -52,16 +52,24 @@ async def test_seed_embedded_example_from_an_openapi_document(async_ai: AsyncAI,
     tools = await create_tools_from_openapi_spec(
         GITHUB_LIKE,
         base_url=api.url,
-        overrides=[{"matcher": lambda url, method: url.host == "127.0.0.1",
-                    "values": {"headers": {"User-Agent": "toolrun-tests"}}}],
+        overrides=[
+            {
+                "matcher": lambda url, method: url.host == "127.0.0.1",
+                "values": {"headers": {"User-Agent": "toolrun-tests"}},
+            }
+        ],
     )
     assert [t.name for t in tools] == ["getGithubUser"]
 
-    out = await run_with_tools(async_ai, DEFAULT_MODEL, {
-        "messages": [{"role": "user", "content": "Who is Cloudflare on github?"}],
-        "tools": tools,
-        "temperature": 0,
-    })
+    out = await run_with_tools(
+        async_ai,
+        DEFAULT_MODEL,
+        {
+            "messages": [{"role": "user", "content": "Who is Cloudflare on github?"}],
+            "tools": tools,
+            "temperature": 0,
+        },
+    )
 
     calls = [r for r in api.requests if r["raw_path"].startswith("/users/")]
     assert calls, out

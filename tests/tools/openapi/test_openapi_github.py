@@ -36,9 +36,18 @@ async def test_github_tools_have_real_schemas(github_spec: bytes) -> None:
     user = tools["users_get-by-username"]
     assert user.function.op.server.base == "https://api.github.com"
     assert user.function.op.match_url == "https://api.github.com/users/{username}"
-    assert user.parameters == {"type": "object", "properties": {"path": {
-        "type": "object", "required": ["username"],
-        "properties": {"username": {"type": "string", "description": "The handle for the GitHub user account."}}}}}
+    assert user.parameters == {
+        "type": "object",
+        "properties": {
+            "path": {
+                "type": "object",
+                "required": ["username"],
+                "properties": {
+                    "username": {"type": "string", "description": "The handle for the GitHub user account."}
+                },
+            }
+        },
+    }
     issues = tools["issues_list-for-repo"].parameters["properties"]
     state = issues["query"]["properties"]["state"]
     assert state["enum"] == ["open", "closed", "all"] and state["default"] == "open"

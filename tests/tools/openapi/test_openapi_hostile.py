@@ -60,8 +60,16 @@ def yaml_laughs_schema(levels: int, fan: int = 9) -> str:
     for i in range(1, levels + 1):
         props = ", ".join(f"p{j}: *l{i - 1}" for j in range(fan))
         lines.append(f"  l{i}: &l{i} {{type: object, properties: {{{props}}}}}")
-    lines += ["paths:", "  /a:", "    post:", "      operationId: bomb", "      requestBody:", "        content:",
-              "          application/json:", f"            schema: *l{levels}"]
+    lines += [
+        "paths:",
+        "  /a:",
+        "    post:",
+        "      operationId: bomb",
+        "      requestBody:",
+        "        content:",
+        "          application/json:",
+        f"            schema: *l{levels}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -70,8 +78,14 @@ def yaml_laughs_value(levels: int, key: str = "default", fan: int = 9) -> str:
     lines = ["openapi: 3.0.0", "servers: [{url: 'https://x.test'}]", "x-laughs:", "  l0: &l0 [lol]"]
     for i in range(1, levels + 1):
         lines.append(f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * fan) + "]")
-    lines += ["paths:", "  /a:", "    get:", "      operationId: bomb", "      parameters:",
-              "        - {name: q, in: query, schema: {type: array, " + f"{key}: *l{levels}" + "}}"]
+    lines += [
+        "paths:",
+        "  /a:",
+        "    get:",
+        "      operationId: bomb",
+        "      parameters:",
+        "        - {name: q, in: query, schema: {type: array, " + f"{key}: *l{levels}" + "}}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -79,29 +93,52 @@ def ref_bomb(levels: int, fan: int = 4) -> str:
     """Level i's ``fan`` properties each ``$ref`` level i-1: fan**levels nodes from a few KB."""
     schemas: dict[str, Any] = {"L0": {"type": "string"}}
     for i in range(1, levels + 1):
-        schemas[f"L{i}"] = {"type": "object", "properties": {
-            f"p{j}": {"$ref": f"#/components/schemas/L{i - 1}"} for j in range(fan)}}
-    return json.dumps({
-        "openapi": "3.0.0", "servers": [{"url": "https://x.test"}],
-        "paths": {"/a": {"post": {"operationId": "bomb", "requestBody": {"content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/L{levels}"}}}}}}},
-        "components": {"schemas": schemas}})
+        schemas[f"L{i}"] = {
+            "type": "object",
+            "properties": {f"p{j}": {"$ref": f"#/components/schemas/L{i - 1}"} for j in range(fan)},
+        }
+    return json.dumps(
+        {
+            "openapi": "3.0.0",
+            "servers": [{"url": "https://x.test"}],
+            "paths": {
+                "/a": {
+                    "post": {
+                        "operationId": "bomb",
+                        "requestBody": {
+                            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/L{levels}"}}}
+                        },
+                    }
+                }
+            },
+            "components": {"schemas": schemas},
+        }
+    )
 
 
 def deep_schema_json(levels: int) -> str:
     text = '{"type": "string"}'
     for _ in range(levels):
         text = '{"type": "object", "properties": {"a": ' + text + "}}"
-    return ('{"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {'
-            '"operationId": "bomb", "requestBody": {"content": {"application/json": {"schema": ' + text + "}}}}}}}")
+    return (
+        '{"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {'
+        '"operationId": "bomb", "requestBody": {"content": {"application/json": {"schema": ' + text + "}}}}}}}"
+    )
 
 
 def deep_schema_mapping(levels: int) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string"}
     for _ in range(levels):
         schema = {"type": "object", "properties": {"a": schema}}
-    return {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {
-        "operationId": "bomb", "requestBody": {"content": {"application/json": {"schema": schema}}}}}}}
+    return {
+        "openapi": "3.0.0",
+        "servers": [{"url": "https://x.test"}],
+        "paths": {
+            "/a": {
+                "post": {"operationId": "bomb", "requestBody": {"content": {"application/json": {"schema": schema}}}}
+            }
+        },
+    }
 
 
 # ------------------------------------------------------------------ YAML aliases
@@ -146,9 +183,11 @@ async def test_a_default_of_a_hundred_thousand_values_names_the_operation() -> N
 
 async def test_self_alias_is_refused() -> None:
     # Before: RecursionError when the schema was built.
-    text = ("openapi: 3.0.0\nservers: [{url: 'https://x.test'}]\npaths:\n  /a:\n    get:\n      parameters:\n"
-            "        - name: q\n          in: query\n          schema:\n            type: object\n"
-            "            default: &d {a: *d}\n")
+    text = (
+        "openapi: 3.0.0\nservers: [{url: 'https://x.test'}]\npaths:\n  /a:\n    get:\n      parameters:\n"
+        "        - name: q\n          in: query\n          schema:\n            type: object\n"
+        "            default: &d {a: *d}\n"
+    )
     with pytest.raises(OpenAPISpecError, match=r"alias \*d is used inside the node it names.*line 11"):
         await create_tools_from_openapi_spec(text)
 
@@ -203,8 +242,11 @@ async def test_shared_python_objects_count_each_time_they_appear() -> None:
     leaf: dict[str, Any] = {"type": "string"}
     for _ in range(12):
         leaf = {"type": "object", "properties": {f"p{j}": leaf for j in range(4)}}
-    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {
-        "requestBody": {"content": {"application/json": {"schema": leaf}}}}}}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": "https://x.test"}],
+        "paths": {"/a": {"post": {"requestBody": {"content": {"application/json": {"schema": leaf}}}}}},
+    }
     (schema,), elapsed, _ = await measure(lambda: tools_and_schemas(spec))
     assert "(repeated schema, not expanded: schema too large)" in json.dumps(schema)
     assert len(json.dumps(schema)) < 400_000 and elapsed < 5
@@ -238,8 +280,10 @@ async def test_deep_json_is_an_openapi_error(fast_json: bool, monkeypatch: pytes
     # Before: RecursionError.
     if not fast_json:
         monkeypatch.setattr(_document, "msgspec", None)
-    for text in ('{"openapi": "3.0.0", "x": ' + "[" * 100_000 + "]" * 100_000 + ', "paths": {}}',
-                 deep_schema_json(3000)):
+    for text in (
+        '{"openapi": "3.0.0", "x": ' + "[" * 100_000 + "]" * 100_000 + ', "paths": {}}',
+        deep_schema_json(3000),
+    ):
         error, elapsed, _ = await measure(lambda text=text: create_tools_from_openapi_spec(text))
         assert isinstance(error, OpenAPISpecError) and "nested too deeply" in str(error), error
         assert elapsed < 1
@@ -259,9 +303,18 @@ async def test_a_schema_deeper_than_tools_may_be_names_the_operation(make: Calla
 async def test_a_python_value_that_contains_itself() -> None:
     looped: dict[str, Any] = {}
     looped["a"] = looped
-    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"get": {
-        "operationId": "loop", "parameters": [{"name": "q", "in": "query",
-                                                "schema": {"type": "object", "default": looped}}]}}}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": "https://x.test"}],
+        "paths": {
+            "/a": {
+                "get": {
+                    "operationId": "loop",
+                    "parameters": [{"name": "q", "in": "query", "schema": {"type": "object", "default": looped}}],
+                }
+            }
+        },
+    }
     (tool,) = await create_tools_from_openapi_spec(spec)
     with pytest.raises(OpenAPISpecError, match="tool 'loop': an enum, default or const value is nested too deeply"):
         _ = tool.parameters
@@ -270,11 +323,15 @@ async def test_a_python_value_that_contains_itself() -> None:
 async def test_a_schema_that_contains_itself() -> None:
     schema: dict[str, Any] = {"type": "object", "properties": {}}
     schema["properties"]["self"] = schema
-    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {
-        "requestBody": {"content": {"application/json": {"schema": schema}}}}}}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": "https://x.test"}],
+        "paths": {"/a": {"post": {"requestBody": {"content": {"application/json": {"schema": schema}}}}}},
+    }
     (tool,) = await create_tools_from_openapi_spec(spec)
     assert tool.parameters["properties"]["body"]["properties"]["self"] == {
-        "description": "(recursive schema, not expanded)"}
+        "description": "(recursive schema, not expanded)"
+    }
 
 
 # ------------------------------------------------------------------ real documents stay whole
@@ -290,17 +347,34 @@ async def test_limits_cut_nothing_in_github_or_the_corpus(github_spec: bytes, co
 
 
 METADATA_HOSTS = [
-    "169.254.169.254", "169.254.170.2", "2852039166", "0xa9fea9fe", "169.254.43518", "169.254.169.254.",
-    "[::ffff:169.254.169.254]", "[fe80::1]", "[fe80::1%25eth0]", "[fd00:ec2::254]", "[64:ff9b::a9fe:a9fe]",
-    "[2002:a9fe:a9fe::1]", "metadata.google.internal", "METADATA.Google.Internal.", "metadata",
-    "100.100.100.200", "192.0.0.192", "168.63.129.16",
+    "169.254.169.254",
+    "169.254.170.2",
+    "2852039166",
+    "0xa9fea9fe",
+    "169.254.43518",
+    "169.254.169.254.",
+    "[::ffff:169.254.169.254]",
+    "[fe80::1]",
+    "[fe80::1%25eth0]",
+    "[fd00:ec2::254]",
+    "[64:ff9b::a9fe:a9fe]",
+    "[2002:a9fe:a9fe::1]",
+    "metadata.google.internal",
+    "METADATA.Google.Internal.",
+    "metadata",
+    "100.100.100.200",
+    "192.0.0.192",
+    "168.63.129.16",
 ]
 
 
 @pytest.mark.parametrize("host", METADATA_HOSTS)
 async def test_a_document_server_on_a_metadata_address_is_refused(host: str) -> None:
-    spec = {"openapi": "3.0.0", "servers": [{"url": f"http://{host}/latest"}],
-            "paths": {"/meta-data": {"get": {"operationId": "steal"}}}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": f"http://{host}/latest"}],
+        "paths": {"/meta-data": {"get": {"operationId": "steal"}}},
+    }
     with pytest.raises(OpenAPISpecError) as info:
         await create_tools_from_openapi_spec(spec)
     assert info.value.where == "servers[0]"
@@ -309,17 +383,41 @@ async def test_a_document_server_on_a_metadata_address_is_refused(host: str) -> 
     assert tool.function.op.server.base == f"http://{host.lower()}/latest"
 
 
-@pytest.mark.parametrize("spec, where", [
-    ({"openapi": "3.0.0", "servers": [{"url": "https://{region}.example.com", "variables": {
-        "region": {"default": "169.254.169.254/x?"}}}], "paths": {"/a": {"get": {}}}}, "servers[0]"),
-    ({"openapi": "3.0.0", "servers": [{"url": "https://api.example.com"}], "paths": {"/a": {
-        "get": {"servers": [{"url": "http://[fe80::a9fe:a9fe]"}]}}}}, "paths['/a'].get.servers[0]"),
-    ({"openapi": "3.0.0", "servers": [{"url": "https://api.example.com"}], "paths": {"/a": {
-        "servers": [{"url": "http://metadata.google.internal/computeMetadata/v1"}], "get": {}}}},
-     "paths['/a'].servers[0]"),
-    ({"swagger": "2.0", "host": "169.254.169.254", "paths": {"/a": {"get": {}}}}, "host"),
-    ({"swagger": "2.0", "host": "user@169.254.169.254", "schemes": ["http"], "paths": {"/a": {"get": {}}}}, "host"),
-])
+@pytest.mark.parametrize(
+    "spec, where",
+    [
+        (
+            {
+                "openapi": "3.0.0",
+                "servers": [
+                    {"url": "https://{region}.example.com", "variables": {"region": {"default": "169.254.169.254/x?"}}}
+                ],
+                "paths": {"/a": {"get": {}}},
+            },
+            "servers[0]",
+        ),
+        (
+            {
+                "openapi": "3.0.0",
+                "servers": [{"url": "https://api.example.com"}],
+                "paths": {"/a": {"get": {"servers": [{"url": "http://[fe80::a9fe:a9fe]"}]}}},
+            },
+            "paths['/a'].get.servers[0]",
+        ),
+        (
+            {
+                "openapi": "3.0.0",
+                "servers": [{"url": "https://api.example.com"}],
+                "paths": {
+                    "/a": {"servers": [{"url": "http://metadata.google.internal/computeMetadata/v1"}], "get": {}}
+                },
+            },
+            "paths['/a'].servers[0]",
+        ),
+        ({"swagger": "2.0", "host": "169.254.169.254", "paths": {"/a": {"get": {}}}}, "host"),
+        ({"swagger": "2.0", "host": "user@169.254.169.254", "schemes": ["http"], "paths": {"/a": {"get": {}}}}, "host"),
+    ],
+)
 async def test_every_place_a_document_names_a_server_is_checked(spec: dict[str, Any], where: str) -> None:
     with pytest.raises(OpenAPISpecError) as info:
         await create_tools_from_openapi_spec(spec)
@@ -327,9 +425,14 @@ async def test_every_place_a_document_names_a_server_is_checked(spec: dict[str, 
 
 
 async def test_only_selected_operations_need_an_allowed_server() -> None:
-    spec = {"openapi": "3.0.0", "servers": [{"url": "https://api.example.com"}], "paths": {
-        "/fine": {"get": {"operationId": "fine"}},
-        "/meta": {"get": {"operationId": "meta", "servers": [{"url": "http://169.254.169.254"}]}}}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": "https://api.example.com"}],
+        "paths": {
+            "/fine": {"get": {"operationId": "fine"}},
+            "/meta": {"get": {"operationId": "meta", "servers": [{"url": "http://169.254.169.254"}]}},
+        },
+    }
     (tool,) = await create_tools_from_openapi_spec(spec, match_patterns=["/fine$"])
     assert tool.name == "fine"
 
@@ -366,8 +469,11 @@ async def test_the_document_url_and_its_redirects_are_checked(api) -> None:
 def fake_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names under .test resolve as listed here; every connection toolrun opens is recorded, and
     one to anything but loopback fails the test instead of leaving the machine."""
-    table = {"metadata-alias.test": "169.254.169.254", "api-alias.test": "127.0.0.1",
-             "split.test": ["127.0.0.1", "169.254.169.254"]}
+    table = {
+        "metadata-alias.test": "169.254.169.254",
+        "api-alias.test": "127.0.0.1",
+        "split.test": ["127.0.0.1", "169.254.169.254"],
+    }
     opened: list[str] = []
 
     async def resolve(host: str, port: int) -> list[Any]:
@@ -391,7 +497,9 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 async def test_a_name_that_resolves_to_a_metadata_address_is_refused_when_connecting(api, fake_dns) -> None:
     spec = {"openapi": "3.0.0", "paths": {"/a": {"get": {"operationId": "a"}}}}
-    (tool,) = await create_tools_from_openapi_spec({**spec, "servers": [{"url": f"http://metadata-alias.test:{api.port}"}]})
+    (tool,) = await create_tools_from_openapi_spec(
+        {**spec, "servers": [{"url": f"http://metadata-alias.test:{api.port}"}]}
+    )
     out = json.loads(await tool.function({}))
     assert "refused to connect: metadata-alias.test (169.254.169.254) is a link-local address" in out["error"]
     (tool,) = await create_tools_from_openapi_spec({**spec, "servers": [{"url": f"http://split.test:{api.port}"}]})
@@ -403,8 +511,11 @@ async def test_a_name_that_resolves_to_a_metadata_address_is_refused_when_connec
 
 
 async def test_a_name_that_resolves_to_loopback_is_called_at_the_checked_address(api, fake_dns) -> None:
-    spec = {"openapi": "3.0.0", "servers": [{"url": f"http://api-alias.test:{api.port}/echo"}],
-            "paths": {"/a": {"get": {"operationId": "a"}}}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": f"http://api-alias.test:{api.port}/echo"}],
+        "paths": {"/a": {"get": {"operationId": "a"}}},
+    }
     (tool,) = await create_tools_from_openapi_spec(spec)
     got = json.loads(await tool.function({}))
     assert got["raw_path"] == "/echo/a" and got["headers"]["host"] == f"api-alias.test:{api.port}"
@@ -412,8 +523,11 @@ async def test_a_name_that_resolves_to_loopback_is_called_at_the_checked_address
 
 
 async def test_credentials_in_a_server_url_are_not_sent_and_say_so(api, caplog: pytest.LogCaptureFixture) -> None:
-    spec = {"openapi": "3.0.0", "servers": [{"url": f"http://bob:s3cret@127.0.0.1:{api.port}/echo"}],
-            "paths": {"/a": {"get": {"operationId": "a"}}}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": f"http://bob:s3cret@127.0.0.1:{api.port}/echo"}],
+        "paths": {"/a": {"get": {"operationId": "a"}}},
+    }
     with caplog.at_level("WARNING", logger="toolrun.openapi"):
         (tool,) = await create_tools_from_openapi_spec(spec)
     (record,) = [r for r in caplog.records if r.name == "toolrun.openapi"]
@@ -426,9 +540,16 @@ async def test_credentials_in_a_server_url_are_not_sent_and_say_so(api, caplog: 
 
 
 GITHUB_LIKE = {
-    "openapi": "3.0.3", "servers": [{"url": "https://api.github.com"}],
-    "paths": {"/users/{username}": {"get": {"operationId": "getGithubUser", "parameters": [
-        {"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}]}}},
+    "openapi": "3.0.3",
+    "servers": [{"url": "https://api.github.com"}],
+    "paths": {
+        "/users/{username}": {
+            "get": {
+                "operationId": "getGithubUser",
+                "parameters": [{"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}],
+            }
+        }
+    },
 }
 
 
@@ -443,9 +564,15 @@ async def test_the_seeds_matcher_works_verbatim() -> None:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:  # nothing leaves the process
         (tool,) = await create_tools_from_openapi_spec(
-            GITHUB_LIKE, client=client,
-            overrides=[{"matcher": lambda url, method: url.hostname == "api.github.com",
-                        "values": {"headers": {"User-Agent": "toolrun"}}}])
+            GITHUB_LIKE,
+            client=client,
+            overrides=[
+                {
+                    "matcher": lambda url, method: url.hostname == "api.github.com",
+                    "values": {"headers": {"User-Agent": "toolrun"}},
+                }
+            ],
+        )
         assert json.loads(await tool.function({"path": {"username": "cloudflare"}})) == {"login": "cloudflare"}
     assert str(sent[0].url) == "https://api.github.com/users/cloudflare"
     assert sent[0].headers["user-agent"] == "toolrun"
@@ -469,18 +596,30 @@ class _CallableMatcher:
         return True
 
 
-@pytest.mark.parametrize("matcher", [
-    lambda url, method: True, lambda *args: True, lambda url, method, extra=None: True,
-    functools.partial(lambda flag, url, method: flag, True), _CallableMatcher(), max,
-])
+@pytest.mark.parametrize(
+    "matcher",
+    [
+        lambda url, method: True,
+        lambda *args: True,
+        lambda url, method, extra=None: True,
+        functools.partial(lambda flag, url, method: flag, True),
+        _CallableMatcher(),
+        max,
+    ],
+)
 async def test_matchers_that_take_url_and_method(matcher: Any) -> None:
     await create_tools_from_openapi_spec(GITHUB_LIKE, overrides=[{"matcher": matcher, "values": {}}])
 
 
-@pytest.mark.parametrize("matcher", [
-    lambda request: True,  # ai-utils' ({ url, method }) => ... taken literally
-    lambda: True, lambda url, method, extra: True, lambda *, url, method: True,
-])
+@pytest.mark.parametrize(
+    "matcher",
+    [
+        lambda request: True,  # ai-utils' ({ url, method }) => ... taken literally
+        lambda: True,
+        lambda url, method, extra: True,
+        lambda *, url, method: True,
+    ],
+)
 async def test_matchers_that_cannot_take_url_and_method_are_refused_when_made(matcher: Any) -> None:
     with pytest.raises(InvalidInputError, match=r"must take two arguments \(url, method\)") as info:
         await create_tools_from_openapi_spec(GITHUB_LIKE, overrides=[{"matcher": matcher, "values": {}}])
@@ -490,7 +629,8 @@ async def test_matchers_that_cannot_take_url_and_method_are_refused_when_made(ma
 async def test_a_matcher_that_raises_is_a_tool_execution_error(api) -> None:
     spec = {**GITHUB_LIKE, "servers": [{"url": api.url}]}
     (tool,) = await create_tools_from_openapi_spec(
-        spec, overrides=[{"matcher": lambda url, method: url.no_such_name, "values": {}}])
+        spec, overrides=[{"matcher": lambda url, method: url.no_such_name, "values": {}}]
+    )
     with pytest.raises(ToolExecutionError, match=r"overrides\[0\]\.matcher failed for GET .*AttributeError"):
         await tool.function({"path": {"username": "cloudflare"}})
     assert api.requests == []
@@ -510,18 +650,23 @@ def test_yaml_loader_does_not_import_the_document_module() -> None:
 
 async def test_a_gzip_bomb_answer_is_inflated_only_to_the_limit(api) -> None:
     # Before: httpx inflated each 64 KB chunk whole, 64 MB at a time, whatever max_response_bytes said.
-    spec = {"openapi": "3.0.0", "servers": [{"url": api.url}],
-            "paths": {"/gzip-bomb": {"get": {"operationId": "bomb"}}}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": api.url}],
+        "paths": {"/gzip-bomb": {"get": {"operationId": "bomb"}}},
+    }
     (tool,) = await create_tools_from_openapi_spec(spec)
     out, elapsed, peak = await measure(lambda: tool.function({"query": {"mb": 200}}))
-    assert out.startswith("\0" * 1000) and out.endswith("[response truncated: showing the first 32768 bytes of "
-                                                          "more than 32768 bytes]")
+    assert out.startswith("\0" * 1000) and out.endswith(
+        "[response truncated: showing the first 32768 bytes of more than 32768 bytes]"
+    )
     assert peak < 8 and elapsed < 5, (peak, elapsed)
 
 
 async def test_a_gzip_bomb_document_is_inflated_only_to_the_limit(api) -> None:
     error, elapsed, peak = await measure(
-        lambda: create_tools_from_openapi_spec(f"{api.url}/gzip-bomb?mb=200", max_spec_bytes=1 << 20))
+        lambda: create_tools_from_openapi_spec(f"{api.url}/gzip-bomb?mb=200", max_spec_bytes=1 << 20)
+    )
     assert isinstance(error, OpenAPISpecError) and str(error).endswith("more than the 1048576-byte limit"), error
     assert peak < 16 and elapsed < 5, (peak, elapsed)
 
@@ -539,8 +684,11 @@ async def test_encodings_not_asked_for_are_an_error(api) -> None:
 
 async def test_a_broken_idna_host_is_an_error_not_a_crash(api) -> None:
     # httpx.URL("http://xn--a-.test").host raises idna's error: it escaped create_tools_from_openapi_spec.
-    spec = {"openapi": "3.0.0", "servers": [{"url": "http://xn--metadata-.google.internal/"}],
-            "paths": {"/a": {"get": {"operationId": "a"}}}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": "http://xn--metadata-.google.internal/"}],
+        "paths": {"/a": {"get": {"operationId": "a"}}},
+    }
     (tool,) = await create_tools_from_openapi_spec(spec)
     assert "is not a valid URL" in tool.function.op.server.error
     with pytest.raises(ToolExecutionError, match="is not a valid URL"):
@@ -553,14 +701,20 @@ async def test_a_broken_idna_host_is_an_error_not_a_crash(api) -> None:
         await create_tools_from_openapi_spec(f"{api.url}/redirect?to=http://xn--a-.test/x")
 
 
-@pytest.mark.parametrize("where, param", [
-    ("header", {"name": "X-A\r\nInjected: 1", "in": "header"}),
-    ("header", {"name": "X A", "in": "header"}),
-    ("cookie", {"name": "a=b; admin", "in": "cookie"}),
-])
+@pytest.mark.parametrize(
+    "where, param",
+    [
+        ("header", {"name": "X-A\r\nInjected: 1", "in": "header"}),
+        ("header", {"name": "X A", "in": "header"}),
+        ("cookie", {"name": "a=b; admin", "in": "cookie"}),
+    ],
+)
 async def test_header_and_cookie_names_from_the_document_must_be_tokens(api, where: str, param: dict) -> None:
-    spec = {"openapi": "3.0.0", "servers": [{"url": api.url}], "paths": {"/echo": {"get": {
-        "operationId": "e", "parameters": [{**param, "schema": {"type": "string"}}]}}}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": api.url}],
+        "paths": {"/echo": {"get": {"operationId": "e", "parameters": [{**param, "schema": {"type": "string"}}]}}},
+    }
     (tool,) = await create_tools_from_openapi_spec(spec)
     out = json.loads(await tool.function({where: {param["name"]: "v"}}))
     assert f"is not a valid {where} name" in out["error"]
@@ -568,11 +722,18 @@ async def test_header_and_cookie_names_from_the_document_must_be_tokens(api, whe
 
 
 async def test_security_scheme_fields_are_read_only_as_text(api) -> None:
-    spec = {"openapi": "3.0.0", "servers": [{"url": api.url}], "security": [{"k": []}, {"h": []}],
-            "paths": {"/echo": {"get": {"operationId": "e"}}},
-            "components": {"securitySchemes": {
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": api.url}],
+        "security": [{"k": []}, {"h": []}],
+        "paths": {"/echo": {"get": {"operationId": "e"}}},
+        "components": {
+            "securitySchemes": {
                 "k": {"type": "apiKey", "in": "header", "name": "X-Key\r\nX-Injected: 1"},
-                "h": {"type": "http", "scheme": ["basic"] * 1000}}}}
+                "h": {"type": "http", "scheme": ["basic"] * 1000},
+            }
+        },
+    }
     (tool,) = await create_tools_from_openapi_spec(spec, credentials={"k": "secret"})
     assert "is not a valid header name" in json.loads(await tool.function({}))["error"]
     (tool,) = await create_tools_from_openapi_spec(spec, credentials={"h": "token"})
@@ -582,26 +743,52 @@ async def test_security_scheme_fields_are_read_only_as_text(api) -> None:
 
 # ------------------------------------------------------------------ the model's arguments
 
-_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
-                     lambda inner: st.lists(inner, max_size=3)
-                     | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                     max_leaves=8)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
 _DOTTY = st.sampled_from([".", "..", "", "%2e%2e", "../..", "a/../b", "\r\nX: y", "%2F", "/", "?", "#"])
 
 
 @settings(max_examples=400, deadline=None)
-@given(style=st.sampled_from(["simple", "label", "matrix"]), explode=st.booleans(),
-       value=_JSON | _DOTTY | st.lists(_DOTTY, max_size=3) | st.dictionaries(_DOTTY, _DOTTY, max_size=2),
-       header=_JSON | _DOTTY, cookie=_JSON | _DOTTY, query=_JSON | _DOTTY)
-def test_no_argument_changes_where_a_request_goes(style: str, explode: bool, value: Any, header: Any, cookie: Any,
-                                                  query: Any) -> None:
+@given(
+    style=st.sampled_from(["simple", "label", "matrix"]),
+    explode=st.booleans(),
+    value=_JSON | _DOTTY | st.lists(_DOTTY, max_size=3) | st.dictionaries(_DOTTY, _DOTTY, max_size=2),
+    header=_JSON | _DOTTY,
+    cookie=_JSON | _DOTTY,
+    query=_JSON | _DOTTY,
+)
+def test_no_argument_changes_where_a_request_goes(
+    style: str, explode: bool, value: Any, header: Any, cookie: Any, query: Any
+) -> None:
     from toolrun.tools.openapi import _call
 
-    spec = {"openapi": "3.0.0", "servers": [{"url": "https://api.example.com/v1"}], "paths": {"/items/{id}/x": {"get": {
-        "operationId": "g", "parameters": [
-            {"name": "id", "in": "path", "required": True, "style": style, "explode": explode, "schema": {}},
-            {"name": "X-H", "in": "header", "schema": {}}, {"name": "c", "in": "cookie", "schema": {}},
-            {"name": "q", "in": "query", "schema": {}}]}}}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": "https://api.example.com/v1"}],
+        "paths": {
+            "/items/{id}/x": {
+                "get": {
+                    "operationId": "g",
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "style": style,
+                            "explode": explode,
+                            "schema": {},
+                        },
+                        {"name": "X-H", "in": "header", "schema": {}},
+                        {"name": "c", "in": "cookie", "schema": {}},
+                        {"name": "q", "in": "query", "schema": {}},
+                    ],
+                }
+            }
+        },
+    }
     (tool,) = asyncio.run(create_tools_from_openapi_spec(spec))
     args = {"path": {"id": value}, "header": {"X-H": header}, "cookie": {"c": cookie}, "query": {"q": query}}
     try:
@@ -624,12 +811,14 @@ async def test_lone_surrogates_never_reach_a_tool(fast_json: bool, monkeypatch: 
     # at request time, and a path holding one made every call raise UnicodeEncodeError.
     if not fast_json:
         monkeypatch.setattr(_document, "msgspec", None)
-    text = (r'{"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {'
-            r'"/a": {"get": {"operationId": "a\ud800b", "summary": "x\udfffy", "parameters": ['
-            r'{"name": "q\ud800", "in": "query", "schema": {"type": "string"}},'
-            r'{"name": "r", "in": "query", "schema": {"type": "string", "enum": ["\ud800", "ok"], "default": "\ud800",'
-            r' "description": "d\ud800", "format": "\ud800", "pattern": "\ud800"}}]}},'
-            r'"/b\ud800/{id}": {"get": {"operationId": "b", "parameters": [{"name": "id", "in": "path"}]}}}}')
+    text = (
+        r'{"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {'
+        r'"/a": {"get": {"operationId": "a\ud800b", "summary": "x\udfffy", "parameters": ['
+        r'{"name": "q\ud800", "in": "query", "schema": {"type": "string"}},'
+        r'{"name": "r", "in": "query", "schema": {"type": "string", "enum": ["\ud800", "ok"], "default": "\ud800",'
+        r' "description": "d\ud800", "format": "\ud800", "pattern": "\ud800"}}]}},'
+        r'"/b\ud800/{id}": {"get": {"operationId": "b", "parameters": [{"name": "id", "in": "path"}]}}}}'
+    )
     from toolrun._json import check_json
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as client:
@@ -637,8 +826,9 @@ async def test_lone_surrogates_never_reach_a_tool(fast_json: bool, monkeypatch: 
         assert set(tools) == {"a_b", "b"}
         a = tools["a_b"]
         assert a.description == "x?y"
-        assert a.parameters["properties"]["query"]["properties"] == {"r": {"type": "string", "enum": ["ok"],
-                                                                          "description": "d?"}}
+        assert a.parameters["properties"]["query"]["properties"] == {
+            "r": {"type": "string", "enum": ["ok"], "description": "d?"}
+        }
         for tool in tools.values():
             check_json({"d": tool.description, "p": dict(tool.parameters)}, "tool")  # what the binding checks
         out = json.loads(await tools["b"].function({"path": {"id": 1}}))
@@ -646,9 +836,19 @@ async def test_lone_surrogates_never_reach_a_tool(fast_json: bool, monkeypatch: 
 
 
 async def test_arguments_are_checked_before_they_are_used(api) -> None:
-    spec = {"openapi": "3.0.0", "servers": [{"url": api.url}], "paths": {"/echo/{id}": {"post": {
-        "operationId": "e", "parameters": [{"name": "id", "in": "path", "required": True}],
-        "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}}}}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": api.url}],
+        "paths": {
+            "/echo/{id}": {
+                "post": {
+                    "operationId": "e",
+                    "parameters": [{"name": "id", "in": "path", "required": True}],
+                    "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
+                }
+            }
+        },
+    }
     (tool,) = await create_tools_from_openapi_spec(spec)
     looped: dict[str, Any] = {}
     looped["a"] = looped
@@ -691,9 +891,18 @@ def _names_counting_from_one(ops: list[tuple[Any, str, str]]) -> list[str]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([None, "x", "x_2", "x_3", "a b", "a_b", "x" * 63, "x" * 64, "x" * 70,
-                                           "x" * 62 + "_2", "y/z", "y_z"]),
-                          st.sampled_from(["get", "post"]), st.sampled_from(["/x", "/a/b", "/y/z"])), max_size=30))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [None, "x", "x_2", "x_3", "a b", "a_b", "x" * 63, "x" * 64, "x" * 70, "x" * 62 + "_2", "y/z", "y_z"]
+            ),
+            st.sampled_from(["get", "post"]),
+            st.sampled_from(["/x", "/a/b", "/y/z"]),
+        ),
+        max_size=30,
+    )
+)
 def test_names_are_what_counting_from_one_gave(ops: list[tuple[Any, str, str]]) -> None:
     from toolrun.tools.openapi._convert import assign_names
 
@@ -702,8 +911,11 @@ def test_names_are_what_counting_from_one_gave(ops: list[tuple[Any, str, str]]) 
 
 async def test_ten_thousand_equal_operation_ids_are_named_in_linear_time() -> None:
     # Before: 8,000 operations all called "x" took 13 s to name (each counted up from x_2).
-    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}],
-            "paths": {f"/p{i}": {"get": {"operationId": "x"}} for i in range(10_000)}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": "https://x.test"}],
+        "paths": {f"/p{i}": {"get": {"operationId": "x"}} for i in range(10_000)},
+    }
     started = time.perf_counter()
     tools = await create_tools_from_openapi_spec(json.dumps(spec))
     assert time.perf_counter() - started < 5
@@ -713,10 +925,13 @@ async def test_ten_thousand_equal_operation_ids_are_named_in_linear_time() -> No
 async def test_document_wide_security_is_read_once() -> None:
     # Before: 4,000 operations under 4,000 document-wide security alternatives took 108 s to build.
     n = 4000
-    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "security": [{f"s{i}": []} for i in range(n)],
-            "components": {"securitySchemes": {f"s{i}": {"type": "apiKey", "in": "header", "name": "k"}
-                                               for i in range(n)}},
-            "paths": {f"/p{i}": {"get": {}} for i in range(n)}}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": "https://x.test"}],
+        "security": [{f"s{i}": []} for i in range(n)],
+        "components": {"securitySchemes": {f"s{i}": {"type": "apiKey", "in": "header", "name": "k"} for i in range(n)}},
+        "paths": {f"/p{i}": {"get": {}} for i in range(n)},
+    }
     started = time.perf_counter()
     for tool in await create_tools_from_openapi_spec(json.dumps(spec)):
         _ = tool.parameters
@@ -734,21 +949,31 @@ def test_references_that_miss_in_a_big_mapping_are_cheap() -> None:
     assert time.perf_counter() - started < 5
 
 
-@pytest.mark.parametrize("text, message", [
-    ("a: &d {b: *d}\n", "used inside the node it names"),
-    ("x: " + "[" * 300 + "]" * 300 + "\n", "nested more than 256 levels deep"),
-    ("l0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
-        f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n" for i in range(1, 8)), "billion laughs"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a: &d {b: *d}\n", "used inside the node it names"),
+        ("x: " + "[" * 300 + "]" * 300 + "\n", "nested more than 256 levels deep"),
+        (
+            "l0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+            + "".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n" for i in range(1, 8)),
+            "billion laughs",
+        ),
+    ],
+)
 @pytest.mark.parametrize("parser", ["libyaml", "pure python"])
-def test_yaml_limits_hold_with_either_parser(text: str, message: str, parser: str,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_yaml_limits_hold_with_either_parser(
+    text: str, message: str, parser: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if parser == "pure python":
         monkeypatch.setattr(_yaml, "_CParser", None)  # PyYAML built without libyaml
     with pytest.raises(_yaml.YamlError, match=message):
         _yaml.load(text)
     assert _yaml.load("a: &x [1, {b: 2}]\nc: *x\nd: {<<: {e: 1}, f: 2}\n") == {
-        "a": [1, {"b": 2}], "c": [1, {"b": 2}], "d": {"e": 1, "f": 2}}
+        "a": [1, {"b": 2}],
+        "c": [1, {"b": 2}],
+        "d": {"e": 1, "f": 2},
+    }
 
 
 async def test_odd_answers_are_text_for_the_model_not_crashes(api) -> None:
@@ -774,9 +999,12 @@ async def test_long_strings_count_by_their_length() -> None:
     # A node can be a megabyte of text: counted as one, 5,000 aliases of one were 5 GB of schema
     # (before: 6.6 GB of memory and no end in 60 s).
     big = "x" * 1_000_000
-    text = ("openapi: 3.0.0\nservers: [{url: 'https://x.test'}]\ns: &s " + big + "\npaths:\n  /a:\n    get:\n"
-            "      operationId: a\n      parameters:\n        - {name: q, in: query, schema: {type: string, enum: ["
-            + ", ".join(["*s"] * 5000) + "]}}\n")
+    text = (
+        "openapi: 3.0.0\nservers: [{url: 'https://x.test'}]\ns: &s " + big + "\npaths:\n  /a:\n    get:\n"
+        "      operationId: a\n      parameters:\n        - {name: q, in: query, schema: {type: string, enum: ["
+        + ", ".join(["*s"] * 5000)
+        + "]}}\n"
+    )
     (tool,) = await create_tools_from_openapi_spec(text)
 
     async def build() -> Any:
@@ -788,11 +1016,22 @@ async def test_long_strings_count_by_their_length() -> None:
     # Through references, the megabyte is written once and the repeats are cut.
     schemas: dict[str, Any] = {"L0": {"type": "string", "enum": [big]}}
     for i in range(1, 8):
-        schemas[f"L{i}"] = {"type": "object", "properties": {
-            f"p{j}": {"$ref": f"#/components/schemas/L{i - 1}"} for j in range(4)}}
-    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {
-        "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/L7"}}}}}}},
-        "components": {"schemas": schemas}}
+        schemas[f"L{i}"] = {
+            "type": "object",
+            "properties": {f"p{j}": {"$ref": f"#/components/schemas/L{i - 1}"} for j in range(4)},
+        }
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": "https://x.test"}],
+        "paths": {
+            "/a": {
+                "post": {
+                    "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/L7"}}}}
+                }
+            }
+        },
+        "components": {"schemas": schemas},
+    }
     (tool,) = await create_tools_from_openapi_spec(json.dumps(spec))
     written = json.dumps(tool.parameters)
     assert written.count(big) == 1 and "schema too large" in written and len(written) < 1_100_000
@@ -809,12 +1048,66 @@ def test_a_file_is_read_only_up_to_the_limit() -> None:
 
 # ------------------------------------------------------------------ any YAML at all
 
-_ATOMS = st.sampled_from([
-    "1", "-1", "0x1f", "017", "1e3", ".nan", ".inf", "~", "yes", "2024-01-01", "'s'", '"q"', "!!str 3", "!!int '4'",
-    "!!float x", "!!binary aGk=", "!!python/object:os.system x", "!custom x", "<<", "*a", "*b", "&a x", "&b [1, *a]",
-    "{}", "[]", "{<<: *a}", '"\\u0000"', '"\\ud800"', "? [a]", "&c {d: *c}", "'" + "x" * 300 + "'"])
-_KEYS = st.sampled_from(["openapi", "paths", "/a/{id}", "get", "parameters", "schema", "type", "default", "enum",
-                         "<<", "name", "in", "properties", "items", "$ref", "servers", "url", "A", "1", "&k key", "*a"])
+_ATOMS = st.sampled_from(
+    [
+        "1",
+        "-1",
+        "0x1f",
+        "017",
+        "1e3",
+        ".nan",
+        ".inf",
+        "~",
+        "yes",
+        "2024-01-01",
+        "'s'",
+        '"q"',
+        "!!str 3",
+        "!!int '4'",
+        "!!float x",
+        "!!binary aGk=",
+        "!!python/object:os.system x",
+        "!custom x",
+        "<<",
+        "*a",
+        "*b",
+        "&a x",
+        "&b [1, *a]",
+        "{}",
+        "[]",
+        "{<<: *a}",
+        '"\\u0000"',
+        '"\\ud800"',
+        "? [a]",
+        "&c {d: *c}",
+        "'" + "x" * 300 + "'",
+    ]
+)
+_KEYS = st.sampled_from(
+    [
+        "openapi",
+        "paths",
+        "/a/{id}",
+        "get",
+        "parameters",
+        "schema",
+        "type",
+        "default",
+        "enum",
+        "<<",
+        "name",
+        "in",
+        "properties",
+        "items",
+        "$ref",
+        "servers",
+        "url",
+        "A",
+        "1",
+        "&k key",
+        "*a",
+    ]
+)
 
 
 def _yaml_value(depth: int) -> st.SearchStrategy[str]:
@@ -825,15 +1118,18 @@ def _yaml_value(depth: int) -> st.SearchStrategy[str]:
         _ATOMS,
         st.lists(inner, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
         st.lists(st.tuples(_KEYS, inner), max_size=3).map(lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}"),
-        st.tuples(st.sampled_from(["&a ", "&b ", "&c ", ""]), inner).map("".join))
+        st.tuples(st.sampled_from(["&a ", "&b ", "&c ", ""]), inner).map("".join),
+    )
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.tuples(_yaml_value(4), _yaml_value(4), _yaml_value(4)))
 def test_any_yaml_document_converts_or_says_why(parts: tuple[str, str, str]) -> None:
-    text = ("openapi: 3.0.0\nservers: [{url: 'https://x.test'}]\nx: " + parts[0] + "\npaths:\n  /a/{id}:\n    get:\n"
-            "      parameters: [{name: id, in: path, schema: " + parts[1] + "}]\n"
-            "      requestBody: {content: {application/json: {schema: " + parts[2] + "}}}\n")
+    text = (
+        "openapi: 3.0.0\nservers: [{url: 'https://x.test'}]\nx: " + parts[0] + "\npaths:\n  /a/{id}:\n    get:\n"
+        "      parameters: [{name: id, in: path, schema: " + parts[1] + "}]\n"
+        "      requestBody: {content: {application/json: {schema: " + parts[2] + "}}}\n"
+    )
     started = time.perf_counter()
     try:
         tools = asyncio.run(create_tools_from_openapi_spec(text))
@@ -844,27 +1140,96 @@ def test_any_yaml_document_converts_or_says_why(parts: tuple[str, str, str]) -> 
     assert time.perf_counter() - started < 5
 
 
-_OA_KEYS = st.sampled_from([
-    "openapi", "servers", "paths", "components", "parameters", "requestBody", "schema", "type", "properties", "items",
-    "allOf", "anyOf", "$ref", "enum", "default", "in", "name", "required", "content", "application/json", "url",
-    "variables", "securitySchemes", "schemas", "additionalProperties", "style", "explode", "format", "pattern",
-    "const", "nullable", "description", "operationId", "id", "query", "header", "cookie", "path", "body", "apiKey",
-    "multipart/form-data", "application/x-www-form-urlencoded", "text/plain", "security", "scheme", "http"])
-_OA_LEAVES = (st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats() | st.text(max_size=10)
-              | _OA_KEYS | st.sampled_from(["#/components/schemas/A", "#/components/schemas/A/properties/a", "#",
-                                           "http://169.254.169.254/x", "file:///etc/passwd", "#/paths"]))
-_OA_VALUES = st.recursive(_OA_LEAVES, lambda inner: st.lists(inner, max_size=4)
-                          | st.dictionaries(_OA_KEYS, inner, max_size=5), max_leaves=30)
+_OA_KEYS = st.sampled_from(
+    [
+        "openapi",
+        "servers",
+        "paths",
+        "components",
+        "parameters",
+        "requestBody",
+        "schema",
+        "type",
+        "properties",
+        "items",
+        "allOf",
+        "anyOf",
+        "$ref",
+        "enum",
+        "default",
+        "in",
+        "name",
+        "required",
+        "content",
+        "application/json",
+        "url",
+        "variables",
+        "securitySchemes",
+        "schemas",
+        "additionalProperties",
+        "style",
+        "explode",
+        "format",
+        "pattern",
+        "const",
+        "nullable",
+        "description",
+        "operationId",
+        "id",
+        "query",
+        "header",
+        "cookie",
+        "path",
+        "body",
+        "apiKey",
+        "multipart/form-data",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "security",
+        "scheme",
+        "http",
+    ]
+)
+_OA_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.floats()
+    | st.text(max_size=10)
+    | _OA_KEYS
+    | st.sampled_from(
+        [
+            "#/components/schemas/A",
+            "#/components/schemas/A/properties/a",
+            "#",
+            "http://169.254.169.254/x",
+            "file:///etc/passwd",
+            "#/paths",
+        ]
+    )
+)
+_OA_VALUES = st.recursive(
+    _OA_LEAVES, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_OA_KEYS, inner, max_size=5), max_leaves=30
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(op=_OA_VALUES, schemas=st.dictionaries(st.sampled_from(["A", "B"]), _OA_VALUES, max_size=2),
-       security=_OA_VALUES, args=_JSON)
-def test_any_document_shape_converts_or_says_why_and_calls_stay_home(op: Any, schemas: Any, security: Any,
-                                                                    args: Any) -> None:
-    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test/v1"}], "security": security,
-            "paths": {"/a/{id}": {"get": op, "post": op}},
-            "components": {"schemas": schemas, "securitySchemes": {"id": {"type": "http", "scheme": "bearer"}}}}
+@given(
+    op=_OA_VALUES,
+    schemas=st.dictionaries(st.sampled_from(["A", "B"]), _OA_VALUES, max_size=2),
+    security=_OA_VALUES,
+    args=_JSON,
+)
+def test_any_document_shape_converts_or_says_why_and_calls_stay_home(
+    op: Any, schemas: Any, security: Any, args: Any
+) -> None:
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": "https://x.test/v1"}],
+        "security": security,
+        "paths": {"/a/{id}": {"get": op, "post": op}},
+        "components": {"schemas": schemas, "securitySchemes": {"id": {"type": "http", "scheme": "bearer"}}},
+    }
     sent: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:

@@ -17,10 +17,15 @@ SPEC = {
     "openapi": "3.0.3",
     "info": {"title": "Users", "version": "1"},
     "servers": [{"url": "/api"}],
-    "paths": {"/users/{username}": {"get": {
-        "operationId": "getUser", "summary": "Get a user",
-        "parameters": [{"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}],
-    }}},
+    "paths": {
+        "/users/{username}": {
+            "get": {
+                "operationId": "getUser",
+                "summary": "Get a user",
+                "parameters": [{"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}],
+            }
+        }
+    },
 }
 
 
@@ -59,8 +64,15 @@ async def test_from_file_text_bytes_and_mapping(tmp_path: Path) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(SPEC))
     spec = dict(SPEC, servers=[{"url": "https://api.example.com"}])
-    variants = [path, str(path), json.dumps(spec), json.dumps(spec).encode(), yaml.safe_dump(spec), spec,
-                "\ufeff" + json.dumps(spec)]
+    variants = [
+        path,
+        str(path),
+        json.dumps(spec),
+        json.dumps(spec).encode(),
+        yaml.safe_dump(spec),
+        spec,
+        "\ufeff" + json.dumps(spec),
+    ]
     for variant in variants:
         (tool,) = await create_tools_from_openapi_spec(variant)
         assert tool.name == "getUser", type(variant)
@@ -68,40 +80,48 @@ async def test_from_file_text_bytes_and_mapping(tmp_path: Path) -> None:
 
 async def test_json_with_an_odd_shape_still_converts() -> None:
     # Not the typed fast path's shape (operationId a number, parameters an object): the generic path.
-    spec = {**SPEC, "servers": [{"url": "https://x.test"}], "paths": {"/a": {"get": {
-        "operationId": 12, "parameters": {"not": "a list"}}}}}
+    spec = {
+        **SPEC,
+        "servers": [{"url": "https://x.test"}],
+        "paths": {"/a": {"get": {"operationId": 12, "parameters": {"not": "a list"}}}},
+    }
     (tool,) = await create_tools_from_openapi_spec(json.dumps(spec))
     assert tool.name == "12"
     assert tool.parameters == {"type": "object", "properties": {}}
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("", "empty"),
-    ("   \n  ", "empty"),
-    ("/no/such/file.json", r"not an http\(s\) URL, an existing file or an OpenAPI document"),
-    ('{"openapi": "3.0.0", "paths": {', "not valid JSON"),
-    ("openapi: 3.0.0\npaths: [unclosed\n", "neither JSON nor valid YAML"),
-    ("[1, 2, 3]", "it is a list, not an object"),
-    ("just: a mapping\nand: more\n", "neither an 'openapi' nor a 'swagger' field"),
-    ('{"openapi": "4.0.0", "paths": {}}', "version '4.0.0' is not supported"),
-    ('{"swagger": "1.2", "paths": {}}', "Swagger version '1.2' is not supported"),
-    ('{"openapi": "3.0.0", "paths": []}', "'paths' must be an object"),
-    ('{"openapi": "3.0.0", "paths": {"/a": 5}}', "a path item must be an object"),
-    ('{"openapi": "3.0.0", "paths": {"/a": {"get": "x"}}}', "an operation must be an object"),
-    ('{"openapi": "3.0.0", "paths": {"/a": {"$ref": "#/nowhere"}}}', "points at nothing"),
-    (b"\xff\xfe{not utf8", "neither JSON nor valid YAML"),
-    (b'{"openapi": "3.0.0", "paths": {"/a": {"get": {"summary": "\xff"}}}}', "not UTF-8 text"),
-    (42, "not int"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("", "empty"),
+        ("   \n  ", "empty"),
+        ("/no/such/file.json", r"not an http\(s\) URL, an existing file or an OpenAPI document"),
+        ('{"openapi": "3.0.0", "paths": {', "not valid JSON"),
+        ("openapi: 3.0.0\npaths: [unclosed\n", "neither JSON nor valid YAML"),
+        ("[1, 2, 3]", "it is a list, not an object"),
+        ("just: a mapping\nand: more\n", "neither an 'openapi' nor a 'swagger' field"),
+        ('{"openapi": "4.0.0", "paths": {}}', "version '4.0.0' is not supported"),
+        ('{"swagger": "1.2", "paths": {}}', "Swagger version '1.2' is not supported"),
+        ('{"openapi": "3.0.0", "paths": []}', "'paths' must be an object"),
+        ('{"openapi": "3.0.0", "paths": {"/a": 5}}', "a path item must be an object"),
+        ('{"openapi": "3.0.0", "paths": {"/a": {"get": "x"}}}', "an operation must be an object"),
+        ('{"openapi": "3.0.0", "paths": {"/a": {"$ref": "#/nowhere"}}}', "points at nothing"),
+        (b"\xff\xfe{not utf8", "neither JSON nor valid YAML"),
+        (b'{"openapi": "3.0.0", "paths": {"/a": {"get": {"summary": "\xff"}}}}', "not UTF-8 text"),
+        (42, "not int"),
+    ],
+)
 async def test_documents_that_are_not_specs(spec: object, message: str) -> None:
     with pytest.raises(OpenAPISpecError, match=message):
         await create_tools_from_openapi_spec(spec)
 
 
 async def test_broken_bytes_in_a_lazily_read_part_are_reported_when_read() -> None:
-    spec = (b'{"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {'
-            b'"requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/A"}}}}}}},'
-            b'"components": {"schemas": {"A": {"type": "string", "description": "\xff"}}}}')
+    spec = (
+        b'{"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {"/a": {"post": {'
+        b'"requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/A"}}}}}}},'
+        b'"components": {"schemas": {"A": {"type": "string", "description": "\xff"}}}}'
+    )
     if _document.msgspec is None:  # the plain path decodes everything at once
         with pytest.raises(OpenAPISpecError, match="not UTF-8 text"):
             await create_tools_from_openapi_spec(spec)
@@ -120,14 +140,17 @@ async def test_errors_say_where() -> None:
     assert "line 4" in str(info.value)
 
 
-@pytest.mark.parametrize("kwargs, where", [
-    ({"match_patterns": ["("]}, "match_patterns[0]"),
-    ({"match_patterns": [5]}, "match_patterns[0]"),
-    ({"overrides": [{"matcher": "x", "values": {}}]}, "overrides[0].matcher"),
-    ({"overrides": [{"matcher": lambda u, m: True, "values": {"header": {}}}]}, "overrides[0].values"),
-    ({"base_url": "not a url"}, "base_url"),
-    ({"base_url": "ftp://example.com"}, "base_url"),
-])
+@pytest.mark.parametrize(
+    "kwargs, where",
+    [
+        ({"match_patterns": ["("]}, "match_patterns[0]"),
+        ({"match_patterns": [5]}, "match_patterns[0]"),
+        ({"overrides": [{"matcher": "x", "values": {}}]}, "overrides[0].matcher"),
+        ({"overrides": [{"matcher": lambda u, m: True, "values": {"header": {}}}]}, "overrides[0].values"),
+        ({"base_url": "not a url"}, "base_url"),
+        ({"base_url": "ftp://example.com"}, "base_url"),
+    ],
+)
 async def test_bad_options(kwargs: dict, where: str) -> None:
     with pytest.raises(InvalidInputError) as info:
         await create_tools_from_openapi_spec(SPEC, **kwargs)
@@ -140,20 +163,34 @@ async def test_match_patterns_select_operations(corpus_dir: Path) -> None:
     pets = await create_tools_from_openapi_spec(spec, match_patterns=[r"/pet/\{petId\}$"])
     assert 0 < len(pets) < len(everything)
     assert all(t.function.op.path == "/pet/{petId}" for t in pets)
-    compiled = await create_tools_from_openapi_spec(spec, match_patterns=[re.compile(r"^http://petstore\.swagger\.io/v2/store/")])
+    compiled = await create_tools_from_openapi_spec(
+        spec, match_patterns=[re.compile(r"^http://petstore\.swagger\.io/v2/store/")]
+    )
     assert {t.function.op.path for t in compiled} >= {"/store/inventory", "/store/order"}
 
 
 async def test_names_are_valid_unique_and_deterministic() -> None:
-    spec = {"openapi": "3.0.0", "servers": [{"url": "https://x.test"}], "paths": {
-        "/": {"get": {"operationId": "meta/root"}},
-        "/a": {"get": {"operationId": "meta_root"}, "post": {}},  # exact valid id keeps its name
-        "/b/{id}": {"get": {}, "delete": {"operationId": "x" * 100}},
-        "/c": {"get": {"operationId": "has space & symbols!"}, "put": {"operationId": "has_space_symbols"}},
-        "/d": {"get": {"operationId": "x" * 100}},
-    }}
+    spec = {
+        "openapi": "3.0.0",
+        "servers": [{"url": "https://x.test"}],
+        "paths": {
+            "/": {"get": {"operationId": "meta/root"}},
+            "/a": {"get": {"operationId": "meta_root"}, "post": {}},  # exact valid id keeps its name
+            "/b/{id}": {"get": {}, "delete": {"operationId": "x" * 100}},
+            "/c": {"get": {"operationId": "has space & symbols!"}, "put": {"operationId": "has_space_symbols"}},
+            "/d": {"get": {"operationId": "x" * 100}},
+        },
+    }
     first = [t.name for t in await create_tools_from_openapi_spec(spec)]
     again = [t.name for t in await create_tools_from_openapi_spec(spec)]
     assert first == again
-    assert first == ["meta_root_2", "meta_root", "post_a", "get_b_id", "x" * 64, "has_space_symbols_2",
-                     "has_space_symbols", "x" * 62 + "_2"]
+    assert first == [
+        "meta_root_2",
+        "meta_root",
+        "post_a",
+        "get_b_id",
+        "x" * 64,
+        "has_space_symbols_2",
+        "has_space_symbols",
+        "x" * 62 + "_2",
+    ]

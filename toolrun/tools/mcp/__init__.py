@@ -18,9 +18,9 @@ each tool is a :class:`~toolrun.tools.Tool` whose ``parameters`` is the server's
 when a server starts, not with this module.
 """
 
+from ..._errors import MCPServerError
 from ._api import MCPTools, MCPToolsSync, create_tools_from_mcp, create_tools_from_mcp_sync
 from ._content import EMPTY_RESULT
-from ..._errors import MCPServerError
 from ._spec import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES
 
 __all__ = [

@@ -43,8 +43,9 @@ class MCPTools:
         self._entered = True
         return await self._toolset.start()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -120,9 +121,18 @@ def create_tools_from_mcp(
     Entering raises :class:`~toolrun.tools.mcp.MCPServerError` if a server cannot be
     started, reached or listed (the others are then stopped too).
     """
-    specs = server_specs(command=command, url=url, headers=headers, env=env, cwd=cwd, prefix=prefix,
-                         match_patterns=match_patterns, servers=servers, timeout=timeout,
-                         max_response_bytes=max_response_bytes)
+    specs = server_specs(
+        command=command,
+        url=url,
+        headers=headers,
+        env=env,
+        cwd=cwd,
+        prefix=prefix,
+        match_patterns=match_patterns,
+        servers=servers,
+        timeout=timeout,
+        max_response_bytes=max_response_bytes,
+    )
     return MCPTools(Toolset(specs, connect_timeout=_connect_timeout(connect_timeout), verbose=verbose))
 
 
@@ -157,8 +167,9 @@ class MCPToolsSync:
             self.close()
             raise
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -198,7 +209,19 @@ def create_tools_from_mcp_sync(
     >>> with create_tools_from_mcp_sync(command=["python", "weather_server.py"]) as tools:
     ...     out = run_with_tools_sync(ai, model, {"messages": [...], "tools": tools})
     """
-    return MCPToolsSync(create_tools_from_mcp(
-        command=command, url=url, headers=headers, env=env, cwd=cwd, prefix=prefix, match_patterns=match_patterns,
-        servers=servers, timeout=timeout, max_response_bytes=max_response_bytes, connect_timeout=connect_timeout,
-        verbose=verbose))
+    return MCPToolsSync(
+        create_tools_from_mcp(
+            command=command,
+            url=url,
+            headers=headers,
+            env=env,
+            cwd=cwd,
+            prefix=prefix,
+            match_patterns=match_patterns,
+            servers=servers,
+            timeout=timeout,
+            max_response_bytes=max_response_bytes,
+            connect_timeout=connect_timeout,
+            verbose=verbose,
+        )
+    )

@@ -29,8 +29,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from ._content import error_text, result_text
 from ..._errors import MCPServerError
+from ._content import error_text, result_text
 from ._spec import ServerSpec
 
 logger = logging.getLogger("toolrun.mcp")
@@ -45,8 +45,9 @@ ListingCallback = Callable[["ServerConnection", list[mcp_types.Tool]], None]
 class ServerConnection:
     """The supervisor of one server; :meth:`call` is safe from any task of the loop that started it."""
 
-    def __init__(self, spec: ServerSpec, *, connect_timeout: float, on_listing: ListingCallback,
-                 verbose: bool = False) -> None:
+    def __init__(
+        self, spec: ServerSpec, *, connect_timeout: float, on_listing: ListingCallback, verbose: bool = False
+    ) -> None:
         self.spec = spec
         self.label = spec.label
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -107,8 +108,11 @@ class ServerConnection:
                     ready.set_result(tools)
                     await self._follow_changes(client)
             if not ready.done():
-                reason = ("was stopped" if self._stopping
-                          else f"did not start and list its tools within {self._connect_timeout:g} s")
+                reason = (
+                    "was stopped"
+                    if self._stopping
+                    else f"did not start and list its tools within {self._connect_timeout:g} s"
+                )
                 ready.set_exception(MCPServerError(f"the MCP server {self.label} {reason}"))
         except Exception as exc:  # noqa: BLE001 - the caller or the tools hear of it, the loop goes on
             detail = _describe(exc)
@@ -128,8 +132,12 @@ class ServerConnection:
         spec = self.spec
         transport: Any
         if spec.command is not None:
-            params = StdioServerParameters(command=spec.command[0], args=list(spec.command[1:]),
-                                           env=dict(spec.env) if spec.env else None, cwd=spec.cwd)
+            params = StdioServerParameters(
+                command=spec.command[0],
+                args=list(spec.command[1:]),
+                env=dict(spec.env) if spec.env else None,
+                cwd=spec.cwd,
+            )
             transport = stdio_client(params, errlog=_stderr())
         else:
             assert spec.url is not None
@@ -137,8 +145,12 @@ class ServerConnection:
             transport = streamable_http_client(spec.url, http_client=http)
         from ... import __version__
 
-        client = Client(transport, cache=None, message_handler=self._on_message,
-                        client_info=mcp_types.Implementation(name="toolrun", version=__version__))
+        client = Client(
+            transport,
+            cache=None,
+            message_handler=self._on_message,
+            client_info=mcp_types.Implementation(name="toolrun", version=__version__),
+        )
         return await stack.enter_async_context(client)
 
     # ------------------------------------------------------------ listing
@@ -155,8 +167,12 @@ class ServerConnection:
             if cursor is None:
                 return tools
             if len(tools) >= MAX_TOOLS:
-                logger.warning("MCP server %s lists more than %d tools; only the first %d are used",
-                               self.label, MAX_TOOLS, len(tools))
+                logger.warning(
+                    "MCP server %s lists more than %d tools; only the first %d are used",
+                    self.label,
+                    MAX_TOOLS,
+                    len(tools),
+                )
                 return tools
             if cursor in seen:
                 logger.warning("MCP server %s sent the cursor %r twice; the listing stops there", self.label, cursor)
@@ -169,7 +185,8 @@ class ServerConnection:
         """Ask a 2026-era server to send tool changes; earlier servers send them unasked."""
         tools_capability = client.server_capabilities.tools
         if client.protocol_version not in MODERN_PROTOCOL_VERSIONS or not (
-                tools_capability and tools_capability.list_changed):
+            tools_capability and tools_capability.list_changed
+        ):
             return
         try:
             # The events also reach _on_message, which is where they are handled for both eras.
@@ -192,8 +209,9 @@ class ServerConnection:
                 with anyio.fail_after(self._connect_timeout):
                     tools = await self._list(client)
             except (MCPError, TimeoutError, pydantic.ValidationError) as exc:
-                logger.warning("MCP server %s changed its tools, but listing them failed: %s",
-                               self.label, _describe(exc))
+                logger.warning(
+                    "MCP server %s changed its tools, but listing them failed: %s", self.label, _describe(exc)
+                )
                 continue
             self._log("MCP server %s: tools changed; %d listed", self.label, len(tools))
             self._on_listing(self, tools)
@@ -214,8 +232,9 @@ class ServerConnection:
         except MCPError as exc:
             if exc.code == mcp_types.CONNECTION_CLOSED:
                 why = f": {self.ended}" if self.ended and self._client is None else ""
-                text = error_text(f"the connection to the MCP server {self.label} closed (the server exited or "
-                                  f"went away){why}", limit)
+                text = error_text(
+                    f"the connection to the MCP server {self.label} closed (the server exited or went away){why}", limit
+                )
             else:
                 text = error_text(f"MCP error {exc.code}: {exc.message}", limit)
         except pydantic.ValidationError as exc:

@@ -94,8 +94,7 @@ def _structured_json(value: Any) -> str:
 def _copy_of(text: str, structured: Any) -> str | None:
     """Whether a text block carries the structured content: ``"json"`` (its JSON), ``"value"``
     (the bare value of a ``{"result": value}`` wrapper, as SDKs wrap plain return values), or None."""
-    wrapped = structured.get("result", _NOTHING) if isinstance(structured, dict) and len(structured) == 1 \
-        else _NOTHING
+    wrapped = structured.get("result", _NOTHING) if isinstance(structured, dict) and len(structured) == 1 else _NOTHING
     if isinstance(wrapped, str) and text == wrapped:
         return "value"
     if not text.lstrip().startswith(("{", "[", '"')) and wrapped is _NOTHING:

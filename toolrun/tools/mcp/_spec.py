@@ -21,8 +21,9 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 30.0
 
 _PREFIX = re.compile(r"[a-zA-Z0-9_.:-]{0,100}")
-_SERVER_KEYS = frozenset({"command", "url", "headers", "env", "cwd", "prefix", "match_patterns", "timeout",
-                          "max_response_bytes"})
+_SERVER_KEYS = frozenset(
+    {"command", "url", "headers", "env", "cwd", "prefix", "match_patterns", "timeout", "max_response_bytes"}
+)
 
 
 @dataclass(frozen=True)
@@ -41,31 +42,71 @@ class ServerSpec:
     max_response_bytes: int = MAX_RESPONSE_BYTES
 
 
-def server_specs(*, command: Any, url: Any, headers: Any, env: Any, cwd: Any, prefix: Any, match_patterns: Any,
-                 servers: Any, timeout: Any, max_response_bytes: Any) -> list[ServerSpec]:
+def server_specs(
+    *,
+    command: Any,
+    url: Any,
+    headers: Any,
+    env: Any,
+    cwd: Any,
+    prefix: Any,
+    match_patterns: Any,
+    servers: Any,
+    timeout: Any,
+    max_response_bytes: Any,
+) -> list[ServerSpec]:
     """The specs for ``create_tools_from_mcp``'s arguments: one server by keywords, or ``servers=[...]``.
 
     Entries of ``servers`` take the same keys as the keywords; ``timeout`` and
     ``max_response_bytes`` given as keywords are their defaults.
     """
-    defaults = {"timeout": _timeout(timeout, "timeout"),
-                "max_response_bytes": _limit(max_response_bytes, "max_response_bytes")}
+    defaults = {
+        "timeout": _timeout(timeout, "timeout"),
+        "max_response_bytes": _limit(max_response_bytes, "max_response_bytes"),
+    }
     if servers is None:
         if command is None and url is None:
-            raise InvalidInputError("give an MCP server: command=[...] (stdio), url='http://…' (Streamable HTTP), "
-                                    "or servers=[{...}, ...]", where="command")
-        return [_spec({"command": command, "url": url, "headers": headers, "env": env, "cwd": cwd,
-                       "prefix": prefix, "match_patterns": match_patterns}, defaults, "")]
-    given = [name for name, value in (("command", command), ("url", url), ("headers", headers), ("env", env),
-                                      ("cwd", cwd), ("match_patterns", match_patterns)) if value is not None]
+            raise InvalidInputError(
+                "give an MCP server: command=[...] (stdio), url='http://…' (Streamable HTTP), or servers=[{...}, ...]",
+                where="command",
+            )
+        return [
+            _spec(
+                {
+                    "command": command,
+                    "url": url,
+                    "headers": headers,
+                    "env": env,
+                    "cwd": cwd,
+                    "prefix": prefix,
+                    "match_patterns": match_patterns,
+                },
+                defaults,
+                "",
+            )
+        ]
+    given = [
+        name
+        for name, value in (
+            ("command", command),
+            ("url", url),
+            ("headers", headers),
+            ("env", env),
+            ("cwd", cwd),
+            ("match_patterns", match_patterns),
+        )
+        if value is not None
+    ]
     if prefix:
         given.append("prefix")
     if given:
-        raise InvalidInputError(f"with servers=[...], give {', '.join(given)} inside each server's entry",
-                                where=given[0])
+        raise InvalidInputError(
+            f"with servers=[...], give {', '.join(given)} inside each server's entry", where=given[0]
+        )
     if isinstance(servers, (str, bytes, Mapping)) or not isinstance(servers, Iterable):
-        raise InvalidInputError("servers must be a list of server entries like {'command': [...]} or {'url': ...}",
-                                where="servers")
+        raise InvalidInputError(
+            "servers must be a list of server entries like {'command': [...]} or {'url': ...}", where="servers"
+        )
     specs = []
     for i, entry in enumerate(servers):
         where = f"servers[{i}]"
@@ -79,8 +120,10 @@ def server_specs(*, command: Any, url: Any, headers: Any, env: Any, cwd: Any, pr
         else:
             defaults_here = defaults
         if "max_response_bytes" in entry:
-            defaults_here = {**defaults_here, "max_response_bytes": _limit(entry["max_response_bytes"],
-                                                                           f"{where}.max_response_bytes")}
+            defaults_here = {
+                **defaults_here,
+                "max_response_bytes": _limit(entry["max_response_bytes"], f"{where}.max_response_bytes"),
+            }
         specs.append(_spec(entry, defaults_here, f"{where}."))
     if not specs:
         raise InvalidInputError("servers is empty", where="servers")
@@ -90,31 +133,45 @@ def server_specs(*, command: Any, url: Any, headers: Any, env: Any, cwd: Any, pr
 def _spec(entry: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> ServerSpec:
     command, url = entry.get("command"), entry.get("url")
     if (command is None) == (url is None):
-        raise InvalidInputError("give either command (stdio) or url (Streamable HTTP), not both"
-                                if command is not None else "give command (stdio) or url (Streamable HTTP)",
-                                where=f"{where}command")
+        raise InvalidInputError(
+            "give either command (stdio) or url (Streamable HTTP), not both"
+            if command is not None
+            else "give command (stdio) or url (Streamable HTTP)",
+            where=f"{where}command",
+        )
     headers = _str_mapping(entry.get("headers"), f"{where}headers")
     env = _str_mapping(entry.get("env"), f"{where}env")
     cwd = entry.get("cwd")
     prefix = entry.get("prefix") or ""
     if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
-        raise InvalidInputError("prefix must be up to 100 letters, digits, '_', '-', '.' or ':' (tool names allow "
-                                "no others)", where=f"{where}prefix")
-    patterns = tuple(_pattern(p, f"{where}match_patterns[{i}]") for i, p in enumerate(_list(
-        entry.get("match_patterns"), f"{where}match_patterns")))
+        raise InvalidInputError(
+            "prefix must be up to 100 letters, digits, '_', '-', '.' or ':' (tool names allow no others)",
+            where=f"{where}prefix",
+        )
+    patterns = tuple(
+        _pattern(p, f"{where}match_patterns[{i}]")
+        for i, p in enumerate(_list(entry.get("match_patterns"), f"{where}match_patterns"))
+    )
     common = {"prefix": prefix, "match_patterns": patterns, **defaults}
     if command is not None:
         if headers:
-            raise InvalidInputError("headers are for url= servers; a command gets env= instead",
-                                    where=f"{where}headers")
+            raise InvalidInputError(
+                "headers are for url= servers; a command gets env= instead", where=f"{where}headers"
+            )
         argv = _argv(command, f"{where}command")
         if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
             raise InvalidInputError("cwd must be a path", where=f"{where}cwd")
-        return ServerSpec(label=shlex.join(argv), command=argv, env=env or None,
-                          cwd=os.fspath(cwd) if cwd is not None else None, **common)
+        return ServerSpec(
+            label=shlex.join(argv),
+            command=argv,
+            env=env or None,
+            cwd=os.fspath(cwd) if cwd is not None else None,
+            **common,
+        )
     if env or cwd is not None:
-        raise InvalidInputError("env and cwd are for command= servers (a process toolrun starts)",
-                                where=f"{where}{'env' if env else 'cwd'}")
+        raise InvalidInputError(
+            "env and cwd are for command= servers (a process toolrun starts)", where=f"{where}{'env' if env else 'cwd'}"
+        )
     return ServerSpec(label=_url_label(url, f"{where}url"), url=url, headers=headers, **common)
 
 
@@ -127,8 +184,9 @@ def _argv(command: Any, where: str) -> tuple[str, ...]:
     elif isinstance(command, Sequence) and not isinstance(command, bytes):
         argv = list(command)
     else:
-        raise InvalidInputError(f"command must be a list of arguments or a command line, not {type(command).__name__}",
-                                where=where)
+        raise InvalidInputError(
+            f"command must be a list of arguments or a command line, not {type(command).__name__}", where=where
+        )
     if not argv:
         raise InvalidInputError("command is empty", where=where)
     for i, arg in enumerate(argv):

@@ -44,8 +44,12 @@ class Toolset:
     async def start(self) -> list[Tool]:
         from ._connection import ServerConnection
 
-        self._connections = [ServerConnection(spec, connect_timeout=self._connect_timeout, on_listing=self._relisted,
-                                              verbose=self._verbose) for spec in self.specs]
+        self._connections = [
+            ServerConnection(
+                spec, connect_timeout=self._connect_timeout, on_listing=self._relisted, verbose=self._verbose
+            )
+            for spec in self.specs
+        ]
         try:
             listings = await asyncio.gather(*(c.start() for c in self._connections), return_exceptions=True)
             failures = [r for r in listings if isinstance(r, BaseException)]
@@ -61,7 +65,8 @@ class Toolset:
                         raise InvalidInputError(
                             f"two MCP tools are named {made.name!r}: one from {other.label}, one from "
                             f"{connection.label}; give the servers a prefix (servers=[{{..., 'prefix': 'a_'}}, ...])",
-                            where=f"servers[{index}]" if len(self.specs) > 1 else "prefix")
+                            where=f"servers[{index}]" if len(self.specs) > 1 else "prefix",
+                        )
                     taken[made.name] = connection
                 self._offered[connection] = offered
         except BaseException:
@@ -79,8 +84,12 @@ class Toolset:
         offered = []
         for made in self._build(connection, listing):
             if made.name in others:
-                logger.warning("MCP server %s: new tool %r skipped: %s already offers a tool of that name",
-                               connection.label, made.name, others[made.name].label)
+                logger.warning(
+                    "MCP server %s: new tool %r skipped: %s already offers a tool of that name",
+                    connection.label,
+                    made.name,
+                    others[made.name].label,
+                )
                 continue
             offered.append(made)
         self._offered[connection] = offered
@@ -94,37 +103,52 @@ class Toolset:
                 continue
             name = tool_name(spec.prefix, remote.name)
             if name is None:
-                logger.warning("MCP server %s: tool %r skipped: no usable tool name can be made of it",
-                               connection.label, remote.name)
+                logger.warning(
+                    "MCP server %s: tool %r skipped: no usable tool name can be made of it",
+                    connection.label,
+                    remote.name,
+                )
                 continue
             if name in made:
-                logger.warning("MCP server %s: tool %r skipped: the server lists another tool named %r",
-                               connection.label, remote.name, name)
+                logger.warning(
+                    "MCP server %s: tool %r skipped: the server lists another tool named %r",
+                    connection.label,
+                    remote.name,
+                    name,
+                )
                 continue
             if name != spec.prefix + remote.name:
                 logger.info("MCP server %s: tool %r is called %r here", connection.label, remote.name, name)
             try:
                 check_tool_schema(remote.input_schema, "inputSchema", name)
             except ToolSchemaError as exc:
-                logger.warning("MCP server %s: tool %r skipped: its inputSchema is refused: %s",
-                               connection.label, remote.name, exc.message)
+                logger.warning(
+                    "MCP server %s: tool %r skipped: its inputSchema is refused: %s",
+                    connection.label,
+                    remote.name,
+                    exc.message,
+                )
                 continue
-            made[name] = Tool(name, _description(remote), remote.input_schema,
-                              make_tool_function(connection, remote.name, name),
-                              timeout=spec.timeout + _TIMEOUT_GRACE if spec.timeout is not None else None)
+            made[name] = Tool(
+                name,
+                _description(remote),
+                remote.input_schema,
+                make_tool_function(connection, remote.name, name),
+                timeout=spec.timeout + _TIMEOUT_GRACE if spec.timeout is not None else None,
+            )
         return list(made.values())
 
 
 def tool_name(prefix: str, remote: str) -> str | None:
     """``prefix`` + the server's name, with characters tool names cannot have turned into ``_``."""
-    name = prefix + _NOT_A_NAME_CHAR.sub("_", remote)[:128 - len(prefix)]
+    name = prefix + _NOT_A_NAME_CHAR.sub("_", remote)[: 128 - len(prefix)]
     return name if TOOL_NAME_PATTERN.fullmatch(name) and remote else None
 
 
 def _description(remote: mcp_types.Tool) -> str:
     text = (remote.description or remote.title or "").strip()
     if len(text) > MAX_DESCRIPTION_CHARS:
-        text = text[:MAX_DESCRIPTION_CHARS - 1] + "…"
+        text = text[: MAX_DESCRIPTION_CHARS - 1] + "…"
     if not text.isascii():  # a lone surrogate from a JSON escape would fail the binding's input check
         text = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
     return text
@@ -151,10 +175,14 @@ def make_tool_function(connection: ServerConnection, remote_name: str, name: str
         if owner is asyncio.get_running_loop():
             return await connection.call(remote_name, args, time_limit=timeout, limit=limit)
         if owner is None or owner.is_closed() or not owner.is_running():
-            return error_text(f"the MCP server {connection.label} belongs to an event loop that is not running; "
-                              "call its tools inside the `async with` (or use create_tools_from_mcp_sync)", limit)
+            return error_text(
+                f"the MCP server {connection.label} belongs to an event loop that is not running; "
+                "call its tools inside the `async with` (or use create_tools_from_mcp_sync)",
+                limit,
+            )
         handed = asyncio.run_coroutine_threadsafe(
-            connection.call(remote_name, args, time_limit=timeout, limit=limit), owner)
+            connection.call(remote_name, args, time_limit=timeout, limit=limit), owner
+        )
         return await asyncio.wrap_future(handed)  # cancelling this cancels the call over there
 
     function.__name__ = function.__qualname__ = name

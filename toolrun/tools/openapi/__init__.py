@@ -126,18 +126,23 @@ async def create_tools_from_openapi_spec(
     """
     patterns = [_pattern(p, i) for i, p in enumerate(match_patterns or ())]
     rules = [_override(o, i) for i, o in enumerate(overrides or ())]
-    for name, value in (("max_depth", max_depth), ("max_alias_nodes", max_alias_nodes),
-                        ("max_schema_nodes", max_schema_nodes)):
+    for name, value in (
+        ("max_depth", max_depth),
+        ("max_alias_nodes", max_alias_nodes),
+        ("max_schema_nodes", max_schema_nodes),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidInputError(f"must be a positive integer, not {value!r}", where=name)
     if base_url is not None:
         server = make_server(base_url, None, "base_url", allow_link_local=allow_link_local, where="base_url")
         if server.base is None:
             raise InvalidInputError(server.error or "invalid base_url", where="base_url")
-    content, source_url, label = await read_source(spec, client=client, timeout=timeout, max_bytes=max_spec_bytes,
-                                                   allow_link_local=allow_link_local)
-    settings = CallSettings(rules, dict(credentials or {}), timeout, max_response_bytes, client, verbose,
-                            allow_link_local)
+    content, source_url, label = await read_source(
+        spec, client=client, timeout=timeout, max_bytes=max_spec_bytes, allow_link_local=allow_link_local
+    )
+    settings = CallSettings(
+        rules, dict(credentials or {}), timeout, max_response_bytes, client, verbose, allow_link_local
+    )
     # Decoding a big document allocates many containers at once, which sets off the cyclic GC
     # again and again (half the time on GitHub's description); nothing here makes cycles to
     # collect, and no other task runs during this synchronous stretch.
@@ -145,15 +150,28 @@ async def create_tools_from_openapi_spec(
     gc.disable()
     try:
         doc = parse(content, label, max_depth=max_depth, max_alias_nodes=max_alias_nodes)
-        return build_tools(doc, source_url=source_url, match_patterns=patterns, base_url=base_url,
-                           settings=settings, schema_budget=max_schema_nodes)
+        return build_tools(
+            doc,
+            source_url=source_url,
+            match_patterns=patterns,
+            base_url=base_url,
+            settings=settings,
+            schema_budget=max_schema_nodes,
+        )
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def build_tools(doc: Document, *, source_url: str | None, match_patterns: list[re.Pattern[str]],
-                base_url: str | None, settings: CallSettings, schema_budget: int = NODE_BUDGET) -> list[Tool]:
+def build_tools(
+    doc: Document,
+    *,
+    source_url: str | None,
+    match_patterns: list[re.Pattern[str]],
+    base_url: str | None,
+    settings: CallSettings,
+    schema_budget: int = NODE_BUDGET,
+) -> list[Tool]:
     servers = ServerResolver(doc, source_url, base_url, allow_link_local=settings.allow_link_local)
     found = []
     for src in doc.operations():
@@ -163,15 +181,17 @@ def build_tools(doc: Document, *, source_url: str | None, match_patterns: list[r
             if not any(p.search(url) for p in match_patterns):
                 continue
         if server.refused:
-            raise OpenAPISpecError(f"operation {src.method.upper()} {src.path[:200]}: {server.error}",
-                                   where=server.where)
+            raise OpenAPISpecError(
+                f"operation {src.method.upper()} {src.path[:200]}: {server.error}", where=server.where
+            )
         found.append((src, server))
     names = assign_names([(src.operation_id, src.method, src.path) for src, _ in found])
     tools = []
     for (src, server), name in zip(found, names, strict=True):
         op = Operation(doc, src, name, server, schema_budget)
-        tools.append(Tool(name, op.description, function=make_tool_function(op, settings),
-                          parameters_factory=op.schema))
+        tools.append(
+            Tool(name, op.description, function=make_tool_function(op, settings), parameters_factory=op.schema)
+        )
     return tools
 
 
@@ -182,10 +202,12 @@ def _pattern(pattern: Any, index: int) -> re.Pattern[str]:
         try:
             return re.compile(pattern)
         except re.error as exc:
-            raise InvalidInputError(f"not a valid regular expression: {exc}",
-                                    where=f"match_patterns[{index}]") from None
-    raise InvalidInputError(f"a pattern must be a string or re.Pattern, not {type(pattern).__name__}",
-                            where=f"match_patterns[{index}]")
+            raise InvalidInputError(
+                f"not a valid regular expression: {exc}", where=f"match_patterns[{index}]"
+            ) from None
+    raise InvalidInputError(
+        f"a pattern must be a string or re.Pattern, not {type(pattern).__name__}", where=f"match_patterns[{index}]"
+    )
 
 
 def _override(rule: Any, index: int) -> Override:
@@ -202,8 +224,9 @@ def _override(rule: Any, index: int) -> Override:
     known = {"headers", "path_data", "pathData", "query", "body", "cookies", "form_data", "formData"}
     unknown = set(values) - known
     if unknown:
-        raise InvalidInputError(f"unknown override value(s) {sorted(unknown)}; known: {sorted(known)}",
-                                where=f"{where}.values")
+        raise InvalidInputError(
+            f"unknown override value(s) {sorted(unknown)}; known: {sorted(known)}", where=f"{where}.values"
+        )
     return Override(matcher, values, where)
 
 
@@ -219,4 +242,5 @@ def _check_matcher(matcher: Callable[..., Any], where: str) -> None:
         raise InvalidInputError(
             f"'matcher' must take two arguments (url, method), like lambda url, method: "
             f"url.hostname == 'api.github.com'; {getattr(matcher, '__name__', 'this one')}{signature} cannot ({exc})",
-            where=where) from None
+            where=where,
+        ) from None

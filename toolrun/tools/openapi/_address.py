@@ -31,18 +31,27 @@ import httpcore
 import httpx
 
 #: Names of metadata services (compared without a trailing dot, lower case).
-METADATA_HOSTS = frozenset((
-    "metadata", "metadata.google.internal", "metadata.goog",  # Google Cloud
-    "instance-data", "instance-data.ec2.internal",  # AWS
-    "metadata.packet.net", "metadata.platformequinix.com",  # Equinix Metal
-))
+METADATA_HOSTS = frozenset(
+    (
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",  # Google Cloud
+        "instance-data",
+        "instance-data.ec2.internal",  # AWS
+        "metadata.packet.net",
+        "metadata.platformequinix.com",  # Equinix Metal
+    )
+)
 #: Metadata services outside the link-local ranges.
-METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
-    "fd00:ec2::254",  # AWS, IPv6
-    "100.100.100.200",  # Alibaba Cloud
-    "192.0.0.192",  # Oracle Cloud
-    "168.63.129.16",  # Azure WireServer
-))
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "fd00:ec2::254",  # AWS, IPv6
+        "100.100.100.200",  # Alibaba Cloud
+        "192.0.0.192",  # Oracle Cloud
+        "168.63.129.16",  # Azure WireServer
+    )
+)
 ALLOW_HINT = "pass allow_link_local=True to allow it"
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -118,9 +127,14 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
         self._inner = inner
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's
-                          local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         reason = refusal(host)
         if reason:
             raise httpcore.ConnectError(f"refused to connect: {reason}")
@@ -131,14 +145,19 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         error: Exception | None = None
         for address in addresses:
             try:
-                return await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                                     socket_options=socket_options)
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
         raise error or httpcore.ConnectError(f"{host} has no address")
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's
-                                  socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         return await self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
 
     async def sleep(self, seconds: float) -> None:

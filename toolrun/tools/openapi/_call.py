@@ -40,10 +40,21 @@ _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _COOKIE_SAFE = "!#$&'()*+-./:<=>?@[]^_`{|}~"
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 # Never taken from a model's arguments, declared or not: they decide where and how a request goes.
-_FORBIDDEN_HEADERS = frozenset((
-    "host", "content-length", "transfer-encoding", "connection", "cookie", "authorization", "proxy-authorization",
-    "te", "upgrade", "keep-alive", "expect",
-))
+_FORBIDDEN_HEADERS = frozenset(
+    (
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "cookie",
+        "authorization",
+        "proxy-authorization",
+        "te",
+        "upgrade",
+        "keep-alive",
+        "expect",
+    )
+)
 
 
 class ArgumentError(Exception):
@@ -122,7 +133,8 @@ class CallSettings:
 # ------------------------------------------------------------- the client
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 
 
 def shared_client(allow_link_local: bool = False) -> httpx.AsyncClient:
@@ -307,14 +319,22 @@ def _collect_overrides(op: Operation, settings: CallSettings) -> dict[str, dict[
             matched = rule.matcher(url, op.method)
         except Exception as exc:
             # The user's code, not the model's doing: the caller sees it, named.
-            raise ToolExecutionError(f"{rule.where}.matcher failed for {op.method.upper()} {url}: "
-                                     f"{type(exc).__name__}: {exc}") from exc
+            raise ToolExecutionError(
+                f"{rule.where}.matcher failed for {op.method.upper()} {url}: {type(exc).__name__}: {exc}"
+            ) from exc
         if not matched:
             continue
         values = rule.values
-        for key, target in (("headers", "headers"), ("path_data", "path"), ("pathData", "path"),
-                            ("query", "query"), ("body", "body"), ("cookies", "cookies"),
-                            ("form_data", "form"), ("formData", "form")):
+        for key, target in (
+            ("headers", "headers"),
+            ("path_data", "path"),
+            ("pathData", "path"),
+            ("query", "query"),
+            ("body", "body"),
+            ("cookies", "cookies"),
+            ("form_data", "form"),
+            ("formData", "form"),
+        ):
             if isinstance(values.get(key), Mapping):
                 out[target].update({str(k): v for k, v in values[key].items()})
     return out
@@ -350,8 +370,11 @@ def _path_value(name: str, value: Any, param: Param | None) -> str:
     explode = param.explode if param else False
     if isinstance(value, Mapping):
         items = [(str(k), _scalar(v)) for k, v in value.items()]
-        parts = [f"{_encode_segment(k)}={_encode_segment(v)}" for k, v in items] if explode else \
-            [_encode_segment(x) for kv in items for x in kv]
+        parts = (
+            [f"{_encode_segment(k)}={_encode_segment(v)}" for k, v in items]
+            if explode
+            else [_encode_segment(x) for kv in items for x in kv]
+        )
     elif isinstance(value, (list, tuple)):
         parts = [_encode_segment(_scalar(v)) for v in value]
     else:
@@ -426,8 +449,9 @@ def _form_pairs(value: Mapping[str, Any]) -> list[tuple[str, str]]:
 # ------------------------------------------------------------ body
 
 
-def _build_body(request: _Request, plan: Any, args: Mapping[str, Any], ov: Mapping[str, Any],
-                headers: dict[str, tuple[str, str]]) -> None:
+def _build_body(
+    request: _Request, plan: Any, args: Mapping[str, Any], ov: Mapping[str, Any], headers: dict[str, tuple[str, str]]
+) -> None:
     body = plan.body
     value = args.get("body")
     if body is not None:
@@ -456,8 +480,7 @@ def _build_body(request: _Request, plan: Any, args: Mapping[str, Any], ov: Mappi
         if plan.form_kind == "multipart":
             _multipart(request, headers, form, binary)
         else:
-            _set_content(request, headers, urlencode(_form_pairs(form)).encode(),
-                         "application/x-www-form-urlencoded")
+            _set_content(request, headers, urlencode(_form_pairs(form)).encode(), "application/x-www-form-urlencoded")
     elif ov["body"]:  # ai-utils sends an override body even when the operation declares none
         _set_content(request, headers, json.dumps(ov["body"]).encode(), "application/json")
 
@@ -467,8 +490,9 @@ def _set_content(request: _Request, headers: dict[str, tuple[str, str]], content
     headers["content-type"] = ("Content-Type", media_type)
 
 
-def _multipart(request: _Request, headers: dict[str, tuple[str, str]], value: Mapping[str, Any],
-               binary: frozenset[str]) -> None:
+def _multipart(
+    request: _Request, headers: dict[str, tuple[str, str]], value: Mapping[str, Any], binary: frozenset[str]
+) -> None:
     uploads = sorted(n for n in value if n in binary and value[n] is not None)
     if uploads:
         raise ArgumentError(
@@ -481,8 +505,13 @@ def _multipart(request: _Request, headers: dict[str, tuple[str, str]], value: Ma
 # ------------------------------------------------------------ auth
 
 
-def _apply_auth(security: Sequence[Sequence[tuple[str, Mapping[str, Any]]]], credentials: Mapping[str, Any],
-                headers: dict[str, tuple[str, str]], query: list[tuple[str, str]], cookies: dict[str, str]) -> None:
+def _apply_auth(
+    security: Sequence[Sequence[tuple[str, Mapping[str, Any]]]],
+    credentials: Mapping[str, Any],
+    headers: dict[str, tuple[str, str]],
+    query: list[tuple[str, str]],
+    cookies: dict[str, str],
+) -> None:
     if not credentials:
         return
     for alternative in security:
@@ -493,8 +522,13 @@ def _apply_auth(security: Sequence[Sequence[tuple[str, Mapping[str, Any]]]], cre
         return
 
 
-def _apply_scheme(scheme: Mapping[str, Any], value: Any, headers: dict[str, tuple[str, str]],
-                  query: list[tuple[str, str]], cookies: dict[str, str]) -> None:
+def _apply_scheme(
+    scheme: Mapping[str, Any],
+    value: Any,
+    headers: dict[str, tuple[str, str]],
+    query: list[tuple[str, str]],
+    cookies: dict[str, str],
+) -> None:
     kind = _text(scheme.get("type")).lower()
     if kind == "apikey":
         name, where = _text(scheme.get("name")), scheme.get("in")
@@ -543,10 +577,15 @@ async def _send(request: _Request, op: Operation, settings: CallSettings) -> str
     headers = request.headers
     for _ in range(MAX_REDIRECTS + 1):
         if _origin(url) != origin:  # defence in depth: the URL is built from the server base
-            return json.dumps({"error": f"refused to send a request to {url.copy_with(query=None)}: "
-                                        f"not the operation's server {op.server.base}"})
-        built = client.build_request(method, url, headers=headers, content=content, files=files,
-                                     timeout=settings.timeout)
+            return json.dumps(
+                {
+                    "error": f"refused to send a request to {url.copy_with(query=None)}: "
+                    f"not the operation's server {op.server.base}"
+                }
+            )
+        built = client.build_request(
+            method, url, headers=headers, content=content, files=files, timeout=settings.timeout
+        )
         try:
             resp = await client.send(built, stream=True, follow_redirects=False)
         except ValueError as exc:  # httpx works out a redirect's URL even when not following it, and
@@ -558,13 +597,17 @@ async def _send(request: _Request, op: Operation, settings: CallSettings) -> str
                 try:
                     target = url.join(location)
                 except httpx.InvalidURL:
-                    return json.dumps({"error": f"the server redirected to an invalid URL {location!r}",
-                                       "status": resp.status_code})
+                    return json.dumps(
+                        {"error": f"the server redirected to an invalid URL {location!r}", "status": resp.status_code}
+                    )
                 if _origin(target) != origin:
-                    return json.dumps({
-                        "error": f"the server redirected to {target.copy_with(query=None)}, another origin; "
-                                 "not followed", "status": resp.status_code,
-                    })
+                    return json.dumps(
+                        {
+                            "error": f"the server redirected to {target.copy_with(query=None)}, another origin; "
+                            "not followed",
+                            "status": resp.status_code,
+                        }
+                    )
                 if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
                     method, content, files = ("GET" if method != "HEAD" else "HEAD"), None, None
                     headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
@@ -612,5 +655,6 @@ def _result(resp: httpx.Response, data: bytes, truncated: bool, limit: int) -> s
             body = parsed
         except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, nested past the parser
             pass
-    return json.dumps({"error": f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip(),
-                       "status": resp.status_code, "body": body})
+    return json.dumps(
+        {"error": f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip(), "status": resp.status_code, "body": body}
+    )

@@ -121,21 +121,27 @@ class Server:
     where: str = "servers"
 
 
-def make_server(raw_url: str, source_url: str | None, what: str, *, allow_link_local: bool = False,
-                where: str = "servers") -> Server:
+def make_server(
+    raw_url: str, source_url: str | None, what: str, *, allow_link_local: bool = False, where: str = "servers"
+) -> Server:
     url = raw_url.strip()
     try:
         parsed = httpx.URL(url)
         if not parsed.is_absolute_url:
             if parsed.scheme or not source_url:
-                return Server(None, error=f"{what} {raw_url!r} is relative and the document was not fetched "
-                                           "from a URL to resolve it against; pass base_url=", where=where)
+                return Server(
+                    None,
+                    error=f"{what} {raw_url!r} is relative and the document was not fetched "
+                    "from a URL to resolve it against; pass base_url=",
+                    where=where,
+                )
             parsed = httpx.URL(source_url).join(url)
     except (httpx.InvalidURL, ValueError) as exc:
         return Server(None, error=f"{what} {raw_url[:200]!r} is not a valid URL: {exc}", where=where)
     if parsed.scheme not in ("http", "https"):
-        return Server(None, error=f"{what} {raw_url!r} uses {parsed.scheme!r}; only http and https are supported",
-                      where=where)
+        return Server(
+            None, error=f"{what} {raw_url!r} uses {parsed.scheme!r}; only http and https are supported", where=where
+        )
     host = url_host(parsed)
     if not host:
         return Server(None, error=f"{what} {raw_url!r} has no host", where=where)
@@ -145,9 +151,12 @@ def make_server(raw_url: str, source_url: str | None, what: str, *, allow_link_l
         return Server(None, error=f"{what} {raw_url[:200]!r} is not a valid URL: {exc}", where=where)
     if parsed.userinfo:
         # Never sent (the base below has no user part); say so rather than drop them silently.
-        logger.warning("%s %s has credentials in it (user:password@); toolrun does not send them: give them "
-                       "as credentials= (for the document's security schemes) or as an override header",
-                       what, str(parsed.copy_with(username="***", password=None)))
+        logger.warning(
+            "%s %s has credentials in it (user:password@); toolrun does not send them: give them "
+            "as credentials= (for the document's security schemes) or as an override header",
+            what,
+            str(parsed.copy_with(username="***", password=None)),
+        )
     netloc = parsed.netloc.decode("ascii")
     base = f"{parsed.scheme}://{netloc}{parsed.raw_path.decode('ascii').split('?', 1)[0].rstrip('/')}"
     if not allow_link_local:
@@ -160,13 +169,17 @@ def make_server(raw_url: str, source_url: str | None, what: str, *, allow_link_l
 class ServerResolver:
     """The server of each operation, worked out once per distinct ``servers`` list."""
 
-    def __init__(self, doc: Document, source_url: str | None, base_url: str | None, *,
-                 allow_link_local: bool = False) -> None:
+    def __init__(
+        self, doc: Document, source_url: str | None, base_url: str | None, *, allow_link_local: bool = False
+    ) -> None:
         self.doc = doc
         self.source_url = source_url
         self.allow_link_local = allow_link_local
-        self._fixed = make_server(base_url, None, "base_url", allow_link_local=allow_link_local,
-                                  where="base_url") if base_url else None
+        self._fixed = (
+            make_server(base_url, None, "base_url", allow_link_local=allow_link_local, where="base_url")
+            if base_url
+            else None
+        )
         self._cache: dict[int, Server] = {}
         self._keep: list[Any] = []  # keeps the lists alive so their ids stay unique
         self._doc_server: Server | None = None
@@ -211,9 +224,12 @@ class ServerResolver:
 
         url = _SERVER_VAR.sub(fill, server["url"])
         if missing:
-            return Server(None, error=f"server URL {server['url'][:200]!r} uses variable(s) "
-                                      f"{', '.join(m[:40] for m in missing[:5])} with no default; pass base_url=",
-                          where=where)
+            return Server(
+                None,
+                error=f"server URL {server['url'][:200]!r} uses variable(s) "
+                f"{', '.join(m[:40] for m in missing[:5])} with no default; pass base_url=",
+                where=where,
+            )
         return make_server(url, self.source_url, "server URL", allow_link_local=self.allow_link_local, where=where)
 
     def _swagger(self) -> Server:
@@ -224,11 +240,13 @@ class ServerResolver:
         schemes = [s for s in listed if isinstance(s, str)] if isinstance(listed, list) else []
         if isinstance(host, str) and host:
             scheme = "https" if "https" in schemes or not schemes else schemes[0]
-            return make_server(f"{scheme}://{host}{base_path}", None, "host", allow_link_local=self.allow_link_local,
-                               where="host")
+            return make_server(
+                f"{scheme}://{host}{base_path}", None, "host", allow_link_local=self.allow_link_local, where="host"
+            )
         # No host: "the host serving the documentation".
-        return make_server(base_path or "/", self.source_url, "basePath", allow_link_local=self.allow_link_local,
-                           where="basePath")
+        return make_server(
+            base_path or "/", self.source_url, "basePath", allow_link_local=self.allow_link_local, where="basePath"
+        )
 
 
 def _is_number(value: Any) -> bool:
@@ -316,18 +334,21 @@ def build_plan(doc: Document, src: OpSource, *, budget: int = NODE_BUDGET) -> Pl
                 media = doc.follow(media)
                 raw_schema = media.get("schema") if isinstance(media, Mapping) else None
                 if kind in ("text", "raw"):
-                    body_schema = {"type": "string",
-                                   "description": f"the raw {media_type} request body"}
+                    body_schema = {"type": "string", "description": f"the raw {media_type} request body"}
                 else:
                     body_schema = conv.convert(raw_schema) if raw_schema is not None else {}
                 body_schema = _with_description(body_schema, rb.get("description"))
                 binary = frozenset()
                 if kind == "multipart" and isinstance(body_schema, Mapping):
                     binary = frozenset(
-                        n for n, s in (body_schema.get("properties") or {}).items()
+                        n
+                        for n, s in (body_schema.get("properties") or {}).items()
                         if (isinstance(s, Mapping) and s.get("format") in ("binary", "base64"))
-                        or (isinstance(s, Mapping) and isinstance(s.get("items"), Mapping)
-                        and s["items"].get("format") in ("binary", "base64"))
+                        or (
+                            isinstance(s, Mapping)
+                            and isinstance(s.get("items"), Mapping)
+                            and s["items"].get("format") in ("binary", "base64")
+                        )
                     )
                 body = Body(kind, media_type, body_required, binary)
 
@@ -352,8 +373,12 @@ def _parameters(doc: Document, src: OpSource) -> Iterable[Mapping[str, Any]]:
     for group in (src.path_parameters, src.parameters):
         for raw in group if isinstance(group, list) else ():
             p = doc.follow(raw)
-            if isinstance(p, Mapping) and isinstance(p.get("name"), str) and isinstance(p.get("in"), str) \
-                    and valid_text(p["name"]):  # a name no request can carry is left out
+            if (
+                isinstance(p, Mapping)
+                and isinstance(p.get("name"), str)
+                and isinstance(p.get("in"), str)
+                and valid_text(p["name"])
+            ):  # a name no request can carry is left out
                 merged[(p["name"], p["in"])] = p  # the operation's own parameter wins over the path's
     return merged.values()
 
@@ -362,8 +387,11 @@ def _param_schema(conv: SchemaConverter, p: Mapping[str, Any], swagger: bool) ->
     raw: Any
     if swagger:
         # A Swagger 2 parameter is its own schema (type, format, items, enum, default...).
-        raw = {k: v for k, v in p.items()
-               if k not in ("name", "in", "required", "description", "collectionFormat", "allowEmptyValue")}
+        raw = {
+            k: v
+            for k, v in p.items()
+            if k not in ("name", "in", "required", "description", "collectionFormat", "allowEmptyValue")
+        }
     elif "schema" in p:
         raw = p["schema"]
     elif isinstance(p.get("content"), Mapping) and p["content"]:
@@ -391,8 +419,13 @@ def _style(p: Mapping[str, Any], location: str, swagger: bool) -> tuple[str, boo
     if swagger:
         given = p.get("collectionFormat")
         fmt = given if isinstance(given, str) else "csv"
-        return {"csv": "form", "multi": "form", "ssv": "spaceDelimited", "pipes": "pipeDelimited",
-                "tsv": "tabDelimited"}.get(fmt, "form"), fmt == "multi"
+        return {
+            "csv": "form",
+            "multi": "form",
+            "ssv": "spaceDelimited",
+            "pipes": "pipeDelimited",
+            "tsv": "tabDelimited",
+        }.get(fmt, "form"), fmt == "multi"
     default = "form" if location in ("query", "cookie") else "simple"
     given_style, given_explode = p.get("style"), p.get("explode")
     style = given_style if isinstance(given_style, str) else default
@@ -468,8 +501,11 @@ def _security_list(doc: Document, reqs: Any) -> list[list[tuple[str, Mapping[str
     if not isinstance(reqs, list):
         return []
     if "schemes" not in doc.memo:
-        found = doc.get("securityDefinitions") if doc.kind == "swagger" else \
-            doc.resolve_parts(("components", "securitySchemes"), None)
+        found = (
+            doc.get("securityDefinitions")
+            if doc.kind == "swagger"
+            else doc.resolve_parts(("components", "securitySchemes"), None)
+        )
         doc.memo["schemes"] = found if isinstance(found, Mapping) else {}
     schemes = doc.memo["schemes"]
     out = []
@@ -502,8 +538,9 @@ class Operation:
         "src",
     )
 
-    def __init__(self, doc: Document, src: OpSource, name: str, server: Server,
-                 schema_budget: int = NODE_BUDGET) -> None:
+    def __init__(
+        self, doc: Document, src: OpSource, name: str, server: Server, schema_budget: int = NODE_BUDGET
+    ) -> None:
         self.doc = doc
         self.schema_budget = schema_budget
         self.src = src
@@ -525,8 +562,9 @@ class Operation:
                 at = f" (while expanding {exc.ref})" if exc.ref else ""
                 raise OpenAPISpecError(f"tool {self.name!r}: {exc}{at}", where=where) from None
             except RecursionError:  # the limits above keep far from it; never let it out
-                raise OpenAPISpecError(f"tool {self.name!r}: the schema is nested too deeply to build",
-                                       where=where) from None
+                raise OpenAPISpecError(
+                    f"tool {self.name!r}: the schema is nested too deeply to build", where=where
+                ) from None
         return self._plan
 
     def schema(self) -> dict[str, Any]:

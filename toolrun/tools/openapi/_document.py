@@ -79,9 +79,7 @@ if msgspec is not None:
 
     _LAZY_KEYS = ("components", "definitions", "parameters", "responses", "securityDefinitions")
     _TOP_DECODER = msgspec.json.Decoder(_Top)
-    _LEVEL_DECODER = msgspec.json.Decoder(
-        dict[str, msgspec.Raw] | list[msgspec.Raw] | str | int | float | bool | None
-    )
+    _LEVEL_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw] | list[msgspec.Raw] | str | int | float | bool | None)
 else:  # pragma: no cover
     _Raw = ()  # type: ignore[misc,unreachable]  # isinstance(x, ()) is always False
 
@@ -93,8 +91,9 @@ def is_raw(value: Any) -> bool:
 # ----------------------------------------------------------------- parsing
 
 
-def parse(content: Any, label: str, *, max_depth: int = _yaml.MAX_DEPTH,
-          max_alias_nodes: int = _yaml.MAX_ALIAS_NODES) -> Document:
+def parse(
+    content: Any, label: str, *, max_depth: int = _yaml.MAX_DEPTH, max_alias_nodes: int = _yaml.MAX_ALIAS_NODES
+) -> Document:
     """Parse JSON or YAML text (or take a mapping) into a :class:`Document`.
 
     YAML is read within ``max_depth`` and ``max_alias_nodes`` (see :mod:`._yaml`); JSON has no
@@ -172,8 +171,9 @@ def _check_version(openapi: Any, swagger: Any, label: str) -> tuple[str, str]:
     for field, value in (("openapi", openapi), ("swagger", swagger)):
         # A version is text (YAML may read 2.0 as a number); anything else is not shown whole.
         if value is not None and (not isinstance(value, (str, int, float)) or isinstance(value, bool)):
-            raise OpenAPISpecError(f"{label}: '{field}' must be a version string, not {type(value).__name__}",
-                                   where=field)
+            raise OpenAPISpecError(
+                f"{label}: '{field}' must be a version string, not {type(value).__name__}", where=field
+            )
     if openapi is not None:
         version = str(openapi)
         if not version.startswith("3."):
@@ -185,8 +185,9 @@ def _check_version(openapi: Any, swagger: Any, label: str) -> tuple[str, str]:
     if swagger is not None:
         version = str(swagger)
         if version not in ("2.0", "2"):
-            raise OpenAPISpecError(f"{label}: Swagger version {version[:40]!r} is not supported (2.0 is)",
-                                   where="swagger")
+            raise OpenAPISpecError(
+                f"{label}: Swagger version {version[:40]!r} is not supported (2.0 is)", where="swagger"
+            )
         return "swagger", "2.0"
     raise OpenAPISpecError(
         f"{label} is not an OpenAPI document: it has neither an 'openapi' nor a 'swagger' field",
@@ -253,8 +254,12 @@ class Document:
     def from_typed(cls, top: Any, text: Any, label: str) -> Document:
         kind, version = _check_version(top.openapi, top.swagger, label)
         fields = {
-            "servers": top.servers, "host": top.host, "basePath": top.basePath, "schemes": top.schemes,
-            "consumes": top.consumes, "security": top.security,
+            "servers": top.servers,
+            "host": top.host,
+            "basePath": top.basePath,
+            "schemes": top.schemes,
+            "consumes": top.consumes,
+            "security": top.security,
         }
         for key in _LAZY_KEYS:
             raw = getattr(top, key)
@@ -296,9 +301,20 @@ class Document:
                 if op is None:
                     continue
                 yield OpSource(
-                    path, method, op.operationId, op.summary, op.description, op.parameters,
-                    op.requestBody if len(op.requestBody) else None, op.servers, op.security, op.consumes,
-                    item.parameters, item.servers, item.summary, item.description,
+                    path,
+                    method,
+                    op.operationId,
+                    op.summary,
+                    op.description,
+                    op.parameters,
+                    op.requestBody if len(op.requestBody) else None,
+                    op.servers,
+                    op.security,
+                    op.consumes,
+                    item.parameters,
+                    item.servers,
+                    item.summary,
+                    item.description,
                 )
 
     def _dict_operations(self, path: str, item: Any) -> Iterator[OpSource]:
@@ -317,10 +333,20 @@ class Document:
                     f"an operation must be an object, not {type(op).__name__}", where=f"{where}.{method}"
                 )
             yield OpSource(
-                path, method, op.get("operationId"), op.get("summary"), op.get("description"),
-                op.get("parameters"), op.get("requestBody"), op.get("servers"), op.get("security"),
-                op.get("consumes"), item.get("parameters"), item.get("servers"),
-                item.get("summary"), item.get("description"),
+                path,
+                method,
+                op.get("operationId"),
+                op.get("summary"),
+                op.get("description"),
+                op.get("parameters"),
+                op.get("requestBody"),
+                op.get("servers"),
+                op.get("security"),
+                op.get("consumes"),
+                item.get("parameters"),
+                item.get("servers"),
+                item.get("summary"),
+                item.get("description"),
             )
 
     # -- references

@@ -49,8 +49,9 @@ async def read_source(
         raise OpenAPISpecError("the document is empty", where="spec")
     one_line = len(spec) <= 4096 and "\n" not in head
     if one_line and _URL.match(head):
-        content, final_url = await _fetch(head, client=client, timeout=timeout, max_bytes=max_bytes,
-                                          allow_link_local=allow_link_local)
+        content, final_url = await _fetch(
+            head, client=client, timeout=timeout, max_bytes=max_bytes, allow_link_local=allow_link_local
+        )
         return content, final_url, head
     if one_line and not head.startswith(("{", "[")):
         # One line that is not JSON: a file path, unless it reads like a one-line YAML document.
@@ -95,8 +96,14 @@ def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:
     return url.scheme, url.raw_host, url.port or {"http": 80, "https": 443}.get(url.scheme)
 
 
-async def _fetch(url: str, *, client: httpx.AsyncClient | None, timeout: float,  # noqa: ASYNC109
-                 max_bytes: int, allow_link_local: bool) -> tuple[bytes, str]:
+async def _fetch(
+    url: str,
+    *,
+    client: httpx.AsyncClient | None,
+    timeout: float,  # noqa: ASYNC109
+    max_bytes: int,
+    allow_link_local: bool,
+) -> tuple[bytes, str]:
     own = client is None
     http = client or new_client(allow_link_local=allow_link_local, timeout=timeout)
     try:
@@ -107,25 +114,32 @@ async def _fetch(url: str, *, client: httpx.AsyncClient | None, timeout: float, 
                 problem = check_url(current, f"fetching {url} redirected to" if hop else "the document's URL")
                 if problem:
                     raise OpenAPISpecError(problem, where="spec")
-            request = http.build_request("GET", current, timeout=timeout,
-                                         headers={"Accept": "application/json, application/yaml;q=0.9, */*;q=0.5"})
+            request = http.build_request(
+                "GET",
+                current,
+                timeout=timeout,
+                headers={"Accept": "application/json, application/yaml;q=0.9, */*;q=0.5"},
+            )
             # As httpx does when it follows redirects: credentials never go on to another origin.
             crossed = _origin(current) != _origin(httpx.URL(url))
             if crossed:
                 request.headers.pop("Authorization", None)
-            resp = await http.send(request, stream=True, follow_redirects=False,
-                                   auth=None if crossed else httpx.USE_CLIENT_DEFAULT)
+            resp = await http.send(
+                request, stream=True, follow_redirects=False, auth=None if crossed else httpx.USE_CLIENT_DEFAULT
+            )
             try:
                 location = resp.headers.get("location")
                 if resp.is_redirect and location:
                     try:
                         current = current.join(location)
                     except httpx.InvalidURL:
-                        raise OpenAPISpecError(f"fetching {url} redirected to an invalid URL {location[:200]!r}",
-                                               where="spec") from None
+                        raise OpenAPISpecError(
+                            f"fetching {url} redirected to an invalid URL {location[:200]!r}", where="spec"
+                        ) from None
                     if current.scheme not in ("http", "https"):
-                        raise OpenAPISpecError(f"fetching {url} redirected to {current.scheme!r}, not http(s)",
-                                               where="spec")
+                        raise OpenAPISpecError(
+                            f"fetching {url} redirected to {current.scheme!r}, not http(s)", where="spec"
+                        )
                     continue
                 if not resp.is_success:
                     raise OpenAPISpecError(

@@ -50,8 +50,10 @@ async def read_capped(resp: httpx.Response, limit: int) -> tuple[bytes, bool]:
     encodings = [e.strip().lower() for e in resp.headers.get("content-encoding", "").split(",")]
     encodings = [e for e in encodings if e and e != "identity"]
     if len(encodings) > 1 or (encodings and encodings[0] not in (*_GZIP, "deflate")):
-        raise BodyError(f"the response uses Content-Encoding {resp.headers['content-encoding'][:80]!r}, "
-                        "which toolrun did not ask for")
+        raise BodyError(
+            f"the response uses Content-Encoding {resp.headers['content-encoding'][:80]!r}, "
+            "which toolrun did not ask for"
+        )
     inflater = _Inflater(encodings[0]) if encodings else None
     body = bytearray()
     async for raw in resp.aiter_raw():

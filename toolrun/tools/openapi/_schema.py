@@ -54,11 +54,18 @@ _WRAPPER_DEPTH = 4
 
 _STR_KEYS = ("title", "format", "contentMediaType", "contentEncoding")
 _NUM_KEYS = ("minimum", "maximum")
-_COUNT_KEYS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
-               "minContains", "maxContains")
+_COUNT_KEYS = (
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "minContains",
+    "maxContains",
+)
 _BOOL_KEYS = ("uniqueItems", "deprecated", "readOnly", "writeOnly")
-_SCHEMA_KEYS = ("not", "propertyNames", "contains", "if", "then", "else", "unevaluatedItems",
-                "unevaluatedProperties")
+_SCHEMA_KEYS = ("not", "propertyNames", "contains", "if", "then", "else", "unevaluatedItems", "unevaluatedProperties")
 _LIST_KEYS = ("allOf", "anyOf", "oneOf")
 
 
@@ -98,8 +105,11 @@ def trim(text: Any, limit: int = DESCRIPTION_LIMIT) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and (
-        not isinstance(value, float) or math.isfinite(value))
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (not isinstance(value, float) or math.isfinite(value))
+    )
 
 
 def _count(value: Any) -> int | None:
@@ -115,8 +125,15 @@ def _ref_name(ref: str) -> str:
 class SchemaConverter:
     """Converts the schemas of one tool; remembers references it already expanded."""
 
-    def __init__(self, doc: Document, *, request: bool = True, budget: int = NODE_BUDGET,
-                 hard_limit: int = HARD_NODE_LIMIT, max_levels: int = MAX_LEVELS) -> None:
+    def __init__(
+        self,
+        doc: Document,
+        *,
+        request: bool = True,
+        budget: int = NODE_BUDGET,
+        hard_limit: int = HARD_NODE_LIMIT,
+        max_levels: int = MAX_LEVELS,
+    ) -> None:
         self.doc = doc
         self.request = request  # readOnly properties never go into a request
         self.budget = budget
@@ -268,11 +285,15 @@ class SchemaConverter:
         if count is None:
             return MISSING
         if count == _TOO_BIG:
-            raise self._fail(f"the parameter schema would be larger than {self.hard_limit:,} nodes or "
-                             f"{HARD_TEXT_LIMIT:,} characters (with its enum, default and const values)")
+            raise self._fail(
+                f"the parameter schema would be larger than {self.hard_limit:,} nodes or "
+                f"{HARD_TEXT_LIMIT:,} characters (with its enum, default and const values)"
+            )
         if count == _TOO_DEEP:
-            raise self._fail(f"an enum, default or const value is nested too deeply ({levels} levels are left "
-                             "at that place in the schema)")
+            raise self._fail(
+                f"an enum, default or const value is nested too deeply ({levels} levels are left "
+                "at that place in the schema)"
+            )
         self._add(*count)
         return value
 
@@ -361,8 +382,11 @@ class SchemaConverter:
             self._add(0, sum(len(r) + 4 for r in out["required"]))
         pattern_props = get("patternProperties")
         if isinstance(pattern_props, Mapping):
-            out["patternProperties"] = {str(k): self._conv(v) for k, v in pattern_props.items()
-                                        if not isinstance(k, str) or (valid_text(k) and _usable_pattern(k))}
+            out["patternProperties"] = {
+                str(k): self._conv(v)
+                for k, v in pattern_props.items()
+                if not isinstance(k, str) or (valid_text(k) and _usable_pattern(k))
+            }
             self._add(0, sum(len(k) + 4 for k in out["patternProperties"]))
         extra = get("additionalProperties")
         if isinstance(extra, (bool, Mapping)):
@@ -445,8 +469,11 @@ def _unique(values: list[Any]) -> list[Any]:
     seen: set[Any] = set()
     for v in values:
         # JSON Schema's uniqueness: 1 and True differ, 1 and 1.0 do not.
-        key: Any = (isinstance(v, bool), v) if v is None or isinstance(v, (str, bool, int, float)) else \
-            json.dumps(_same_numbers(v), sort_keys=True)
+        key: Any = (
+            (isinstance(v, bool), v)
+            if v is None or isinstance(v, (str, bool, int, float))
+            else json.dumps(_same_numbers(v), sort_keys=True)
+        )
         if key in seen:
             continue
         seen.add(key)

@@ -143,19 +143,25 @@ def load(data: str | bytes, *, max_depth: int = MAX_DEPTH, max_alias_nodes: int 
             value = anchors[event.anchor]
             if value.__class__ is dict or value.__class__ is list:
                 if id(value) in open_anchors:
-                    raise YamlError(f"alias *{event.anchor} is used inside the node it names: "
-                                    "a structure that contains itself, which JSON cannot hold", event.start_mark)
+                    raise YamlError(
+                        f"alias *{event.anchor} is used inside the node it names: "
+                        "a structure that contains itself, which JSON cannot hold",
+                        event.start_mark,
+                    )
                 size, depth = _measure(value, measured)
                 if len(stack) + depth > max_depth:
-                    raise YamlError(f"alias *{event.anchor} nests the document more than {max_depth} levels deep",
-                                    event.start_mark)
+                    raise YamlError(
+                        f"alias *{event.anchor} nests the document more than {max_depth} levels deep", event.start_mark
+                    )
             else:
                 size = 1
             expanded += size
             if expanded > max_alias_nodes:
-                raise YamlError(f"the document's aliases stand for more than {max_alias_nodes:,} values "
-                                "(each alias counts everything it names: a 'billion laughs' document)",
-                                event.start_mark)
+                raise YamlError(
+                    f"the document's aliases stand for more than {max_alias_nodes:,} values "
+                    "(each alias counts everything it names: a 'billion laughs' document)",
+                    event.start_mark,
+                )
         elif cls is DocumentStartEvent:
             documents += 1
             if documents > 1:
@@ -205,8 +211,11 @@ def _measure(root: Any, measured: dict[int, tuple[int, int, Any]]) -> tuple[int,
             children = node.values() if node.__class__ is dict else node
             if not children_done:
                 todo.append((node, True))
-                todo.extend((c, False) for c in children
-                            if (c.__class__ is dict or c.__class__ is list) and id(c) not in measured)
+                todo.extend(
+                    (c, False)
+                    for c in children
+                    if (c.__class__ is dict or c.__class__ is list) and id(c) not in measured
+                )
                 continue
             size, depth = 1, 0
             for child in children:
