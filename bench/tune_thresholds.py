@@ -8,7 +8,8 @@ With ``tool_choice: "auto"`` the local engine calls a tool when the model's prob
 call at its first token reaches the threshold, and answers in text otherwise. For every held-out case
 this script reads that probability (from the same prompt the engine renders, on the same context) and
 the verdict of the call the model writes when it does call (the engine run with the threshold at
-~0). A threshold ``t`` then gives, per case, that verdict where the probability is ≥ ``t``, and "no
+~0; in the no-call categories any call is wrong, so only the probability is read). A threshold
+``t`` then gives, per case, that verdict where the probability is ≥ ``t``, and "no
 call" below it — right for the irrelevance categories, wrong elsewhere. (A model that answers in
 text may still open a call later in its answer; that rare case is not simulated, which is why the
 chosen value is then confirmed by ``toolrun eval bfcl`` on the held-out cases.) The sweep is printed
@@ -33,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-HELD_OUT = "simple_python,multiple,parallel,irrelevance,live_irrelevance"
+HELD_OUT = "irrelevance,parallel,simple_python,multiple,live_irrelevance"
 NO_CALL = {"irrelevance", "live_irrelevance"}
 
 
@@ -43,6 +44,9 @@ def opening_probability(engine: Any, messages: list[dict[str, Any]], tools: list
     Read between requests (the engine's worker is idle then): the prompt's prefix is still in the KV
     cache from the run just before, so this costs one token's evaluation.
     """
+    import llama_cpp
+    import numpy as np
+
     from toolrun.ai._inputs import build_request, parse_inputs
     from toolrun.engines.llamacpp._decide import probability_mass
 
@@ -51,11 +55,13 @@ def opening_probability(engine: Any, messages: list[dict[str, Any]], tools: list
     llm = engine.load()
     tokens = llm.tokenize(engine.render_prompt(request).encode(), add_bos=False, special=True)
     engine._prefill(llm, tokens)
-    return probability_mass(llm.scores[llm.n_tokens - 1], engine._decisions(llm).openers)
+    # The logits as the engine's sampler reads them (llm.scores is not filled for the last token here).
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm.n_vocab(),))
+    return probability_mass(logits, engine._decisions(llm).openers)
 
 
 async def collect(model: str, category: str, offset: int, limit: int, another: float | None,
-                  threads: int | None) -> list[dict[str, Any]]:
+                  try_another: bool | None, threads: int | None) -> list[dict[str, Any]]:
     from toolrun import AsyncAI
     from toolrun.eval import BfclData, run_bfcl, to_tool
 
@@ -64,6 +70,8 @@ async def collect(model: str, category: str, offset: int, limit: int, another: f
     changes: dict[str, Any] = {"call_threshold": 1e-9}  # always take the call path: its verdict is what we need
     if another is not None:
         changes["another_call_threshold"] = another
+    if try_another is not None:
+        changes["try_another_call"] = try_another
     ai.catalog.add(replace(entry, **changes))
     engine = await ai.engine(entry.name)
     rows: list[dict[str, Any]] = []
@@ -79,24 +87,35 @@ async def collect(model: str, category: str, offset: int, limit: int, another: f
         started = time.perf_counter()
 
     try:
-        await run_bfcl(ai, entry.name, categories=[category], offset=offset, limit=limit, data=BfclData.default(),
-                       on_case=record)
+        data = BfclData.default()
+        if category in NO_CALL:
+            # The call path is wrong here whatever the call says: only the probability is needed (no decoding).
+            for case in data.cases(category, offset=offset, limit=limit):
+                record(case, {"correct": False, "tool_calls": [{}], "invalid": [], "why": "made a call (call path)"})
+        else:
+            await run_bfcl(ai, entry.name, categories=[category], offset=offset, limit=limit, data=data,
+                           on_case=record)
     finally:
         await ai.aclose()
     return rows
 
 
 def sweep(rows: list[dict[str, Any]], thresholds: list[float]) -> list[dict[str, Any]]:
+    """Accuracy per category at each threshold; ``macro`` averages the categories with the no-call ones pooled
+    (so declining weighs as one category of four, as in the reported set)."""
     categories = list(dict.fromkeys(r["category"] for r in rows))
     table = []
     for t in thresholds:
+        right = {r["id"]: (r["call_correct"] if r["p_open"] >= t else r["category"] in NO_CALL) for r in rows}
         accuracy = {}
         for category in categories:
             items = [r for r in rows if r["category"] == category]
-            right = sum((r["call_correct"] if r["p_open"] >= t else category in NO_CALL) for r in items)
-            accuracy[category] = 100.0 * right / len(items)
-        table.append({"threshold": t, "accuracy": accuracy,
-                      "macro": sum(accuracy.values()) / len(accuracy)})
+            accuracy[category] = 100.0 * sum(right[r["id"]] for r in items) / len(items)
+        groups = [[r for r in rows if r["category"] == c] for c in categories if c not in NO_CALL]
+        groups.append([r for r in rows if r["category"] in NO_CALL])
+        groups = [g for g in groups if g]
+        macro = sum(100.0 * sum(right[r["id"]] for r in g) / len(g) for g in groups) / len(groups)
+        table.append({"threshold": t, "accuracy": accuracy, "macro": macro})
     return table
 
 
@@ -106,14 +125,16 @@ def main() -> None:
     parser.add_argument("--categories", default=HELD_OUT)
     parser.add_argument("--offset", type=int, default=40, help="held out: the README reports cases 0-39")
     parser.add_argument("--limit", type=int, default=40)
-    parser.add_argument("--another-call-threshold", type=float, default=None)
+    parser.add_argument("--another-call-threshold", type=float, default=None, help="default: the catalog's")
+    parser.add_argument("--try-another-call", choices=("on", "off"), default=None, help="default: the catalog's")
+    parser.add_argument("--tag", default="", help="a suffix for the per-case data file")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--reuse", action="store_true", help="sweep the saved per-case data again, run nothing")
     args = parser.parse_args()
     if args.offset < 40 and not args.categories.startswith("live_"):
         sys.exit("refusing to tune on cases 0-39: those are the ones reported")
 
-    out = HERE / ".cache" / f"tune-{args.model.split('/')[-1]}.json"
+    out = HERE / ".cache" / f"tune-{args.model.split('/')[-1]}{args.tag}.json"
     if args.reuse:
         rows = json.loads(out.read_text())["rows"]
     else:
@@ -122,11 +143,13 @@ def main() -> None:
         rows = []
         for category in categories:
             start = 0 if category.startswith("live_") else args.offset
+            try_another = None if args.try_another_call is None else args.try_another_call == "on"
             rows += asyncio.run(collect(args.model, category, start, args.limit, args.another_call_threshold,
-                                        args.threads))
+                                        try_another, args.threads))
     table = sweep(rows, [round(0.05 * i, 2) for i in range(20)])
     categories = list(table[0]["accuracy"])
-    print(f"\n{args.model}: held-out cases, accuracy % by call_threshold (macro = mean over categories)")
+    print(f"\n{args.model}: held-out cases, accuracy % by call_threshold "
+          "(macro: mean over categories, no-call ones pooled)")
     print(f"{'threshold':>9} " + " ".join(f"{c[:16]:>16}" for c in categories) + f" {'macro':>7}")
     best = max(table, key=lambda row: (round(row["macro"], 6), -row["threshold"]))
     for row in table:
@@ -135,7 +158,8 @@ def main() -> None:
               + f" {row['macro']:>7.1f}{mark}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"model": args.model, "offset": args.offset, "limit": args.limit,
-                               "another_call_threshold": args.another_call_threshold, "rows": rows,
+                               "another_call_threshold": args.another_call_threshold,
+                               "try_another_call": args.try_another_call, "rows": rows,
                                "sweep": table, "best": best}, indent=2))
     print(f"per-case data: {out}")
 
