@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _RATE_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 250, 500, 1000)
@@ -46,7 +51,7 @@ class Metrics:
             ["api"], registry=r,
         )
 
-    def observe_usage(self, model: str, usage: dict | None, seconds: float) -> None:
+    def observe_usage(self, model: str, usage: Mapping[str, Any] | None, seconds: float) -> None:
         if not usage:
             return
         prompt = int(usage.get("prompt_tokens") or 0)
@@ -56,5 +61,51 @@ class Metrics:
         if completion and seconds > 0:
             self.tokens_per_second.labels(model).observe(completion / seconds)
 
+    def watch_engines(self, engines: Callable[[], Mapping[str, Any]]) -> None:
+        """Report the prefix-cache statistics of the engines ``engines()`` returns (model name → engine),
+        read at each scrape from every engine that has a ``stats()`` method (local llama.cpp ones)."""
+        self.registry.register(_EngineCacheCollector(engines))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+#: stats() key → (metric name, help, counter?). Counters get Prometheus' ``_total`` suffix.
+_CACHE_METRICS: dict[str, tuple[str, str, bool]] = {
+    "cache_hits": ("toolrun_prefix_cache_hits", "Requests that started from a warm prefix (slot or RAM).", True),
+    "cache_misses": ("toolrun_prefix_cache_misses", "Requests whose whole prompt was evaluated.", True),
+    "cache_reused_tokens": (
+        "toolrun_prefix_cache_reused_tokens", "Prompt tokens taken from warm prefixes instead of evaluated.", True),
+    "cache_restores": ("toolrun_prefix_cache_restores", "Warm prefixes copied into a slot from RAM or another slot.",
+                       True),
+    "cache_saves": ("toolrun_prefix_cache_saves", "Warm prefixes saved from a slot into RAM.", True),
+    "cache_evictions": (
+        "toolrun_prefix_cache_evictions", "Warm prefixes dropped from RAM, least recently used first, for room.", True),
+    "cache_bytes": ("toolrun_prefix_cache_bytes", "Bytes of warm prefixes held in RAM.", False),
+    "cache_budget_bytes": ("toolrun_prefix_cache_budget_bytes", "The RAM budget for warm prefixes.", False),
+    "cache_entries": ("toolrun_prefix_cache_entries", "Warm prefixes held in RAM.", False),
+    "slots": ("toolrun_slots", "Sequences the model decodes together (llama-server's slots).", False),
+    "slots_busy": ("toolrun_slots_busy", "Slots running a request now.", False),
+    "slot_kv_bytes": ("toolrun_slot_kv_bytes", "Bytes of the KV cache allocated for the slots.", False),
+    "queued": ("toolrun_engine_queued", "Requests waiting for a free slot.", False),
+}
+
+
+class _EngineCacheCollector(Collector):
+    def __init__(self, engines: Callable[[], Mapping[str, Any]]) -> None:
+        self._engines = engines
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+        for key, (name, doc, counter) in _CACHE_METRICS.items():
+            families[key] = (CounterMetricFamily(name, doc, labels=["model"]) if counter
+                             else GaugeMetricFamily(name, doc, labels=["model"]))
+        for model, engine in sorted(self._engines().items()):
+            stats = getattr(engine, "stats", None)
+            if not callable(stats):
+                continue
+            for key, value in stats().items():
+                family = families.get(key)
+                if family is not None:
+                    family.add_metric([model], float(value))
+        yield from families.values()

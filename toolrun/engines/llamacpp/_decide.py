@@ -45,7 +45,7 @@ class DecisionTokens:
 def decision_tokens(llm: Any, fmt: ToolCallFormat) -> DecisionTokens:
     """Scan the vocabulary once: a token opens a call if its text (leading spaces aside) is a
     prefix of an opener, or an opener is a prefix of it."""
-    import llama_cpp as C
+    import llama_cpp as lc
 
     openers = tuple(fmt.inline_openers + fmt.start_openers)
     separator = fmt.call_separator
@@ -54,7 +54,7 @@ def decision_tokens(llm: Any, fmt: ToolCallFormat) -> DecisionTokens:
     end: list[int] = []
     separators: list[int] = []
     for token in range(llm.n_vocab()):
-        if C.llama_vocab_is_eog(vocab, token):
+        if lc.llama_vocab_is_eog(vocab, token):
             end.append(token)
             continue
         text = llm.detokenize([token], special=True).decode("utf-8", "replace")

@@ -13,10 +13,14 @@ Why a decode loop of its own rather than ``create_chat_completion``:
   and consults it for that one token, falling back to the full grammar pass
   only when the token is rejected (what llama.cpp's own ``common_sampler`` does).
 
-One llama context serves one request at a time: requests queue on a single
-worker thread in arrival order. KV prefix reuse comes from comparing the new
-prompt with the tokens already in the context, so the next round of a tool
-loop evaluates only the tokens it adds.
+Several requests share one llama context, llama-server style (:mod:`._scheduler`):
+each runs in a *slot* (a sequence of the context) and all that are generating
+decode together, one batch per step. A request goes to the slot holding the
+longest warm prefix of its prompt — its client's tool list, the earlier rounds
+of its tool loop — and prefixes beyond the slots are kept in RAM within a
+budget (:mod:`._prefix_cache`). Reuse is result-neutral (:mod:`._slots`): with
+``temperature: 0`` a request's answer does not depend on what ran before it, nor,
+with ``batch_invariant`` (the default), on what decodes beside it.
 """
 
 from __future__ import annotations
@@ -27,8 +31,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +41,11 @@ from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallForma
 from .._base import Engine, GenerationRequest
 from .._grounding import conversation_text, is_grounded, schema_constants
 from .._prompt import render_prompt
+from ._context import kv_bytes_per_token
 from ._decide import DecisionTokens, continue_share, decision_tokens, probability_mass
+from ._model import LlamaModel
 from ._sampler import TokenSampler
+from ._scheduler import Job, Need, Scheduler, SequenceHandle
 
 log = logging.getLogger("toolrun.engines.llamacpp")
 
@@ -47,8 +53,23 @@ class _Cancelled(Exception):
     pass
 
 
+#: Defaults, each overridable by the constructor or the environment (for ``toolrun serve``).
+DEFAULT_SLOTS = 4
+DEFAULT_PREFIX_CACHE_MB = 256
+
+
 class LlamaCppEngine(Engine):
-    """One GGUF model in one llama.cpp context, served by one worker thread."""
+    """One GGUF model in one llama.cpp context, its slots decoded together by one worker thread.
+
+    ``slots`` (``$TOOLRUN_SLOTS``, default 4): requests decoded at once; each slot holds
+    ``context_window`` tokens of KV (12 KB a token for the 0.5B model, 28 KB for the 1.5B).
+    ``prefix_cache_mb`` (``$TOOLRUN_PREFIX_CACHE_MB``, default 256): RAM for warm prefixes
+    beyond the slots, least recently used evicted first; 0 keeps only what the slots hold.
+    ``batch_invariant`` (default True): load the weights without llama.cpp's CPU repacking,
+    whose kernels sum differently for batches of 4+ tokens, so that a greedy answer does
+    not depend on the other requests decoded in the same batch (no measurable speed cost
+    on the 0.5B model; see docs/slots.md).
+    """
 
     def __init__(
         self,
@@ -61,10 +82,14 @@ class LlamaCppEngine(Engine):
         call_threshold: float = 0.0,
         another_call_threshold: float = 0.0,
         try_another_call: bool = False,
+        slots: int | None = None,
+        prefix_cache_mb: float | None = None,
+        batch_invariant: bool = True,
     ) -> None:
         self.model_path = model_path
         self.format = tool_format
         self.context_window = context_window
+        self._n_ctx = context_window  # the same, typed int (the Engine attribute may be None)
         self.n_threads = n_threads or os.cpu_count() or 1
         self._chat_template_override = chat_template
         #: With tool_choice "auto": call a tool when the model's own probability of opening a call at its
@@ -77,34 +102,37 @@ class LlamaCppEngine(Engine):
         #: it is new and its values come from the conversation (small models stop after one call).
         self.try_another_call = try_another_call
         self._decision_tokens: DecisionTokens | None = None
+        self.slots = max(1, int(slots if slots is not None else _env_number("TOOLRUN_SLOTS", DEFAULT_SLOTS)))
+        cache_mb = prefix_cache_mb if prefix_cache_mb is not None else _env_number(
+            "TOOLRUN_PREFIX_CACHE_MB", DEFAULT_PREFIX_CACHE_MB)
+        self.prefix_cache_bytes = max(0, int(cache_mb * 2**20))
+        self.batch_invariant = batch_invariant
         self._llm: Any = None
+        self._scheduler: Scheduler | None = None
         self._template: str | None = None
         self._bos = ""
         self._eos = ""
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toolrun-llama")
         self._load_lock = threading.Lock()
         self._grammar_cache: dict[tuple[Any, ...], CallGrammar] = {}
 
     # ------------------------------------------------------------ loading
 
     def load(self) -> Any:
+        """Load the model and create the slots' context (once); returns the model (tokenizer and vocabulary)."""
         with self._load_lock:
             if self._llm is None:
                 if not os.path.exists(self.model_path):
                     raise ModelUnavailableError(f"model file not found: {self.model_path}")
-                from llama_cpp import Llama
-
                 try:
-                    llm = Llama(
-                        self.model_path,
-                        n_ctx=self.context_window,
-                        n_threads=self.n_threads,
-                        n_threads_batch=self.n_threads,
-                        n_batch=512,
-                        verbose=False,
-                    )
+                    llm = LlamaModel(self.model_path, batch_invariant=self.batch_invariant)
                 except Exception as exc:  # llama.cpp reports load failures as plain ValueErrors
                     raise ModelUnavailableError(f"llama.cpp could not load {self.model_path}: {exc}") from exc
+                try:
+                    self._scheduler = Scheduler(llm.model, n_slots=self.slots, n_ctx_seq=self._n_ctx,
+                                                n_threads=self.n_threads, cache_bytes=self.prefix_cache_bytes)
+                except BaseException:
+                    llm.close()
+                    raise
                 template = self._chat_template_override or llm.metadata.get("tokenizer.chat_template")
                 # A template that never mentions tools would silently drop them: use the format's own.
                 if not template or "tools" not in template:
@@ -139,27 +167,38 @@ class LlamaCppEngine(Engine):
     # --------------------------------------------------------- generation
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        if self._scheduler is None:
+            await asyncio.to_thread(self.load)
+        scheduler = self._scheduler
+        assert scheduler is not None
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
+        finished: asyncio.Future[None] = loop.create_future()
         done = object()
 
         def emit(event: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-
-        def work() -> None:
             try:
-                if cancelled.is_set():  # cancelled while queued: don't prefill for nobody
-                    raise _Cancelled
-                self._generate_blocking(request, emit, cancelled)
-            except _Cancelled:
-                pass
-            except BaseException as exc:  # noqa: BLE001 - delivered to the awaiting side
-                emit(exc)
-            finally:
-                emit(done)
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+            except RuntimeError:  # the caller's event loop is gone: nobody is listening
+                cancelled.set()
 
-        future = loop.run_in_executor(self._executor, work)
+        def on_done(error: BaseException | None) -> None:
+            if error is not None and not isinstance(error, _Cancelled):
+                emit(error)
+            emit(done)
+
+            def settle() -> None:
+                if not finished.done():
+                    finished.set_result(None)
+
+            try:
+                loop.call_soon_threadsafe(settle)
+            except RuntimeError:
+                pass
+
+        job = Job(lambda seq: self._decode(request, seq, emit, cancelled), cancelled, on_done)
+        scheduler.submit(job)
         try:
             while True:
                 item = await queue.get()
@@ -169,21 +208,23 @@ class LlamaCppEngine(Engine):
                     raise item
                 yield item
         finally:
-            cancelled.set()
-            # Keep the worker's lifetime tied to the request: a disconnect stops decoding.
-            await asyncio.shield(future)
+            scheduler.cancel(job)
+            # Keep the request's lifetime tied to its decoding: a disconnect stops it before this returns.
+            await asyncio.shield(finished)
 
-    def _generate_blocking(
-        self, request: GenerationRequest, emit: Callable[[Any], None], cancelled: threading.Event
-    ) -> None:
-        import llama_cpp as C
+    def _decode(
+        self, request: GenerationRequest, seq: SequenceHandle, emit: Callable[[Any], None], cancelled: threading.Event
+    ) -> Generator[Need, None, None]:
+        """One request's decode loop, run by the scheduler: it yields what it needs evaluated (its
+        prompt, then each token it keeps) and reads its logits through ``seq`` when resumed."""
+        import llama_cpp as lc
 
         llm = self.load()
         prompt = self.render_prompt(request)
         prompt_tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
         max_tokens = request.sampling.max_tokens
-        if len(prompt_tokens) + max_tokens > self.context_window:
-            raise ContextOverflowError(len(prompt_tokens), max_tokens, self.context_window)
+        if len(prompt_tokens) + max_tokens > self._n_ctx:
+            raise ContextOverflowError(len(prompt_tokens), max_tokens, self._n_ctx)
 
         use_tools = request.uses_tools
         constrained_from_start = request.must_call
@@ -202,12 +243,12 @@ class LlamaCppEngine(Engine):
         # the openers that are single tokens (Qwen's <tool_call>) are banned outright.
         banned = [] if use_tools else self._opener_tokens(llm)
         vocab = llm._model.vocab
-        self._prefill(llm, prompt_tokens)
+        yield seq.prompt(prompt_tokens)
         generated: list[int] = []
         starts: list[int] = []  # text offset where each generated token's text begins
         text = ""
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        sampler = TokenSampler(llm, request.sampling, grammar_text, banned)
+        sampler = TokenSampler(llm, request.sampling, grammar_text, banned, logits=seq.logits_pointer)
         watching = use_tools and not constrained_from_start
         in_calls = constrained_from_start  # writing calls under the grammar
         deciding = watching and self.call_threshold > 0
@@ -244,7 +285,7 @@ class LlamaCppEngine(Engine):
                         watching, in_calls = False, True
                         sampler.close()
                         grammar = self._grammar(request)
-                        sampler = TokenSampler(llm, request.sampling, grammar.text)
+                        sampler = TokenSampler(llm, request.sampling, grammar.text, logits=seq.logits_pointer)
                         parser.stream_arguments = grammar.exact
                     else:
                         forbid = decisions.openers  # decided: an answer in text
@@ -261,43 +302,52 @@ class LlamaCppEngine(Engine):
                             for event in kept.events:
                                 send(event)
                         else:
+                            assert isinstance(parser, StreamParser)
                             parser.restore(kept.parser_state)
                             del generated[kept.generated:], starts[kept.generated:]
                             break
                     if deciding_more and continue_share(sampler.raw_logits(), decisions) >= self.another_call_threshold:
                         forbid = decisions.end  # decided: another call
                     elif trying:
+                        assert isinstance(parser, StreamParser)
                         trial = _Trial(parser.snapshot(), len(generated))
                         forbid = decisions.end  # try one more
                     else:
                         break  # decided: done
                 token = sampler.sample(forbid)
-                if C.llama_vocab_is_eog(vocab, token):
+                if lc.llama_vocab_is_eog(vocab, token):
                     break
                 piece = decoder.decode(llm.detokenize([token], special=True))
                 generated.append(token)
                 starts.append(len(text))
                 text += piece
-                llm.eval([token])
                 for event in parser.feed(piece):
                     send(event)
                 if watching and parser.in_call_region:
                     # The model opened a call: constrain the rest of it.
+                    assert isinstance(parser, StreamParser)
                     watching = False
                     pos = self.format.find_opener(text, parser.extra_openers)
+                    assert pos is not None  # in the call region: an opener was seen
                     keep = _token_containing(starts, pos)
                     del generated[keep:]
                     del starts[keep:]
                     text = text[:pos]
                     decoder.reset()
                     parser.reset_region()
-                    self._rewind(llm, len(prompt_tokens) + keep)
+                    yield from _rewind(seq, len(prompt_tokens) + keep)
                     sampler.close()
                     grammar = self._grammar(request)
-                    sampler = TokenSampler(llm, request.sampling, grammar.text)
+                    sampler = TokenSampler(llm, request.sampling, grammar.text, logits=seq.logits_pointer)
                     parser.stream_arguments = grammar.exact
                     in_calls = True
+                    continue
+                if len(generated) >= max_tokens:  # nothing follows this token: no need to evaluate it
+                    finish = "length"
+                    break
+                yield seq.eval([token])
             if trial is not None:  # the output ended inside a tried call: it is not kept
+                assert isinstance(parser, StreamParser)
                 parser.restore(trial.parser_state)
                 del generated[trial.generated:], starts[trial.generated:]
                 trial = None
@@ -335,31 +385,65 @@ class LlamaCppEngine(Engine):
                 tokens.append(ids[0])
         return tokens
 
-    def _prefill(self, llm: Any, tokens: list[int]) -> None:
-        """Evaluate the prompt, reusing the longest prefix already in the KV cache."""
-        cached = llm.input_ids[: llm.n_tokens]
-        common = 0
-        limit = min(len(cached), len(tokens))
-        while common < limit and cached[common] == tokens[common]:
-            common += 1
-        # Always evaluate at least the last prompt token: its logits are what we sample from.
-        common = min(common, len(tokens) - 1)
-        self._rewind(llm, common, replay=False)
-        llm.eval(tokens[common:])
+    # ------------------------------------------------------------- slots
 
-    @staticmethod
-    def _rewind(llm: Any, n_tokens: int, *, replay: bool = True) -> None:
-        """Drop the KV cache after ``n_tokens``; with ``replay``, refresh the logits of the last one kept."""
-        if replay:
-            last = int(llm.input_ids[n_tokens - 1])
-            n_tokens -= 1
-        llm.n_tokens = n_tokens
-        llm._ctx.kv_cache_seq_rm(-1, n_tokens, -1)
-        if replay:
-            llm.eval([last])
+    def stats(self) -> dict[str, int]:
+        """Prefix-cache and slot statistics (what ``/metrics`` reports), zeros before the model loads."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return {}
+        cache = scheduler.cache
+        stats = cache.stats
+        return {
+            "cache_hits": stats.hits, "cache_misses": stats.misses, "cache_reused_tokens": stats.reused_tokens,
+            "cache_restores": stats.restores, "cache_saves": stats.saves, "cache_evictions": stats.evictions,
+            "cache_bytes": cache.held_bytes, "cache_budget_bytes": cache.budget_bytes, "cache_entries": len(cache),
+            "slots": len(scheduler.slots), "slots_busy": sum(slot.busy for slot in scheduler.slots),
+            "slot_kv_bytes": len(scheduler.slots) * scheduler.context.n_ctx_seq * self._kv_bytes_per_token(),
+            "queued": scheduler.queued,
+        }
+
+    def describe(self) -> str:
+        """The slot configuration in words (for benchmarks and logs)."""
+        return (f"{self.slots} slots x {self.context_window} tokens, prefix cache {self.prefix_cache_bytes >> 20} MB, "
+                f"{'batch-invariant' if self.batch_invariant else 'repacked'} weights, {self.n_threads} threads")
+
+    def clear_cache(self) -> None:
+        """Forget every warm prefix (slots and RAM), as a fresh engine would start; only while idle."""
+        if self._scheduler is not None:
+            self._scheduler.clear()
+
+    def next_token_logits(self, request: GenerationRequest) -> Any:
+        """The model's raw logits for the first token of its answer to ``request`` (a copy); blocking."""
+        self.load()
+        assert self._scheduler is not None
+        prompt = self.load().tokenize(self.render_prompt(request).encode(), add_bos=False, special=True)
+        result: list[Any] = []
+        ended = threading.Event()
+        errors: list[BaseException] = []
+
+        def program(seq: SequenceHandle) -> Generator[Need, None, None]:
+            yield seq.prompt(prompt)
+            result.append(seq.logits().copy())
+
+        def on_done(error: BaseException | None) -> None:
+            if error is not None:
+                errors.append(error)
+            ended.set()
+
+        self._scheduler.submit(Job(program, threading.Event(), on_done))
+        ended.wait()
+        if errors:
+            raise errors[0]
+        return result[0]
+
+    def _kv_bytes_per_token(self) -> int:
+        return kv_bytes_per_token(self.load().model)
 
     async def aclose(self) -> None:
-        self._executor.shutdown(wait=True)
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            await asyncio.to_thread(scheduler.close)
         if self._llm is not None:
             self._llm.close()
             self._llm = None
@@ -378,6 +462,23 @@ def _call_key(call: IndexedToolCall) -> tuple[str, str]:
     return call["name"], json.dumps(call["arguments"], sort_keys=True)
 
 
+def _rewind(seq: SequenceHandle, n_tokens: int) -> Generator[Need, None, None]:
+    """Drop the KV after the first ``n_tokens``, evaluating the last one kept again to refresh its logits."""
+    last = seq.tokens[n_tokens - 1]
+    seq.truncate(n_tokens - 1)
+    yield seq.eval([last])
+
+
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise EngineError(f"${name} must be a number, not {value!r}") from None
+
+
 def _token_containing(starts: list[int], pos: int) -> int:
     """Index of the generated token whose text holds offset ``pos`` (it and all after it are dropped)."""
     keep = 0
@@ -390,4 +491,4 @@ def _token_containing(starts: list[int], pos: int) -> int:
 def _token_text(llm: Any, token: int) -> str:
     if token < 0:
         return ""
-    return llm.detokenize([token], special=True).decode("utf-8", "replace")
+    return str(llm.detokenize([token], special=True).decode("utf-8", "replace"))

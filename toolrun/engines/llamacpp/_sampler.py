@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,80 +19,85 @@ _TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)]
 class TokenSampler:
     """A llama.cpp sampler chain plus an optional grammar consulted lazily (see module doc)."""
 
-    def __init__(self, llm: Any, params: SamplingParams, grammar: str | None, banned: Sequence[int] = ()) -> None:
-        import llama_cpp as C
+    def __init__(self, llm: Any, params: SamplingParams, grammar: str | None, banned: Sequence[int] = (), *,
+                 logits: Callable[[], Any]) -> None:
+        """``logits()`` gives the pointer to the logits of the sequence's last evaluated token."""
+        import llama_cpp as lc
 
-        self._C = C
-        self._ctx = llm._ctx.ctx
+        self._lc = lc
+        self._logits = logits
         vocab = llm._model.vocab
         self._n_vocab = llm.n_vocab()
-        self.chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
-        add = lambda s: C.llama_sampler_chain_add(self.chain, s)  # noqa: E731
+        self.chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+
+        def add(stage: Any) -> None:
+            lc.llama_sampler_chain_add(self.chain, stage)
+
         if banned:
-            biases = (C.llama_logit_bias * len(banned))(*[C.llama_logit_bias(t, -math.inf) for t in banned])
-            add(C.llama_sampler_init_logit_bias(self._n_vocab, len(banned), biases))
+            biases = (lc.llama_logit_bias * len(banned))(*[lc.llama_logit_bias(t, -math.inf) for t in banned])
+            add(lc.llama_sampler_init_logit_bias(self._n_vocab, len(banned), biases))
         if params.repetition_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
-            add(C.llama_sampler_init_penalties(64, params.repetition_penalty,
-                                               params.frequency_penalty, params.presence_penalty))
+            add(lc.llama_sampler_init_penalties(64, params.repetition_penalty,
+                                                params.frequency_penalty, params.presence_penalty))
         if params.temperature <= 0:
-            add(C.llama_sampler_init_greedy())
+            add(lc.llama_sampler_init_greedy())
         else:
             if params.top_k > 0:
-                add(C.llama_sampler_init_top_k(params.top_k))
+                add(lc.llama_sampler_init_top_k(params.top_k))
             if params.top_p < 1.0:
-                add(C.llama_sampler_init_top_p(params.top_p, 1))
-            add(C.llama_sampler_init_temp(params.temperature))
+                add(lc.llama_sampler_init_top_p(params.top_p, 1))
+            add(lc.llama_sampler_init_temp(params.temperature))
             seed = params.seed if params.seed is not None else random.getrandbits(32)
-            add(C.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+            add(lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         self.grammar = None
         if grammar is not None:
-            self.grammar = C.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+            self.grammar = lc.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
             if not self.grammar:
-                C.llama_sampler_free(self.chain)
+                lc.llama_sampler_free(self.chain)
                 raise EngineError("llama.cpp rejected the generated grammar")
         self._ids = np.arange(self._n_vocab, dtype=np.intc)
         self._cands = np.zeros(self._n_vocab, dtype=_TOKEN_DATA)
-        self._cands_ptr = self._cands.ctypes.data_as(ctypes.POINTER(C.llama_token_data))
-        self._one = C.llama_token_data(0, 0.0, 0.0)
+        self._cands_ptr = self._cands.ctypes.data_as(ctypes.POINTER(lc.llama_token_data))
+        self._one = lc.llama_token_data(0, 0.0, 0.0)
         self.rejections = 0
 
     def _candidates(self, forbid: list[int] | None = None) -> Any:
-        C = self._C
-        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,))
+        lc = self._lc
+        logits = np.ctypeslib.as_array(self._logits(), shape=(self._n_vocab,))
         self._cands["id"] = self._ids
         self._cands["logit"] = logits
         self._cands["p"] = 0.0
         if forbid:
             self._cands["logit"][forbid] = -np.inf
-        return C.llama_token_data_array(self._cands_ptr, self._n_vocab, -1, False)
+        return lc.llama_token_data_array(self._cands_ptr, self._n_vocab, -1, False)
 
     def raw_logits(self) -> np.ndarray[Any, Any]:
         """The model's logits for the next token, before any sampler (a view: copy to keep)."""
-        return np.ctypeslib.as_array(self._C.llama_get_logits_ith(self._ctx, -1), shape=(self._n_vocab,))
+        return np.ctypeslib.as_array(self._logits(), shape=(self._n_vocab,))
 
     def sample(self, forbid: list[int] | None = None) -> int:
-        C = self._C
+        lc = self._lc
         cur = self._candidates(forbid)
-        C.llama_sampler_apply(self.chain, ctypes.byref(cur))
+        lc.llama_sampler_apply(self.chain, ctypes.byref(cur))
         token = cur.data[cur.selected].id
         if self.grammar is not None:
             self._one.id, self._one.logit, self._one.p = token, 1.0, 0.0
-            single = C.llama_token_data_array(ctypes.pointer(self._one), 1, -1, False)
-            C.llama_sampler_apply(self.grammar, ctypes.byref(single))
+            single = lc.llama_token_data_array(ctypes.pointer(self._one), 1, -1, False)
+            lc.llama_sampler_apply(self.grammar, ctypes.byref(single))
             if math.isinf(self._one.logit):
                 # The model's choice breaks the grammar: pay for the full constrained pass.
                 self.rejections += 1
                 cur = self._candidates(forbid)
-                C.llama_sampler_apply(self.grammar, ctypes.byref(cur))
-                C.llama_sampler_apply(self.chain, ctypes.byref(cur))
+                lc.llama_sampler_apply(self.grammar, ctypes.byref(cur))
+                lc.llama_sampler_apply(self.chain, ctypes.byref(cur))
                 token = cur.data[cur.selected].id
-            C.llama_sampler_accept(self.grammar, token)
-        C.llama_sampler_accept(self.chain, token)
+            lc.llama_sampler_accept(self.grammar, token)
+        lc.llama_sampler_accept(self.chain, token)
         return int(token)
 
     def close(self) -> None:
-        C = self._C
-        C.llama_sampler_free(self.chain)
+        lc = self._lc
+        lc.llama_sampler_free(self.chain)
         if self.grammar is not None:
-            C.llama_sampler_free(self.grammar)
+            lc.llama_sampler_free(self.grammar)
         self.chain = self.grammar = None

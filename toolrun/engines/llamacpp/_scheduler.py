@@ -1,0 +1,391 @@
+"""Continuous batching over slots: one worker thread, one llama context, many requests at once.
+
+Each request is a *program*: a generator that yields what it needs evaluated
+(first its prompt, then each token it samples) and reads its logits when it is
+resumed. The worker thread runs the programs of up to ``n_slots`` requests
+together, llama-server style:
+
+* a request joins between steps: it takes a free slot — the one whose warm
+  prefix it shares most of, or a prefix restored from RAM (:mod:`._prefix_cache`)
+  — and its prompt is evaluated in aligned chunks, each alone in its batch
+  (:mod:`._slots` explains why), up to ``n_batch`` tokens per step;
+* every request that is generating contributes its next token to one shared
+  batch per step, so one pass over the weights serves them all;
+* a request leaves between steps: when its program ends, when it raises, or
+  when its caller cancels it (a request cancelled while queued never prefills).
+
+Requests are admitted in arrival order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..._errors import ContextOverflowError, EngineError
+from ._context import SequenceContext
+from ._prefix_cache import CacheStats, PrefixCache
+from ._slots import Slot, chunk_spans, reusable
+
+log = logging.getLogger("toolrun.engines.llamacpp")
+
+
+@dataclass
+class Need:
+    """What a program asks for: its prompt evaluated (once, first), or tokens appended and evaluated."""
+
+    tokens: list[int]
+    prompt: bool = False
+
+
+Program = Generator[Need, None, None]
+
+
+class SequenceHandle:
+    """A program's view of its sequence: the tokens it holds, its logits, and rewinding."""
+
+    def __init__(self, scheduler: Scheduler, job: Job) -> None:
+        self._scheduler = scheduler
+        self._job = job
+
+    @staticmethod
+    def prompt(tokens: list[int]) -> Need:
+        return Need(list(tokens), prompt=True)
+
+    @staticmethod
+    def eval(tokens: list[int]) -> Need:
+        return Need(list(tokens))
+
+    @property
+    def tokens(self) -> list[int]:
+        """The tokens whose KV the sequence holds (prompt, then what was evaluated after it)."""
+        slot = self._job.slot
+        return slot.tokens if slot is not None else []
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def reused(self) -> int:
+        """Prompt tokens taken from a warm prefix rather than evaluated."""
+        return self._job.reused
+
+    def logits_pointer(self) -> Any:
+        """The logits of the last token evaluated for this sequence (valid until the program yields)."""
+        return self._scheduler.context.logits_pointer(self._job.logits_index)
+
+    def logits(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        return self._scheduler.context.logits(self._job.logits_index)
+
+    def truncate(self, n_tokens: int) -> None:
+        """Drop the tokens (and their KV) after the first ``n_tokens``."""
+        slot = self._job.slot
+        assert slot is not None
+        self._scheduler.context.remove(slot.seq, n_tokens, -1)
+        slot.truncate(n_tokens)
+
+
+@dataclass(eq=False)
+class Job:
+    start: Callable[[SequenceHandle], Program]
+    cancelled: threading.Event
+    #: Called once, from the worker thread, when the job is over (with the error that ended it, if any).
+    done: Callable[[BaseException | None], None]
+    program: Program | None = None
+    slot: Slot | None = None
+    need: Need | None = None
+    spans: deque[tuple[int, int]] = field(default_factory=deque)
+    prompt: list[int] = field(default_factory=list)
+    logits_index: int = -1
+    reused: int = 0
+
+
+class Scheduler:
+    """The worker thread that owns the llama context and runs every request's program (see module doc)."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        n_slots: int,
+        n_ctx_seq: int,
+        n_threads: int,
+        cache_bytes: int,
+        chunk: int = 64,
+        n_batch: int = 512,
+        min_save_tokens: int = 256,
+    ) -> None:
+        self.context = SequenceContext(model, n_seq=n_slots, n_ctx_seq=n_ctx_seq, n_threads=n_threads,
+                                       n_batch=max(n_batch, chunk, n_slots))
+        self.chunk = chunk
+        self.n_batch = n_batch
+        self.min_save_tokens = min_save_tokens
+        self.slots = [Slot(i) for i in range(n_slots)]
+        self.cache = PrefixCache(cache_bytes)
+        self._queue: deque[Job] = deque()
+        self._active: list[Job] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        #: Statistics the worker updates and ``stats()`` reads (small ints: a torn read is harmless).
+        self.steps = 0
+        self.decoded_tokens = 0
+        self.prefilled_tokens = 0
+
+    @property
+    def stats(self) -> CacheStats:
+        return self.cache.stats
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a free slot."""
+        return len(self._queue)
+
+    # ------------------------------------------------------------ clients
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            if self._closing:
+                raise EngineError("the engine is closed")
+            self._queue.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="toolrun-llama", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def cancel(self, job: Job) -> None:
+        """Stop ``job``: at once if it is still queued (it never prefills), else at the worker's next step."""
+        with self._cond:
+            job.cancelled.set()
+            try:
+                self._queue.remove(job)
+            except ValueError:
+                self._cond.notify()
+                return
+        job.done(None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+        self.context.close()
+
+    def clear(self) -> None:
+        """Forget every warm prefix (slots and RAM); for benchmarks measuring cold starts. Call when idle."""
+        with self._cond:
+            if self._active or self._queue:
+                raise EngineError("clear() while requests are running")
+            self.context.clear()
+            for slot in self.slots:
+                slot.truncate(0)
+            self.cache.clear()
+
+    # -------------------------------------------------------------- worker
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closing and not self._active and not self._queue:
+                    self._cond.wait()
+                if self._closing:
+                    pending = list(self._queue) + self._active
+                    self._queue.clear()
+                    self._active.clear()
+                    break
+                admitted: list[Job] = []
+                while self._queue and len(self._active) + len(admitted) < len(self.slots):
+                    admitted.append(self._queue.popleft())
+            for job in admitted:
+                self._start(job)
+            try:
+                self._step()
+            except BaseException as exc:
+                log.exception("llama.cpp step failed")
+                for job in list(self._active):
+                    self._finish(job, exc)
+        for job in pending:
+            self._finish(job, EngineError("the engine was closed"))
+
+    def _start(self, job: Job) -> None:
+        if job.cancelled.is_set():  # cancelled while queued: no slot, no prefill
+            job.done(None)
+            return
+        handle = SequenceHandle(self, job)
+        try:
+            job.program = job.start(handle)
+            need = next(job.program)
+            if not need.prompt:
+                raise EngineError("a program must start with its prompt")
+            if len(need.tokens) > self.context.n_ctx_seq:
+                raise ContextOverflowError(len(need.tokens), 0, self.context.n_ctx_seq)
+        except StopIteration:
+            job.done(None)
+            return
+        except BaseException as exc:  # noqa: BLE001 - delivered to the request
+            job.done(exc)
+            return
+        job.prompt = need.tokens
+        slot, start = self._route(need.tokens)
+        slot.busy = True
+        slot.touch()
+        job.slot = slot
+        job.reused = start
+        if start:
+            self.stats.hits += 1
+            self.stats.reused_tokens += start
+        else:
+            self.stats.misses += 1
+        job.spans = deque(chunk_spans(start, len(need.tokens), self.chunk))
+        job.need = None
+        self._active.append(job)
+
+    def _finish(self, job: Job, error: BaseException | None) -> None:
+        if job in self._active:
+            self._active.remove(job)
+        if job.program is not None:
+            try:
+                job.program.close()
+            except BaseException as exc:  # noqa: BLE001 - the program's cleanup failed: report that
+                error = error or exc
+        if job.slot is not None:
+            job.slot.busy = False
+            job.slot.touch()
+        job.done(error)
+
+    def _advance(self, job: Job) -> None:
+        """Resume ``job``'s program now that its last need is met; it samples and says what it needs next."""
+        assert job.program is not None and job.slot is not None
+        try:
+            need = job.program.send(None)
+        except StopIteration:
+            self._finish(job, None)
+            return
+        except BaseException as exc:  # noqa: BLE001 - delivered to the request
+            self._finish(job, exc)
+            return
+        if need.prompt:
+            self._finish(job, EngineError("a program gives its prompt once"))
+            return
+        if job.slot is not None and len(job.slot.tokens) + len(need.tokens) > self.context.n_ctx_seq:
+            self._finish(job, ContextOverflowError(len(job.prompt), len(job.slot.tokens) + len(need.tokens)
+                                                   - len(job.prompt), self.context.n_ctx_seq))
+            return
+        job.need = need
+
+    def _step(self) -> None:
+        for job in list(self._active):
+            if job.cancelled.is_set():
+                self._finish(job, None)
+        self.steps += 1
+        context = self.context
+        batch = context.batch
+        # 1. Everyone generating: their next tokens in one batch, in sequence order (llama.cpp splits
+        #    the batch wherever the sequence ids are not consecutive).
+        decoding = sorted((j for j in self._active if j.need is not None), key=lambda j: j.slot.seq if j.slot else 0)
+        if decoding:
+            for job in decoding:
+                assert job.slot is not None and job.need is not None
+                slot, tokens = job.slot, job.need.tokens
+                base = len(slot.tokens)
+                for k, token in enumerate(tokens):
+                    index = batch.add(token, base + k, slot.seq, k == len(tokens) - 1)
+                job.logits_index = index
+                slot.tokens.extend(tokens)
+                self.decoded_tokens += len(tokens)
+            context.decode()
+            for job in decoding:
+                job.need = None
+                self._advance(job)
+        # 2. Prompts: aligned chunks, each alone in its batch, up to n_batch tokens per request per step.
+        for job in [j for j in self._active if j.spans]:
+            assert job.slot is not None
+            slot = job.slot
+            budget = self.n_batch
+            while job.spans and budget > 0:
+                start, stop = job.spans.popleft()
+                last = stop == len(job.prompt)
+                for pos in range(start, stop):
+                    index = batch.add(job.prompt[pos], pos, slot.seq, last and pos == stop - 1)
+                context.decode()
+                slot.tokens.extend(job.prompt[start:stop])
+                if stop - start == self.chunk and slot.canonical == start:
+                    slot.canonical = stop
+                self.prefilled_tokens += stop - start
+                budget -= stop - start
+                if last:
+                    job.logits_index = index
+                    self._advance(job)
+                    break
+
+    # ------------------------------------------------------------ routing
+
+    def _route(self, prompt: list[int]) -> tuple[Slot, int]:
+        """The free slot for ``prompt`` and how many of its tokens it already holds (see module doc)."""
+        chunk = self.chunk
+
+        def reuse(slot: Slot) -> int:
+            return reusable(slot.tokens, slot.canonical, prompt, chunk)
+
+        free = [s for s in self.slots if not s.busy]
+        own = {s.seq: reuse(s) for s in free}
+        if max(own.values()) > 0:
+            target = max(free, key=lambda s: (own[s.seq], s.last_used))
+        else:  # nothing to reuse here: overwrite the least recently used slot
+            target = min(free, key=lambda s: s.last_used)
+        start = own[target.seq]
+
+        # A longer prefix elsewhere: in another slot (busy or not), or saved in RAM.
+        best, source_slot, source_key = start, None, None
+        for slot in self.slots:
+            if slot is not target and (n := reuse(slot)) > best:
+                best, source_slot = n, slot
+        found = self.cache.best(prompt)
+        if found is not None and (n := reusable(found[0], len(found[0]), prompt, chunk)) > best:
+            best, source_slot, source_key = n, None, found[0]
+
+        state: bytes | None = None
+        if best > start:
+            # Taken before the target is saved: saving may evict this very entry.
+            if source_key is not None:
+                tokens, state = list(source_key), self.cache.get(source_key)
+            else:
+                assert source_slot is not None
+                tokens, state = source_slot.canonical_tokens(), self.context.save(source_slot.seq)
+        if best > start or start < target.canonical // 2:
+            self._save(target, keep=0 if best > start else start)  # about to lose most of it: keep it in RAM
+        if state is not None:
+            started = time.perf_counter()
+            self.context.restore(target.seq, state)
+            target.tokens, target.canonical = tokens, len(tokens)
+            self.stats.restores += 1
+            start = best
+            log.debug("restored a %d-token prefix in %.1f ms", len(tokens), (time.perf_counter() - started) * 1e3)
+        self.context.remove(target.seq, start, -1)
+        target.truncate(start)
+        return target, start
+
+    def _save(self, slot: Slot, keep: int) -> None:
+        """Keep ``slot``'s canonical prefix in RAM before all but ``keep`` of its tokens are overwritten."""
+        tokens = slot.canonical_tokens()
+        if len(tokens) < self.min_save_tokens or len(tokens) - keep < self.chunk:
+            return
+        key = tuple(tokens)
+        if key in self.cache:
+            self.cache.get(key)  # wanted again: now the most recent
+            return
+        if self.cache.covers(tokens):
+            return
+        # Only the canonical cells: the tail (decoded tokens) is never reused.
+        self.context.remove(slot.seq, len(tokens), -1)
+        slot.truncate(len(tokens))
+        self.cache.put(tokens, self.context.save(slot.seq))
