@@ -181,3 +181,80 @@ def test_the_deploy_recipe_is_a_valid_config(monkeypatch) -> None:
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (deploy / source).is_file(), source
+
+
+def logprob_chunk(token: str, top: dict[str, float]) -> Response:
+    return sse_response([{"choices": [{"index": 0, "text": token, "finish_reason": "length",
+                                       "logprobs": {"tokens": [token], "token_logprobs": [top[token]],
+                                                    "top_logprobs": [top]}}]}])
+
+
+@pytest.mark.parametrize(("p_call", "calls"), [(0.6, True), (0.1, False)])
+async def test_call_threshold_decides_from_the_upstreams_logprobs(serve, p_call: float, calls: bool) -> None:
+    """As the local engine does: call when the model's probability of opening one reaches the threshold."""
+    import math
+
+    top = {"<tool_call>": math.log(p_call), "I": math.log(0.9 - p_call), "```": math.log(0.05)}
+
+    async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
+        if n == 0:
+            assert body["max_tokens"] == 1 and body["logprobs"] == 20
+            return logprob_chunk("<tool_call>", top)  # the sampled token does not matter: the mass does
+        if calls:
+            return completion_chunks(split(CALL))
+        return completion_chunks([" don't", " know", "."])
+
+    stub = Stub(answer)
+    server = serve(stub.app())
+    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="vllm", call_threshold=0.3)
+    try:
+        out = dict(await collect(engine.generate(seed_request())))
+    finally:
+        await engine.aclose()
+    probe, main = stub.requests
+    if calls:
+        assert "structured_outputs" in main and main["prompt"] == probe["prompt"]
+        assert [c["name"] for c in out["tool_calls"]] == ["getGithubUser"]
+    else:
+        # An answer, starting with the most likely token that opens no call ("```" would: it is a fence).
+        assert "structured_outputs" not in main and main["prompt"] == probe["prompt"] + "I"
+        assert out["tool_calls"] == [] and out["response"] == "I don't know."
+
+
+async def test_call_threshold_with_llama_cpp_probabilities(serve) -> None:
+    async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
+        if req.url.path == "/props":
+            return JSONResponse({"chat_template": get_format("hermes").fallback_template})
+        if body.get("n_probs"):
+            return sse_response([{"content": "Hello", "stop": True, "stop_type": "limit", "completion_probabilities": [
+                {"token": "Hello", "logprob": -0.1, "top_logprobs": [
+                    {"token": "Hello", "logprob": -0.1}, {"token": "<tool_call>", "logprob": -3.0}]}]}])
+        return sse_response([{"content": " there.", "stop": False}, {"content": "", "stop": True,
+                                                                       "stop_type": "eos"}])
+
+    stub = Stub(answer)
+    server = serve(stub.app())
+    engine = OpenAICompatibleEngine(server.url, "m", upstream="llama.cpp", call_threshold=0.3)
+    try:
+        out = dict(await collect(engine.generate(seed_request())))
+    finally:
+        await engine.aclose()
+    assert out["response"] == "Hello there." and out["tool_calls"] == []
+    assert stub.requests[-1]["prompt"].endswith("<|im_start|>assistant\nHello")
+
+
+async def test_call_threshold_is_not_asked_of_llama_cpp_python(serve, caplog) -> None:
+    async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
+        assert "logprobs" not in body
+        return completion_chunks(split(CALL))  # the model opens a call at once
+
+    stub = Stub(answer)
+    server = serve(stub.app())
+    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="llama-cpp-python", call_threshold=0.3)
+    try:
+        out = dict(await collect(engine.generate(seed_request())))
+    finally:
+        await engine.aclose()
+    assert stub.requests[0]["max_tokens"] == 256  # no probe: straight to the answer (then the call, constrained)
+    assert [c["name"] for c in out["tool_calls"]] == ["getGithubUser"]
+    assert "call_threshold needs token probabilities" in caplog.text

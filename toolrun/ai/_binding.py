@@ -108,7 +108,7 @@ class AsyncAI:
             list(remote.base_urls), remote.model, api_key_env=remote.api_key_env, upstream=remote.upstream,
             tool_parsing=remote.tool_parsing,  # type: ignore[arg-type]  # checked by the catalog and the engine
             tool_format=entry.tool_format, chat_template=remote.chat_template,
-            context_window=entry.context_window, timeouts=timeouts, retry=retry,
+            context_window=entry.context_window, call_threshold=entry.call_threshold, timeouts=timeouts, retry=retry,
         )
 
     def weights(self, model: str, *, download: bool | None = None, progress: Progress | None = None) -> str:

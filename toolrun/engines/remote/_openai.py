@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import random
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
@@ -82,6 +84,8 @@ class Dialect:
     reports_template: bool = False
     #: Streams report usage when asked with ``stream_options``.
     stream_usage: bool = True
+    #: The request fields asking for the top ``k`` token log-probabilities; None: not available.
+    logprobs: Callable[[int], dict[str, Any]] | None = None
 
 
 _EMPTY_ALTERNATIVE = re.compile(r"::=(\s*)\|")
@@ -97,17 +101,24 @@ def xgrammar_gbnf(grammar: str) -> str:
     return _EMPTY_ALTERNATIVE.sub(r'::=\1"" |', grammar)
 
 
+def _openai_logprobs(k: int) -> dict[str, Any]:
+    return {"logprobs": k}
+
+
 DIALECTS: dict[str, Dialect] = {
-    "openai": Dialect("openai", "native", "/chat/completions", "/completions", None),
+    "openai": Dialect("openai", "native", "/chat/completions", "/completions", None, logprobs=_openai_logprobs),
     "vllm": Dialect("vllm", "toolrun", "/chat/completions", "/completions",
-                    lambda g: {"structured_outputs": {"grammar": xgrammar_gbnf(g)}}),
+                    lambda g: {"structured_outputs": {"grammar": xgrammar_gbnf(g)}}, logprobs=_openai_logprobs),
     "sglang": Dialect("sglang", "toolrun", "/chat/completions", "/completions",
-                      lambda g: {"ebnf": xgrammar_gbnf(g)}),
+                      lambda g: {"ebnf": xgrammar_gbnf(g)}, logprobs=_openai_logprobs),
     "llama.cpp": Dialect("llama.cpp", "toolrun", "/v1/chat/completions", "/completion", lambda g: {"grammar": g},
-                         llama_native=True, reports_template=True),
+                         llama_native=True, reports_template=True, logprobs=lambda k: {"n_probs": k}),
+    # Its server computes log-probabilities only for a model loaded with logits_all (n_ctx x vocabulary floats).
     "llama-cpp-python": Dialect("llama-cpp-python", "toolrun", "/chat/completions", "/completions",
                                 lambda g: {"grammar": g}, stream_usage=False),
 }
+#: Candidates asked for when deciding between a call and an answer (openers beyond these weigh ~nothing).
+DECISION_TOP_K = 20
 UPSTREAM_ALIASES = {"llama-server": "llama.cpp", "llamacpp": "llama.cpp", "llama_cpp.server": "llama-cpp-python"}
 
 
@@ -127,6 +138,8 @@ class _Piece:
     finish: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    #: The first token's most likely candidates, token text → log-probability (when asked for).
+    top: dict[str, float] | None = None
 
 
 class OpenAICompatibleEngine(Engine):
@@ -144,6 +157,7 @@ class OpenAICompatibleEngine(Engine):
         tool_format: str | ToolCallFormat = "hermes",
         chat_template: str | None = None,
         context_window: int | None = None,
+        call_threshold: float = 0.0,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -162,6 +176,12 @@ class OpenAICompatibleEngine(Engine):
         self.context_window = context_window
         self.api_key_env = api_key_env
         self._chat_template_path = chat_template
+        #: As the local engine's: with tool_choice "auto", call when the model's probability of opening a
+        #: call at its first token is at least this, else answer in text (0: follow the model's own pick).
+        self.call_threshold = call_threshold
+        if call_threshold > 0 and self.dialect.logprobs is None:
+            log.warning("%s: call_threshold needs token probabilities, which %s does not return; the model's "
+                        "own choice is followed", model, self.dialect.name)
         key = api_key if api_key is not None else (os.environ.get(api_key_env) if api_key_env else None)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         if self.dialect.llama_native:
@@ -348,8 +368,10 @@ class OpenAICompatibleEngine(Engine):
         return body
 
     async def _complete(self, prompt: str, request: GenerationRequest, grammar: str | None,
-                        max_tokens: int) -> AsyncGenerator[_Piece, None]:
+                        max_tokens: int, *, top_logprobs: int = 0) -> AsyncGenerator[_Piece, None]:
         body = self._completion_body(prompt, request, grammar, max_tokens)
+        if top_logprobs and self.dialect.logprobs is not None:
+            body.update(self.dialect.logprobs(top_logprobs))
         payloads = self.pool.stream(self.dialect.completion_path, body)
         async with aclosing(payloads):
             async for payload in payloads:
@@ -366,7 +388,36 @@ class OpenAICompatibleEngine(Engine):
                     if isinstance(text, str):
                         piece.text += text
                     piece.finish = choice.get("finish_reason") or piece.finish
+                    piece.top = piece.top or _openai_top(choice.get("logprobs"))
                 yield piece
+
+    async def _first_token_choice(self, prompt: str, request: GenerationRequest,
+                                  parser: StreamParser) -> bool | str | None:
+        """The local engine's decision, from the upstream's log-probabilities of the first token.
+
+        True: call (the model's probability of opening a call is at least ``call_threshold``).
+        A string: answer in text, starting with the most likely token that opens no call (sampled
+        among the candidates at a temperature above 0). None: no probabilities came back.
+        """
+        top: dict[str, float] | None = None
+        probe = self._complete(prompt, request, None, 1, top_logprobs=DECISION_TOP_K)
+        async with aclosing(probe):
+            async for piece in probe:
+                top = top or piece.top
+        if not top:
+            return None
+        openers = self.format.inline_openers + self.format.start_openers + parser.extra_openers
+        opening = {token for token in top if _may_open(token, openers)}
+        if sum(math.exp(lp) for token, lp in top.items() if token in opening) >= self.call_threshold:
+            return True
+        others = [(lp, token) for token, lp in top.items() if token not in opening and token]
+        if not others:
+            return None
+        temperature = request.sampling.temperature
+        if temperature <= 0:
+            return max(others)[1]
+        weights = [math.exp((lp - max(others)[0]) / temperature) for lp, _ in others]
+        return random.Random(request.sampling.seed).choices([t for _, t in others], weights)[0]
 
     async def _generate_toolrun(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         template = await self.prompt_template()
@@ -389,7 +440,22 @@ class OpenAICompatibleEngine(Engine):
         text = ""
         starts: list[int] = []  # where each piece's text begins, to count the pieces before an opener
         opener_at: int | None = None
-        first = self._complete(prompt, request, grammar_text, max_tokens)
+        if (watching and self.call_threshold > 0 and self.dialect.logprobs is not None
+                and isinstance(parser, StreamParser)):
+            choice = await self._first_token_choice(prompt, request, parser)
+            if choice is True:  # a call it is: constrained from the first token
+                grammar = self._grammar(request)
+                grammar_text = grammar.text
+                parser.stream_arguments = grammar.exact
+                watching = False
+            elif isinstance(choice, str):  # an answer: it starts with a token that opens no call
+                tally.add(_Piece(choice))
+                starts.append(0)
+                text = choice
+                for event in parser.feed(choice):
+                    yield event
+                max_tokens = max(1, max_tokens - 1)
+        first = self._complete(prompt + text, request, grammar_text, max_tokens)
         try:
             async for piece in first:
                 tally.add(piece)
@@ -412,7 +478,8 @@ class OpenAICompatibleEngine(Engine):
             parser.reset_region()
             parser.stream_arguments = grammar.exact
             tally = tally.restart(kept)
-            second = self._complete(prompt + text[:opener_at], request, grammar.text, max(1, max_tokens - kept))
+            second = self._complete(prompt + text[:opener_at], request, grammar.text,
+                                    max(1, request.sampling.max_tokens - kept))
             try:
                 async for piece in second:
                     tally.add(piece)
@@ -462,7 +529,7 @@ class _Tally:
 def _llama_piece(payload: Mapping[str, Any]) -> _Piece:
     """A chunk of llama.cpp's ``/completion`` stream."""
     content = payload.get("content")
-    piece = _Piece(content if isinstance(content, str) else "")
+    piece = _Piece(content if isinstance(content, str) else "", top=_llama_top(payload))
     if payload.get("stop"):
         piece.finish = "length" if payload.get("stop_type") == "limit" else "stop"
         if isinstance(payload.get("tokens_evaluated"), int):
@@ -485,3 +552,35 @@ def _strip_v1(url: str) -> str:
 
 __all__ = ["DIALECTS", "Dialect", "OpenAICompatibleEngine", "ToolParsing", "UpstreamKind", "dialect_for",
            "display_url"]
+
+
+def _openai_top(logprobs: Any) -> dict[str, float] | None:
+    """The first token's candidates from OpenAI's completions ``logprobs`` (``top_logprobs: [{token: lp}]``)."""
+    if not isinstance(logprobs, Mapping):
+        return None
+    tops = logprobs.get("top_logprobs")
+    if isinstance(tops, list) and tops and isinstance(tops[0], Mapping):
+        return {str(t): float(lp) for t, lp in tops[0].items() if isinstance(lp, int | float)}
+    return None
+
+
+def _llama_top(payload: Mapping[str, Any]) -> dict[str, float] | None:
+    """The first token's candidates from llama.cpp's ``completion_probabilities`` (either of its shapes)."""
+    probabilities = payload.get("completion_probabilities")
+    if not isinstance(probabilities, list) or not probabilities or not isinstance(probabilities[0], Mapping):
+        return None
+    first = probabilities[0]
+    top: dict[str, float] = {}
+    for item in first.get("top_logprobs") or ():
+        if isinstance(item, Mapping) and isinstance(item.get("logprob"), int | float):
+            top[str(item.get("token", ""))] = float(item["logprob"])
+    for item in first.get("probs") or first.get("top_probs") or ():  # older servers: probabilities
+        p = item.get("prob") if isinstance(item, Mapping) else None
+        if isinstance(p, int | float) and p > 0:
+            top[str(item.get("tok_str", item.get("token", "")))] = math.log(p)
+    return top or None
+
+
+def _may_open(token: str, openers: tuple[str, ...]) -> bool:
+    """Whether a first token begins one of the ways this format opens a call (tags, fences, bare JSON)."""
+    return bool(token.strip()) and any(opener.startswith(token) for opener in openers)
