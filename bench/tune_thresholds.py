@@ -81,7 +81,8 @@ async def collect(model: str, category: str, offset: int, limit: int, another: f
         nonlocal started
         p = opening_probability(engine, case.messages, [to_tool(f) for f in case.functions])
         rows.append({"category": category, "id": case.id, "p_open": round(p, 4), "call_correct": result["correct"],
-                     "calls": len(result["tool_calls"]), "invalid": result["invalid"], "why": result["why"]})
+                     "calls": len(result["tool_calls"]), "tool_calls": result["tool_calls"],
+                     "invalid": result["invalid"], "why": result["why"]})
         print(f"  {case.id:<24} p={p:5.3f} {'ok  ' if result['correct'] else 'FAIL'} "
               f"{time.perf_counter() - started:5.1f}s {result['why'][:80]}", flush=True)
         started = time.perf_counter()
