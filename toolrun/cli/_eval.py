@@ -133,7 +133,7 @@ async def _bfcl(*, model: str, categories: list[str], limit: int | None, offset:
             calls = escape(json.dumps(record["tool_calls"], ensure_ascii=False)[:140])
             why = f" [dim]{escape(record['why'][:120])}[/dim]" if not record["correct"] else ""
             progress.console.print(f"{mark} {escape(case.id):<22} {record['seconds']:6.1f}s {calls}{why}",
-                                   highlight=False)
+                                   highlight=False, soft_wrap=True)
 
     try:
         with progress:
