@@ -25,7 +25,7 @@ from .._types import ToolSpec
 log = logging.getLogger("toolrun.formats")
 
 # Like llama.cpp's C++ converter: one space, or a newline and some indentation.
-SPACE_RULE = '| " " | "\\n" [ \\t]{0,20}'
+SPACE_RULE = '"" | " " | "\\n" [ \\t]{0,20}'  # "" rather than an empty alternative: xgrammar reads it too
 
 
 def literal(text: str) -> str:
