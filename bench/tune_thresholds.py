@@ -53,10 +53,13 @@ def opening_probability(engine: Any, messages: list[dict[str, Any]], tools: list
     request = build_request(parse_inputs({"messages": messages, "tools": tools, "temperature": 0}),
                             function_calling=True)
     llm = engine.load()
-    tokens = llm.tokenize(engine.render_prompt(request).encode(), add_bos=False, special=True)
-    engine._prefill(llm, tokens)
-    # The logits as the engine's sampler reads them (llm.scores is not filled for the last token here).
-    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm.n_vocab(),))
+    if hasattr(engine, "next_token_logits"):  # the slots engine reads them on its own worker
+        logits = engine.next_token_logits(request)
+    else:
+        tokens = llm.tokenize(engine.render_prompt(request).encode(), add_bos=False, special=True)
+        engine._prefill(llm, tokens)
+        # The logits as the engine's sampler reads them (llm.scores is not filled for the last token here).
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm.n_vocab(),))
     return probability_mass(logits, engine._decisions(llm).openers)
 
 
