@@ -196,12 +196,74 @@ def _check_references(schema: Mapping[str, Any], where: str, tool_name: str) -> 
             if fragment not in anchors:
                 raise ToolSchemaError(f"tool {tool_name!r}: {key} {ref!r} names no $anchor in the schema", where=at)
             continue
-        target: Any = schema
-        for token in fragment.split("/")[1:]:
-            token = token.replace("~1", "/").replace("~0", "~")
-            if isinstance(target, Mapping) and token in target:
-                target = target[token]
-            elif isinstance(target, list) and token.isdigit() and int(token) < len(target):
-                target = target[int(token)]
-            else:
-                raise ToolSchemaError(f"tool {tool_name!r}: {key} {ref!r} points at nothing in the schema", where=at)
+        if _pointer_target(schema, fragment) is None:
+            raise ToolSchemaError(f"tool {tool_name!r}: {key} {ref!r} points at nothing in the schema", where=at)
+    loop = _same_place_loop(schema)
+    if loop is not None:
+        raise ToolSchemaError(
+            f"tool {tool_name!r}: {loop!r} leads back to itself without describing anything "
+            "(a schema that only refers to itself cannot be checked)",
+            where=where,
+        )
+
+
+def _pointer_target(schema: Any, fragment: str) -> Any:
+    """The node a JSON Pointer fragment (``/a/b``) names, or None."""
+    target: Any = schema
+    for token in fragment.split("/")[1:]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(target, Mapping) and token in target:
+            target = target[token]
+        elif isinstance(target, list) and token.isdigit() and int(token) < len(target):
+            target = target[int(token)]
+        else:
+            return None
+    return target
+
+
+# Keywords whose subschemas apply to the same value as the schema holding them.
+_SAME_PLACE = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else")
+
+
+def _same_place_loop(schema: Mapping[str, Any]) -> str | None:
+    """A ``$ref`` that reaches itself again without stepping into a property or an item: validating any
+    value would recurse forever (``{"$ref": "#"}``). Returns that reference, or None."""
+    state: dict[int, int] = {}  # id(node) -> 1 while on the path, 2 when done
+
+    def visit(node: Any, via: str) -> str | None:
+        if not isinstance(node, Mapping):
+            return None
+        mark = state.get(id(node))
+        if mark == 1:
+            return via
+        if mark == 2:
+            return None
+        state[id(node)] = 1
+        following: list[tuple[Any, str]] = []
+        for keyword in _REF_KEYWORDS:
+            ref = node.get(keyword)
+            if isinstance(ref, str) and ref.startswith("#") and unquote(ref[1:])[:1] in ("", "/"):
+                following.append((_pointer_target(schema, unquote(ref[1:])), ref))
+        for keyword in _SAME_PLACE:
+            value = node.get(keyword)
+            for sub in value if isinstance(value, list) else [value]:
+                following.append((sub, via))
+        for sub, name in following:
+            found = visit(sub, name)
+            if found is not None:
+                return found
+        state[id(node)] = 2
+        return None
+
+    # Every subschema starts a walk (a loop may hide under a property); "done" marks carry over.
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            found = visit(node, "#")
+            if found is not None:
+                return found
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None

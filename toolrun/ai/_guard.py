@@ -37,6 +37,8 @@ def check_call(call: IndexedToolCall, tools: Mapping[str, ToolSpec]) -> tuple[In
         error = next(iter(validator(tool.parameters).iter_errors(call["arguments"])), None)
     except Unresolvable as exc:  # normalize_tool refuses such schemas; this is the last line
         return None, f"the schema of {call['name']!r} has a reference that cannot be resolved: {exc}"
+    except RecursionError:  # likewise: a reference loop the schema check did not see
+        return None, f"the schema of {call['name']!r} refers to itself too deeply to be checked"
     if error is not None:
         return None, f"arguments of {call['name']!r} do not match its schema: {error.message}"
     return {**call, "arguments": _as_numbers(call["arguments"], tool.parameters)}, None

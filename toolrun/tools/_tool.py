@@ -132,6 +132,8 @@ class Tool(Mapping[str, Any]):
             errors = sorted(checker.iter_errors(arguments), key=lambda e: list(e.absolute_path))
         except Unresolvable as exc:  # a schema that never went through the binding's check
             return [f"$: the schema has a reference that cannot be resolved here ({exc})"]
+        except RecursionError:
+            return ["$: the schema refers to itself too deeply to be checked"]
         return [f"{_json_path(e.absolute_path)}: {e.message}" for e in errors]
 
     def prepare_arguments(self, arguments: Mapping[str, Any]) -> tuple[tuple[Any, ...], Mapping[str, Any]]:
