@@ -61,15 +61,19 @@ def load_category(_zf: Any, category: str, limit: int) -> list[Any]:
     return BfclData(ensure_wheel()).cases(category, limit=limit)
 
 
-async def run_category(ai: Any, model: str, category: str, items: list[Any], _checker: Any, _language: Any,
-                       verbose: bool) -> dict[str, Any]:
+async def run_category(
+    ai: Any, model: str, category: str, items: list[Any], _checker: Any, _language: Any, verbose: bool
+) -> dict[str, Any]:
     from toolrun.eval import run_bfcl
 
     def show(case: Any, record: dict[str, Any]) -> None:
         if verbose:
-            print(f"  {'ok  ' if record['correct'] else 'FAIL'} {case.id:<22} {record['seconds']:6.1f}s "
-                  f"{record['tool_calls']}"[:200] + ("" if record["correct"] else f"  [{record['why'][:120]}]"),
-                  flush=True)
+            print(
+                f"  {'ok  ' if record['correct'] else 'FAIL'} {case.id:<22} {record['seconds']:6.1f}s "
+                f"{record['tool_calls']}"[:200]
+                + ("" if record["correct"] else f"  [{record['why'][:120]}]"),
+                flush=True,
+            )
 
     results = await run_bfcl(ai, model, categories=[category], limit=len(items), on_case=show)
     return {**results["summary"][0], "records": results["cases"][category]}

@@ -40,9 +40,11 @@ TOOLRUN, NATIVE = "@bench/remote-toolrun", "@bench/remote-native"
 SEED_TOOL = {
     "name": "getGithubUser",
     "description": "Provides publicly available information about someone with a GitHub account.",
-    "parameters": {"type": "object", "properties": {
-        "username": {"type": "string", "description": "The handle for the GitHub user account."}},
-        "required": ["username"]},
+    "parameters": {
+        "type": "object",
+        "properties": {"username": {"type": "string", "description": "The handle for the GitHub user account."}},
+        "required": ["username"],
+    },
 }
 
 
@@ -50,18 +52,38 @@ def remote_catalog(url: str, gguf: str) -> Any:
     from toolrun.ai import Catalog, ModelEntry, RemoteEndpoint
 
     catalog = Catalog()
-    catalog.add(ModelEntry(name=TOOLRUN, description="", remote=RemoteEndpoint(
-        (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="toolrun", chat_template=gguf,
-        read_timeout=900.0)))
-    catalog.add(ModelEntry(name=NATIVE, description="", remote=RemoteEndpoint(
-        (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="native", read_timeout=900.0)))
+    catalog.add(
+        ModelEntry(
+            name=TOOLRUN,
+            description="",
+            remote=RemoteEndpoint(
+                (url + "/v1",),
+                "default",
+                upstream="llama-cpp-python",
+                tool_parsing="toolrun",
+                chat_template=gguf,
+                read_timeout=900.0,
+            ),
+        )
+    )
+    catalog.add(
+        ModelEntry(
+            name=NATIVE,
+            description="",
+            remote=RemoteEndpoint(
+                (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="native", read_timeout=900.0
+            ),
+        )
+    )
     return catalog
 
 
 # ── BFCL ─────────────────────────────────────────────────────────────────────────────────────────
 
-async def bfcl(url: str, gguf: str, limit: int, categories: list[str], sides: list[str],
-               verbose: bool) -> dict[str, list[dict[str, Any]]]:
+
+async def bfcl(
+    url: str, gguf: str, limit: int, categories: list[str], sides: list[str], verbose: bool
+) -> dict[str, list[dict[str, Any]]]:
     import bench_bfcl  # data, tools and scoring: the one place they are defined
 
     from toolrun import DEFAULT_MODEL
@@ -79,8 +101,9 @@ async def bfcl(url: str, gguf: str, limit: int, categories: list[str], sides: li
         try:
             for category in categories:
                 print(f"── BFCL {category} through {side}: {len(items[category])} cases", flush=True)
-                summary = await bench_bfcl.run_category(ai, models[side], category, items[category], checker,
-                                                        language, verbose)
+                summary = await bench_bfcl.run_category(
+                    ai, models[side], category, items[category], checker, language, verbose
+                )
                 results[side].append(summary)
         finally:
             await ai.aclose()
@@ -101,8 +124,10 @@ def print_bfcl(results: dict[str, list[dict[str, Any]]], limit: int) -> None:
 
 # ── throughput ──────────────────────────────────────────────────────────────────────────────────
 
-async def throughput(url: str, gguf: str, rounds: int, clients: int, per_client: int,
-                     max_tokens: int) -> dict[str, Any]:
+
+async def throughput(
+    url: str, gguf: str, rounds: int, clients: int, per_client: int, max_tokens: int
+) -> dict[str, Any]:
     import httpx
 
     from toolrun.ai import AsyncAI
@@ -114,11 +139,20 @@ async def throughput(url: str, gguf: str, rounds: int, clients: int, per_client:
     from toolrun.engines._prompt import render_prompt
 
     workloads = {
-        "text": {"messages": [{"role": "user", "content": "Write a short poem about the sea."}],
-                 "max_tokens": max_tokens, "temperature": 0, "stream": True},
-        "required call": {"messages": [{"role": "user", "content": "Who is Cloudflare on github?"}],
-                          "tools": [SEED_TOOL], "tool_choice": "required", "max_tokens": max_tokens,
-                          "temperature": 0, "stream": True},
+        "text": {
+            "messages": [{"role": "user", "content": "Write a short poem about the sea."}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": True,
+        },
+        "required call": {
+            "messages": [{"role": "user", "content": "Who is Cloudflare on github?"}],
+            "tools": [SEED_TOOL],
+            "tool_choice": "required",
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": True,
+        },
     }
     direct_client = httpx.AsyncClient(timeout=httpx.Timeout(900.0, connect=5.0))
     out: dict[str, Any] = {}
@@ -171,18 +205,27 @@ async def throughput(url: str, gguf: str, rounds: int, clients: int, per_client:
                 measured = {}
                 for who in order:
                     if who == "toolrun":
+
                         def fn(inputs: dict[str, Any] = inputs) -> Any:
                             return gated(lambda: through_toolrun(inputs))
                     else:
+
                         def fn(body: dict[str, Any] = body) -> Any:
                             return gated(lambda: straight(body))
+
                     seconds, pieces = await side(fn)
-                    measured[who] = {"seconds": round(seconds, 3), "tokens": pieces,
-                                     "tok_s": round(pieces / seconds, 2)}
+                    measured[who] = {
+                        "seconds": round(seconds, 3),
+                        "tokens": pieces,
+                        "tok_s": round(pieces / seconds, 2),
+                    }
                 measured["ratio"] = round(measured["toolrun"]["tok_s"] / measured["direct"]["tok_s"], 3)
                 rows.append(measured)
-                print(f"  {name} round {r + 1}: toolrun {measured['toolrun']['tok_s']} tok/s, "
-                      f"direct {measured['direct']['tok_s']} tok/s → {measured['ratio']}×", flush=True)
+                print(
+                    f"  {name} round {r + 1}: toolrun {measured['toolrun']['tok_s']} tok/s, "
+                    f"direct {measured['direct']['tok_s']} tok/s → {measured['ratio']}×",
+                    flush=True,
+                )
             out[name] = {
                 "rounds": rows,
                 "toolrun_tok_s": statistics.median(r["toolrun"]["tok_s"] for r in rows),
@@ -203,6 +246,7 @@ def print_throughput(results: dict[str, Any], clients: int) -> None:
 
 
 # ── main ────────────────────────────────────────────────────────────────────────────────────────
+
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -230,8 +274,9 @@ async def main() -> None:
     report: dict[str, Any] = {"command": sys.argv, "upstream": "llama_cpp.server", "gguf": Path(gguf).name}
     try:
         if not args.skip_throughput:
-            report["throughput"] = await throughput(upstream.url, gguf, args.rounds, args.clients, args.requests,
-                                                    args.max_tokens)
+            report["throughput"] = await throughput(
+                upstream.url, gguf, args.rounds, args.clients, args.requests, args.max_tokens
+            )
         if not args.skip_bfcl:
             categories = [c.strip() for c in args.categories.split(",") if c.strip()]
             sides = [s.strip() for s in args.sides.split(",") if s.strip()]

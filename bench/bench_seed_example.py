@@ -43,8 +43,11 @@ DRIFT_MARKERS = ("<tool_call>", "<name>", "<function", '{"name"', "getGithubUser
 
 def verdict(out: dict[str, Any]) -> str:
     calls = out.get("tool_calls") or []
-    if len(calls) == 1 and calls[0]["name"] == "getGithubUser" \
-            and str(calls[0]["arguments"].get("username", "")).lower() == "cloudflare":
+    if (
+        len(calls) == 1
+        and calls[0]["name"] == "getGithubUser"
+        and str(calls[0]["arguments"].get("username", "")).lower() == "cloudflare"
+    ):
         return "right call"
     if calls:
         return "other call(s)"
@@ -64,22 +67,36 @@ async def measure(model: str, runs: int, temperature: float, threads: int | None
         seconds: list[float] = []
         for i in range(runs):
             started = time.perf_counter()
-            out: Any = await ai.run(model, {"messages": SEED_MESSAGES, "tools": [SEED_TOOL],
-                                            "temperature": temperature})
+            out: Any = await ai.run(
+                model, {"messages": SEED_MESSAGES, "tools": [SEED_TOOL], "temperature": temperature}
+            )
             seconds.append(time.perf_counter() - started)
             kind = verdict(out)
             kinds[kind] += 1
             if kind != "right call":
-                misses.append({"run": i, "kind": kind, "response": out.get("response"),
-                               "tool_calls": [{"name": c["name"], "arguments": c["arguments"]}
-                                              for c in out.get("tool_calls") or []]})
+                misses.append(
+                    {
+                        "run": i,
+                        "kind": kind,
+                        "response": out.get("response"),
+                        "tool_calls": [
+                            {"name": c["name"], "arguments": c["arguments"]} for c in out.get("tool_calls") or []
+                        ],
+                    }
+                )
             print(f"\r{model}: {i + 1}/{runs} runs, {kinds['right call']} right", end="", flush=True)
         print(flush=True)
     finally:
         await ai.aclose()
-    return {"model": model, "runs": runs, "temperature": temperature, "right": kinds["right call"],
-            "kinds": dict(kinds), "median_seconds": round(sorted(seconds)[len(seconds) // 2], 2),
-            "misses": misses}
+    return {
+        "model": model,
+        "runs": runs,
+        "temperature": temperature,
+        "right": kinds["right call"],
+        "kinds": dict(kinds),
+        "median_seconds": round(sorted(seconds)[len(seconds) // 2], 2),
+        "misses": misses,
+    }
 
 
 async def main() -> None:
@@ -92,17 +109,28 @@ async def main() -> None:
     args = parser.parse_args()
 
     results = [await measure(m, args.runs, args.temperature, args.threads) for m in args.model or MODELS]
-    print(f"\nThe seed's example, {args.runs} runs per model in one process, temperature {args.temperature:g}, "
-          "no seed")
+    print(f"\nThe seed's example, {args.runs} runs per model in one process, temperature {args.temperature:g}, no seed")
     print(f"{'model':<38} {'right':>9} {'text':>6} {'drift':>6} {'other':>6} {'s/run':>6}")
     for r in results:
         k = r["kinds"]
-        print(f"{r['model']:<38} {r['right']:>4}/{r['runs']:<4} {k.get('text answer', 0):>6} "
-              f"{k.get('drift left in text', 0):>6} {k.get('other call(s)', 0):>6} {r['median_seconds']:>6.2f}")
+        print(
+            f"{r['model']:<38} {r['right']:>4}/{r['runs']:<4} {k.get('text answer', 0):>6} "
+            f"{k.get('drift left in text', 0):>6} {k.get('other call(s)', 0):>6} {r['median_seconds']:>6.2f}"
+        )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"runs": args.runs, "temperature": args.temperature, "threads": args.threads,
-                                  "load_average_at_end": list(os.getloadavg()), "results": results}, indent=2))
+    output.write_text(
+        json.dumps(
+            {
+                "runs": args.runs,
+                "temperature": args.temperature,
+                "threads": args.threads,
+                "load_average_at_end": list(os.getloadavg()),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     print(f"results: {output}")
 
 

@@ -41,12 +41,27 @@ def llama_server_binary(llama_version: str | None = None, *, quiet: bool = False
     target.mkdir(parents=True, exist_ok=True)
     out = subprocess.DEVNULL if quiet else None
     with tempfile.TemporaryDirectory(prefix="toolrun-llama-server-") as work:
-        print(f"building llama-server from llama-cpp-python {llama_version}'s vendored llama.cpp "
-              "(several minutes on 2 cores; cached afterwards)...", file=sys.stderr)
+        print(
+            f"building llama-server from llama-cpp-python {llama_version}'s vendored llama.cpp "
+            "(several minutes on 2 cores; cached afterwards)...",
+            file=sys.stderr,
+        )
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-             f"llama-cpp-python=={llama_version}", "-d", work],
-            check=True, stdout=out,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"llama-cpp-python=={llama_version}",
+                "-d",
+                work,
+            ],
+            check=True,
+            stdout=out,
         )
         sdist = next(Path(work).glob("llama_cpp_python-*.tar.gz"))
         with tarfile.open(sdist) as archive:
@@ -54,15 +69,36 @@ def llama_server_binary(llama_version: str | None = None, *, quiet: bool = False
         source = next(Path(work).glob("llama_cpp_python-*/vendor/llama.cpp"))
         build = Path(work) / "build"
         subprocess.run(
-            ["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-             "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-             "-DLLAMA_BUILD_SERVER=ON", "-DBUILD_SHARED_LIBS=OFF"],
-            check=True, stdout=out,
+            [
+                "cmake",
+                "-S",
+                str(source),
+                "-B",
+                str(build),
+                "-DCMAKE_BUILD_TYPE=Release",
+                "-DLLAMA_CURL=OFF",
+                "-DLLAMA_BUILD_TESTS=OFF",
+                "-DLLAMA_BUILD_EXAMPLES=OFF",
+                "-DLLAMA_BUILD_SERVER=ON",
+                "-DBUILD_SHARED_LIBS=OFF",
+            ],
+            check=True,
+            stdout=out,
         )
         subprocess.run(
-            ["cmake", "--build", str(build), "--target", "llama-server", "--config", "Release",
-             "-j", str(os.cpu_count() or 1)],
-            check=True, stdout=out,
+            [
+                "cmake",
+                "--build",
+                str(build),
+                "--target",
+                "llama-server",
+                "--config",
+                "Release",
+                "-j",
+                str(os.cpu_count() or 1),
+            ],
+            check=True,
+            stdout=out,
         )
         built = next(build.glob("**/bin/llama-server"))
         partial = target / "llama-server.partial"

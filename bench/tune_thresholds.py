@@ -50,8 +50,9 @@ def opening_probability(engine: Any, messages: list[dict[str, Any]], tools: list
     from toolrun.ai._inputs import build_request, parse_inputs
     from toolrun.engines.llamacpp._decide import probability_mass
 
-    request = build_request(parse_inputs({"messages": messages, "tools": tools, "temperature": 0}),
-                            function_calling=True)
+    request = build_request(
+        parse_inputs({"messages": messages, "tools": tools, "temperature": 0}), function_calling=True
+    )
     llm = engine.load()
     if hasattr(engine, "next_token_logits"):  # the slots engine reads them on its own worker
         logits = engine.next_token_logits(request)
@@ -63,8 +64,15 @@ def opening_probability(engine: Any, messages: list[dict[str, Any]], tools: list
     return probability_mass(logits, engine._decisions(llm).openers)
 
 
-async def collect(model: str, category: str, offset: int, limit: int, another: float | None,
-                  try_another: bool | None, threads: int | None) -> list[dict[str, Any]]:
+async def collect(
+    model: str,
+    category: str,
+    offset: int,
+    limit: int,
+    another: float | None,
+    try_another: bool | None,
+    threads: int | None,
+) -> list[dict[str, Any]]:
     from toolrun import AsyncAI
     from toolrun.eval import BfclData, run_bfcl, to_tool
 
@@ -83,11 +91,23 @@ async def collect(model: str, category: str, offset: int, limit: int, another: f
     def record(case: Any, result: dict[str, Any]) -> None:
         nonlocal started
         p = opening_probability(engine, case.messages, [to_tool(f) for f in case.functions])
-        rows.append({"category": category, "id": case.id, "p_open": round(p, 4), "call_correct": result["correct"],
-                     "calls": len(result["tool_calls"]), "tool_calls": result["tool_calls"],
-                     "invalid": result["invalid"], "why": result["why"]})
-        print(f"  {case.id:<24} p={p:5.3f} {'ok  ' if result['correct'] else 'FAIL'} "
-              f"{time.perf_counter() - started:5.1f}s {result['why'][:80]}", flush=True)
+        rows.append(
+            {
+                "category": category,
+                "id": case.id,
+                "p_open": round(p, 4),
+                "call_correct": result["correct"],
+                "calls": len(result["tool_calls"]),
+                "tool_calls": result["tool_calls"],
+                "invalid": result["invalid"],
+                "why": result["why"],
+            }
+        )
+        print(
+            f"  {case.id:<24} p={p:5.3f} {'ok  ' if result['correct'] else 'FAIL'} "
+            f"{time.perf_counter() - started:5.1f}s {result['why'][:80]}",
+            flush=True,
+        )
         started = time.perf_counter()
 
     try:
@@ -97,8 +117,7 @@ async def collect(model: str, category: str, offset: int, limit: int, another: f
             for case in data.cases(category, offset=offset, limit=limit):
                 record(case, {"correct": False, "tool_calls": [{}], "invalid": [], "why": "made a call (call path)"})
         else:
-            await run_bfcl(ai, entry.name, categories=[category], offset=offset, limit=limit, data=data,
-                           on_case=record)
+            await run_bfcl(ai, entry.name, categories=[category], offset=offset, limit=limit, data=data, on_case=record)
     finally:
         await ai.aclose()
     return rows
@@ -148,23 +167,40 @@ def main() -> None:
         for category in categories:
             start = 0 if category.startswith("live_") else args.offset
             try_another = None if args.try_another_call is None else args.try_another_call == "on"
-            rows += asyncio.run(collect(args.model, category, start, args.limit, args.another_call_threshold,
-                                        try_another, args.threads))
+            rows += asyncio.run(
+                collect(args.model, category, start, args.limit, args.another_call_threshold, try_another, args.threads)
+            )
     table = sweep(rows, [round(0.05 * i, 2) for i in range(20)])
     categories = list(table[0]["accuracy"])
-    print(f"\n{args.model}: held-out cases, accuracy % by call_threshold "
-          "(macro: mean over categories, no-call ones pooled)")
+    print(
+        f"\n{args.model}: held-out cases, accuracy % by call_threshold "
+        "(macro: mean over categories, no-call ones pooled)"
+    )
     print(f"{'threshold':>9} " + " ".join(f"{c[:16]:>16}" for c in categories) + f" {'macro':>7}")
     best = max(table, key=lambda row: (round(row["macro"], 6), -row["threshold"]))
     for row in table:
         mark = "  <- best" if row is best else ""
-        print(f"{row['threshold']:>9.2f} " + " ".join(f"{row['accuracy'][c]:>16.1f}" for c in categories)
-              + f" {row['macro']:>7.1f}{mark}")
+        print(
+            f"{row['threshold']:>9.2f} "
+            + " ".join(f"{row['accuracy'][c]:>16.1f}" for c in categories)
+            + f" {row['macro']:>7.1f}{mark}"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": args.model, "offset": args.offset, "limit": args.limit,
-                               "another_call_threshold": args.another_call_threshold,
-                               "try_another_call": args.try_another_call, "rows": rows,
-                               "sweep": table, "best": best}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "model": args.model,
+                "offset": args.offset,
+                "limit": args.limit,
+                "another_call_threshold": args.another_call_threshold,
+                "try_another_call": args.try_another_call,
+                "rows": rows,
+                "sweep": table,
+                "best": best,
+            },
+            indent=2,
+        )
+    )
     print(f"per-case data: {out}")
 
 

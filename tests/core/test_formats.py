@@ -13,11 +13,16 @@ from toolrun.formats import format_names, get_format
 def ParsedCall(name, arguments):
     return {"name": name, "arguments": arguments}
 
+
 HERMES_CASES = [
     ('<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>', "", [("f", {"a": 1})]),
     ('Let me look.\n<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>', "Let me look.", [("f", {})]),
-    ('<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>\n<tool_call>{"name": "g", "arguments": {"b": "x"}}'
-     "</tool_call>", "", [("f", {"a": 1}), ("g", {"b": "x"})]),
+    (
+        '<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>\n<tool_call>{"name": "g", "arguments": {"b": "x"}}'
+        "</tool_call>",
+        "",
+        [("f", {"a": 1}), ("g", {"b": "x"})],
+    ),
     ('```json\n{"name": "f", "arguments": {"a": 1}}\n```', "", [("f", {"a": 1})]),  # the 0.5B model's drift
     ('{"name": "f", "parameters": {"a": 1}}', "", [("f", {"a": 1})]),
     ('<tool_call>\n{"name": "f", "arguments": "{\\"a\\": 1}"}\n</tool_call>', "", [("f", {"a": 1})]),
@@ -26,13 +31,19 @@ HERMES_CASES = [
     ("<tool_call>\nnot json\n</tool_call>", "<tool_call>\nnot json\n</tool_call>", []),
     ('```python\nprint({"name": 1})\n```', '```python\nprint({"name": 1})\n```', []),
     # Drifts: XML-ish tags instead of a JSON call (the 0.5B writes the first one).
-    ('<name>get_user</name>\n<arguments>{"username": "cloudflare"}</arguments>', "",
-     [("get_user", {"username": "cloudflare"})]),
+    (
+        '<name>get_user</name>\n<arguments>{"username": "cloudflare"}</arguments>',
+        "",
+        [("get_user", {"username": "cloudflare"})],
+    ),
     ('Checking.\n<name>f</name><parameters>{"a": 1}</parameters> done', "Checking.\n done", [("f", {"a": 1})]),
     ('<tool_call>\n<name>f</name>\n<arguments>{"a": 1}</arguments>\n</tool_call>', "", [("f", {"a": 1})]),
     ('<function=f>{"a": 1}</function>', "", [("f", {"a": 1})]),
-    ('<function=f>\n<parameter=city>\nOslo\n</parameter>\n<parameter=days>\n3\n</parameter>\n</function>', "",
-     [("f", {"city": "Oslo", "days": 3})]),
+    (
+        "<function=f>\n<parameter=city>\nOslo\n</parameter>\n<parameter=days>\n3\n</parameter>\n</function>",
+        "",
+        [("f", {"city": "Oslo", "days": 3})],
+    ),
     ('<function>{"name": "f", "arguments": {"a": 1}}</function>', "", [("f", {"a": 1})]),
     ('<function>f</function>\n<arguments>{"a": 1}</arguments>', "", [("f", {"a": 1})]),
     ('I will.\n<function=f>{"a": 1}</function>\n<function=g>{}</function>', "I will.", [("f", {"a": 1}), ("g", {})]),
@@ -57,7 +68,7 @@ def _streamed(fmt, text, tool_names):
     parser = fmt.stream_parser(tool_names)
     events = []
     for i in range(0, len(text), 3):
-        events += parser.feed(text[i:i + 3])
+        events += parser.feed(text[i : i + 3])
     events += parser.finish()
     text_out = "".join(e.get("response", "") for e in events)
     return text_out, [(c["name"], c["arguments"]) for e in events for c in e.get("tool_calls", ())]
@@ -76,18 +87,23 @@ def test_drift_name_slot_with_several_tools():
     tools = ["get_weather", "getGithubUser"]
     # A tool's name up to case and separators is that tool ...
     assert _streamed(fmt, '<name>GetWeather</name><arguments>{"city": "Oslo"}</arguments>', tools)[1] == [
-        ("get_weather", {"city": "Oslo"})]
+        ("get_weather", {"city": "Oslo"})
+    ]
     assert _streamed(fmt, '<function=get-weather>{"city": "Oslo"}</function>', tools)[1] == [
-        ("get_weather", {"city": "Oslo"})]
+        ("get_weather", {"city": "Oslo"})
+    ]
     # ... and anything else stays as written: no guessing among several tools.
     assert _streamed(fmt, SEED_DRIFT, tools)[1] == [("Cloudflare", {"username": "cloudflare"})]
 
 
-@pytest.mark.parametrize("drift", [
-    '<name>getGithubUser</name>\n<arguments>{"username": "x"}</arguments>',
-    '<function=getGithubUser>{"username": "x"}</function>',
-    '<function>{"name": "getGithubUser", "arguments": {"username": "x"}}</function>',
-])
+@pytest.mark.parametrize(
+    "drift",
+    [
+        '<name>getGithubUser</name>\n<arguments>{"username": "x"}</arguments>',
+        '<function=getGithubUser>{"username": "x"}</function>',
+        '<function>{"name": "getGithubUser", "arguments": {"username": "x"}}</function>',
+    ],
+)
 def test_drifts_open_a_call_anywhere_and_stream_like_they_parse(drift):
     fmt = get_format("hermes")
     text = "Let me look that up.\n" + drift
@@ -116,7 +132,7 @@ def test_streaming_equals_complete_parse(name):
     fmt = get_format(name)
     samples = {
         "hermes": 'Sure.\n<tool_call>\n{"name": "f", "arguments": {"a": "x"}}\n</tool_call>\n'
-                  '<tool_call>\n{"name": "g", "arguments": {}}\n</tool_call>',
+        '<tool_call>\n{"name": "g", "arguments": {}}\n</tool_call>',
         "llama3_json": '{"name": "f", "parameters": {"a": "x"}}; {"name": "g", "parameters": {}}',
         "mistral": '[TOOL_CALLS][{"name": "f", "arguments": {"a": "x"}}, {"name": "g", "arguments": {}}]',
     }
@@ -124,7 +140,7 @@ def test_streaming_equals_complete_parse(name):
     parser = fmt.stream_parser()
     events = []
     for i in range(0, len(text), 3):  # feed in small uneven pieces, like tokens
-        events += parser.feed(text[i:i + 3])
+        events += parser.feed(text[i : i + 3])
     events += parser.finish()
     streamed = [(c["name"], c["arguments"]) for e in events for c in e.get("tool_calls", ())]
     assert streamed == [(c["name"], c["arguments"]) for c in fmt.parse(text).calls]
@@ -140,13 +156,45 @@ def test_stream_holds_back_a_partial_opener_then_releases_plain_text():
 
 
 # Model-like garbage: fragments of the real syntax mixed with noise.
-FRAGMENTS = st.sampled_from([
-    "<tool_call>", "</tool_call>", "<name>", "</name>", "<arguments>", "</arguments>", "<function=f>", "<function>",
-    "</function>", "<parameter=a>", "</parameter>",
-    "```json", "```", "{", "}", "[", "]", '"name"', '"arguments"', '"parameters"',
-    ":", ",", '"f"', "null", "1e999", "\\u12", "[TOOL_CALLS]", "<|python_tag|>", ";", "\n", " ", "\"", "{}",
-    '{"name": "f", "arguments": {"a": [1, {"b": null}]}}', '"arguments": "{\\"a\\": 1}"',
-])
+FRAGMENTS = st.sampled_from(
+    [
+        "<tool_call>",
+        "</tool_call>",
+        "<name>",
+        "</name>",
+        "<arguments>",
+        "</arguments>",
+        "<function=f>",
+        "<function>",
+        "</function>",
+        "<parameter=a>",
+        "</parameter>",
+        "```json",
+        "```",
+        "{",
+        "}",
+        "[",
+        "]",
+        '"name"',
+        '"arguments"',
+        '"parameters"',
+        ":",
+        ",",
+        '"f"',
+        "null",
+        "1e999",
+        "\\u12",
+        "[TOOL_CALLS]",
+        "<|python_tag|>",
+        ";",
+        "\n",
+        " ",
+        '"',
+        "{}",
+        '{"name": "f", "arguments": {"a": [1, {"b": null}]}}',
+        '"arguments": "{\\"a\\": 1}"',
+    ]
+)
 GARBAGE = st.lists(st.one_of(FRAGMENTS, st.text(max_size=8)), max_size=40).map("".join)
 
 
@@ -161,7 +209,7 @@ def test_parsers_never_raise_on_garbage(name, text):
         assert isinstance(call["name"], str) and call["name"] and isinstance(call["arguments"], dict)
     parser = fmt.stream_parser()
     for i in range(0, len(text), 5):
-        parser.feed(text[i:i + 5])
+        parser.feed(text[i : i + 5])
     parser.finish()
 
 
@@ -169,15 +217,25 @@ def test_parsers_never_raise_on_garbage(name, text):
 def test_grammars_compile_in_llama_cpp(name):
     from llama_cpp import LlamaGrammar
 
-    tools = normalize_tools([
-        {"name": "get_weather", "parameters": {"type": "object", "properties": {
-            "city": {"type": "string"}, "days": {"type": "integer", "minimum": 1, "maximum": 7},
-            "unit": {"enum": ["c", "f"]}, "tags": {"type": "array", "items": {"type": "string"}}},
-            "required": ["city"]}},
-        # A schema llama.cpp's converter cannot express degrades to "any object", never an error.
-        {"name": "weird", "parameters": {"type": "object", "properties": {
-            "x": {"not": {"type": "string"}}}}},
-    ])
+    tools = normalize_tools(
+        [
+            {
+                "name": "get_weather",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "city": {"type": "string"},
+                        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+                        "unit": {"enum": ["c", "f"]},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                    },
+                    "required": ["city"],
+                },
+            },
+            # A schema llama.cpp's converter cannot express degrades to "any object", never an error.
+            {"name": "weird", "parameters": {"type": "object", "properties": {"x": {"not": {"type": "string"}}}}},
+        ]
+    )
     grammar = get_format(name).grammar(tools)
     assert "root ::=" in grammar.text
     LlamaGrammar.from_string(grammar.text, verbose=False)

@@ -9,8 +9,16 @@ from toolrun.server._metrics import Metrics
 
 class _EngineWithStats:
     def __init__(self) -> None:
-        self.values = {"cache_hits": 3, "cache_misses": 1, "cache_evictions": 2, "cache_bytes": 4096,
-                       "cache_budget_bytes": 8192, "slots": 4, "slots_busy": 1, "not_a_metric": 7}
+        self.values = {
+            "cache_hits": 3,
+            "cache_misses": 1,
+            "cache_evictions": 2,
+            "cache_bytes": 4096,
+            "cache_budget_bytes": 8192,
+            "slots": 4,
+            "slots_busy": 1,
+            "not_a_metric": 7,
+        }
 
     def stats(self) -> dict[str, int]:
         return self.values

@@ -31,17 +31,29 @@ QUESTIONS = {
 
 def tools_of(domain: str) -> list[dict[str, Any]]:
     field, names = DOMAINS[domain]
-    return [{"name": name, "description": f"{name.replace('_', ' ').capitalize()} in the user's {domain} account.",
-             "parameters": {"type": "object", "properties": {
-                 field: {"type": "string", "description": f"The {field}."},
-                 "details": {"type": "string", "description": "Anything else the user said that matters."}},
-                 "required": [field]}} for name in names]
+    return [
+        {
+            "name": name,
+            "description": f"{name.replace('_', ' ').capitalize()} in the user's {domain} account.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    field: {"type": "string", "description": f"The {field}."},
+                    "details": {"type": "string", "description": "Anything else the user said that matters."},
+                },
+                "required": [field],
+            },
+        }
+        for name in names
+    ]
 
 
 def request(domain: str, question: str | None = None, max_tokens: int = 16) -> GenerationRequest:
-    return GenerationRequest(normalize_messages([{"role": "user", "content": question or QUESTIONS[domain]}]),
-                             normalize_tools(tools_of(domain)),
-                             sampling=SamplingParams(max_tokens=max_tokens, temperature=0))
+    return GenerationRequest(
+        normalize_messages([{"role": "user", "content": question or QUESTIONS[domain]}]),
+        normalize_tools(tools_of(domain)),
+        sampling=SamplingParams(max_tokens=max_tokens, temperature=0),
+    )
 
 
 async def answer(engine: LlamaCppEngine, req: GenerationRequest) -> tuple[Any, ...]:
@@ -63,8 +75,9 @@ def weights() -> str:
 
 
 def make_engine(weights: str, **options: Any) -> LlamaCppEngine:
-    engine = LlamaCppEngine(weights, get_format("hermes"), context_window=options.pop("context_window", 2048),
-                            n_threads=2, **options)
+    engine = LlamaCppEngine(
+        weights, get_format("hermes"), context_window=options.pop("context_window", 2048), n_threads=2, **options
+    )
     engine.load()
     return engine
 
@@ -106,12 +119,23 @@ async def test_a_tool_loop_round_reuses_its_prefix_and_answers_as_cold(fresh: Ll
     text, calls, _, _ = await answer(fresh, first)
     assert calls, text
     name, arguments = calls[0]
-    second = GenerationRequest(normalize_messages([
-        {"role": "user", "content": QUESTIONS["weather"]},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": '{"rain_probability": 0.8}'}]),
-        normalize_tools(tools_of("weather")), sampling=SamplingParams(max_tokens=16, temperature=0))
+    second = GenerationRequest(
+        normalize_messages(
+            [
+                {"role": "user", "content": QUESTIONS["weather"]},
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [
+                        {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": '{"rain_probability": 0.8}'},
+            ]
+        ),
+        normalize_tools(tools_of("weather")),
+        sampling=SamplingParams(max_tokens=16, temperature=0),
+    )
     before = fresh.stats()["cache_reused_tokens"]
     warm = await answer(fresh, second)
     assert fresh.stats()["cache_reused_tokens"] > before

@@ -52,8 +52,11 @@ def main() -> None:
             ids = {json.loads(line)["id"] for line in lines}
             answers = f"bfcl_eval/data/possible_answer/BFCL_v4_{category}.json"
             if answers in names:
-                kept = [line for line in wheel.read(answers).decode("utf-8").splitlines()
-                        if line.strip() and json.loads(line)["id"] in ids]
+                kept = [
+                    line
+                    for line in wheel.read(answers).decode("utf-8").splitlines()
+                    if line.strip() and json.loads(line)["id"] in ids
+                ]
                 _write(out, answers, "\n".join(kept) + "\n")
     print(f"{TARGET} ({TARGET.stat().st_size:,} bytes) from {source}")
 

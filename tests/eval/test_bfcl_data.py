@@ -72,9 +72,22 @@ def test_bfcl_types_become_json_schema(data):
     assert tool["name"] == "calculate_triangle_area"
     assert tool["parameters"]["type"] == "object"
     assert tool["parameters"]["properties"]["base"]["type"] == "integer"
-    nested = to_tool({"name": "a.b", "parameters": {"type": "dict", "properties": {
-        "xs": {"type": "tuple", "items": {"type": "float"}}, "anything": {"type": "any"},
-        "either": {"type": ["str", "any"]}}}})
+    nested = to_tool(
+        {
+            "name": "a.b",
+            "parameters": {
+                "type": "dict",
+                "properties": {
+                    "xs": {"type": "tuple", "items": {"type": "float"}},
+                    "anything": {"type": "any"},
+                    "either": {"type": ["str", "any"]},
+                },
+            },
+        }
+    )
     props = nested["parameters"]["properties"]
-    assert props == {"xs": {"type": "array", "items": {"type": "number"}}, "anything": {},
-                     "either": {"type": ["string"]}}
+    assert props == {
+        "xs": {"type": "array", "items": {"type": "number"}},
+        "anything": {},
+        "either": {"type": ["string"]},
+    }

@@ -19,8 +19,9 @@ CATEGORIES = ("simple_python", "multiple", "parallel", "irrelevance")
 
 def toolrun(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "toolrun", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "toolrun", *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
 
 
 @pytest.mark.model
@@ -34,8 +35,14 @@ def test_eval_bfcl_limit_2_on_the_default_model(tmp_path):
     assert done.returncode == 0, done.stderr
     results = json.loads(output.read_text())
     assert results["model"] == DEFAULT_MODEL
-    assert results["settings"] == {"temperature": 0.0, "max_tokens": None, "offset": 0, "limit": 2,
-                                   "tool_choice": "auto", "threads": 1}
+    assert results["settings"] == {
+        "temperature": 0.0,
+        "max_tokens": None,
+        "offset": 0,
+        "limit": 2,
+        "tool_choice": "auto",
+        "threads": 1,
+    }
     assert [row["category"] for row in results["summary"]] == list(CATEGORIES)
     for row in results["summary"]:
         assert row["cases"] == 2 and row["errors"] == 0 and row["invalid_calls"] == 0, row
@@ -46,8 +53,9 @@ def test_eval_bfcl_limit_2_on_the_default_model(tmp_path):
     # The first simple case is one the 0.5B model gets right, with BFCL's checker saying so.
     first = cases["simple_python"][0]
     assert first["correct"], first
-    assert first["tool_calls"] == [{"name": "calculate_triangle_area",
-                                    "arguments": {"base": 10, "height": 5, "unit": "units"}}]
+    assert first["tool_calls"] == [
+        {"name": "calculate_triangle_area", "arguments": {"base": 10, "height": 5, "unit": "units"}}
+    ]
     # Irrelevance is scored by whether a call was made at all.
     for record in cases["irrelevance"]:
         assert record["correct"] == (not record["tool_calls"])
@@ -57,11 +65,21 @@ def test_eval_bfcl_limit_2_on_the_default_model(tmp_path):
 def _results(path: Path, label: str, accuracies: dict[str, float], temperature: float = 0.0) -> Path:
     summary = []
     for category, accuracy in accuracies.items():
-        records = [{"correct": i < accuracy / 10, "error": None, "invalid": [], "seconds": 1.0,
-                    "prompt_tokens": 100, "completion_tokens": 20} for i in range(10)]
+        records = [
+            {
+                "correct": i < accuracy / 10,
+                "error": None,
+                "invalid": [],
+                "seconds": 1.0,
+                "prompt_tokens": 100,
+                "completion_tokens": 20,
+            }
+            for i in range(10)
+        ]
         summary.append(summarize(category, records))
-    path.write_text(json.dumps({"label": label, "model": label, "settings": {"temperature": temperature},
-                                "summary": summary}))
+    path.write_text(
+        json.dumps({"label": label, "model": label, "settings": {"temperature": temperature}, "summary": summary})
+    )
     return path
 
 

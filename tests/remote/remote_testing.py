@@ -49,12 +49,29 @@ class LlamaCppPythonServer:
     def start(self, timeout: float = 180.0) -> LlamaCppPythonServer:
         threads = str(min(2, os.cpu_count() or 1))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", self.model_path, "--host", "127.0.0.1",
-             "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", threads,
-             "--n_threads_batch", threads,
-             # Its default cuts a running stream short whenever another request arrives: queue them.
-             "--interrupt_requests", "False"],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                self.model_path,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--n_ctx",
+                str(self.n_ctx),
+                "--n_threads",
+                threads,
+                "--n_threads_batch",
+                threads,
+                # Its default cuts a running stream short whenever another request arrives: queue them.
+                "--interrupt_requests",
+                "False",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

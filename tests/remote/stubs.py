@@ -51,15 +51,22 @@ def sse_response(payloads: list[Any]) -> Response:
     return Response(sse(payloads), media_type="text/event-stream")
 
 
-def chat_chunk(content: str | None = None, *, finish: str | None = None, tool_calls: Any = None,
-               usage: dict[str, int] | None = None) -> dict[str, Any]:
+def chat_chunk(
+    content: str | None = None,
+    *,
+    finish: str | None = None,
+    tool_calls: Any = None,
+    usage: dict[str, int] | None = None,
+) -> dict[str, Any]:
     delta: dict[str, Any] = {}
     if content is not None:
         delta["content"] = content
     if tool_calls is not None:
         delta["tool_calls"] = tool_calls
-    chunk: dict[str, Any] = {"object": "chat.completion.chunk", "choices": [
-        {"index": 0, "delta": delta, "finish_reason": finish}]}
+    chunk: dict[str, Any] = {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     if usage is not None:
         chunk["usage"] = usage
     return chunk
@@ -67,8 +74,11 @@ def chat_chunk(content: str | None = None, *, finish: str | None = None, tool_ca
 
 def text_answer(words: list[str]) -> Response:
     chunks = [chat_chunk(w) for w in words]
-    chunks.append(chat_chunk(finish="stop", usage={"prompt_tokens": 5, "completion_tokens": len(words),
-                                                   "total_tokens": 5 + len(words)}))
+    chunks.append(
+        chat_chunk(
+            finish="stop", usage={"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)}
+        )
+    )
     return sse_response(chunks)
 
 
@@ -96,5 +106,6 @@ def slow_stream(stub: Stub, words: int, interval: float, *, then_fail: bool = Fa
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": {"message": message, "type": "error", "code": status}}, status_code=status,
-                        headers=headers)
+    return JSONResponse(
+        {"error": {"message": message, "type": "error", "code": status}}, status_code=status, headers=headers
+    )

@@ -31,8 +31,9 @@ CALL = '<tool_call>\n{"name": "getGithubUser", "arguments": {"username": "cloudf
 def seed_request(**kwargs: Any) -> GenerationRequest:
     from toolrun._types import normalize_tools
 
-    return GenerationRequest(messages=[{"role": "user", "content": SEED_PROMPT}],
-                             tools=normalize_tools([SEED_TOOL]), **kwargs)
+    return GenerationRequest(
+        messages=[{"role": "user", "content": SEED_PROMPT}], tools=normalize_tools([SEED_TOOL]), **kwargs
+    )
 
 
 def completion_chunks(pieces: list[str], usage: dict[str, int] | None = None) -> Response:
@@ -44,16 +45,18 @@ def completion_chunks(pieces: list[str], usage: dict[str, int] | None = None) ->
 
 
 def split(text: str, size: int = 5) -> list[str]:
-    return [text[i:i + size] for i in range(0, len(text), size)]
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-@pytest.mark.parametrize(("upstream", "grammar_field"), [("vllm", ("structured_outputs", "grammar")),
-                                                          ("sglang", ("ebnf",)),
-                                                          ("llama-cpp-python", ("grammar",))])
+@pytest.mark.parametrize(
+    ("upstream", "grammar_field"),
+    [("vllm", ("structured_outputs", "grammar")), ("sglang", ("ebnf",)), ("llama-cpp-python", ("grammar",))],
+)
 async def test_required_call_is_one_constrained_completion(serve, upstream: str, grammar_field: tuple[str, ...]):
     async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
-        return completion_chunks(split(CALL), usage={"prompt_tokens": 150, "completion_tokens": 24,
-                                                     "total_tokens": 174})
+        return completion_chunks(
+            split(CALL), usage={"prompt_tokens": 150, "completion_tokens": 24, "total_tokens": 174}
+        )
 
     stub = Stub(answer)
     server = serve(stub.app())
@@ -84,10 +87,13 @@ async def test_required_call_is_one_constrained_completion(serve, upstream: str,
     assert events[-1]["finish_reason"] == "tool_calls"
 
 
-@pytest.mark.parametrize(("first_pieces", "prefix"), [
-    (["Let me look. ", "<tool_call>", '\n{"name": ', '"getGithubUser"'], "Let me look. "),  # tags after text
-    (["```", "json\n", '{"name": ', '"getGithubUser"'], ""),  # drift: a fence at the start
-])
+@pytest.mark.parametrize(
+    ("first_pieces", "prefix"),
+    [
+        (["Let me look. ", "<tool_call>", '\n{"name": ', '"getGithubUser"'], "Let me look. "),  # tags after text
+        (["```", "json\n", '{"name": ', '"getGithubUser"'], ""),  # drift: a fence at the start
+    ],
+)
 async def test_auto_call_is_written_again_under_the_grammar(serve, first_pieces: list[str], prefix: str) -> None:
     """When the model opens a call, that stream closes and the call is written again from the
     opener — the same text continued — under the grammar."""
@@ -123,8 +129,7 @@ async def test_llama_cpp_server_dialect(serve) -> None:
             return JSONResponse({"chat_template": template, "eos_token": "<|im_end|>", "bos_token": ""})
         assert req.url.path == "/completion"
         pieces = [{"content": p, "stop": False} for p in split(CALL)]
-        pieces.append({"content": "", "stop": True, "stop_type": "eos", "tokens_evaluated": 99,
-                       "tokens_predicted": 21})
+        pieces.append({"content": "", "stop": True, "stop_type": "eos", "tokens_evaluated": 99, "tokens_predicted": 21})
         return sse_response(pieces)
 
     stub = Stub(answer)
@@ -160,10 +165,18 @@ async def test_generic_openai_upstream_in_toolrun_mode_parses_without_a_grammar(
 
 
 def test_defaults_per_upstream() -> None:
-    modes = {u: OpenAICompatibleEngine("http://127.0.0.1:9/v1", "m", upstream=u).tool_parsing
-             for u in ("vllm", "sglang", "llama.cpp", "llama-server", "llama-cpp-python", "openai")}
-    assert modes == {"vllm": "toolrun", "sglang": "toolrun", "llama.cpp": "toolrun", "llama-server": "toolrun",
-                     "llama-cpp-python": "toolrun", "openai": "native"}
+    modes = {
+        u: OpenAICompatibleEngine("http://127.0.0.1:9/v1", "m", upstream=u).tool_parsing
+        for u in ("vllm", "sglang", "llama.cpp", "llama-server", "llama-cpp-python", "openai")
+    }
+    assert modes == {
+        "vllm": "toolrun",
+        "sglang": "toolrun",
+        "llama.cpp": "toolrun",
+        "llama-server": "toolrun",
+        "llama-cpp-python": "toolrun",
+        "openai": "native",
+    }
 
 
 def test_the_deploy_recipe_is_a_valid_config(monkeypatch) -> None:
@@ -184,9 +197,20 @@ def test_the_deploy_recipe_is_a_valid_config(monkeypatch) -> None:
 
 
 def logprob_chunk(token: str, top: dict[str, float]) -> Response:
-    return sse_response([{"choices": [{"index": 0, "text": token, "finish_reason": "length",
-                                       "logprobs": {"tokens": [token], "token_logprobs": [top[token]],
-                                                    "top_logprobs": [top]}}]}])
+    return sse_response(
+        [
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "text": token,
+                        "finish_reason": "length",
+                        "logprobs": {"tokens": [token], "token_logprobs": [top[token]], "top_logprobs": [top]},
+                    }
+                ]
+            }
+        ]
+    )
 
 
 @pytest.mark.parametrize(("p_call", "calls"), [(0.6, True), (0.1, False)])
@@ -226,11 +250,26 @@ async def test_call_threshold_with_llama_cpp_probabilities(serve) -> None:
         if req.url.path == "/props":
             return JSONResponse({"chat_template": get_format("hermes").fallback_template})
         if body.get("n_probs"):
-            return sse_response([{"content": "Hello", "stop": True, "stop_type": "limit", "completion_probabilities": [
-                {"token": "Hello", "logprob": -0.1, "top_logprobs": [
-                    {"token": "Hello", "logprob": -0.1}, {"token": "<tool_call>", "logprob": -3.0}]}]}])
-        return sse_response([{"content": " there.", "stop": False}, {"content": "", "stop": True,
-                                                                       "stop_type": "eos"}])
+            return sse_response(
+                [
+                    {
+                        "content": "Hello",
+                        "stop": True,
+                        "stop_type": "limit",
+                        "completion_probabilities": [
+                            {
+                                "token": "Hello",
+                                "logprob": -0.1,
+                                "top_logprobs": [
+                                    {"token": "Hello", "logprob": -0.1},
+                                    {"token": "<tool_call>", "logprob": -3.0},
+                                ],
+                            }
+                        ],
+                    }
+                ]
+            )
+        return sse_response([{"content": " there.", "stop": False}, {"content": "", "stop": True, "stop_type": "eos"}])
 
     stub = Stub(answer)
     server = serve(stub.app())

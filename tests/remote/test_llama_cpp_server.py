@@ -25,8 +25,13 @@ TOOLRUN = "@remote/toolrun-mode"
 NATIVE = "@remote/native-mode"
 NAMED = {"type": "function", "function": {"name": "getGithubUser"}}
 NAMED_PY = {"type": "function", "function": {"name": "get_github_user"}}
-CLOUDFLARE = {"login": "cloudflare", "name": "Cloudflare", "type": "Organization", "public_repos": 513,
-              "location": "San Francisco"}
+CLOUDFLARE = {
+    "login": "cloudflare",
+    "name": "Cloudflare",
+    "type": "Organization",
+    "public_repos": 513,
+    "location": "San Francisco",
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +48,22 @@ def upstream(gguf: str) -> Iterator[LlamaCppPythonServer]:
 
 def catalog_for(url: str, gguf: str) -> Catalog:
     catalog = Catalog()
-    catalog.add(ModelEntry(name=TOOLRUN, description="toolrun mode", remote=RemoteEndpoint(
-        (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="toolrun", chat_template=gguf)))
-    catalog.add(ModelEntry(name=NATIVE, description="native mode", remote=RemoteEndpoint(
-        (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="native")))
+    catalog.add(
+        ModelEntry(
+            name=TOOLRUN,
+            description="toolrun mode",
+            remote=RemoteEndpoint(
+                (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="toolrun", chat_template=gguf
+            ),
+        )
+    )
+    catalog.add(
+        ModelEntry(
+            name=NATIVE,
+            description="native mode",
+            remote=RemoteEndpoint((url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="native"),
+        )
+    )
     return catalog
 
 
@@ -56,8 +73,13 @@ def catalog(upstream: LlamaCppPythonServer, gguf: str) -> Catalog:
 
 
 def seed_inputs(**extra: Any) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": SEED_PROMPT}], "tools": [SEED_TOOL], "temperature": 0,
-            "max_tokens": 64, **extra}
+    return {
+        "messages": [{"role": "user", "content": SEED_PROMPT}],
+        "tools": [SEED_TOOL],
+        "temperature": 0,
+        "max_tokens": 64,
+        **extra,
+    }
 
 
 def get_github_user(username: str) -> dict[str, Any]:
@@ -97,16 +119,31 @@ async def test_toolrun_mode_streamed_call(catalog: Catalog) -> None:
 async def test_toolrun_mode_embedded(catalog: Catalog) -> None:
     async with AsyncAI(catalog=catalog) as ai:
         get_github_user.calls = []  # type: ignore[attr-defined]
-        out = await run_with_tools(ai, TOOLRUN, {"messages": [{"role": "user", "content": SEED_PROMPT}],
-                                                 "tools": [get_github_user], "temperature": 0, "max_tokens": 96})
+        out = await run_with_tools(
+            ai,
+            TOOLRUN,
+            {
+                "messages": [{"role": "user", "content": SEED_PROMPT}],
+                "tools": [get_github_user],
+                "temperature": 0,
+                "max_tokens": 96,
+            },
+        )
         assert [u.lower() for u in get_github_user.calls] == ["cloudflare"]  # type: ignore[attr-defined]
         assert out["response"].strip() and not out.get("tool_calls")
 
 
 async def test_toolrun_mode_plain_text_streams(catalog: Catalog) -> None:
     async with AsyncAI(catalog=catalog) as ai:
-        stream = await ai.run(TOOLRUN, {"messages": [{"role": "user", "content": "Say hello in French, one word."}],
-                                        "stream": True, "temperature": 0, "max_tokens": 12})
+        stream = await ai.run(
+            TOOLRUN,
+            {
+                "messages": [{"role": "user", "content": "Say hello in French, one word."}],
+                "stream": True,
+                "temperature": 0,
+                "max_tokens": 12,
+            },
+        )
         events = [e async for e in stream]
         text = "".join(e.get("response", "") for e in events)
         assert text.strip() and len([e for e in events if e.get("response")]) >= 1
@@ -136,9 +173,17 @@ async def test_native_mode_streamed_call(catalog: Catalog) -> None:
 async def test_native_mode_embedded(catalog: Catalog) -> None:
     async with AsyncAI(catalog=catalog) as ai:
         get_github_user.calls = []  # type: ignore[attr-defined]
-        out = await run_with_tools(ai, NATIVE, {"messages": [{"role": "user", "content": SEED_PROMPT}],
-                                                "tools": [get_github_user], "tool_choice": NAMED_PY,
-                                                "temperature": 0, "max_tokens": 96})
+        out = await run_with_tools(
+            ai,
+            NATIVE,
+            {
+                "messages": [{"role": "user", "content": SEED_PROMPT}],
+                "tools": [get_github_user],
+                "tool_choice": NAMED_PY,
+                "temperature": 0,
+                "max_tokens": 96,
+            },
+        )
         assert [u.lower() for u in get_github_user.calls] == ["cloudflare"]  # type: ignore[attr-defined]
         assert out["response"].strip()
 
@@ -150,8 +195,15 @@ async def test_upstream_killed_mid_answer_then_restarted(gguf: str) -> None:
     server = LlamaCppPythonServer(gguf).start()
     ai = AsyncAI(catalog=catalog_for(server.url, gguf))
     try:
-        stream = await ai.run(TOOLRUN, {"messages": [{"role": "user", "content": "Count from 1 to 100, in words."}],
-                                        "stream": True, "temperature": 0, "max_tokens": 300})
+        stream = await ai.run(
+            TOOLRUN,
+            {
+                "messages": [{"role": "user", "content": "Count from 1 to 100, in words."}],
+                "stream": True,
+                "temperature": 0,
+                "max_tokens": 300,
+            },
+        )
         first = await stream.__anext__()
         assert first.get("response") is not None
         server.kill()

@@ -209,8 +209,19 @@ async def test_tool_calls_in_native_mode_join_fragments_and_name_once(serve) -> 
     fragments = ['{"ci', 'ty": "Lis', 'bon"}']
 
     async def calls(n: int, req: Request, body: dict[str, Any]) -> Response:
-        chunks = [chat_chunk(tool_calls=[{"index": 0, "id": "call_1", "type": "function",
-                                          "function": {"name": "get_weather", "arguments": f}}]) for f in fragments]
+        chunks = [
+            chat_chunk(
+                tool_calls=[
+                    {
+                        "index": 0,
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": f},
+                    }
+                ]
+            )
+            for f in fragments
+        ]
         chunks.append(chat_chunk(finish="tool_calls"))
         return sse_response(chunks)
 
@@ -221,8 +232,9 @@ async def test_tool_calls_in_native_mode_join_fragments_and_name_once(serve) -> 
         events = [e async for e in eng.generate(request())]
         assert not any("tool_call_delta" in e for e in events), "native mode cannot promise a call validates"
         call_events = [e for e in events if "tool_calls" in e]
-        assert call_events == [{"tool_calls": [{"index": 0, "id": "call_1", "name": "get_weather",
-                                                "arguments": {"city": "Lisbon"}}]}]
+        assert call_events == [
+            {"tool_calls": [{"index": 0, "id": "call_1", "name": "get_weather", "arguments": {"city": "Lisbon"}}]}
+        ]
         assert events[-1]["finish_reason"] == "tool_calls"
     finally:
         await eng.aclose()
@@ -232,17 +244,38 @@ async def test_binding_drops_invalid_upstream_calls(serve) -> None:
     """The guard stays: an upstream call that breaks its tool's schema never reaches the caller."""
 
     async def bad_call(n: int, req: Request, body: dict[str, Any]) -> Response:
-        return sse_response([chat_chunk(tool_calls=[{"index": 0, "id": "c", "type": "function", "function": {
-            "name": "get_weather", "arguments": '{"town": 3}'}}]), chat_chunk(finish="tool_calls")])
+        return sse_response(
+            [
+                chat_chunk(
+                    tool_calls=[
+                        {
+                            "index": 0,
+                            "id": "c",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"town": 3}'},
+                        }
+                    ]
+                ),
+                chat_chunk(finish="tool_calls"),
+            ]
+        )
 
     stub = Stub(bad_call)
     server = serve(stub.app())
     catalog = Catalog()
-    catalog.add(ModelEntry(name="@test/remote", description="stub",
-                           remote=RemoteEndpoint((server.url + "/v1",), "stub-model", tool_parsing="native")))
+    catalog.add(
+        ModelEntry(
+            name="@test/remote",
+            description="stub",
+            remote=RemoteEndpoint((server.url + "/v1",), "stub-model", tool_parsing="native"),
+        )
+    )
     ai = AsyncAI(catalog=catalog)
-    tool = {"name": "get_weather", "description": "Weather.", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+    tool = {
+        "name": "get_weather",
+        "description": "Weather.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
     try:
         out = await ai.run("@test/remote", {"messages": [{"role": "user", "content": "weather?"}], "tools": [tool]})
         assert out["tool_calls"] == []
@@ -256,8 +289,9 @@ def test_sync_binding_with_several_base_urls(serve, tmp_path) -> None:
     first, second = Stub(always_ok), Stub(always_ok)
     a, b = serve(first.app()), serve(second.app())
     config = tmp_path / "config.toml"
-    config.write_text(f'[models."@my/pair"]\nbase_url = ["{a.url}/v1", "{b.url}/v1"]\nremote_model = "m"\n'
-                      'upstream = "openai"\n')
+    config.write_text(
+        f'[models."@my/pair"]\nbase_url = ["{a.url}/v1", "{b.url}/v1"]\nremote_model = "m"\nupstream = "openai"\n'
+    )
     with AI(catalog=Catalog.load(config)) as ai:
         for _ in range(4):
             assert ai.run("@my/pair", {"prompt": "hi"})["response"] == "hello there"

@@ -61,8 +61,7 @@ async def test_traditional_call_through_toolrun_serve(toolrun_serve) -> None:
     server, engine = toolrun_serve
     ai = workers_ai(server.url + "/client/v4")
     try:
-        out = await ai.run(MODEL, {"messages": [{"role": "user", "content": "Weather in Lisbon?"}],
-                                   "tools": [WEATHER]})
+        out = await ai.run(MODEL, {"messages": [{"role": "user", "content": "Weather in Lisbon?"}], "tools": [WEATHER]})
         assert [(c["name"], c["arguments"]) for c in out["tool_calls"]] == [("get_weather", {"city": "Lisbon"})]
         assert out["finish_reason"] == "tool_calls"
         # The tools went as Workers AI's flat shape, the sampling as Workers AI's fields.
@@ -84,8 +83,9 @@ async def test_embedded_function_calling_through_toolrun_serve(toolrun_serve) ->
 
     ai = workers_ai(server.url + "/client/v4")
     try:
-        out = await run_with_tools(ai, MODEL, {"messages": [{"role": "user", "content": "Weather in Lisbon?"}],
-                                               "tools": [get_weather]})
+        out = await run_with_tools(
+            ai, MODEL, {"messages": [{"role": "user", "content": "Weather in Lisbon?"}], "tools": [get_weather]}
+        )
         assert calls == ["Lisbon"]
         assert out["response"] == "It is 21°C and sunny in Lisbon."
     finally:
@@ -104,8 +104,9 @@ async def test_streamed_call_through_toolrun_serve(toolrun_serve) -> None:
     server, _ = toolrun_serve
     ai = workers_ai(server.url + "/client/v4")
     try:
-        stream = await ai.run(MODEL, {"messages": [{"role": "user", "content": "Weather?"}], "tools": [WEATHER],
-                                      "stream": True})
+        stream = await ai.run(
+            MODEL, {"messages": [{"role": "user", "content": "Weather?"}], "tools": [WEATHER], "stream": True}
+        )
         events = [e async for e in stream]
         calls = [c for e in events if "tool_calls" in e for c in e["tool_calls"]]
         assert [(c["name"], c["arguments"]) for c in calls] == [("get_weather", {"city": "Lisbon"})]
@@ -174,8 +175,10 @@ def test_one_name_two_places_the_provider_decides() -> None:
     remote = hosted.get(name).remote
     assert remote is not None and remote.is_workers_ai and remote.model == name
     # Any Cloudflare name resolves under workers-ai; the local catalog does not invent entries.
-    assert hosted.get("@cf/meta/llama-4-scout-17b-16e-instruct").source == \
-        "Workers AI (@cf/meta/llama-4-scout-17b-16e-instruct)"
+    assert (
+        hosted.get("@cf/meta/llama-4-scout-17b-16e-instruct").source
+        == "Workers AI (@cf/meta/llama-4-scout-17b-16e-instruct)"
+    )
     assert hosted.get("@cf/someone/new-model").remote is not None
     with pytest.raises(ModelNotFoundError):
         local.get("@cf/someone/new-model")
@@ -187,7 +190,8 @@ def test_config_entries_per_provider(tmp_path) -> None:
     config.write_text(
         '[models."@hf/nousresearch/hermes-2-pro-mistral-7b"]\npath = "/models/hermes.gguf"\n\n'
         '[models."@my/cf-llama"]\nprovider = "workers-ai"\nremote_model = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"\n'
-        'max_retries = 1\n\n[aliases]\nbig = "@my/cf-llama"\nsmall = "@local/qwen2.5-coder-0.5b-instruct"\n')
+        'max_retries = 1\n\n[aliases]\nbig = "@my/cf-llama"\nsmall = "@local/qwen2.5-coder-0.5b-instruct"\n'
+    )
     local = Catalog.load(config)
     hosted = Catalog.load(config, provider="workers-ai")
     assert local.get("@hf/nousresearch/hermes-2-pro-mistral-7b").path == "/models/hermes.gguf"
@@ -200,14 +204,17 @@ def test_config_entries_per_provider(tmp_path) -> None:
     assert "small" in local and "small" not in hosted
 
 
-@pytest.mark.parametrize(("fields", "where"), [
-    ('base_url = "ftp://x"', "base_url"),
-    ('base_url = []', "base_url"),
-    ('base_url = "http://x/v1"\nupstream = "tgi"', "upstream"),
-    ('base_url = "http://x/v1"\ntool_parsing = "magic"', "tool_parsing"),
-    ('base_url = "http://x/v1"\nread_timeout = 0', "read_timeout"),
-    ('provider = "azure"', "provider"),
-])
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ('base_url = "ftp://x"', "base_url"),
+        ("base_url = []", "base_url"),
+        ('base_url = "http://x/v1"\nupstream = "tgi"', "upstream"),
+        ('base_url = "http://x/v1"\ntool_parsing = "magic"', "tool_parsing"),
+        ('base_url = "http://x/v1"\nread_timeout = 0', "read_timeout"),
+        ('provider = "azure"', "provider"),
+    ],
+)
 def test_bad_remote_config_is_refused_with_its_place(tmp_path, fields: str, where: str) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f'[models."@my/x"]\n{fields}\n')
@@ -224,8 +231,11 @@ def envelope(result: Any) -> Response:
 
 
 def cf_error(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"result": None, "success": False, "errors": [{"code": code, "message": message}],
-                         "messages": []}, status_code=status, headers=headers)
+    return JSONResponse(
+        {"result": None, "success": False, "errors": [{"code": code, "message": message}], "messages": []},
+        status_code=status,
+        headers=headers,
+    )
 
 
 @pytest.fixture
@@ -246,15 +256,26 @@ async def _close(ai: AsyncAI) -> None:
 
 async def test_openai_style_tool_calls_and_usage(cloudflare_stub) -> None:
     async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
-        return envelope({"response": None, "tool_calls": [
-            {"id": "call_cf_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris"})}}],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}})
+        return envelope(
+            {
+                "response": None,
+                "tool_calls": [
+                    {
+                        "id": "call_cf_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": json.dumps({"city": "Paris"})},
+                    }
+                ],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+            }
+        )
 
     stub, ai = cloudflare_stub(answer)
     try:
-        out = await ai.run("@cf/meta/llama-4-scout-17b-16e-instruct",
-                           {"messages": [{"role": "user", "content": "Paris?"}], "tools": [WEATHER]})
+        out = await ai.run(
+            "@cf/meta/llama-4-scout-17b-16e-instruct",
+            {"messages": [{"role": "user", "content": "Paris?"}], "tools": [WEATHER]},
+        )
         assert out["tool_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call_cf_1"}]
         assert out["usage"] == {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
         sent = stub.requests[0]
@@ -267,20 +288,30 @@ async def test_openai_style_tool_calls_and_usage(cloudflare_stub) -> None:
 async def test_object_response_in_json_mode_and_flat_calls(cloudflare_stub) -> None:
     async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
         if "response_format" in body:
-            return envelope({"response": {"city": "Lisbon", "celsius": 21}, "usage": {
-                "prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12}})
+            return envelope(
+                {
+                    "response": {"city": "Lisbon", "celsius": 21},
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12},
+                }
+            )
         return envelope({"response": "", "tool_calls": [{"name": "get_weather", "arguments": {"city": "Rome"}}]})
 
     stub, ai = cloudflare_stub(answer)
     schema = {"type": "object", "properties": {"city": {"type": "string"}, "celsius": {"type": "number"}}}
     try:
-        out = await ai.run("@cf/meta/llama-3.3-70b-instruct-fp8-fast", {
-            "messages": [{"role": "user", "content": "json please"}],
-            "response_format": {"type": "json_schema", "json_schema": schema}})
+        out = await ai.run(
+            "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+            {
+                "messages": [{"role": "user", "content": "json please"}],
+                "response_format": {"type": "json_schema", "json_schema": schema},
+            },
+        )
         assert json.loads(out["response"]) == {"city": "Lisbon", "celsius": 21}
         assert stub.requests[0]["response_format"] == {"type": "json_schema", "json_schema": schema}
-        out = await ai.run("@hf/nousresearch/hermes-2-pro-mistral-7b",
-                           {"messages": [{"role": "user", "content": "Rome?"}], "tools": [WEATHER]})
+        out = await ai.run(
+            "@hf/nousresearch/hermes-2-pro-mistral-7b",
+            {"messages": [{"role": "user", "content": "Rome?"}], "tools": [WEATHER]},
+        )
         assert [(c["name"], c["arguments"]) for c in out["tool_calls"]] == [("get_weather", {"city": "Rome"})]
         assert out["tool_calls"][0]["id"].startswith("call_")
     finally:
@@ -290,20 +321,36 @@ async def test_object_response_in_json_mode_and_flat_calls(cloudflare_stub) -> N
 async def test_choices_shaped_result_and_streamed_call_fragments(cloudflare_stub) -> None:
     async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
         if n == 0:
-            return envelope({"choices": [{"message": {"content": "Bonjour", "tool_calls": None},
-                                          "finish_reason": "stop"}]})
+            return envelope(
+                {"choices": [{"message": {"content": "Bonjour", "tool_calls": None}, "finish_reason": "stop"}]}
+            )
         parts = ['{"city"', ': "Oslo"}']
-        return sse_response([{"response": "Checking. "}] + [
-            {"response": "", "tool_calls": [{"index": 0, "id": "call_s", "type": "function",
-                                             "function": {"name": "get_weather", "arguments": p}}]} for p in parts
-        ] + [{"response": "", "usage": {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}}])
+        return sse_response(
+            [{"response": "Checking. "}]
+            + [
+                {
+                    "response": "",
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_s",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": p},
+                        }
+                    ],
+                }
+                for p in parts
+            ]
+            + [{"response": "", "usage": {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}}]
+        )
 
     _, ai = cloudflare_stub(answer)
     try:
         out = await ai.run("@cf/x/y", {"prompt": "bonjour"})
         assert out["response"] == "Bonjour"
-        stream = await ai.run("@cf/x/y", {"messages": [{"role": "user", "content": "Oslo?"}], "tools": [WEATHER],
-                                          "stream": True})
+        stream = await ai.run(
+            "@cf/x/y", {"messages": [{"role": "user", "content": "Oslo?"}], "tools": [WEATHER], "stream": True}
+        )
         events = [e async for e in stream]
         assert events[0] == {"response": "Checking. "}
         calls = [c for e in events if "tool_calls" in e for c in e["tool_calls"]]

@@ -85,9 +85,12 @@ class AsyncAI:
                 from ..engines.llamacpp import LlamaCppEngine
 
                 engine = LlamaCppEngine(
-                    self.weights(entry.name), get_format(entry.tool_format),
-                    context_window=self._context_window or entry.context_window, n_threads=self._n_threads,
-                    call_threshold=entry.call_threshold, another_call_threshold=entry.another_call_threshold,
+                    self.weights(entry.name),
+                    get_format(entry.tool_format),
+                    context_window=self._context_window or entry.context_window,
+                    n_threads=self._n_threads,
+                    call_threshold=entry.call_threshold,
+                    another_call_threshold=entry.another_call_threshold,
                     try_another_call=entry.try_another_call,
                 )
                 engine.load()
@@ -98,17 +101,30 @@ class AsyncAI:
         from ..engines.remote import OpenAICompatibleEngine, RetryPolicy, Timeouts, WorkersAIEngine
 
         defaults = Timeouts()
-        timeouts = Timeouts(connect=remote.connect_timeout or defaults.connect,
-                            read=remote.read_timeout or defaults.read)
+        timeouts = Timeouts(
+            connect=remote.connect_timeout or defaults.connect, read=remote.read_timeout or defaults.read
+        )
         retry = RetryPolicy() if remote.max_retries is None else RetryPolicy(max_retries=remote.max_retries)
         if remote.is_workers_ai:
-            return WorkersAIEngine(remote.model, self._workers_ai_args.resolve(), context_window=entry.context_window,
-                                   timeouts=timeouts, retry=retry)
+            return WorkersAIEngine(
+                remote.model,
+                self._workers_ai_args.resolve(),
+                context_window=entry.context_window,
+                timeouts=timeouts,
+                retry=retry,
+            )
         return OpenAICompatibleEngine(
-            list(remote.base_urls), remote.model, api_key_env=remote.api_key_env, upstream=remote.upstream,
+            list(remote.base_urls),
+            remote.model,
+            api_key_env=remote.api_key_env,
+            upstream=remote.upstream,
             tool_parsing=remote.tool_parsing,  # type: ignore[arg-type]  # checked by the catalog and the engine
-            tool_format=entry.tool_format, chat_template=remote.chat_template,
-            context_window=entry.context_window, call_threshold=entry.call_threshold, timeouts=timeouts, retry=retry,
+            tool_format=entry.tool_format,
+            chat_template=remote.chat_template,
+            context_window=entry.context_window,
+            call_threshold=entry.call_threshold,
+            timeouts=timeouts,
+            retry=retry,
         )
 
     def weights(self, model: str, *, download: bool | None = None, progress: Progress | None = None) -> str:
@@ -148,7 +164,7 @@ class AsyncAI:
             raise ModelUnavailableError(
                 f"the weights of {entry.name} are not on this machine. Either run `toolrun pull {entry.name}` "
                 f"(downloads huggingface.co/{hf.repo}/{hf.filename}; needs internet), or point the model at a GGUF "
-                f"you have, in {_config_hint()}:\n\n[models.\"{entry.name}\"]\npath = \"/path/to/{hf.filename}\"\n"
+                f'you have, in {_config_hint()}:\n\n[models."{entry.name}"]\npath = "/path/to/{hf.filename}"\n'
             )
         raise ModelUnavailableError(f"{entry.name} has no local weights (it is served by {entry.source})")
 

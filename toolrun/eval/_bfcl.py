@@ -51,8 +51,11 @@ class _DroppedCalls(logging.Handler):
 def endpoint_model(ai: AsyncAI, base_url: str, model: str, api_key_env: str | None = None) -> str:
     """Add an OpenAI-compatible endpoint (a toolrun server's ``/v1``, vLLM, …) to ``ai``'s catalog; its name."""
     name = f"{base_url.rstrip('/')}#{model}"
-    fields: dict[str, Any] = {"base_url": base_url.rstrip("/"), "remote_model": model,
-                              "description": f"{model} at {base_url}"}
+    fields: dict[str, Any] = {
+        "base_url": base_url.rstrip("/"),
+        "remote_model": model,
+        "description": f"{model} at {base_url}",
+    }
     if api_key_env:
         fields["api_key_env"] = api_key_env
     # The same path as a [models] table in the config file, so the endpoint gets every default a user's would.
@@ -93,8 +96,9 @@ def _verdict(case: Case, calls: list[dict[str, Any]], checker: Checker, language
     return False, f"{result.get('error_type', '')}: {first}"
 
 
-async def _run_case(ai: AsyncAI, model: str, case: Case, inputs: dict[str, Any], checker: Checker,
-                    language: Any) -> dict[str, Any]:
+async def _run_case(
+    ai: AsyncAI, model: str, case: Case, inputs: dict[str, Any], checker: Checker, language: Any
+) -> dict[str, Any]:
     tools_list = [to_tool(f) for f in case.functions]
     tools = {t["name"]: t for t in tools_list}
     dropped = _DroppedCalls()
@@ -209,8 +213,13 @@ async def run_bfcl(
         "model": entry.name,
         "label": label or entry.name,
         "source": entry.source,
-        "settings": {"temperature": temperature, "max_tokens": max_tokens, "offset": offset, "limit": limit,
-                     "tool_choice": "auto"},
+        "settings": {
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "offset": offset,
+            "limit": limit,
+            "tool_choice": "auto",
+        },
         "toolrun": __version__,
         "started": started_at.isoformat(timespec="seconds"),
         "machine": machine,

@@ -19,8 +19,8 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InvalidInputError(f"could not read {path}: {exc}", where=str(path)) from exc
     summary = document.get("summary") if isinstance(document, dict) else None
     if not isinstance(summary, list) or not all(
-        isinstance(row, dict) and isinstance(row.get("category"), str)
-        and isinstance(row.get("accuracy"), (int, float)) for row in summary
+        isinstance(row, dict) and isinstance(row.get("category"), str) and isinstance(row.get("accuracy"), (int, float))
+        for row in summary
     ):
         raise InvalidInputError("not a `toolrun eval bfcl` results file (no per-category summary)", where=str(path))
     checked: dict[str, Any] = document
@@ -36,8 +36,13 @@ def series_label(document: dict[str, Any]) -> str:
     return label
 
 
-def chart_results(documents: Sequence[dict[str, Any]], output: str | os.PathLike[str], *,
-                  labels: Sequence[str] | None = None, title: str | None = None) -> Path:
+def chart_results(
+    documents: Sequence[dict[str, Any]],
+    output: str | os.PathLike[str],
+    *,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
     """Draw accuracy per category, one bar per document, into a PNG at ``output``."""
     import matplotlib
 
@@ -64,9 +69,15 @@ def chart_results(documents: Sequence[dict[str, Any]], output: str | os.PathLike
             bars = axes.bar(xs, values, width * 0.95, label=name)
             for bar, category in zip(bars, categories, strict=True):
                 if category in rows:
-                    axes.annotate(f"{rows[category]['accuracy']:g}", (bar.get_x() + bar.get_width() / 2,
-                                  bar.get_height()), ha="center", va="bottom", fontsize=7, xytext=(0, 1),
-                                  textcoords="offset points")
+                    axes.annotate(
+                        f"{rows[category]['accuracy']:g}",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                        xytext=(0, 1),
+                        textcoords="offset points",
+                    )
         cases = sorted({row["cases"] for d in documents for row in d["summary"] if isinstance(row.get("cases"), int)})
         subtitle = f"{cases[0]} cases per category" if len(cases) == 1 else "cases per category vary"
         axes.set_title(title or f"BFCL v4 accuracy ({subtitle})", fontsize=11)
@@ -75,8 +86,13 @@ def chart_results(documents: Sequence[dict[str, Any]], output: str | os.PathLike
         axes.set_xticks(range(len(categories)), categories, rotation=20 if len(categories) > 4 else 0, fontsize=9)
         axes.grid(axis="y", alpha=0.3)
         axes.set_axisbelow(True)
-        axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18 if len(categories) > 4 else -0.1),
-                    ncol=min(3, len(documents)), frameon=False)
+        axes.legend(
+            fontsize=8,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.18 if len(categories) > 4 else -0.1),
+            ncol=min(3, len(documents)),
+            frameon=False,
+        )
         figure.tight_layout()
         target = Path(output)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -83,8 +83,19 @@ def fetch_bfcl_wheel(cache: Path | None = None) -> Path:
         return target
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
-        command = [sys.executable, "-m", "pip", "download", f"bfcl-eval=={BFCL_VERSION}", "--no-deps",
-                   "--only-binary=:all:", "--disable-pip-version-check", "--quiet", "-d", tmp]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            f"bfcl-eval=={BFCL_VERSION}",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--quiet",
+            "-d",
+            tmp,
+        ]
         try:
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         except FileNotFoundError as exc:
@@ -154,7 +165,7 @@ class BfclData:
         if member not in self._names:
             raise EvalDataError(f"{member} is not in {self.wheel.name}")
         rows = self._read_jsonl(member)
-        rows = rows[offset:] if limit is None else rows[offset:offset + limit]
+        rows = rows[offset:] if limit is None else rows[offset : offset + limit]
         answers: Mapping[str, dict[str, Any]] = {}
         if CATEGORIES[category] == "ast":
             answer_member = f"bfcl_eval/data/possible_answer/BFCL_v4_{category}.json"
@@ -166,10 +177,15 @@ class BfclData:
             answer = answers.get(row["id"])
             if CATEGORIES[category] == "ast" and answer is None:
                 raise EvalDataError(f"{row['id']} has no answer in {self.wheel.name}")
-            cases.append(Case(
-                id=row["id"], category=category, messages=row["question"][0], functions=row["function"],
-                ground_truth=answer["ground_truth"] if answer else None,
-            ))
+            cases.append(
+                Case(
+                    id=row["id"],
+                    category=category,
+                    messages=row["question"][0],
+                    functions=row["function"],
+                    ground_truth=answer["ground_truth"] if answer else None,
+                )
+            )
         return cases
 
     def checker(self) -> Checker:

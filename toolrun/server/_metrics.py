@@ -20,35 +20,49 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "toolrun_http_requests", "HTTP requests answered, by API, endpoint and status code.",
-            ["api", "endpoint", "status"], registry=r,
+            "toolrun_http_requests",
+            "HTTP requests answered, by API, endpoint and status code.",
+            ["api", "endpoint", "status"],
+            registry=r,
         )
         self.latency = Histogram(
             "toolrun_http_request_duration_seconds",
             "Time from request arrival to the last byte of the answer (streams included).",
-            ["api", "endpoint"], buckets=_LATENCY_BUCKETS, registry=r,
+            ["api", "endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.prompt_tokens = Counter("toolrun_prompt_tokens", "Prompt tokens processed.", ["model"], registry=r)
         self.completion_tokens = Counter(
-            "toolrun_completion_tokens", "Completion tokens generated; rate() of it is aggregate tokens/s.",
-            ["model"], registry=r,
+            "toolrun_completion_tokens",
+            "Completion tokens generated; rate() of it is aggregate tokens/s.",
+            ["model"],
+            registry=r,
         )
         self.tokens_per_second = Histogram(
             "toolrun_request_tokens_per_second",
             "Completion tokens per second of each request, measured over its time holding a queue slot.",
-            ["model"], buckets=_RATE_BUCKETS, registry=r,
+            ["model"],
+            buckets=_RATE_BUCKETS,
+            registry=r,
         )
         self.queue_depth = Gauge(
-            "toolrun_queue_depth", "Requests admitted for a model and not yet finished (running plus waiting).",
-            ["model"], registry=r,
+            "toolrun_queue_depth",
+            "Requests admitted for a model and not yet finished (running plus waiting).",
+            ["model"],
+            registry=r,
         )
         self.rejected = Counter(
-            "toolrun_rejected_requests", "Requests refused with 429 because the model's queue was full.",
-            ["model"], registry=r,
+            "toolrun_rejected_requests",
+            "Requests refused with 429 because the model's queue was full.",
+            ["model"],
+            registry=r,
         )
         self.disconnects = Counter(
-            "toolrun_client_disconnects", "Requests whose client went away before the answer was complete.",
-            ["api"], registry=r,
+            "toolrun_client_disconnects",
+            "Requests whose client went away before the answer was complete.",
+            ["api"],
+            registry=r,
         )
 
     def observe_usage(self, model: str, usage: Mapping[str, Any] | None, seconds: float) -> None:
@@ -75,12 +89,21 @@ _CACHE_METRICS: dict[str, tuple[str, str, bool]] = {
     "cache_hits": ("toolrun_prefix_cache_hits", "Requests that started from a warm prefix (slot or RAM).", True),
     "cache_misses": ("toolrun_prefix_cache_misses", "Requests whose whole prompt was evaluated.", True),
     "cache_reused_tokens": (
-        "toolrun_prefix_cache_reused_tokens", "Prompt tokens taken from warm prefixes instead of evaluated.", True),
-    "cache_restores": ("toolrun_prefix_cache_restores", "Warm prefixes copied into a slot from RAM or another slot.",
-                       True),
+        "toolrun_prefix_cache_reused_tokens",
+        "Prompt tokens taken from warm prefixes instead of evaluated.",
+        True,
+    ),
+    "cache_restores": (
+        "toolrun_prefix_cache_restores",
+        "Warm prefixes copied into a slot from RAM or another slot.",
+        True,
+    ),
     "cache_saves": ("toolrun_prefix_cache_saves", "Warm prefixes saved from a slot into RAM.", True),
     "cache_evictions": (
-        "toolrun_prefix_cache_evictions", "Warm prefixes dropped from RAM, least recently used first, for room.", True),
+        "toolrun_prefix_cache_evictions",
+        "Warm prefixes dropped from RAM, least recently used first, for room.",
+        True,
+    ),
     "cache_bytes": ("toolrun_prefix_cache_bytes", "Bytes of warm prefixes held in RAM.", False),
     "cache_budget_bytes": ("toolrun_prefix_cache_budget_bytes", "The RAM budget for warm prefixes.", False),
     "cache_entries": ("toolrun_prefix_cache_entries", "Warm prefixes held in RAM.", False),
@@ -98,8 +121,11 @@ class _EngineCacheCollector(Collector):
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
         for key, (name, doc, counter) in _CACHE_METRICS.items():
-            families[key] = (CounterMetricFamily(name, doc, labels=["model"]) if counter
-                             else GaugeMetricFamily(name, doc, labels=["model"]))
+            families[key] = (
+                CounterMetricFamily(name, doc, labels=["model"])
+                if counter
+                else GaugeMetricFamily(name, doc, labels=["model"])
+            )
         for model, engine in sorted(self._engines().items()):
             stats = getattr(engine, "stats", None)
             if not callable(stats):

@@ -49,6 +49,7 @@ from ._scheduler import Job, Need, Scheduler, SequenceHandle
 
 log = logging.getLogger("toolrun.engines.llamacpp")
 
+
 class _Cancelled(Exception):
     pass
 
@@ -103,8 +104,11 @@ class LlamaCppEngine(Engine):
         self.try_another_call = try_another_call
         self._decision_tokens: DecisionTokens | None = None
         self.slots = max(1, int(slots if slots is not None else _env_number("TOOLRUN_SLOTS", DEFAULT_SLOTS)))
-        cache_mb = prefix_cache_mb if prefix_cache_mb is not None else _env_number(
-            "TOOLRUN_PREFIX_CACHE_MB", DEFAULT_PREFIX_CACHE_MB)
+        cache_mb = (
+            prefix_cache_mb
+            if prefix_cache_mb is not None
+            else _env_number("TOOLRUN_PREFIX_CACHE_MB", DEFAULT_PREFIX_CACHE_MB)
+        )
         self.prefix_cache_bytes = max(0, int(cache_mb * 2**20))
         self.batch_invariant = batch_invariant
         self._llm: Any = None
@@ -128,8 +132,13 @@ class LlamaCppEngine(Engine):
                 except Exception as exc:  # llama.cpp reports load failures as plain ValueErrors
                     raise ModelUnavailableError(f"llama.cpp could not load {self.model_path}: {exc}") from exc
                 try:
-                    self._scheduler = Scheduler(llm.model, n_slots=self.slots, n_ctx_seq=self._n_ctx,
-                                                n_threads=self.n_threads, cache_bytes=self.prefix_cache_bytes)
+                    self._scheduler = Scheduler(
+                        llm.model,
+                        n_slots=self.slots,
+                        n_ctx_seq=self._n_ctx,
+                        n_threads=self.n_threads,
+                        cache_bytes=self.prefix_cache_bytes,
+                    )
                 except BaseException:
                     llm.close()
                     raise
@@ -289,8 +298,12 @@ class LlamaCppEngine(Engine):
                         parser.stream_arguments = grammar.exact
                     else:
                         forbid = decisions.openers  # decided: an answer in text
-                elif (decisions is not None and in_calls and (deciding_more or trying)
-                      and parser.calls_emitted > calls_seen):
+                elif (
+                    decisions is not None
+                    and in_calls
+                    and (deciding_more or trying)
+                    and parser.calls_emitted > calls_seen
+                ):
                     calls_seen = parser.calls_emitted
                     if trial is not None:
                         # The tried call is complete: keep it if it is new and grounded, else end the turn.
@@ -304,7 +317,7 @@ class LlamaCppEngine(Engine):
                         else:
                             assert isinstance(parser, StreamParser)
                             parser.restore(kept.parser_state)
-                            del generated[kept.generated:], starts[kept.generated:]
+                            del generated[kept.generated :], starts[kept.generated :]
                             break
                     if deciding_more and continue_share(sampler.raw_logits(), decisions) >= self.another_call_threshold:
                         forbid = decisions.end  # decided: another call
@@ -349,7 +362,7 @@ class LlamaCppEngine(Engine):
             if trial is not None:  # the output ended inside a tried call: it is not kept
                 assert isinstance(parser, StreamParser)
                 parser.restore(trial.parser_state)
-                del generated[trial.generated:], starts[trial.generated:]
+                del generated[trial.generated :], starts[trial.generated :]
                 trial = None
                 finish = "stop"
         finally:
@@ -395,18 +408,27 @@ class LlamaCppEngine(Engine):
         cache = scheduler.cache
         stats = cache.stats
         return {
-            "cache_hits": stats.hits, "cache_misses": stats.misses, "cache_reused_tokens": stats.reused_tokens,
-            "cache_restores": stats.restores, "cache_saves": stats.saves, "cache_evictions": stats.evictions,
-            "cache_bytes": cache.held_bytes, "cache_budget_bytes": cache.budget_bytes, "cache_entries": len(cache),
-            "slots": len(scheduler.slots), "slots_busy": sum(slot.busy for slot in scheduler.slots),
+            "cache_hits": stats.hits,
+            "cache_misses": stats.misses,
+            "cache_reused_tokens": stats.reused_tokens,
+            "cache_restores": stats.restores,
+            "cache_saves": stats.saves,
+            "cache_evictions": stats.evictions,
+            "cache_bytes": cache.held_bytes,
+            "cache_budget_bytes": cache.budget_bytes,
+            "cache_entries": len(cache),
+            "slots": len(scheduler.slots),
+            "slots_busy": sum(slot.busy for slot in scheduler.slots),
             "slot_kv_bytes": len(scheduler.slots) * scheduler.context.n_ctx_seq * self._kv_bytes_per_token(),
             "queued": scheduler.queued,
         }
 
     def describe(self) -> str:
         """The slot configuration in words (for benchmarks and logs)."""
-        return (f"{self.slots} slots x {self.context_window} tokens, prefix cache {self.prefix_cache_bytes >> 20} MB, "
-                f"{'batch-invariant' if self.batch_invariant else 'repacked'} weights, {self.n_threads} threads")
+        return (
+            f"{self.slots} slots x {self.context_window} tokens, prefix cache {self.prefix_cache_bytes >> 20} MB, "
+            f"{'batch-invariant' if self.batch_invariant else 'repacked'} weights, {self.n_threads} threads"
+        )
 
     def clear_cache(self) -> None:
         """Forget every warm prefix (slots and RAM), as a fresh engine would start; only while idle."""

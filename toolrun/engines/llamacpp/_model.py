@@ -47,4 +47,3 @@ class LlamaModel:
 
     def close(self) -> None:
         self._model.close()
-

@@ -21,7 +21,7 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     i = 0
     # Compare in blocks first: prompts share long prefixes, and slices compare in C.
     step = 256
-    while i + step <= n and a[i:i + step] == b[i:i + step]:
+    while i + step <= n and a[i : i + step] == b[i : i + step]:
         i += step
     while i < n and a[i] == b[i]:
         i += 1
@@ -97,7 +97,7 @@ class PrefixCache:
         key = tuple(tokens)
         if len(state) > self.budget_bytes:
             return False
-        for other in [k for k in self._entries if len(k) <= len(key) and key[:len(k)] == k]:
+        for other in [k for k in self._entries if len(k) <= len(key) and key[: len(k)] == k]:
             self._drop(other)
         while self._entries and self._bytes + len(state) > self.budget_bytes:
             self._drop(next(iter(self._entries)))

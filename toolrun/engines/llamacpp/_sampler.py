@@ -19,8 +19,15 @@ _TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)]
 class TokenSampler:
     """A llama.cpp sampler chain plus an optional grammar consulted lazily (see module doc)."""
 
-    def __init__(self, llm: Any, params: SamplingParams, grammar: str | None, banned: Sequence[int] = (), *,
-                 logits: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        llm: Any,
+        params: SamplingParams,
+        grammar: str | None,
+        banned: Sequence[int] = (),
+        *,
+        logits: Callable[[], Any],
+    ) -> None:
         """``logits()`` gives the pointer to the logits of the sequence's last evaluated token."""
         import llama_cpp as lc
 
@@ -37,8 +44,11 @@ class TokenSampler:
             biases = (lc.llama_logit_bias * len(banned))(*[lc.llama_logit_bias(t, -math.inf) for t in banned])
             add(lc.llama_sampler_init_logit_bias(self._n_vocab, len(banned), biases))
         if params.repetition_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
-            add(lc.llama_sampler_init_penalties(64, params.repetition_penalty,
-                                                params.frequency_penalty, params.presence_penalty))
+            add(
+                lc.llama_sampler_init_penalties(
+                    64, params.repetition_penalty, params.frequency_penalty, params.presence_penalty
+                )
+            )
         if params.temperature <= 0:
             add(lc.llama_sampler_init_greedy())
         else:

@@ -13,6 +13,17 @@ from ._openai import DIALECTS, OpenAICompatibleEngine, ToolParsing, UpstreamKind
 from ._template import read_chat_template
 from ._workers_ai import DEFAULT_BASE_URL, WorkersAICredentials, WorkersAIEngine
 
-__all__ = ["DEFAULT_BASE_URL", "DIALECTS", "OpenAICompatibleEngine", "RetryPolicy", "Timeouts", "ToolParsing",
-           "UpstreamKind", "UpstreamPool", "WorkersAICredentials", "WorkersAIEngine", "dialect_for",
-           "read_chat_template"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DIALECTS",
+    "OpenAICompatibleEngine",
+    "RetryPolicy",
+    "Timeouts",
+    "ToolParsing",
+    "UpstreamKind",
+    "UpstreamPool",
+    "WorkersAICredentials",
+    "WorkersAIEngine",
+    "dialect_for",
+    "read_chat_template",
+]

@@ -55,11 +55,24 @@ class CallAccumulator:
             raw = slot["object"] if slot["object"] is not None else slot["text"]
             arguments, problem = decode_arguments(raw)
             if arguments is None or not slot["name"]:
-                log.warning("dropping a call from %s: %s", upstream,
-                            f"its arguments {problem}" if arguments is None else "it has no name")
+                log.warning(
+                    "dropping a call from %s: %s",
+                    upstream,
+                    f"its arguments {problem}" if arguments is None else "it has no name",
+                )
                 continue
-            out.append({"tool_calls": [{"index": len(out), "id": slot["id"] or new_call_id(), "name": slot["name"],
-                                        "arguments": arguments}]})
+            out.append(
+                {
+                    "tool_calls": [
+                        {
+                            "index": len(out),
+                            "id": slot["id"] or new_call_id(),
+                            "name": slot["name"],
+                            "arguments": arguments,
+                        }
+                    ]
+                }
+            )
         return out
 
 

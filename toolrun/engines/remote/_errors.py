@@ -57,8 +57,9 @@ def openai_error(upstream: str, status: int, body: bytes, *, key_env: str | None
     if status in (401, 403):
         return EngineError(f"the upstream {upstream} refused the API key (HTTP {status}); {auth_hint(key_env)}")
     if status == 404:
-        return EngineError(f"the upstream {upstream} answered 404 ({message}); check base_url and remote_model "
-                           "for this model")
+        return EngineError(
+            f"the upstream {upstream} answered 404 ({message}); check base_url and remote_model for this model"
+        )
     if 400 <= status < 500:
         return InvalidInputError(f"the upstream {upstream} refused the request: {message}")
     return EngineError(f"the upstream {upstream} answered HTTP {status}: {message}")
@@ -99,8 +100,14 @@ def cloudflare_errors(value: Any) -> list[tuple[int | None, str]]:
     return found
 
 
-def cloudflare_error(upstream: str, status: int, body: bytes, *, token_env: str = "CLOUDFLARE_API_TOKEN",
-                     account_env: str = "CLOUDFLARE_ACCOUNT_ID") -> ToolrunError:
+def cloudflare_error(
+    upstream: str,
+    status: int,
+    body: bytes,
+    *,
+    token_env: str = "CLOUDFLARE_API_TOKEN",
+    account_env: str = "CLOUDFLARE_ACCOUNT_ID",
+) -> ToolrunError:
     """Cloudflare's error envelope as a toolrun error (see the module doc)."""
     errors = cloudflare_errors(_decode(body))
     codes = {code for code, _ in errors if code is not None}
@@ -109,8 +116,10 @@ def cloudflare_error(upstream: str, status: int, body: bytes, *, token_env: str 
     if status == 429 or codes & CF_CAPACITY:
         return OverloadedError(f"Workers AI at {upstream} is over capacity: {message}")
     if status in (401, 403) or codes & CF_AUTH:
-        return EngineError(f"Workers AI at {upstream} refused the credentials: {message}. Check {token_env} "
-                           f"(an API token with Workers AI permission) and {account_env}")
+        return EngineError(
+            f"Workers AI at {upstream} refused the credentials: {message}. Check {token_env} "
+            f"(an API token with Workers AI permission) and {account_env}"
+        )
     if CF_NO_MODEL in codes:
         return ModelNotFoundError(f"Workers AI at {upstream} has no such model: {message}")
     if codes & CF_INVALID or 400 <= status < 500:
@@ -127,5 +136,12 @@ def cloudflare_stream_error(upstream: str, payload: Mapping[str, Any]) -> Toolru
     return None
 
 
-__all__ = ["auth_hint", "cloudflare_error", "cloudflare_errors", "cloudflare_stream_error", "openai_error",
-           "openai_message", "openai_stream_error"]
+__all__ = [
+    "auth_hint",
+    "cloudflare_error",
+    "cloudflare_errors",
+    "cloudflare_stream_error",
+    "openai_error",
+    "openai_message",
+    "openai_stream_error",
+]

@@ -145,10 +145,17 @@ class UpstreamPool:
             if parts.username or parts.password:
                 auth = httpx.BasicAuth(parts.username or "", parts.password or "")
                 self._secrets.extend(p for p in (parts.password,) if p)
-                url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query,
-                                  parts.fragment))
-            client = httpx.AsyncClient(headers=dict(headers or {}), auth=auth, timeout=self.timeouts.as_httpx(),
-                                       limits=limits, transport=transport, trust_env=False)
+                url = urlunsplit(
+                    (parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment)
+                )
+            client = httpx.AsyncClient(
+                headers=dict(headers or {}),
+                auth=auth,
+                timeout=self.timeouts.as_httpx(),
+                limits=limits,
+                transport=transport,
+                trust_env=False,
+            )
             self.upstreams.append(Upstream(url, client, i))
 
     @property
@@ -188,8 +195,13 @@ class UpstreamPool:
         if over >= 0:
             cooldown = min(self.retry.cooldown_max, self.retry.cooldown * 2**over)
             upstream.down_until = self._clock() + cooldown
-            log.warning("upstream %s failed %d times in a row (%s); setting it aside for %.0f s",
-                        upstream.name, upstream.failures, why, cooldown)
+            log.warning(
+                "upstream %s failed %d times in a row (%s); setting it aside for %.0f s",
+                upstream.name,
+                upstream.failures,
+                why,
+                cooldown,
+            )
 
     # ----------------------------------------------------------- requests
 
@@ -213,8 +225,10 @@ class UpstreamPool:
             delivered = False
             upstream.in_flight += 1
             try:
-                async with (upstream.client.stream("POST", upstream.base_url + path, json=body) as response,
-                            aclosing(_payloads(response)) as payloads):
+                async with (
+                    upstream.client.stream("POST", upstream.base_url + path, json=body) as response,
+                    aclosing(_payloads(response)) as payloads,
+                ):
                     if response.status_code >= 400:
                         raise await self._refusal(upstream, response)
                     async for payload in payloads:
@@ -236,8 +250,10 @@ class UpstreamPool:
                 reason = _describe(exc, self.timeouts)
                 self._failed(upstream, reason)
                 if delivered:
-                    raise EngineError(f"the upstream {upstream.name} failed mid-answer ({reason}); an answer "
-                                      "that has started is not retried") from None
+                    raise EngineError(
+                        f"the upstream {upstream.name} failed mid-answer ({reason}); an answer "
+                        "that has started is not retried"
+                    ) from None
                 if not _retryable_transport(exc) or attempt >= self.retry.max_retries:
                     raise EngineError(f"the upstream {upstream.name} failed: {reason}") from None
                 delay = self.retry.backoff(attempt)
@@ -392,5 +408,13 @@ def error_text(body: bytes, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-__all__ = ["RETRYABLE_STATUS", "RetryPolicy", "Timeouts", "Upstream", "UpstreamPool", "display_url", "error_text",
-           "parse_retry_after"]
+__all__ = [
+    "RETRYABLE_STATUS",
+    "RetryPolicy",
+    "Timeouts",
+    "Upstream",
+    "UpstreamPool",
+    "display_url",
+    "error_text",
+    "parse_retry_after",
+]

@@ -107,15 +107,36 @@ def _openai_logprobs(k: int) -> dict[str, Any]:
 
 DIALECTS: dict[str, Dialect] = {
     "openai": Dialect("openai", "native", "/chat/completions", "/completions", None, logprobs=_openai_logprobs),
-    "vllm": Dialect("vllm", "toolrun", "/chat/completions", "/completions",
-                    lambda g: {"structured_outputs": {"grammar": xgrammar_gbnf(g)}}, logprobs=_openai_logprobs),
-    "sglang": Dialect("sglang", "toolrun", "/chat/completions", "/completions",
-                      lambda g: {"ebnf": xgrammar_gbnf(g)}, logprobs=_openai_logprobs),
-    "llama.cpp": Dialect("llama.cpp", "toolrun", "/v1/chat/completions", "/completion", lambda g: {"grammar": g},
-                         llama_native=True, reports_template=True, logprobs=lambda k: {"n_probs": k}),
+    "vllm": Dialect(
+        "vllm",
+        "toolrun",
+        "/chat/completions",
+        "/completions",
+        lambda g: {"structured_outputs": {"grammar": xgrammar_gbnf(g)}},
+        logprobs=_openai_logprobs,
+    ),
+    "sglang": Dialect(
+        "sglang",
+        "toolrun",
+        "/chat/completions",
+        "/completions",
+        lambda g: {"ebnf": xgrammar_gbnf(g)},
+        logprobs=_openai_logprobs,
+    ),
+    "llama.cpp": Dialect(
+        "llama.cpp",
+        "toolrun",
+        "/v1/chat/completions",
+        "/completion",
+        lambda g: {"grammar": g},
+        llama_native=True,
+        reports_template=True,
+        logprobs=lambda k: {"n_probs": k},
+    ),
     # Its server computes log-probabilities only for a model loaded with logits_all (n_ctx x vocabulary floats).
-    "llama-cpp-python": Dialect("llama-cpp-python", "toolrun", "/chat/completions", "/completions",
-                                lambda g: {"grammar": g}, stream_usage=False),
+    "llama-cpp-python": Dialect(
+        "llama-cpp-python", "toolrun", "/chat/completions", "/completions", lambda g: {"grammar": g}, stream_usage=False
+    ),
 }
 #: Candidates asked for when deciding between a call and an answer (openers beyond these weigh ~nothing).
 DECISION_TOP_K = 20
@@ -125,8 +146,9 @@ UPSTREAM_ALIASES = {"llama-server": "llama.cpp", "llamacpp": "llama.cpp", "llama
 def dialect_for(upstream: str) -> Dialect:
     name = UPSTREAM_ALIASES.get(upstream, upstream)
     if name not in DIALECTS:
-        raise InvalidInputError(f"unknown upstream {upstream!r}; known: {', '.join(sorted(DIALECTS))}",
-                                where="upstream")
+        raise InvalidInputError(
+            f"unknown upstream {upstream!r}; known: {', '.join(sorted(DIALECTS))}", where="upstream"
+        )
     return DIALECTS[name]
 
 
@@ -168,8 +190,9 @@ class OpenAICompatibleEngine(Engine):
         self.dialect = dialect_for(upstream)
         parsing = tool_parsing or self.dialect.tool_parsing
         if parsing not in ("native", "toolrun"):
-            raise InvalidInputError(f"tool_parsing must be 'native' or 'toolrun', not {parsing!r}",
-                                    where="tool_parsing")
+            raise InvalidInputError(
+                f"tool_parsing must be 'native' or 'toolrun', not {parsing!r}", where="tool_parsing"
+            )
         self.tool_parsing: ToolParsing = parsing
         self.model = model
         self.format = get_format(tool_format) if isinstance(tool_format, str) else tool_format
@@ -180,24 +203,35 @@ class OpenAICompatibleEngine(Engine):
         #: call at its first token is at least this, else answer in text (0: follow the model's own pick).
         self.call_threshold = call_threshold
         if call_threshold > 0 and self.dialect.logprobs is None:
-            log.warning("%s: call_threshold needs token probabilities, which %s does not return; the model's "
-                        "own choice is followed", model, self.dialect.name)
+            log.warning(
+                "%s: call_threshold needs token probabilities, which %s does not return; the model's "
+                "own choice is followed",
+                model,
+                self.dialect.name,
+            )
         key = api_key if api_key is not None else (os.environ.get(api_key_env) if api_key_env else None)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         if self.dialect.llama_native:
             urls = [_strip_v1(u) for u in urls]
         self.pool = UpstreamPool(
-            urls, headers=headers, timeouts=timeouts, retry=retry, transport=transport,
+            urls,
+            headers=headers,
+            timeouts=timeouts,
+            retry=retry,
+            transport=transport,
             read_error=lambda name, status, body: openai_error(name, status, body, key_env=api_key_env),
-            payload_error=openai_stream_error, secrets=[key] if key else [],
+            payload_error=openai_stream_error,
+            secrets=[key] if key else [],
         )
         self._template: PromptTemplate | None = None
         self._template_lock = asyncio.Lock()
         self._grammars: dict[tuple[Any, ...], CallGrammar] = {}
 
     def __repr__(self) -> str:
-        return (f"OpenAICompatibleEngine({self.pool.names!r}, model={self.model!r}, "
-                f"upstream={self.dialect.name!r}, tool_parsing={self.tool_parsing!r})")
+        return (
+            f"OpenAICompatibleEngine({self.pool.names!r}, model={self.model!r}, "
+            f"upstream={self.dialect.name!r}, tool_parsing={self.tool_parsing!r})"
+        )
 
     @property
     def base_urls(self) -> list[str]:
@@ -248,26 +282,39 @@ class OpenAICompatibleEngine(Engine):
             out: dict[str, Any] = dict(message)
             if message.get("tool_calls"):
                 out["tool_calls"] = [
-                    {"id": c["id"], "type": "function",
-                     "function": {"name": c["function"]["name"],
-                                  "arguments": encode_arguments(c["function"]["arguments"])}}
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {
+                            "name": c["function"]["name"],
+                            "arguments": encode_arguments(c["function"]["arguments"]),
+                        },
+                    }
                     for c in message["tool_calls"]
                 ]
             messages.append(out)
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
-                                "max_tokens": request.sampling.max_tokens, **self._sampling(request.sampling)}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            "max_tokens": request.sampling.max_tokens,
+            **self._sampling(request.sampling),
+        }
         if self.dialect.stream_usage:
             body["stream_options"] = {"include_usage": True}
         if request.uses_tools:
             body["tools"] = [t.as_openai() for t in request.tools]
             choice = request.tool_choice
-            body["tool_choice"] = ({"type": "function", "function": {"name": choice.name}}
-                                   if isinstance(choice, NamedTool) else choice)
+            body["tool_choice"] = (
+                {"type": "function", "function": {"name": choice.name}} if isinstance(choice, NamedTool) else choice
+            )
             if not request.parallel_tool_calls:
                 body["parallel_tool_calls"] = False
         if request.response_schema is not None:
-            body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "response", "schema": dict(request.response_schema)}}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": dict(request.response_schema)},
+            }
         return body
 
     async def _generate_native(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
@@ -328,12 +375,17 @@ class OpenAICompatibleEngine(Engine):
                 response.raise_for_status()
                 props = response.json()
             except (httpx.HTTPError, ValueError) as exc:
-                raise EngineError(f"could not read the chat template from {upstream.name}/props: "
-                                  f"{type(exc).__name__}") from None
+                raise EngineError(
+                    f"could not read the chat template from {upstream.name}/props: {type(exc).__name__}"
+                ) from None
             props = props if isinstance(props, Mapping) else {}
             reported, reported_eos = props.get("chat_template"), props.get("eos_token")
-            return choose_template(self.format, reported if isinstance(reported, str) else None,
-                                   reported_eos if isinstance(reported_eos, str) else "", f"{upstream.name}/props")
+            return choose_template(
+                self.format,
+                reported if isinstance(reported, str) else None,
+                reported_eos if isinstance(reported_eos, str) else "",
+                f"{upstream.name}/props",
+            )
         return choose_template(self.format, None, "", "")
 
     def _grammar(self, request: GenerationRequest) -> CallGrammar:
@@ -347,18 +399,31 @@ class OpenAICompatibleEngine(Engine):
             self._grammars[key] = cached
         return cached
 
-    def _completion_body(self, prompt: str, request: GenerationRequest, grammar: str | None,
-                         max_tokens: int) -> dict[str, Any]:
+    def _completion_body(
+        self, prompt: str, request: GenerationRequest, grammar: str | None, max_tokens: int
+    ) -> dict[str, Any]:
         stops = stop_strings(self.format)
         sampling = self._sampling(request.sampling)
         if self.dialect.llama_native:
-            body: dict[str, Any] = {"prompt": prompt, "n_predict": max_tokens, "stream": True, "stop": stops,
-                                    "cache_prompt": True, **sampling}
+            body: dict[str, Any] = {
+                "prompt": prompt,
+                "n_predict": max_tokens,
+                "stream": True,
+                "stop": stops,
+                "cache_prompt": True,
+                **sampling,
+            }
             # Show the format's own tags even where they are special tokens (llama-server hides those).
             body["preserved_tokens"] = list(self.format.inline_openers + self.format.call_closers)
         else:
-            body = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
-                    "stop": stops, **sampling}
+            body = {
+                "model": self.model,
+                "prompt": prompt,
+                "max_tokens": max_tokens,
+                "stream": True,
+                "stop": stops,
+                **sampling,
+            }
             if self.dialect.stream_usage:
                 body["stream_options"] = {"include_usage": True}
             if self.dialect.name in ("vllm", "sglang"):
@@ -367,8 +432,9 @@ class OpenAICompatibleEngine(Engine):
             body.update(self.dialect.grammar(grammar))
         return body
 
-    async def _complete(self, prompt: str, request: GenerationRequest, grammar: str | None,
-                        max_tokens: int, *, top_logprobs: int = 0) -> AsyncGenerator[_Piece, None]:
+    async def _complete(
+        self, prompt: str, request: GenerationRequest, grammar: str | None, max_tokens: int, *, top_logprobs: int = 0
+    ) -> AsyncGenerator[_Piece, None]:
         body = self._completion_body(prompt, request, grammar, max_tokens)
         if top_logprobs and self.dialect.logprobs is not None:
             body.update(self.dialect.logprobs(top_logprobs))
@@ -391,8 +457,9 @@ class OpenAICompatibleEngine(Engine):
                     piece.top = piece.top or _openai_top(choice.get("logprobs"))
                 yield piece
 
-    async def _first_token_choice(self, prompt: str, request: GenerationRequest,
-                                  parser: StreamParser) -> bool | str | None:
+    async def _first_token_choice(
+        self, prompt: str, request: GenerationRequest, parser: StreamParser
+    ) -> bool | str | None:
         """The local engine's decision, from the upstream's log-probabilities of the first token.
 
         True: call (the model's probability of opening a call is at least ``call_threshold``).
@@ -440,8 +507,12 @@ class OpenAICompatibleEngine(Engine):
         text = ""
         starts: list[int] = []  # where each piece's text begins, to count the pieces before an opener
         opener_at: int | None = None
-        if (watching and self.call_threshold > 0 and self.dialect.logprobs is not None
-                and isinstance(parser, StreamParser)):
+        if (
+            watching
+            and self.call_threshold > 0
+            and self.dialect.logprobs is not None
+            and isinstance(parser, StreamParser)
+        ):
             choice = await self._first_token_choice(prompt, request, parser)
             if choice is True:  # a call it is: constrained from the first token
                 grammar = self._grammar(request)
@@ -478,8 +549,9 @@ class OpenAICompatibleEngine(Engine):
             parser.reset_region()
             parser.stream_arguments = grammar.exact
             tally = tally.restart(kept)
-            second = self._complete(prompt + text[:opener_at], request, grammar.text,
-                                    max(1, request.sampling.max_tokens - kept))
+            second = self._complete(
+                prompt + text[:opener_at], request, grammar.text, max(1, request.sampling.max_tokens - kept)
+            )
             try:
                 async for piece in second:
                     tally.add(piece)
@@ -550,8 +622,7 @@ def _strip_v1(url: str) -> str:
     return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
-__all__ = ["DIALECTS", "Dialect", "OpenAICompatibleEngine", "ToolParsing", "UpstreamKind", "dialect_for",
-           "display_url"]
+__all__ = ["DIALECTS", "Dialect", "OpenAICompatibleEngine", "ToolParsing", "UpstreamKind", "dialect_for", "display_url"]
 
 
 def _openai_top(logprobs: Any) -> dict[str, float] | None:

@@ -53,8 +53,11 @@ def read_chat_template(path: str) -> tuple[str, str]:
         llm = Llama(str(file), vocab_only=True, verbose=False)
         try:
             template = llm.metadata.get("tokenizer.chat_template")
-            eos = llm.detokenize([llm.token_eos()], special=True).decode("utf-8", "replace") \
-                if llm.token_eos() >= 0 else ""
+            eos = (
+                llm.detokenize([llm.token_eos()], special=True).decode("utf-8", "replace")
+                if llm.token_eos() >= 0
+                else ""
+            )
         finally:
             llm.close()
         if not template:

@@ -54,8 +54,9 @@ class WorkersAICredentials:
         return f"WorkersAICredentials(account_id={self.account_id!r}, api_token='***', base_url={self.base_url!r})"
 
     @classmethod
-    def resolve(cls, account_id: str | None = None, api_token: str | None = None,
-                base_url: str | None = None) -> WorkersAICredentials:
+    def resolve(
+        cls, account_id: str | None = None, api_token: str | None = None, base_url: str | None = None
+    ) -> WorkersAICredentials:
         """Arguments first, then ``CLOUDFLARE_ACCOUNT_ID`` / ``CLOUDFLARE_API_TOKEN`` / ``CLOUDFLARE_BASE_URL``."""
         account = account_id or os.environ.get(ACCOUNT_ENV, "").strip()
         token = api_token or os.environ.get(TOKEN_ENV, "").strip()
@@ -68,7 +69,8 @@ class WorkersAICredentials:
         if missing:
             raise ModelUnavailableError(
                 "Workers AI needs your Cloudflare account id and an API token with Workers AI permission: set "
-                + " and ".join(missing))
+                + " and ".join(missing)
+            )
         if not base.startswith(("https://", "http://")):
             raise ModelUnavailableError(f"{BASE_URL_ENV} must be an http(s) URL")
         return cls(account, token, base.rstrip("/"))
@@ -83,17 +85,28 @@ class WorkersAICredentials:
 class WorkersAIEngine(Engine):
     """One Workers AI model (see the module doc)."""
 
-    def __init__(self, model: str, credentials: WorkersAICredentials, *, context_window: int | None = None,
-                 timeouts: Timeouts | None = None, retry: RetryPolicy | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        credentials: WorkersAICredentials,
+        *,
+        context_window: int | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.model = model
         self.context_window = context_window
         self.account_id = credentials.account_id
         self.pool = UpstreamPool(
-            [credentials.run_root()], headers={"Authorization": f"Bearer {credentials.api_token}"},
-            timeouts=timeouts, retry=retry, transport=transport,
+            [credentials.run_root()],
+            headers={"Authorization": f"Bearer {credentials.api_token}"},
+            timeouts=timeouts,
+            retry=retry,
+            transport=transport,
             read_error=lambda name, status, body: cloudflare_error(name, status, body),
-            payload_error=cloudflare_stream_error, secrets=[credentials.api_token],
+            payload_error=cloudflare_stream_error,
+            secrets=[credentials.api_token],
         )
 
     def __repr__(self) -> str:
@@ -108,10 +121,17 @@ class WorkersAIEngine(Engine):
     def _message(message: Message) -> dict[str, Any]:
         out: dict[str, Any] = {"role": message["role"], "content": message["content"]}
         if message.get("tool_calls"):
-            out["tool_calls"] = [{"id": c["id"], "type": "function",
-                                  "function": {"name": c["function"]["name"],
-                                               "arguments": encode_arguments(c["function"]["arguments"])}}
-                                 for c in message["tool_calls"]]
+            out["tool_calls"] = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {
+                        "name": c["function"]["name"],
+                        "arguments": encode_arguments(c["function"]["arguments"]),
+                    },
+                }
+                for c in message["tool_calls"]
+            ]
         for key in ("name", "tool_call_id"):
             if message.get(key):
                 out[key] = message[key]
@@ -140,8 +160,9 @@ class WorkersAIEngine(Engine):
         if s.presence_penalty:
             inputs["presence_penalty"] = s.presence_penalty
         if request.uses_tools:
-            inputs["tools"] = [{"name": t.name, "description": t.description, "parameters": dict(t.parameters)}
-                               for t in request.tools]
+            inputs["tools"] = [
+                {"name": t.name, "description": t.description, "parameters": dict(t.parameters)} for t in request.tools
+            ]
             choice = request.tool_choice
             if isinstance(choice, NamedTool):
                 inputs["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
@@ -177,8 +198,9 @@ class WorkersAIEngine(Engine):
                     reported_finish = finish or reported_finish
         for event in calls.events(self.pool.names[0]):
             yield event
-        yield final_event(prompt_tokens, completion_tokens or pieces,
-                          finish_reason(reported_finish or "stop", calls.count > 0))
+        yield final_event(
+            prompt_tokens, completion_tokens or pieces, finish_reason(reported_finish or "stop", calls.count > 0)
+        )
 
 
 def _parts(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
