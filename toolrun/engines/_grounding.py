@@ -30,15 +30,22 @@ def conversation_text(messages: Iterable[Message]) -> str:
     return " " + " ".join(_normal(m["content"]) for m in messages if m["role"] != "assistant") + " "
 
 
-def _leaves(value: Any) -> Iterator[Any]:
+def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     if isinstance(value, Mapping):
-        for item in value.values():
-            yield from _leaves(item)
+        for key, item in value.items():
+            yield from _leaves(item, f"{path}.{key}")
     elif isinstance(value, list):
-        for item in value:
-            yield from _leaves(item)
+        for i, item in enumerate(value):
+            yield from _leaves(item, f"{path}[{i}]")
     else:
-        yield value
+        yield path, value
+
+
+def _found(leaf: Any, text: str) -> bool:
+    if isinstance(leaf, float) and leaf.is_integer():
+        leaf = int(leaf)
+    needle = _normal(str(leaf))
+    return not needle or f" {needle} " in text or (len(needle) > 3 and needle in text)
 
 
 def is_grounded(arguments: Mapping[str, Any], text: str, *, allowed: Iterable[Any] = ()) -> bool:
@@ -47,15 +54,23 @@ def is_grounded(arguments: Mapping[str, Any], text: str, *, allowed: Iterable[An
     Booleans, nulls and values in ``allowed`` (a schema's enums and defaults) need not appear.
     """
     free = set(map(repr, allowed))
-    for leaf in _leaves(arguments):
-        if leaf is None or isinstance(leaf, bool) or repr(leaf) in free:
-            continue
-        if isinstance(leaf, float) and leaf.is_integer():
-            leaf = int(leaf)
-        needle = _normal(str(leaf))
-        if needle and f" {needle} " not in text and not (len(needle) > 3 and needle in text):
-            return False
-    return True
+    return all(
+        leaf is None or isinstance(leaf, bool) or repr(leaf) in free or _found(leaf, text)
+        for _, leaf in _leaves(arguments)
+    )
+
+
+def grounded_values(arguments: Mapping[str, Any], text: str) -> frozenset[tuple[str, str]]:
+    """The (place, value) pairs of ``arguments`` that the conversation itself says.
+
+    Two calls of one tool with the same grounded values ask the same thing: a second that differs
+    only in values the model chose itself (an enum's other option, a default) is not a new request.
+    """
+    return frozenset(
+        (path, _normal(str(leaf)))
+        for path, leaf in _leaves(arguments)
+        if leaf is not None and not isinstance(leaf, bool) and _normal(str(leaf)) and _found(leaf, text)
+    )
 
 
 def schema_constants(schema: Mapping[str, Any]) -> list[Any]:

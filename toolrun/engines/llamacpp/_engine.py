@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import json
 import logging
 import os
 import threading
@@ -39,7 +38,7 @@ from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
 from ..._wire import Event, FinishReason, IndexedToolCall, final_event
 from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
 from .._base import Engine, GenerationRequest
-from .._grounding import conversation_text, is_grounded, schema_constants
+from .._grounding import conversation_text, grounded_values, is_grounded, schema_constants
 from .._prompt import render_prompt
 from ._context import kv_bytes_per_token
 from ._decide import DecisionTokens, continue_share, decision_tokens, probability_mass
@@ -267,7 +266,7 @@ class LlamaCppEngine(Engine):
         decisions = self._decisions(llm) if deciding or deciding_more or trying else None
         calls_seen = 0
         trial: _Trial | None = None  # a call being tried: its events are held until it is kept
-        turn_calls: list[tuple[str, str]] = []
+        turn_calls: list[IndexedToolCall] = []
         grounding = ""
 
         def send(event: Event) -> None:
@@ -275,7 +274,7 @@ class LlamaCppEngine(Engine):
                 trial.events.append(event)
                 return
             if "tool_calls" in event:
-                turn_calls.extend(_call_key(call) for call in event["tool_calls"])
+                turn_calls.extend(event["tool_calls"])
             emit(event)
 
         finish: FinishReason = "stop"
@@ -376,14 +375,23 @@ class LlamaCppEngine(Engine):
         emit(final_event(len(prompt_tokens), len(generated), finish))
 
     @staticmethod
-    def _keeps(trial: _Trial, turn_calls: list[tuple[str, str]], request: GenerationRequest, grounding: str) -> bool:
-        """Keep a tried call if it is not a repeat of this turn's calls and its values come from the conversation."""
+    def _keeps(trial: _Trial, turn_calls: list[IndexedToolCall], request: GenerationRequest, grounding: str) -> bool:
+        """Keep a tried call if its values come from the conversation and it asks something this turn's
+        calls do not: a call that differs from an earlier one only in values the model chose itself
+        (``"unit": "fahrenheit"`` after ``"celsius"``, neither asked for) is a repeat."""
         calls = [call for event in trial.events if "tool_calls" in event for call in event["tool_calls"]]
-        if len(calls) != 1 or _call_key(calls[0]) in turn_calls:
+        if len(calls) != 1:
             return False
-        tool = next((t for t in request.tools if t.name == calls[0]["name"]), None)
+        (call,) = calls
+        asked = grounded_values(call["arguments"], grounding)
+        if any(
+            earlier["name"] == call["name"] and grounded_values(earlier["arguments"], grounding) == asked
+            for earlier in turn_calls
+        ):
+            return False
+        tool = next((t for t in request.tools if t.name == call["name"]), None)
         allowed = schema_constants(tool.parameters) if tool is not None else []
-        return is_grounded(calls[0]["arguments"], grounding, allowed=allowed)
+        return is_grounded(call["arguments"], grounding, allowed=allowed)
 
     def _decisions(self, llm: Any) -> DecisionTokens:
         if self._decision_tokens is None:
@@ -478,10 +486,6 @@ class _Trial:
     parser_state: object
     generated: int  # tokens generated before it
     events: list[Event] = field(default_factory=list)
-
-
-def _call_key(call: IndexedToolCall) -> tuple[str, str]:
-    return call["name"], json.dumps(call["arguments"], sort_keys=True)
 
 
 def _rewind(seq: SequenceHandle, n_tokens: int) -> Generator[Need, None, None]:
