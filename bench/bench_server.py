@@ -156,11 +156,10 @@ class OthersMeter:
 def server_process(
     args: list[str], health_url: str, *, timeout: float = 300, env: dict | None = None
 ) -> Iterator[subprocess.Popen]:
+    """A server subprocess (``args``: the whole command line), once ``health_url`` answers 200."""
     # stderr to a file, not a pipe: llama.cpp logs enough at load to fill a pipe and block the server.
     log = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the child process
-    proc = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **(env or {})}
-    )
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **(env or {})})
 
     def log_tail() -> str:
         log.seek(0)
@@ -353,7 +352,7 @@ def bench_overhead(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {"binding_in_process": asyncio.run(_binding_only(2000)), "http": []}
-    with server_process([__file__, "_bare-server", str(port)], base + "/health", timeout=60):
+    with server_process([sys.executable, __file__, "_bare-server", str(port)], base + "/health", timeout=60):
         # The same client against a bare Starlette endpoint: the floor that any Starlette app pays.
         for clients, total in ((1, args.overhead_requests), (64, args.overhead_requests * 4)):
             wait_for_quiet(args.wait_quiet)
@@ -363,7 +362,7 @@ def bench_overhead(args: argparse.Namespace) -> dict[str, Any]:
             _print_row(row)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with server_process([__file__, "_scripted-server", str(port)], base + "/health", timeout=60):
+    with server_process([sys.executable, __file__, "_scripted-server", str(port)], base + "/health", timeout=60):
         for name, (path, body) in _overhead_requests().items():
             for clients, total in ((1, args.overhead_requests), (64, args.overhead_requests * 4)):
                 wait_for_quiet(args.wait_quiet)
@@ -465,6 +464,7 @@ def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
         ("llama_cpp.server", f"http://127.0.0.1:{llama_port}", "qwen"),
     ]
     toolrun_cmd = [
+        sys.executable,
         "-m",
         "toolrun",
         "serve",
@@ -480,6 +480,7 @@ def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
         "warning",
     ]
     llama_cmd = [
+        sys.executable,
         "-m",
         "llama_cpp.server",
         "--model",

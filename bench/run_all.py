@@ -7,7 +7,17 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["bench_core.py", "bench_bfcl.py", "bench_embedded.py", "bench_openapi.py", "bench_server.py"]
+ORDER = [
+    "bench_core.py",
+    "bench_seed_example.py",
+    "bench_bfcl.py",
+    "bench_embedded.py",
+    "bench_openapi.py",
+    "bench_mcp.py",
+    "bench_server.py",
+    "bench_slots.py",
+    "bench_remote.py",
+]
 
 failed = []
 for name in ORDER:
