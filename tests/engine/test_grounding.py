@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolrun.engines._grounding import conversation_text, grounded_values, is_grounded, schema_constants
+from toolrun.engines._grounding import asks_something_new, conversation_text, is_grounded, schema_constants
 
 WEATHER_SCHEMA = {
     "type": "object",
@@ -29,20 +29,20 @@ def test_a_schemas_own_constants_need_not_be_said() -> None:
     assert is_grounded({"city": "Paris", "unit": "fahrenheit"}, said, allowed=schema_constants(WEATHER_SCHEMA))
 
 
-def test_calls_that_differ_only_in_values_the_model_chose_ask_the_same_thing() -> None:
+def test_a_further_call_must_bring_a_value_the_user_said_that_no_earlier_call_used() -> None:
     said = text("What is the weather in Paris?")
-    first = grounded_values({"city": "Paris", "unit": "celsius"}, said)
-    assert grounded_values({"city": "Paris", "unit": "fahrenheit"}, said) == first
-    assert grounded_values({"city": "London"}, text("Weather in Paris and London?")) != grounded_values(
-        {"city": "Paris"}, text("Weather in Paris and London?")
-    )
+    assert not asks_something_new({"city": "Paris", "unit": "fahrenheit"}, [{"city": "Paris", "unit": "celsius"}], said)
+    both = text("Weather in Paris and London?")
+    assert asks_something_new({"city": "London"}, [{"city": "Paris"}], both)
+    assert not asks_something_new({"city": "paris"}, [{"city": "Paris"}, {"city": "London"}], both)
 
 
-def test_values_the_user_asked_for_make_calls_different() -> None:
-    said = text("The weather in Paris in celsius and in fahrenheit, please.")
-    assert grounded_values({"city": "Paris", "unit": "celsius"}, said) != grounded_values(
-        {"city": "Paris", "unit": "fahrenheit"}, said
-    )
-    # The same values in other places are another request (a 5-by-10 box is not a 10-by-5 one here).
-    sizes = text("Area of a 5 by 10 rectangle and of a 10 by 5 one")
-    assert grounded_values({"a": 5, "b": 10}, sizes) != grounded_values({"a": 10, "b": 5}, sizes)
+def test_values_the_user_asked_for_make_calls_new() -> None:
+    units = text("The weather in Paris in celsius and in fahrenheit, please.")
+    assert asks_something_new({"city": "Paris", "unit": "fahrenheit"}, [{"city": "Paris", "unit": "celsius"}], units)
+    numbers = text("Factorials of 5, 10 and 15")
+    assert asks_something_new({"number": 10}, [{"number": 5}], numbers)
+    # The same numbers in another order, or handed to another tool, ask nothing new.
+    sizes = text("Area of a triangle with base 10 and height 5")
+    assert not asks_something_new({"base": 5, "height": 10}, [{"base": 10, "height": 5}], sizes)
+    assert not asks_something_new({"radius": 5}, [{"base": 10, "height": 5}], sizes)

@@ -60,17 +60,26 @@ def is_grounded(arguments: Mapping[str, Any], text: str, *, allowed: Iterable[An
     )
 
 
-def grounded_values(arguments: Mapping[str, Any], text: str) -> frozenset[tuple[str, str]]:
-    """The (place, value) pairs of ``arguments`` that the conversation itself says.
-
-    Two calls of one tool with the same grounded values ask the same thing: a second that differs
-    only in values the model chose itself (an enum's other option, a default) is not a new request.
-    """
+def said_values(arguments: Mapping[str, Any], text: str) -> frozenset[str]:
+    """The values in ``arguments`` that the conversation itself says (normalised), wherever they stand."""
     return frozenset(
-        (path, _normal(str(leaf)))
-        for path, leaf in _leaves(arguments)
+        _normal(str(leaf))
+        for _, leaf in _leaves(arguments)
         if leaf is not None and not isinstance(leaf, bool) and _normal(str(leaf)) and _found(leaf, text)
     )
+
+
+def asks_something_new(arguments: Mapping[str, Any], earlier: Iterable[Mapping[str, Any]], text: str) -> bool:
+    """Whether a further call in a turn brings a value the conversation says that no earlier call used.
+
+    A request for several things names each ("Boston and San Francisco", "5, 10 and 15"); a call
+    that only reuses the earlier calls' values — the same city with the other unit, the same numbers
+    in another tool or in another order — adds nothing the user asked for.
+    """
+    used: set[str] = set()
+    for args in earlier:
+        used |= said_values(args, text)
+    return bool(said_values(arguments, text) - used)
 
 
 def schema_constants(schema: Mapping[str, Any]) -> list[Any]:

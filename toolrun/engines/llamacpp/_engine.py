@@ -38,7 +38,7 @@ from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
 from ..._wire import Event, FinishReason, IndexedToolCall, final_event
 from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
 from .._base import Engine, GenerationRequest
-from .._grounding import conversation_text, grounded_values, is_grounded, schema_constants
+from .._grounding import asks_something_new, conversation_text, is_grounded, schema_constants
 from .._prompt import render_prompt
 from ._context import kv_bytes_per_token
 from ._decide import DecisionTokens, continue_share, decision_tokens, probability_mass
@@ -376,18 +376,14 @@ class LlamaCppEngine(Engine):
 
     @staticmethod
     def _keeps(trial: _Trial, turn_calls: list[IndexedToolCall], request: GenerationRequest, grounding: str) -> bool:
-        """Keep a tried call if its values come from the conversation and it asks something this turn's
-        calls do not: a call that differs from an earlier one only in values the model chose itself
-        (``"unit": "fahrenheit"`` after ``"celsius"``, neither asked for) is a repeat."""
+        """Keep a tried call if its values come from the conversation and it brings one that this turn's
+        calls have not used (see :func:`asks_something_new`): the 0.5B model, let go on, otherwise
+        writes the same request again with a unit of its own or another tool on the same numbers."""
         calls = [call for event in trial.events if "tool_calls" in event for call in event["tool_calls"]]
         if len(calls) != 1:
             return False
         (call,) = calls
-        asked = grounded_values(call["arguments"], grounding)
-        if any(
-            earlier["name"] == call["name"] and grounded_values(earlier["arguments"], grounding) == asked
-            for earlier in turn_calls
-        ):
+        if not asks_something_new(call["arguments"], (c["arguments"] for c in turn_calls), grounding):
             return False
         tool = next((t for t in request.tools if t.name == call["name"]), None)
         allowed = schema_constants(tool.parameters) if tool is not None else []
