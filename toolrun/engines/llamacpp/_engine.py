@@ -37,7 +37,7 @@ from typing import Any
 from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
 from ..._wire import Event, FinishReason, IndexedToolCall, final_event
 from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
-from .._base import Engine, GenerationRequest
+from .._base import Engine, GenerationRequest, NamedTool
 from .._grounding import asks_something_new, conversation_text, is_grounded, schema_constants
 from .._prompt import render_prompt
 from ._context import kv_bytes_per_token
@@ -260,7 +260,8 @@ class LlamaCppEngine(Engine):
         watching = use_tools and not constrained_from_start
         in_calls = constrained_from_start  # writing calls under the grammar
         deciding = watching and self.call_threshold > 0
-        may_add_calls = use_tools and request.parallel_tool_calls
+        # A named tool_choice asks for that one call, as OpenAI's models answer it.
+        may_add_calls = use_tools and request.parallel_tool_calls and not isinstance(request.tool_choice, NamedTool)
         deciding_more = may_add_calls and self.another_call_threshold > 0
         trying = may_add_calls and self.try_another_call
         decisions = self._decisions(llm) if deciding or deciding_more or trying else None
