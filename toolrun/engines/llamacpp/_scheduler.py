@@ -123,8 +123,9 @@ class Scheduler:
         n_batch: int = 512,
         min_save_tokens: int = 256,
     ) -> None:
-        self.context = SequenceContext(model, n_seq=n_slots, n_ctx_seq=n_ctx_seq, n_threads=n_threads,
-                                       n_batch=max(n_batch, chunk, n_slots))
+        self.context = SequenceContext(
+            model, n_seq=n_slots, n_ctx_seq=n_ctx_seq, n_threads=n_threads, n_batch=max(n_batch, chunk, n_slots)
+        )
         self.chunk = chunk
         self.n_batch = n_batch
         self.min_save_tokens = min_save_tokens
@@ -135,6 +136,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._clear_requests: list[threading.Event] = []
         #: Statistics the worker updates and ``stats()`` reads (small ints: a torn read is harmless).
         self.steps = 0
         self.decoded_tokens = 0
@@ -181,29 +183,42 @@ class Scheduler:
         self.context.close()
 
     def clear(self) -> None:
-        """Forget every warm prefix (slots and RAM); for benchmarks measuring cold starts. Call when idle."""
+        """Forget every warm prefix (slots and RAM), once the requests running now are done; new ones
+        wait until then. For benchmarks and tests that measure cold starts."""
+        cleared = threading.Event()
         with self._cond:
-            if self._active or self._queue:
-                raise EngineError("clear() while requests are running")
-            self.context.clear()
-            for slot in self.slots:
-                slot.truncate(0)
-            self.cache.clear()
+            if self._thread is None:
+                self._clear_now()
+                return
+            self._clear_requests.append(cleared)
+            self._cond.notify()
+        cleared.wait()
+
+    def _clear_now(self) -> None:
+        self.context.clear()
+        for slot in self.slots:
+            slot.truncate(0)
+        self.cache.clear()
 
     # -------------------------------------------------------------- worker
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._closing and not self._active and not self._queue:
+                while not self._closing and not self._active and not self._queue and not self._clear_requests:
                     self._cond.wait()
                 if self._closing:
                     pending = list(self._queue) + self._active
                     self._queue.clear()
                     self._active.clear()
                     break
+                if self._clear_requests and not self._active:
+                    self._clear_now()
+                    for cleared in self._clear_requests:
+                        cleared.set()
+                    self._clear_requests.clear()
                 admitted: list[Job] = []
-                while self._queue and len(self._active) + len(admitted) < len(self.slots):
+                while self._queue and not self._clear_requests and len(self._active) + len(admitted) < len(self.slots):
                     admitted.append(self._queue.popleft())
             for job in admitted:
                 self._start(job)
@@ -215,6 +230,8 @@ class Scheduler:
                     self._finish(job, exc)
         for job in pending:
             self._finish(job, EngineError("the engine was closed"))
+        for cleared in self._clear_requests:
+            cleared.set()
 
     def _start(self, job: Job) -> None:
         if job.cancelled.is_set():  # cancelled while queued: no slot, no prefill
@@ -277,8 +294,12 @@ class Scheduler:
             self._finish(job, EngineError("a program gives its prompt once"))
             return
         if job.slot is not None and len(job.slot.tokens) + len(need.tokens) > self.context.n_ctx_seq:
-            self._finish(job, ContextOverflowError(len(job.prompt), len(job.slot.tokens) + len(need.tokens)
-                                                   - len(job.prompt), self.context.n_ctx_seq))
+            self._finish(
+                job,
+                ContextOverflowError(
+                    len(job.prompt), len(job.slot.tokens) + len(need.tokens) - len(job.prompt), self.context.n_ctx_seq
+                ),
+            )
             return
         job.need = need
 

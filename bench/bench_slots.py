@@ -1,0 +1,409 @@
+"""Many clients on one model: warm prefixes per client (TTFT), the prefix cache's memory, and batched decoding.
+
+1. ttft — clients with different tool sets (six tools each, ~1,000 prompt tokens) take turns; the
+   time to the first event of a request that follows another client's request, against one that
+   follows a request with the same tool set (greedy, streaming, in-process engine).
+2. memory — 16 distinct tool sets in turn under a small prefix-cache budget: evictions, the
+   cache's bytes after every request (never over the budget) and the process's RSS (no growth).
+3. throughput — ``toolrun serve`` and llama.cpp's own ``llama-server -np 4`` on the same GGUF,
+   both built from the same llama.cpp (see bench/llama_server.py), side by side in alternating
+   rounds: aggregate tokens/s at 1 and 4 concurrent clients, greedy, 128 tokens.
+
+    .venv/bin/python bench/bench_slots.py ttft
+    .venv/bin/python bench/bench_slots.py memory
+    .venv/bin/python bench/bench_slots.py throughput
+    .venv/bin/python bench/bench_slots.py all --json bench/slots-results.json
+
+The machine is shared: every figure is a median over rounds, and the load is printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_server import (
+    KEY,
+    OthersMeter,
+    _compare_run,
+    _summarise,
+    free_port,
+    load_average,
+    server_process,
+    wait_for_quiet,
+)
+from llama_server import llama_server_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DOMAINS = [
+    ("weather", ["city", "country", "unit", "days"]),
+    ("calendar", ["title", "date", "time", "attendees"]),
+    ("email", ["to", "subject", "body", "cc"]),
+    ("files", ["path", "pattern", "recursive", "limit"]),
+    ("git", ["repository", "branch", "message", "author"]),
+    ("shop", ["product", "quantity", "size", "color"]),
+    ("travel", ["origin", "destination", "date", "passengers"]),
+    ("music", ["artist", "album", "track", "volume"]),
+    ("bank", ["account", "amount", "currency", "reference"]),
+    ("notes", ["title", "content", "tags", "folder"]),
+    ("maps", ["address", "radius", "category", "open_now"]),
+    ("news", ["topic", "source", "language", "since"]),
+    ("recipes", ["dish", "diet", "servings", "max_minutes"]),
+    ("fitness", ["activity", "duration", "distance", "date"]),
+    ("tickets", ["event", "city", "date", "seats"]),
+    ("home", ["room", "device", "state", "level"]),
+]
+VERBS = ["get", "search", "create", "update", "delete", "summarize"]
+QUESTIONS = [
+    "Please help me with my {d} task: I need the details for tomorrow.",
+    "Can you look up something in {d} for me? Use the right tool.",
+    "I want to change a setting in {d}; what do you need from me?",
+    "Quick question about {d}: what can you do right now?",
+]
+
+
+def tool_set(k: int) -> list[dict[str, Any]]:
+    """Six tools of one domain: ~1,000 prompt tokens with the chat template's tool preamble."""
+    domain, fields = DOMAINS[k % len(DOMAINS)]
+    tools = []
+    for verb in VERBS:
+        properties: dict[str, Any] = {
+            f: {
+                "type": "string",
+                "description": f"The {f.replace('_', ' ')} to use when you {verb} {domain} items; "
+                f"leave it out if the user did not say.",
+            }
+            for f in fields
+        }
+        properties["dry_run"] = {"type": "boolean", "description": "Only describe what would happen."}
+        tools.append(
+            {
+                "name": f"{verb}_{domain}_item",
+                "description": f"{verb.capitalize()} an item in the user's {domain} service. Returns the "
+                f"affected items as JSON, with their ids, so that later calls can refer to them.",
+                "parameters": {"type": "object", "properties": properties, "required": [fields[0]]},
+            }
+        )
+    return tools
+
+
+def request_inputs(k: int, n: int) -> dict[str, Any]:
+    domain = DOMAINS[k % len(DOMAINS)][0]
+    question = QUESTIONS[n % len(QUESTIONS)].format(d=domain)
+    return {
+        "messages": [{"role": "user", "content": question}],
+        "tools": tool_set(k),
+        "temperature": 0,
+        "max_tokens": 8,
+        "stream": True,
+    }
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def first_event_s(ai: Any, model: str, inputs: dict[str, Any]) -> float:
+    started = time.perf_counter()
+    first = None
+    async for _ in await ai.run(model, inputs):
+        if first is None:
+            first = time.perf_counter() - started
+    return first if first is not None else float("nan")
+
+
+# --------------------------------------------------------------------- ttft
+
+
+async def bench_ttft(args: argparse.Namespace) -> dict[str, Any]:
+    from toolrun import DEFAULT_MODEL, AsyncAI
+
+    ai = AsyncAI()
+    engine = await ai.engine(DEFAULT_MODEL)
+    tokens = engine.count_tokens(engine.render_prompt(_generation_request(request_inputs(0, 0))))
+    print(f"  prompt: {tokens} tokens; engine: {engine.describe()}", flush=True)
+    results: dict[str, Any] = {"prompt_tokens": tokens, "engine": engine.describe(), "clients": {}}
+    for clients in args.clients:
+        engine.clear_cache()
+        for k in range(clients):  # each client's tool set warm once, as a running deployment has it
+            await first_event_s(ai, DEFAULT_MODEL, request_inputs(k, 0))
+        same, other = [], []
+        n = 1
+        for round_no in range(args.rounds):
+            wait_for_quiet(args.wait_quiet)
+            # Alternating: each request follows another client's request.
+            for k in range(clients):
+                other.append(await first_event_s(ai, DEFAULT_MODEL, request_inputs(k, n)))
+                n += 1
+            # Same tool set twice in a row: the second follows a same-tool-set request.
+            for k in range(clients):
+                await first_event_s(ai, DEFAULT_MODEL, request_inputs(k, n))
+                same.append(await first_event_s(ai, DEFAULT_MODEL, request_inputs(k, n + 1)))
+                n += 2
+            print(
+                f"    {clients} clients, round {round_no + 1}: after another client "
+                f"{statistics.median(other[-clients:]) * 1e3:6.0f} ms, after the same tool set "
+                f"{statistics.median(same[-clients:]) * 1e3:6.0f} ms  (load {load_average()})",
+                flush=True,
+            )
+        ratio = statistics.median(other) / statistics.median(same)
+        results["clients"][clients] = {
+            "after_other_ms": [x * 1e3 for x in other],
+            "after_same_ms": [x * 1e3 for x in same],
+            "median_after_other_ms": statistics.median(other) * 1e3,
+            "median_after_same_ms": statistics.median(same) * 1e3,
+            "ratio": ratio,
+            "stats": engine.stats(),
+        }
+        print(
+            f"  {clients} clients: median TTFT after another client's request "
+            f"{statistics.median(other) * 1e3:.0f} ms, after a same-tool-set request "
+            f"{statistics.median(same) * 1e3:.0f} ms: ratio {ratio:.2f} (goal <= 1.5)",
+            flush=True,
+        )
+    await ai.aclose()
+    return results
+
+
+def _generation_request(inputs: dict[str, Any]) -> Any:
+    from toolrun._types import normalize_messages, normalize_tools
+    from toolrun.engines import GenerationRequest
+
+    return GenerationRequest(normalize_messages(inputs["messages"]), normalize_tools(inputs["tools"]))
+
+
+# ------------------------------------------------------------------- memory
+
+
+async def bench_memory(args: argparse.Namespace) -> dict[str, Any]:
+    from toolrun import DEFAULT_MODEL, AsyncAI
+    from toolrun.ai import Catalog
+    from toolrun.engines.llamacpp import LlamaCppEngine
+    from toolrun.formats import get_format
+
+    ai = AsyncAI(catalog=Catalog())
+    entry = ai.catalog.get(DEFAULT_MODEL)
+    engine = LlamaCppEngine(
+        ai.weights(DEFAULT_MODEL),
+        get_format(entry.tool_format),
+        context_window=entry.context_window,
+        prefix_cache_mb=args.budget_mb,
+    )
+    engine.load()
+    ai.register(entry, engine)
+    budget = args.budget_mb * 2**20
+    rows = []
+    peak = 0
+    for cycle in range(args.cycles):
+        for k in range(16):
+            await first_event_s(ai, DEFAULT_MODEL, request_inputs(k, cycle))
+            gc.collect()
+            stats = engine.stats()
+            peak = max(peak, stats["cache_bytes"])
+            rows.append({"cycle": cycle, "tool_set": k, "rss_mb": rss_mb(), **stats})
+        s = rows[-1]
+        print(
+            f"  cycle {cycle + 1}: cache {s['cache_bytes'] / 2**20:6.1f} MB in {s['cache_entries']} prefixes "
+            f"(budget {args.budget_mb} MB), evictions {s['cache_evictions']}, hits {s['cache_hits']}, "
+            f"RSS {s['rss_mb']:.0f} MB",
+            flush=True,
+        )
+    growth = rows[-1]["rss_mb"] - rows[15]["rss_mb"]
+    print(
+        f"  peak cache {peak / 2**20:.1f} MB <= budget {args.budget_mb} MB: {peak <= budget}; "
+        f"RSS change after the first cycle {growth:+.0f} MB",
+        flush=True,
+    )
+    await ai.aclose()
+    return {
+        "budget_mb": args.budget_mb,
+        "peak_cache_bytes": peak,
+        "within_budget": peak <= budget,
+        "rss_growth_after_first_cycle_mb": growth,
+        "rows": rows,
+    }
+
+
+# --------------------------------------------------------------- throughput
+
+
+def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
+    from toolrun import DEFAULT_MODEL, AsyncAI
+
+    gguf = AsyncAI().weights(DEFAULT_MODEL)
+    binary = llama_server_binary()
+    threads = str(args.threads)
+    toolrun_port, llama_port = free_port(), free_port()
+    servers = [
+        ("toolrun serve", f"http://127.0.0.1:{toolrun_port}", DEFAULT_MODEL),
+        ("llama-server -np 4", f"http://127.0.0.1:{llama_port}", "qwen"),
+    ]
+    toolrun_cmd = [
+        sys.executable,
+        "-m",
+        "toolrun",
+        "serve",
+        "--port",
+        str(toolrun_port),
+        "--model",
+        DEFAULT_MODEL,
+        "--threads",
+        threads,
+        "--api-key",
+        KEY,
+        "--log-level",
+        "warning",
+    ]
+    # The same context per slot as toolrun's (8192), the same batch, flash attention as toolrun runs it.
+    llama_cmd = [
+        str(binary),
+        "--model",
+        gguf,
+        "--parallel",
+        "4",
+        "--ctx-size",
+        str(4 * 8192),
+        "--threads",
+        threads,
+        "--threads-batch",
+        threads,
+        "--batch-size",
+        "512",
+        "--ubatch-size",
+        "512",
+        "--flash-attn",
+        args.llama_flash_attn,
+        "--port",
+        str(llama_port),
+        "--host",
+        "127.0.0.1",
+        "--api-key",
+        KEY,
+        "--no-webui",
+    ]
+    runs: dict[str, dict[str, list[Any]]] = {label: {"one_client": [], "four_clients": []} for label, _, _ in servers}
+    notes: list[str] = []
+    with (
+        server_process(toolrun_cmd, servers[0][1] + "/health", timeout=600) as toolrun_proc,
+        server_process(llama_cmd, servers[1][1] + "/health", timeout=600) as llama_proc,
+    ):
+        procs = (toolrun_proc, llama_proc)
+        for _, base, model in servers:  # warm-up: first-use allocations, the chat template's prefix
+            asyncio.run(_compare_run(base, model, 4, 1, 16))
+        for round_no in range(args.rounds):
+            order = list(zip(servers, procs))
+            if round_no % 2:
+                order.reverse()  # alternate which side goes first
+            for (label, base, model), proc in order:
+                wait_for_quiet(args.wait_quiet)
+                with OthersMeter(proc.pid) as meter:
+                    one = asyncio.run(
+                        _compare_run(base, model, 1, args.one_client_requests, args.max_tokens, first_prompt=round_no)
+                    )
+                    four = asyncio.run(
+                        _compare_run(base, model, 4, args.four_client_rounds, args.max_tokens, first_prompt=round_no)
+                    )
+                note = (
+                    f"round {round_no + 1} {label:20s} 1 client "
+                    f"{sum(r[1] for r in one['rows']) / one['wall_s']:5.1f} tok/s · 4 clients "
+                    f"{sum(r[1] for r in four['rows']) / four['wall_s']:5.1f} tok/s  "
+                    f"(other processes used {meter.others_cores:.2f} cores; load {load_average()})"
+                )
+                print(f"  {note}", flush=True)
+                notes.append(note)
+                runs[label]["one_client"].append(one)
+                runs[label]["four_clients"].append(four)
+    results: dict[str, Any] = {
+        "gguf": gguf,
+        "llama_server": str(binary),
+        "threads": args.threads,
+        "max_tokens": args.max_tokens,
+        "conditions": notes,
+        "servers": {},
+    }
+    medians: dict[str, dict[str, float]] = {}
+    for label, _, _ in servers:
+        summary: dict[str, Any] = {}
+        medians[label] = {}
+        for key, clients in (("one_client", 1), ("four_clients", 4)):
+            per_round = [sum(r[1] for r in run["rows"]) / run["wall_s"] for run in runs[label][key]]
+            summary[key] = {
+                **_summarise(runs[label][key], clients),
+                "per_round_tokens_per_s": per_round,
+                "median_tokens_per_s": statistics.median(per_round),
+            }
+            medians[label][key] = statistics.median(per_round)
+        summary["raw"] = runs[label]
+        results["servers"][label] = summary
+    ours, theirs = medians["toolrun serve"], medians["llama-server -np 4"]
+    for key, name in (("one_client", "1 client"), ("four_clients", "4 clients")):
+        print(
+            f"  {name}: toolrun {ours[key]:5.1f} tok/s, llama-server {theirs[key]:5.1f} tok/s, "
+            f"ratio {ours[key] / theirs[key]:.3f}" + ("  (goal >= 0.95)" if key == "four_clients" else ""),
+            flush=True,
+        )
+    results["ratios"] = {key: ours[key] / theirs[key] for key in ours}
+    return results
+
+
+# --------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", nargs="?", default="all", choices=["ttft", "memory", "throughput", "all"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, nargs="+", default=[2, 4], help="ttft: client counts")
+    parser.add_argument("--budget-mb", type=int, default=64, help="memory: the prefix-cache budget")
+    parser.add_argument("--cycles", type=int, default=3, help="memory: passes over the 16 tool sets")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--one-client-requests", type=int, default=2, help="throughput: per round, at 1 client")
+    parser.add_argument("--four-client-rounds", type=int, default=2, help="throughput: requests per client per round")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--llama-flash-attn",
+        default="off",
+        choices=["on", "off", "auto"],
+        help="llama-server's flash attention (toolrun runs without it)",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each measurement, wait up to this long for the CPUs to go idle",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "load_average_at_start": load_average()}
+    print(f"{results['machine']}; load average {results['load_average_at_start']}", flush=True)
+    if args.what in ("ttft", "all"):
+        print("TTFT, clients with different tool sets taking turns:", flush=True)
+        results["ttft"] = asyncio.run(bench_ttft(args))
+    if args.what in ("memory", "all"):
+        print(f"Prefix cache under 16 tool sets, budget {args.budget_mb} MB:", flush=True)
+        results["memory"] = asyncio.run(bench_memory(args))
+    if args.what in ("throughput", "all"):
+        print(f"Throughput vs llama-server, greedy, max_tokens {args.max_tokens}, {args.threads} threads:", flush=True)
+        results["throughput"] = bench_throughput(args)
+    results["load_average_at_end"] = load_average()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
