@@ -55,21 +55,42 @@ async def test_a_repeated_call_is_answered_without_tools():
     assert [r.tool_choice for r in engine.requests] == ["auto", "none"]
 
 
-async def test_a_new_call_after_a_result_is_kept():
-    ai, engine = scripted(ScriptedReply(calls=[("area", {"sides": [4, 5]})]))
-    messages = USER + [
+def answered_area(question: str, sides: list[int], result: str) -> list[dict]:
+    return [
+        {"role": "user", "content": question},
         {
             "role": "assistant",
             "content": "",
             "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "area", "arguments": '{"sides": [2, 3]}'}}
+                {"id": "c1", "type": "function", "function": {"name": "area", "arguments": f'{{"sides": {sides}}}'}}
             ],
         },
-        {"role": "tool", "tool_call_id": "c1", "content": "6"},
+        {"role": "tool", "tool_call_id": "c1", "content": result},
     ]
+
+
+async def test_a_new_call_after_a_result_is_kept():
+    ai, engine = scripted(ScriptedReply(calls=[("area", {"sides": [4, 5]})]))
+    messages = answered_area("Area of 2 by 3, and of 4 by 5?", [2, 3], "6")
     out = await ai.run("@test/scripted", {"messages": messages, "tools": [AREA]})
     assert out["tool_calls"][0]["arguments"] == {"sides": [4.0, 5.0]}
     assert engine.requests[0].messages[-1]["name"] == "area"  # the result turn learned its call's name
+
+
+async def test_a_call_that_feeds_the_result_back_is_a_repeat():
+    # The 0.5B model, given sum(a, b), asks for sum(result, b): nothing the user asked for.
+    ai, engine = scripted(ScriptedReply(calls=[("area", {"sides": [6, 3], "unit": "cm"})]), ScriptedReply(text="6."))
+    out = await ai.run("@test/scripted", {"messages": answered_area("area of 2 by 3?", [2, 3], "6"), "tools": [AREA]})
+    assert (out["response"], out["tool_calls"]) == ("6.", [])
+    assert [r.tool_choice for r in engine.requests] == ["auto", "none"]
+
+
+async def test_only_the_repeats_of_a_turn_are_dropped():
+    ai, engine = scripted(ScriptedReply(calls=[("area", {"sides": [2, 3], "unit": "in"}), ("area", {"sides": [4, 5]})]))
+    messages = answered_area("Area of 2 by 3, and of 4 by 5?", [2, 3], "6")
+    out = await ai.run("@test/scripted", {"messages": messages, "tools": [AREA]})
+    assert [c["arguments"] for c in out["tool_calls"]] == [{"sides": [4.0, 5.0]}]
+    assert len(engine.requests) == 1
 
 
 async def test_stream_events_and_errors_before_the_first_event():

@@ -6,9 +6,12 @@
   loosen, can still produce one.
 * Integers the schema calls ``number`` become floats, so a Python tool
   annotated ``float`` gets a float.
-* A small model that was just given a tool's result often asks for the very
-  same call again. Answering it with the same result would loop forever, so
-  such a turn is generated again without tools, and the model answers in text.
+* A small model that was just given a tool's result often asks for the same
+  call again — the same values, or its own result fed back in (``sum`` of the
+  sum). A call of a tool already answered in this turn that brings no value the
+  user said and no earlier call used is such a repeat: it is dropped, and if
+  nothing else is left the turn is generated again without tools, so the model
+  answers in text instead of looping.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from referencing.exceptions import Unresolvable
 
+from .._grounding import asks_something_new, conversation_text
 from .._schema import validator
 from .._types import ToolSpec
 from .._wire import Event, IndexedToolCall, Message
@@ -78,14 +82,14 @@ def answered_calls(messages: list[Message]) -> list[tuple[str, Mapping[str, Any]
     return answered
 
 
-def _is_repeat(call: IndexedToolCall, answered: list[tuple[str, Mapping[str, Any] | None]]) -> bool:
-    """The same tool with the same arguments — extra ones (a unit the model adds) don't make it new."""
-    for name, arguments in answered:
-        if name == call["name"] and (
-            arguments is None or all(call["arguments"].get(k) == v for k, v in arguments.items())
-        ):
-            return True
-    return False
+def _is_repeat(call: IndexedToolCall, answered: list[tuple[str, Mapping[str, Any] | None]], said: str) -> bool:
+    """A call of a tool answered in this turn that asks nothing new (see the module doc)."""
+    earlier = [arguments for name, arguments in answered if name == call["name"]]
+    if not earlier:
+        return False
+    if any(arguments is None for arguments in earlier):
+        return True
+    return not asks_something_new(call["arguments"], (args for args in earlier if args is not None), said)
 
 
 async def checked_events(engine: Engine, request: GenerationRequest) -> AsyncIterator[Event]:
@@ -96,6 +100,8 @@ async def checked_events(engine: Engine, request: GenerationRequest) -> AsyncIte
     """
     tools = {t.name: t for t in request.tools}
     answered = answered_calls(request.messages) if request.tool_choice == "auto" else []
+    # What the user (and the system prompt) said: tool results are not requests.
+    said = conversation_text(m for m in request.messages if m["role"] in ("user", "system")) if answered else ""
     held: list[IndexedToolCall] = []
     stream = engine.generate(request)
     try:
@@ -113,11 +119,16 @@ async def checked_events(engine: Engine, request: GenerationRequest) -> AsyncIte
                     held.append({**checked, "index": len(held)})
                 continue
             if "usage" in event:
-                if held and all(_is_repeat(call, answered) for call in held):
-                    log.info("the model repeated calls it already has results for; answering without tools")
-                    async for retry_event in engine.generate(replace(request, tool_choice="none")):
-                        yield retry_event
-                    return
+                if answered and held:
+                    repeats = [call for call in held if _is_repeat(call, answered, said)]
+                    if repeats:
+                        log.info("dropping calls that repeat ones already answered: %s", [c["name"] for c in repeats])
+                        held = [{**call, "index": i} for i, call in enumerate(c for c in held if c not in repeats)]
+                    if not held:
+                        log.info("the model only repeated calls it has results for; answering without tools")
+                        async for retry_event in engine.generate(replace(request, tool_choice="none")):
+                            yield retry_event
+                        return
                 for call in held:
                     yield {"tool_calls": [call]}
                 if event["finish_reason"] == "tool_calls" and not held:

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
+from ..._grounding import asks_something_new, conversation_text, is_grounded, schema_constants
 from ..._wire import Event, FinishReason, IndexedToolCall, final_event
 from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
 from .._base import Engine, GenerationRequest, NamedTool
-from .._grounding import asks_something_new, conversation_text, is_grounded, schema_constants
 from .._prompt import render_prompt
 from ._context import kv_bytes_per_token
 from ._decide import DecisionTokens, continue_share, decision_tokens, probability_mass

@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from .._wire import Message
+from ._wire import Message
 
 _WORDS = re.compile(r"[^\w.@/:+-]+")
 
@@ -41,10 +41,14 @@ def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         yield path, value
 
 
-def _found(leaf: Any, text: str) -> bool:
+def _as_text(leaf: Any) -> str:
     if isinstance(leaf, float) and leaf.is_integer():
-        leaf = int(leaf)
-    needle = _normal(str(leaf))
+        leaf = int(leaf)  # 6.0 and 6 are one value, as the text says "6"
+    return _normal(str(leaf))
+
+
+def _found(leaf: Any, text: str) -> bool:
+    needle = _as_text(leaf)
     return not needle or f" {needle} " in text or (len(needle) > 3 and needle in text)
 
 
@@ -63,9 +67,9 @@ def is_grounded(arguments: Mapping[str, Any], text: str, *, allowed: Iterable[An
 def said_values(arguments: Mapping[str, Any], text: str) -> frozenset[str]:
     """The values in ``arguments`` that the conversation itself says (normalised), wherever they stand."""
     return frozenset(
-        _normal(str(leaf))
+        _as_text(leaf)
         for _, leaf in _leaves(arguments)
-        if leaf is not None and not isinstance(leaf, bool) and _normal(str(leaf)) and _found(leaf, text)
+        if leaf is not None and not isinstance(leaf, bool) and _as_text(leaf) and _found(leaf, text)
     )
 
 

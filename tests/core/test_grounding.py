@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolrun.engines._grounding import asks_something_new, conversation_text, is_grounded, schema_constants
+from toolrun._grounding import asks_something_new, conversation_text, is_grounded, schema_constants
 
 WEATHER_SCHEMA = {
     "type": "object",
@@ -46,3 +46,4 @@ def test_values_the_user_asked_for_make_calls_new() -> None:
     sizes = text("Area of a triangle with base 10 and height 5")
     assert not asks_something_new({"base": 5, "height": 10}, [{"base": 10, "height": 5}], sizes)
     assert not asks_something_new({"radius": 5}, [{"base": 10, "height": 5}], sizes)
+    assert not asks_something_new({"base": 10.0, "height": 5.0}, [{"base": 10, "height": 5}], sizes)
