@@ -17,12 +17,14 @@ from typing import Any
 from ._wire import Message
 
 _WORDS = re.compile(r"[^\w.@/:+-]+")
+#: A sentence's full stop or colon is not part of its last word ("page 4." says 4; "4.5" stays whole).
+_TRAILING = re.compile(r"[.:]+(?=\s|$)")
 
 
 def _normal(text: str) -> str:
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return _WORDS.sub(" ", text.casefold()).strip()
+    return _TRAILING.sub("", _WORDS.sub(" ", text.casefold())).strip()
 
 
 def conversation_text(messages: Iterable[Message]) -> str:
@@ -73,14 +75,18 @@ def said_values(arguments: Mapping[str, Any], text: str) -> frozenset[str]:
     )
 
 
-def asks_something_new(arguments: Mapping[str, Any], earlier: Iterable[Mapping[str, Any]], text: str) -> bool:
+def asks_something_new(
+    arguments: Mapping[str, Any], earlier: Iterable[Mapping[str, Any]], text: str, *, not_from: Iterable[str] = ()
+) -> bool:
     """Whether a further call in a turn brings a value the conversation says that no earlier call used.
 
     A request for several things names each ("Boston and San Francisco", "5, 10 and 15"); a call
     that only reuses the earlier calls' values — the same city with the other unit, the same numbers
-    in another tool or in another order — adds nothing the user asked for.
+    in another tool or in another order — adds nothing the user asked for. Values equal to one of
+    ``not_from`` (a tool's whole earlier results, when that tool is called again) don't count either:
+    ``sum(sum(a, b), b)`` feeds an answer back, where "the code is on page 4" points somewhere new.
     """
-    used: set[str] = set()
+    used: set[str] = {_normal(value) for value in not_from}
     for args in earlier:
         used |= said_values(args, text)
     return bool(said_values(arguments, text) - used)

@@ -110,3 +110,25 @@ def test_sync_face_runs_and_streams():
         assert "".join(e["response"] for e in events) == "echo: a b"
         with pytest.raises(Exception, match="exactly one"):
             ai.run("@test/echo", {})
+
+
+async def test_a_value_a_result_points_to_is_new():
+    read_page = {
+        "name": "read_page",
+        "description": "Reads one page of the notebook.",
+        "parameters": {"type": "object", "properties": {"page": {"type": "integer"}}, "required": ["page"]},
+    }
+    ai, _ = scripted(ScriptedReply(calls=[("read_page", {"page": 4})]))
+    messages = [
+        {"role": "user", "content": "What is the secret code? Read page 1 first."},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "read_page", "arguments": '{"page": 1}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "No code here. The secret code is on page 4."},
+    ]
+    out = await ai.run("@test/scripted", {"messages": messages, "tools": [read_page]})
+    assert [c["arguments"] for c in out["tool_calls"]] == [{"page": 4}]

@@ -21,6 +21,9 @@ def test_values_from_the_request_are_grounded_and_made_up_ones_are_not() -> None
     assert is_grounded({"city": "new york"}, said)
     assert not is_grounded({"city": "Chicago"}, said)
     assert not is_grounded({"base": 10, "height": 5}, text("What is the capital of France?"))
+    # A sentence's full stop is not part of its last word; a decimal point is part of its number.
+    assert is_grounded({"page": 4, "n": 15}, text("Factorials of 5, 10 and 15. The code is on page 4."))
+    assert is_grounded({"x": 4.5}, text("Round 4.5 please")) and not is_grounded({"x": 4}, text("Round 4.5 please"))
 
 
 def test_a_schemas_own_constants_need_not_be_said() -> None:

@@ -62,7 +62,13 @@ async def test_temperature_does_not_change_whether_a_tool_is_called(async_ai) ->
                     "max_tokens": 64,
                 },
             )
-            assert out["tool_calls"] and out["tool_calls"][0]["name"] == "getGithubUser", (temperature, out)
+            if out["tool_calls"]:
+                assert out["tool_calls"][0]["name"] == "getGithubUser", (temperature, out)
+            else:
+                # At 1.8 a username may be sampled into gibberish that runs past max_tokens: the call was
+                # still chosen (the answer is the call cut short), which is what temperature must not change.
+                assert temperature > 1 and out["finish_reason"] == "length", (temperature, out)
+                assert out["response"].startswith('<tool_call>\n{"name": "getGithubUser"'), (temperature, out)
 
 
 async def test_a_question_no_tool_fits_gets_text(async_ai) -> None:

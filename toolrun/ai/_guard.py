@@ -7,11 +7,13 @@
 * Integers the schema calls ``number`` become floats, so a Python tool
   annotated ``float`` gets a float.
 * A small model that was just given a tool's result often asks for the same
-  call again — the same values, or its own result fed back in (``sum`` of the
-  sum). A call of a tool already answered in this turn that brings no value the
-  user said and no earlier call used is such a repeat: it is dropped, and if
-  nothing else is left the turn is generated again without tools, so the model
-  answers in text instead of looping.
+  call again — the same values, or the tool's own answer fed back in (``sum``
+  of the sum). A call of a tool already answered in this turn that brings no
+  value the conversation says beyond what earlier calls used (that tool's own
+  whole results not counting) is such a repeat: it is dropped, and if nothing
+  else is left the turn is generated again without tools, so the model answers
+  in text instead of looping. A value a result points to ("the code is on page
+  4") is new.
 """
 
 from __future__ import annotations
@@ -82,14 +84,30 @@ def answered_calls(messages: list[Message]) -> list[tuple[str, Mapping[str, Any]
     return answered
 
 
-def _is_repeat(call: IndexedToolCall, answered: list[tuple[str, Mapping[str, Any] | None]], said: str) -> bool:
+def _turn_results(messages: list[Message]) -> list[Message]:
+    """The tool results since the last user turn."""
+    results: list[Message] = []
+    for msg in reversed(messages):
+        if msg["role"] == "user":
+            break
+        if msg["role"] == "tool":
+            results.append(msg)
+    return results
+
+
+def _is_repeat(
+    call: IndexedToolCall, answered: list[tuple[str, Mapping[str, Any] | None]], said: str, results: list[Message]
+) -> bool:
     """A call of a tool answered in this turn that asks nothing new (see the module doc)."""
     earlier = [arguments for name, arguments in answered if name == call["name"]]
     if not earlier:
         return False
     if any(arguments is None for arguments in earlier):
         return True
-    return not asks_something_new(call["arguments"], (args for args in earlier if args is not None), said)
+    own_results = [m["content"] for m in results if m.get("name") == call["name"]]
+    return not asks_something_new(
+        call["arguments"], (args for args in earlier if args is not None), said, not_from=own_results
+    )
 
 
 async def checked_events(engine: Engine, request: GenerationRequest) -> AsyncIterator[Event]:
@@ -100,8 +118,8 @@ async def checked_events(engine: Engine, request: GenerationRequest) -> AsyncIte
     """
     tools = {t.name: t for t in request.tools}
     answered = answered_calls(request.messages) if request.tool_choice == "auto" else []
-    # What the user (and the system prompt) said: tool results are not requests.
-    said = conversation_text(m for m in request.messages if m["role"] in ("user", "system")) if answered else ""
+    results = _turn_results(request.messages) if answered else []
+    said = conversation_text(request.messages) if answered else ""
     held: list[IndexedToolCall] = []
     stream = engine.generate(request)
     try:
@@ -120,7 +138,7 @@ async def checked_events(engine: Engine, request: GenerationRequest) -> AsyncIte
                 continue
             if "usage" in event:
                 if answered and held:
-                    repeats = [call for call in held if _is_repeat(call, answered, said)]
+                    repeats = [call for call in held if _is_repeat(call, answered, said, results)]
                     if repeats:
                         log.info("dropping calls that repeat ones already answered: %s", [c["name"] for c in repeats])
                         held = [{**call, "index": i} for i, call in enumerate(c for c in held if c not in repeats)]
