@@ -62,13 +62,10 @@ async def test_temperature_does_not_change_whether_a_tool_is_called(async_ai) ->
                     "max_tokens": 64,
                 },
             )
-            if out["tool_calls"]:
-                assert out["tool_calls"][0]["name"] == "getGithubUser", (temperature, out)
-            else:
-                # At 1.8 a username may be sampled into gibberish that runs past max_tokens: the call was
-                # still chosen (the answer is the call cut short), which is what temperature must not change.
-                assert temperature > 1 and out["finish_reason"] == "length", (temperature, out)
-                assert out["response"].startswith('<tool_call>\n{"name": "getGithubUser"'), (temperature, out)
+            # The call is chosen and written the same at every temperature (its arguments at the
+            # catalog's call_temperature); only text answers are sampled at the request's.
+            calls = [(c["name"], {k: v.lower() for k, v in c["arguments"].items()}) for c in out["tool_calls"]]
+            assert calls == [("getGithubUser", {"username": "cloudflare"})], (temperature, out)
 
 
 async def test_a_question_no_tool_fits_gets_text(async_ai) -> None:

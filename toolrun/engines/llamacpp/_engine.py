@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
@@ -82,6 +82,7 @@ class LlamaCppEngine(Engine):
         call_threshold: float = 0.0,
         another_call_threshold: float = 0.0,
         try_another_call: bool = False,
+        call_temperature: float | None = None,
         slots: int | None = None,
         prefix_cache_mb: float | None = None,
         batch_invariant: bool = True,
@@ -101,6 +102,9 @@ class LlamaCppEngine(Engine):
         #: When the model would end its turn after a call, let it write one more and keep it only if
         #: it is new and its values come from the conversation (small models stop after one call).
         self.try_another_call = try_another_call
+        #: Calls' arguments are written at this temperature when it is lower than the request's (None:
+        #: the request's); the text keeps the request's.
+        self.call_temperature = call_temperature
         self._decision_tokens: DecisionTokens | None = None
         self.slots = max(1, int(slots if slots is not None else _env_number("TOOLRUN_SLOTS", DEFAULT_SLOTS)))
         cache_mb = (
@@ -256,7 +260,11 @@ class LlamaCppEngine(Engine):
         starts: list[int] = []  # text offset where each generated token's text begins
         text = ""
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        sampler = TokenSampler(llm, request.sampling, grammar_text, banned, logits=seq.logits_pointer)
+        call_sampling = request.sampling
+        if self.call_temperature is not None and self.call_temperature < call_sampling.temperature:
+            call_sampling = replace(call_sampling, temperature=self.call_temperature)
+        start_sampling = call_sampling if constrained_from_start else request.sampling
+        sampler = TokenSampler(llm, start_sampling, grammar_text, banned, logits=seq.logits_pointer)
         watching = use_tools and not constrained_from_start
         in_calls = constrained_from_start  # writing calls under the grammar
         deciding = watching and self.call_threshold > 0
@@ -294,7 +302,7 @@ class LlamaCppEngine(Engine):
                         watching, in_calls = False, True
                         sampler.close()
                         grammar = self._grammar(request)
-                        sampler = TokenSampler(llm, request.sampling, grammar.text, logits=seq.logits_pointer)
+                        sampler = TokenSampler(llm, call_sampling, grammar.text, logits=seq.logits_pointer)
                         parser.stream_arguments = grammar.exact
                     else:
                         forbid = decisions.openers  # decided: an answer in text
@@ -351,7 +359,7 @@ class LlamaCppEngine(Engine):
                     yield from _rewind(seq, len(prompt_tokens) + keep)
                     sampler.close()
                     grammar = self._grammar(request)
-                    sampler = TokenSampler(llm, request.sampling, grammar.text, logits=seq.logits_pointer)
+                    sampler = TokenSampler(llm, call_sampling, grammar.text, logits=seq.logits_pointer)
                     parser.stream_arguments = grammar.exact
                     in_calls = True
                     continue
