@@ -152,6 +152,12 @@ class OthersMeter:
         self.others_cores = max(0, (busy1 - busy0) - (ours1 - ours0)) / max(1, total1 - total0) * cores
 
 
+def toolrun_serve_command(port: int, model: str, threads: str) -> list[str]:
+    """``toolrun serve`` as the side-by-side benchmarks start it (the bench key, quiet logs)."""
+    return [sys.executable, "-m", "toolrun", "serve", "--port", str(port), "--model", model,
+            "--threads", threads, "--api-key", KEY, "--log-level", "warning"]  # fmt: skip
+
+
 @contextmanager
 def server_process(
     args: list[str], health_url: str, *, timeout: float = 300, env: dict | None = None
@@ -463,22 +469,7 @@ def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
         ("toolrun serve", f"http://127.0.0.1:{toolrun_port}", DEFAULT_MODEL),
         ("llama_cpp.server", f"http://127.0.0.1:{llama_port}", "qwen"),
     ]
-    toolrun_cmd = [
-        sys.executable,
-        "-m",
-        "toolrun",
-        "serve",
-        "--port",
-        str(toolrun_port),
-        "--model",
-        DEFAULT_MODEL,
-        "--threads",
-        threads,
-        "--api-key",
-        KEY,
-        "--log-level",
-        "warning",
-    ]
+    toolrun_cmd = toolrun_serve_command(toolrun_port, DEFAULT_MODEL, threads)
     llama_cmd = [
         sys.executable,
         "-m",

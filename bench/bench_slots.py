@@ -39,6 +39,7 @@ from bench_server import (
     free_port,
     load_average,
     server_process,
+    toolrun_serve_command,
     wait_for_quiet,
 )
 from llama_server import llama_server_binary
@@ -252,22 +253,7 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
         ("toolrun serve", f"http://127.0.0.1:{toolrun_port}", DEFAULT_MODEL),
         ("llama-server -np 4", f"http://127.0.0.1:{llama_port}", "qwen"),
     ]
-    toolrun_cmd = [
-        sys.executable,
-        "-m",
-        "toolrun",
-        "serve",
-        "--port",
-        str(toolrun_port),
-        "--model",
-        DEFAULT_MODEL,
-        "--threads",
-        threads,
-        "--api-key",
-        KEY,
-        "--log-level",
-        "warning",
-    ]
+    toolrun_cmd = toolrun_serve_command(toolrun_port, DEFAULT_MODEL, threads)
     # The same context per slot as toolrun's (8192), the same batch, flash attention as toolrun runs it.
     llama_cmd = [
         str(binary),
