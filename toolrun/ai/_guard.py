@@ -68,35 +68,30 @@ def _as_numbers(value: Any, schema: Any) -> Any:
     return value
 
 
-def answered_calls(messages: list[Message]) -> list[tuple[str, Mapping[str, Any] | None]]:
-    """Calls made since the last user turn, as (name, arguments); ``None`` where the arguments are unknown.
+def _this_turn(messages: list[Message]) -> tuple[list[tuple[str, Mapping[str, Any] | None]], dict[str, list[str]]]:
+    """Since the last user turn: the calls made, as (name, arguments), and each tool's results.
 
-    Workers AI's short form (``{"role": "assistant", "tool_call": "name"}``) records no
-    arguments, so any call of that tool counts as a repeat.
+    The arguments are ``None`` where unknown: Workers AI's short form (``{"role": "assistant",
+    "tool_call": "name"}``) records none, so any call of that tool counts as a repeat.
     """
     answered: list[tuple[str, Mapping[str, Any] | None]] = []
+    results: dict[str, list[str]] = {}
     for msg in reversed(messages):
         if msg["role"] == "user":
             break
+        if msg["role"] == "tool" and msg.get("name"):
+            results.setdefault(msg["name"], []).append(msg["content"])
         for call in msg.get("tool_calls", ()):
             fn = call["function"]
             answered.append((fn["name"], fn["arguments"] or None))
-    return answered
-
-
-def _turn_results(messages: list[Message]) -> list[Message]:
-    """The tool results since the last user turn."""
-    results: list[Message] = []
-    for msg in reversed(messages):
-        if msg["role"] == "user":
-            break
-        if msg["role"] == "tool":
-            results.append(msg)
-    return results
+    return answered, results
 
 
 def _is_repeat(
-    call: IndexedToolCall, answered: list[tuple[str, Mapping[str, Any] | None]], said: str, results: list[Message]
+    call: IndexedToolCall,
+    answered: list[tuple[str, Mapping[str, Any] | None]],
+    said: str,
+    results: Mapping[str, list[str]],
 ) -> bool:
     """A call of a tool answered in this turn that asks nothing new (see the module doc)."""
     earlier = [arguments for name, arguments in answered if name == call["name"]]
@@ -104,9 +99,11 @@ def _is_repeat(
         return False
     if any(arguments is None for arguments in earlier):
         return True
-    own_results = [m["content"] for m in results if m.get("name") == call["name"]]
     return not asks_something_new(
-        call["arguments"], (args for args in earlier if args is not None), said, not_from=own_results
+        call["arguments"],
+        (args for args in earlier if args is not None),
+        said,
+        not_from=results.get(call["name"], ()),
     )
 
 
@@ -117,8 +114,7 @@ async def checked_events(engine: Engine, request: GenerationRequest) -> AsyncIte
     repeat: then the calls must be seen whole before anything about them goes out.
     """
     tools = {t.name: t for t in request.tools}
-    answered = answered_calls(request.messages) if request.tool_choice == "auto" else []
-    results = _turn_results(request.messages) if answered else []
+    answered, results = _this_turn(request.messages) if request.tool_choice == "auto" else ([], {})
     said = conversation_text(request.messages) if answered else ""
     held: list[IndexedToolCall] = []
     stream = engine.generate(request)
