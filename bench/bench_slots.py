@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -241,6 +242,10 @@ async def bench_memory(args: argparse.Namespace) -> dict[str, Any]:
 
 # --------------------------------------------------------------- throughput
 
+TOOLRUN = "toolrun serve"
+REPACKED = "toolrun serve (repacked weights)"
+LLAMA_SERVER = "llama-server -np 4"
+
 
 def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     from toolrun import DEFAULT_MODEL, AsyncAI
@@ -249,10 +254,6 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     binary = llama_server_binary()
     threads = str(args.threads)
     toolrun_port, llama_port = free_port(), free_port()
-    servers = [
-        ("toolrun serve", f"http://127.0.0.1:{toolrun_port}", DEFAULT_MODEL),
-        ("llama-server -np 4", f"http://127.0.0.1:{llama_port}", "qwen"),
-    ]
     toolrun_cmd = toolrun_serve_command(toolrun_port, DEFAULT_MODEL, threads)
     # The same context per slot as toolrun's (8192), the same batch, flash attention as toolrun runs it.
     llama_cmd = [
@@ -281,20 +282,36 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
         KEY,
         "--no-webui",
     ]
-    runs: dict[str, dict[str, list[Any]]] = {label: {"one_client": [], "four_clients": []} for label, _, _ in servers}
+    # (label, base URL, model name, command line, extra environment)
+    sides: list[tuple[str, str, str, list[str], dict[str, str]]] = [
+        (TOOLRUN, f"http://127.0.0.1:{toolrun_port}", DEFAULT_MODEL, toolrun_cmd, {}),
+        (LLAMA_SERVER, f"http://127.0.0.1:{llama_port}", "qwen", llama_cmd, {}),
+    ]
+    if args.repacked:
+        repacked_port = free_port()
+        sides.append(
+            (
+                REPACKED,
+                f"http://127.0.0.1:{repacked_port}",
+                DEFAULT_MODEL,
+                toolrun_serve_command(repacked_port, DEFAULT_MODEL, threads),
+                {"TOOLRUN_BATCH_INVARIANT": "0"},
+            )
+        )
+    runs: dict[str, dict[str, list[Any]]] = {side[0]: {"one_client": [], "four_clients": []} for side in sides}
     notes: list[str] = []
-    with (
-        server_process(toolrun_cmd, servers[0][1] + "/health", timeout=600) as toolrun_proc,
-        server_process(llama_cmd, servers[1][1] + "/health", timeout=600) as llama_proc,
-    ):
-        procs = (toolrun_proc, llama_proc)
-        for _, base, model in servers:  # warm-up: first-use allocations, the chat template's prefix
+    with contextlib.ExitStack() as stack:
+        procs = [
+            stack.enter_context(server_process(cmd, base + "/health", timeout=600, env=env))
+            for _, base, _, cmd, env in sides
+        ]
+        for _, base, model, _, _ in sides:  # warm-up: first-use allocations, the chat template's prefix
             asyncio.run(_compare_run(base, model, 4, 1, 16))
         for round_no in range(args.rounds):
-            order = list(zip(servers, procs))
-            if round_no % 2:
-                order.reverse()  # alternate which side goes first
-            for (label, base, model), proc in order:
+            order = list(zip(sides, procs))
+            shift = round_no % len(order)
+            order = order[shift:] + order[:shift]  # rotate which side goes first
+            for (label, base, model, _, _), proc in order:
                 wait_for_quiet(args.wait_quiet)
                 with OthersMeter(proc.pid) as meter:
                     one = asyncio.run(
@@ -304,7 +321,7 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
                         _compare_run(base, model, 4, args.four_client_rounds, args.max_tokens, first_prompt=round_no)
                     )
                 note = (
-                    f"round {round_no + 1} {label:20s} 1 client "
+                    f"round {round_no + 1} {label:26s} 1 client "
                     f"{sum(r[1] for r in one['rows']) / one['wall_s']:5.1f} tok/s · 4 clients "
                     f"{sum(r[1] for r in four['rows']) / four['wall_s']:5.1f} tok/s  "
                     f"(other processes used {meter.others_cores:.2f} cores; load {load_average()})"
@@ -322,7 +339,7 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
         "servers": {},
     }
     medians: dict[str, dict[str, float]] = {}
-    for label, _, _ in servers:
+    for label, *_ in sides:
         summary: dict[str, Any] = {}
         medians[label] = {}
         for key, clients in (("one_client", 1), ("four_clients", 4)):
@@ -335,14 +352,23 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
             medians[label][key] = statistics.median(per_round)
         summary["raw"] = runs[label]
         results["servers"][label] = summary
-    ours, theirs = medians["toolrun serve"], medians["llama-server -np 4"]
-    for key, name in (("one_client", "1 client"), ("four_clients", "4 clients")):
-        print(
-            f"  {name}: toolrun {ours[key]:5.1f} tok/s, llama-server {theirs[key]:5.1f} tok/s, "
-            f"ratio {ours[key] / theirs[key]:.3f}" + ("  (goal >= 0.95)" if key == "four_clients" else ""),
-            flush=True,
-        )
-    results["ratios"] = {key: ours[key] / theirs[key] for key in ours}
+    theirs = medians[LLAMA_SERVER]
+    results["ratios"] = {}
+    for label in (TOOLRUN, REPACKED):
+        if label not in medians:
+            continue
+        ours = medians[label]
+        for key, name in (("one_client", "1 client"), ("four_clients", "4 clients")):
+            print(
+                f"  {name}: {label} {ours[key]:5.1f} tok/s, llama-server {theirs[key]:5.1f} tok/s, "
+                f"ratio {ours[key] / theirs[key]:.3f}" + ("  (goal >= 0.95)" if key == "four_clients" else ""),
+                flush=True,
+            )
+        ratios = {key: ours[key] / theirs[key] for key in ours}
+        if label == TOOLRUN:
+            results["ratios"] = ratios
+        else:
+            results["ratios_repacked"] = ratios
     return results
 
 
@@ -359,6 +385,11 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--one-client-requests", type=int, default=2, help="throughput: per round, at 1 client")
     parser.add_argument("--four-client-rounds", type=int, default=2, help="throughput: requests per client per round")
+    parser.add_argument(
+        "--repacked",
+        action="store_true",
+        help="throughput: also run toolrun serve on llama.cpp's repacked weights ($TOOLRUN_BATCH_INVARIANT=0)",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
         "--llama-flash-attn",

@@ -78,7 +78,8 @@ async def collect(
 
     ai = AsyncAI(n_threads=threads)
     entry = ai.catalog.get(model)
-    changes: dict[str, Any] = {"call_threshold": 1e-9}  # always take the call path: its verdict is what we need
+    # Always take the call path and keep its call: its verdict (and whether its values are grounded) is what we need.
+    changes: dict[str, Any] = {"call_threshold": 1e-9, "check_relevance": False}
     if another is not None:
         changes["another_call_threshold"] = another
     if try_another is not None:
@@ -90,13 +91,17 @@ async def collect(
 
     def record(case: Any, result: dict[str, Any]) -> None:
         nonlocal started
-        p = opening_probability(engine, case.messages, [to_tool(f) for f in case.functions])
+        tools = [to_tool(f) for f in case.functions]
+        p = opening_probability(engine, case.messages, tools)
+        first = result["tool_calls"][0] if result["tool_calls"] else None
         rows.append(
             {
                 "category": category,
                 "id": case.id,
                 "p_open": round(p, 4),
-                "call_correct": result["correct"],
+                # In the no-call categories the call path is wrong whatever the call says.
+                "call_correct": result["correct"] and category not in NO_CALL,
+                "fits": first is not None and first_call_fits(first, case.messages, tools),
                 "calls": len(result["tool_calls"]),
                 "tool_calls": result["tool_calls"],
                 "invalid": result["invalid"],
@@ -112,24 +117,36 @@ async def collect(
 
     try:
         data = BfclData.default()
-        if category in NO_CALL:
-            # The call path is wrong here whatever the call says: only the probability is needed (no decoding).
-            for case in data.cases(category, offset=offset, limit=limit):
-                record(case, {"correct": False, "tool_calls": [{}], "invalid": [], "why": "made a call (call path)"})
-        else:
-            await run_bfcl(ai, entry.name, categories=[category], offset=offset, limit=limit, data=data, on_case=record)
+        await run_bfcl(ai, entry.name, categories=[category], offset=offset, limit=limit, data=data, on_case=record)
     finally:
         await ai.aclose()
     return rows
 
 
-def sweep(rows: list[dict[str, Any]], thresholds: list[float]) -> list[dict[str, Any]]:
+def first_call_fits(call: dict[str, Any], messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> bool:
+    """The engine's relevance check on the turn's first call (``check_relevance``)."""
+    from toolrun._grounding import fits_request, schema_constants, tool_words
+
+    tool = next((t for t in tools if t["name"] == call["name"]), None)
+    if tool is None:
+        return False
+    words = tool_words(tool["name"], tool.get("description", ""), tool["parameters"])
+    allowed = schema_constants(tool["parameters"])
+    return fits_request(call["arguments"], words, messages, allowed=allowed)
+
+
+def sweep(rows: list[dict[str, Any]], thresholds: list[float], check_relevance: bool = False) -> list[dict[str, Any]]:
     """Accuracy per category at each threshold; ``macro`` averages the categories with the no-call ones pooled
-    (so declining weighs as one category of four, as in the reported set)."""
+    (so declining weighs as one category of four, as in the reported set). ``check_relevance``: a first call
+    is kept only if it fits the request (else the model answers in text)."""
     categories = list(dict.fromkeys(r["category"] for r in rows))
     table = []
     for t in thresholds:
-        right = {r["id"]: (r["call_correct"] if r["p_open"] >= t else r["category"] in NO_CALL) for r in rows}
+
+        def calls(r: dict[str, Any], t: float = t) -> bool:
+            return r["p_open"] >= t and (not check_relevance or r["fits"])
+
+        right = {r["id"]: (r["call_correct"] if calls(r) else r["category"] in NO_CALL) for r in rows}
         accuracy = {}
         for category in categories:
             items = [r for r in rows if r["category"] == category]
@@ -170,21 +187,44 @@ def main() -> None:
             rows += asyncio.run(
                 collect(args.model, category, start, args.limit, args.another_call_threshold, try_another, args.threads)
             )
-    table = sweep(rows, [round(0.05 * i, 2) for i in range(20)])
-    categories = list(table[0]["accuracy"])
+    if args.reuse:  # the relevance check as the code now has it, on the saved calls
+        from toolrun.eval import BfclData, to_tool
+
+        data = BfclData.default()
+        cases = {
+            case.id: case
+            for category in dict.fromkeys(r["category"] for r in rows)
+            for case in data.cases(
+                category, offset=0 if category.startswith("live_") else args.offset, limit=args.limit
+            )
+        }
+        for r in rows:
+            case = cases[r["id"]]
+            tools = [to_tool(f) for f in case.functions]
+            r["fits"] = bool(r["tool_calls"]) and first_call_fits(r["tool_calls"][0], case.messages, tools)
+    thresholds = [round(0.05 * i, 2) for i in range(20)]
+    tables = {check: sweep(rows, thresholds, check) for check in (False, True)}
+    best_check, best = max(
+        ((check, row) for check, table in tables.items() for row in table),
+        key=lambda cr: (round(cr[1]["macro"], 6), -cr[1]["threshold"]),
+    )
+    categories = list(best["accuracy"])
     print(
         f"\n{args.model}: held-out cases, accuracy % by call_threshold "
         "(macro: mean over categories, no-call ones pooled)"
     )
-    print(f"{'threshold':>9} " + " ".join(f"{c[:16]:>16}" for c in categories) + f" {'macro':>7}")
-    best = max(table, key=lambda row: (round(row["macro"], 6), -row["threshold"]))
-    for row in table:
-        mark = "  <- best" if row is best else ""
-        print(
-            f"{row['threshold']:>9.2f} "
-            + " ".join(f"{row['accuracy'][c]:>16.1f}" for c in categories)
-            + f" {row['macro']:>7.1f}{mark}"
-        )
+    for check, table in tables.items():
+        print(f"\ncheck_relevance {'on' if check else 'off'}:")
+        print(f"{'threshold':>9} " + " ".join(f"{c[:16]:>16}" for c in categories) + f" {'macro':>7}")
+        for row in table:
+            mark = "  <- best" if row is best else ""
+            print(
+                f"{row['threshold']:>9.2f} "
+                + " ".join(f"{row['accuracy'][c]:>16.1f}" for c in categories)
+                + f" {row['macro']:>7.1f}{mark}"
+            )
+    table = tables[best_check]
+    best = {**best, "check_relevance": best_check}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(

@@ -1,10 +1,15 @@
-"""Whether a call's argument values come from the conversation.
+"""Whether a call's argument values come from the conversation, and whether its tool fits the request.
 
 A model asked for "the weather in Boston and San Francisco" writes two calls
 whose cities are both in the request. One that goes on writing calls after
 the request is covered makes up values (``"city": "Chicago"``) or repeats an
 earlier call. Checking each string and number in the arguments against the
 text of the conversation tells the two apart, cheaply and without a model call.
+
+A small model holding a tool that does not fit the question fills it anyway
+("the capital of France?" → ``triangle_area(base=10, height=5)``). Such a call
+neither shares a word with the request nor takes its values from it
+(:func:`fits_request`); a call that fits does one or the other.
 """
 
 from __future__ import annotations
@@ -49,9 +54,17 @@ def _as_text(leaf: Any) -> str:
     return _normal(str(leaf))
 
 
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
 def _found(leaf: Any, text: str) -> bool:
     needle = _as_text(leaf)
-    return not needle or f" {needle} " in text or (len(needle) > 3 and needle in text)
+    if not needle or f" {needle} " in text or (len(needle) > 3 and needle in text):
+        return True
+    # A number written against its unit ("a radius of 5cm", "100µF") is said too.
+    return (
+        bool(_NUMBER.fullmatch(needle)) and re.search(rf"(?<![\w.]){re.escape(needle)}(?=[^\W\d_])", text) is not None
+    )
 
 
 def is_grounded(arguments: Mapping[str, Any], text: str, *, allowed: Iterable[Any] = ()) -> bool:
@@ -109,3 +122,61 @@ def schema_constants(schema: Mapping[str, Any]) -> list[Any]:
         elif isinstance(node, list):
             stack.extend(node)
     return found
+
+
+#: Words too common to tell what a request or a tool is about.
+_STOP_WORDS = frozenset(
+    """what which where when whom whose there here this that these those with from into about
+    than then them they their your yours have having does doing done would could should shall
+    will might must been being were some many much more most very also just only each every
+    such like want need please tell give show find make help know used uses using given value
+    values number numbers name names type kind thing things data information info return returns
+    calculate compute""".split()  # noqa: SIM905 - a list of 80 words reads better as text
+)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _content_words(text: str) -> set[str]:
+    """Words of four letters or more, bar common ones, cut to five letters ("weathers" ~ "weather")."""
+    words = re.findall(r"[a-z]+", _CAMEL.sub(" ", text).casefold())
+    return {w[:5] for w in words if len(w) >= 4 and w not in _STOP_WORDS}
+
+
+def tool_words(name: str, description: str, parameters: Mapping[str, Any]) -> set[str]:
+    """What a tool is about: the words of its name, its description and its parameters' names and descriptions."""
+    parts = [name.replace("_", " ").replace(".", " ").replace("-", " "), description]
+    stack: list[Any] = [parameters]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            properties = node.get("properties")
+            if isinstance(properties, Mapping):
+                parts.extend(str(key).replace("_", " ") for key in properties)
+            if isinstance(node.get("description"), str):
+                parts.append(node["description"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return _content_words(" ".join(parts))
+
+
+def fits_request(
+    arguments: Mapping[str, Any],
+    tool: set[str],
+    messages: Iterable[Message],
+    *,
+    allowed: Iterable[Any] = (),
+) -> bool:
+    """Whether a call can be what the user asked for: the user's words and the tool's (``tool``, from
+    :func:`tool_words`) share one, or every value in the call was said (``"123 + 456"`` to ``sum(a, b)``).
+
+    A model may well know what a request means for a tool whose words it shares ("the weather in
+    London" to ``getWeather(latitude, longitude)``); a call that shares nothing with the request and
+    makes up its values answers a question nobody asked.
+    """
+    messages = list(messages)
+    user = " ".join(m["content"] for m in messages if m["role"] == "user")
+    if _content_words(user) & tool:
+        return True
+    text = conversation_text(messages)
+    return bool(said_values(arguments, text)) and is_grounded(arguments, text, allowed=allowed)

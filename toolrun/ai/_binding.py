@@ -91,6 +91,7 @@ class AsyncAI:
                     n_threads=self._n_threads,
                     call_threshold=entry.call_threshold,
                     another_call_threshold=entry.another_call_threshold,
+                    check_relevance=entry.check_relevance,
                     try_another_call=entry.try_another_call,
                     call_temperature=entry.call_temperature,
                 )

@@ -35,7 +35,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
-from ..._grounding import asks_something_new, conversation_text, is_grounded, schema_constants
+from ..._grounding import (
+    asks_something_new,
+    conversation_text,
+    fits_request,
+    is_grounded,
+    schema_constants,
+    tool_words,
+)
 from ..._wire import Event, FinishReason, IndexedToolCall, final_event
 from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
 from .._base import Engine, GenerationRequest, NamedTool
@@ -65,8 +72,8 @@ class LlamaCppEngine(Engine):
     ``context_window`` tokens of KV (12 KB a token for the 0.5B model, 28 KB for the 1.5B).
     ``prefix_cache_mb`` (``$TOOLRUN_PREFIX_CACHE_MB``, default 256): RAM for warm prefixes
     beyond the slots, least recently used evicted first; 0 keeps only what the slots hold.
-    ``batch_invariant`` (default True): load the weights without llama.cpp's CPU repacking,
-    whose kernels sum differently for batches of 4+ tokens, so that a greedy answer does
+    ``batch_invariant`` (``$TOOLRUN_BATCH_INVARIANT``, default 1): load the weights without llama.cpp's
+    CPU repacking, whose kernels sum differently for batches of 4+ tokens, so that a greedy answer does
     not depend on the other requests decoded in the same batch (no measurable speed cost
     on the 0.5B model; see docs/slots.md).
     """
@@ -81,11 +88,12 @@ class LlamaCppEngine(Engine):
         chat_template: str | None = None,
         call_threshold: float = 0.0,
         another_call_threshold: float = 0.0,
+        check_relevance: bool = False,
         try_another_call: bool = False,
         call_temperature: float | None = None,
         slots: int | None = None,
         prefix_cache_mb: float | None = None,
-        batch_invariant: bool = True,
+        batch_invariant: bool | None = None,
     ) -> None:
         self.model_path = model_path
         self.format = tool_format
@@ -99,6 +107,9 @@ class LlamaCppEngine(Engine):
         #: After a call closes: write another when the model's share of "go on" is at least this
         #: (0: sample the choice).
         self.another_call_threshold = another_call_threshold
+        #: With tool_choice "auto", the turn's first call is held until it is written and kept only if it fits
+        #: the request (see toolrun._grounding.fits_request); otherwise the model answers in text.
+        self.check_relevance = check_relevance
         #: When the model would end its turn after a call, let it write one more and keep it only if
         #: it is new and its values come from the conversation (small models stop after one call).
         self.try_another_call = try_another_call
@@ -113,7 +124,9 @@ class LlamaCppEngine(Engine):
             else _env_number("TOOLRUN_PREFIX_CACHE_MB", DEFAULT_PREFIX_CACHE_MB)
         )
         self.prefix_cache_bytes = max(0, int(cache_mb * 2**20))
-        self.batch_invariant = batch_invariant
+        self.batch_invariant = (
+            batch_invariant if batch_invariant is not None else bool(_env_number("TOOLRUN_BATCH_INVARIANT", 1))
+        )
         self._llm: Any = None
         self._scheduler: Scheduler | None = None
         self._template: str | None = None
@@ -272,7 +285,9 @@ class LlamaCppEngine(Engine):
         may_add_calls = use_tools and request.parallel_tool_calls and not isinstance(request.tool_choice, NamedTool)
         deciding_more = may_add_calls and self.another_call_threshold > 0
         trying = may_add_calls and self.try_another_call
-        decisions = self._decisions(llm) if deciding or deciding_more or trying else None
+        # The turn's first call is held until it is written and seen to fit the request (see _keeps).
+        checking = watching and self.check_relevance
+        decisions = self._decisions(llm) if deciding or deciding_more or trying or checking else None
         calls_seen = 0
         trial: _Trial | None = None  # a call being tried: its events are held until it is kept
         turn_calls: list[IndexedToolCall] = []
@@ -304,17 +319,21 @@ class LlamaCppEngine(Engine):
                         grammar = self._grammar(request)
                         sampler = TokenSampler(llm, call_sampling, grammar.text, logits=seq.logits_pointer)
                         parser.stream_arguments = grammar.exact
+                        if checking:
+                            assert isinstance(parser, StreamParser)
+                            trial = _Trial(parser.snapshot(), 0, first=True)
                     else:
                         forbid = decisions.openers  # decided: an answer in text
                 elif (
                     decisions is not None
                     and in_calls
-                    and (deciding_more or trying)
+                    and (deciding_more or trying or trial is not None)
                     and parser.calls_emitted > calls_seen
                 ):
                     calls_seen = parser.calls_emitted
                     if trial is not None:
-                        # The tried call is complete: keep it if it is new and grounded, else end the turn.
+                        # The held call is complete. A first call is kept if it fits the request, else the model
+                        # answers in text; a further one if it is new and grounded, else the turn ends.
                         kept = trial
                         trial = None
                         if not grounding:
@@ -322,12 +341,30 @@ class LlamaCppEngine(Engine):
                         if self._keeps(kept, turn_calls, request, grounding):
                             for event in kept.events:
                                 send(event)
+                        elif kept.first and not kept.generated:
+                            # Not a call for this request: answer it in text, and write no call in this turn.
+                            parser = PlainTextParser()
+                            del generated[:], starts[:]
+                            text = ""
+                            decoder.reset()
+                            yield from _rewind(seq, len(prompt_tokens))
+                            sampler.close()
+                            sampler = TokenSampler(
+                                llm, request.sampling, None, self._opener_tokens(llm), logits=seq.logits_pointer
+                            )
+                            watching = in_calls = False
+                            forbid = decisions.openers
                         else:
+                            # A further call, or a first one opened after some text: the turn ends before it.
                             assert isinstance(parser, StreamParser)
                             parser.restore(kept.parser_state)
                             del generated[kept.generated :], starts[kept.generated :]
                             break
-                    if deciding_more and continue_share(sampler.raw_logits(), decisions) >= self.another_call_threshold:
+                    if not in_calls or not (deciding_more or trying):
+                        pass  # answering in text, or no decision to take after a call: the model writes on
+                    elif (
+                        deciding_more and continue_share(sampler.raw_logits(), decisions) >= self.another_call_threshold
+                    ):
                         forbid = decisions.end  # decided: another call
                     elif trying:
                         assert isinstance(parser, StreamParser)
@@ -362,6 +399,8 @@ class LlamaCppEngine(Engine):
                     sampler = TokenSampler(llm, call_sampling, grammar.text, logits=seq.logits_pointer)
                     parser.stream_arguments = grammar.exact
                     in_calls = True
+                    if checking and not parser.calls_emitted:
+                        trial = _Trial(parser.snapshot(), keep, first=True)
                     continue
                 if len(generated) >= max_tokens:  # nothing follows this token: no need to evaluate it
                     finish = "length"
@@ -392,10 +431,17 @@ class LlamaCppEngine(Engine):
         if len(calls) != 1:
             return False
         (call,) = calls
-        if not asks_something_new(call["arguments"], (c["arguments"] for c in turn_calls), grounding):
-            return False
         tool = next((t for t in request.tools if t.name == call["name"]), None)
         allowed = schema_constants(tool.parameters) if tool is not None else []
+        if trial.first:
+            return tool is not None and fits_request(
+                call["arguments"],
+                tool_words(tool.name, tool.description, tool.parameters),
+                request.messages,
+                allowed=allowed,
+            )
+        if not asks_something_new(call["arguments"], (c["arguments"] for c in turn_calls), grounding):
+            return False
         return is_grounded(call["arguments"], grounding, allowed=allowed)
 
     def _decisions(self, llm: Any) -> DecisionTokens:
@@ -486,11 +532,14 @@ class LlamaCppEngine(Engine):
 
 @dataclass
 class _Trial:
-    """A call the engine lets the model try after it would have ended its turn (see ``try_another_call``)."""
+    """A call held back until it is checked: one the engine lets the model try after it would have ended its
+    turn (see ``try_another_call``), or the turn's first call (see ``check_relevance``)."""
 
     parser_state: object
     generated: int  # tokens generated before it
     events: list[Event] = field(default_factory=list)
+    #: The turn's first call, held for the relevance check (``check_relevance``).
+    first: bool = False
 
 
 def _rewind(seq: SequenceHandle, n_tokens: int) -> Generator[Need, None, None]:
