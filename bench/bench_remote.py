@@ -49,9 +49,11 @@ SEED_TOOL = {
 
 
 def remote_catalog(url: str, gguf: str) -> Any:
+    from toolrun import DEFAULT_MODEL
     from toolrun.ai import Catalog, ModelEntry, RemoteEndpoint
 
     catalog = Catalog()
+    local = catalog.get(DEFAULT_MODEL)
     catalog.add(
         ModelEntry(
             name=TOOLRUN,
@@ -64,6 +66,11 @@ def remote_catalog(url: str, gguf: str) -> Any:
                 chat_template=gguf,
                 read_timeout=900.0,
             ),
+            # The local engine's judgement, so that the two sides differ only in where the model runs.
+            call_threshold=local.call_threshold,
+            check_relevance=local.check_relevance,
+            try_another_call=local.try_another_call,
+            call_temperature=local.call_temperature,
         )
     )
     catalog.add(

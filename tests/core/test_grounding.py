@@ -1,8 +1,16 @@
-"""The grounding check behind ``try_another_call``: is a tried call new, and does the conversation say its values?"""
+"""The grounding checks: is a tried call new, does the conversation say its values (``try_another_call``),
+and does a first call fit the request at all (``check_relevance``)?"""
 
 from __future__ import annotations
 
-from toolrun._grounding import asks_something_new, conversation_text, is_grounded, schema_constants
+from toolrun._grounding import (
+    asks_something_new,
+    conversation_text,
+    fits_request,
+    is_grounded,
+    schema_constants,
+    tool_words,
+)
 
 WEATHER_SCHEMA = {
     "type": "object",
@@ -24,6 +32,56 @@ def test_values_from_the_request_are_grounded_and_made_up_ones_are_not() -> None
     # A sentence's full stop is not part of its last word; a decimal point is part of its number.
     assert is_grounded({"page": 4, "n": 15}, text("Factorials of 5, 10 and 15. The code is on page 4."))
     assert is_grounded({"x": 4.5}, text("Round 4.5 please")) and not is_grounded({"x": 4}, text("Round 4.5 please"))
+
+
+def test_a_number_written_against_its_unit_is_said() -> None:
+    said = text("Circles with a radius of 5cm, 10cm and 15.5mm, and a 100µF capacitor.")
+    assert is_grounded({"radius": 5}, said) and is_grounded({"radius": 10.0}, said)
+    assert is_grounded({"radius": 15.5}, said) and is_grounded({"capacitance": 100}, said)
+    # ... but not a number inside another one, nor one the text does not hold.
+    assert not is_grounded({"radius": 15}, said) and not is_grounded({"radius": 0}, said)
+    assert not is_grounded({"n": 5}, text("Version 2.5cm"))
+
+
+WEATHER_WORDS = tool_words(
+    "getWeather",
+    "Return the weather for a latitude and longitude",
+    {"type": "object", "properties": {"latitude": {"type": "string", "description": "The latitude"}}},
+)
+AREA_WORDS = tool_words(
+    "calculate_triangle_area",
+    "Calculate the area of a triangle given its base and height.",
+    {"type": "object", "properties": {"base": {"type": "number"}, "height": {"type": "number"}}},
+)
+
+
+def user(content: str) -> list:
+    return [{"role": "user", "content": content}]
+
+
+def test_tool_words_come_from_its_name_description_and_parameters() -> None:
+    assert {"weath", "latit", "longi"} <= WEATHER_WORDS  # cut to five letters: "weathers" ~ "weather"
+    assert {"trian", "area", "base", "heigh"} <= AREA_WORDS
+    assert "calcu" not in AREA_WORDS and "given" not in AREA_WORDS  # too common to tell anything
+
+
+def test_a_call_fits_when_the_request_shares_a_word_with_its_tool() -> None:
+    # The model knows where London is: a shared word is enough, the values need not be said.
+    assert fits_request({"latitude": "51.5", "longitude": "-0.12"}, WEATHER_WORDS, user("Weather in London?"))
+    assert fits_request({"base": 3, "height": 4}, AREA_WORDS, user("A triangle, please: any size."))
+
+
+def test_a_call_fits_when_the_user_said_every_value_in_it() -> None:
+    assert fits_request({"base": 10, "height": 5}, AREA_WORDS, user("Work it out: 10 by 5."))
+    assert not fits_request({"base": 10, "height": 7}, AREA_WORDS, user("Work it out: 10 by 5."))
+    assert not fits_request({}, AREA_WORDS, user("Work it out: 10 by 5."))  # nothing said at all
+
+
+def test_a_call_that_shares_nothing_and_makes_up_its_values_does_not_fit() -> None:
+    assert not fits_request({"base": 10, "height": 5}, AREA_WORDS, user("What is the capital of France?"))
+    # Only the user's words count: the system prompt may name every tool.
+    messages = [{"role": "system", "content": "You compute triangle areas."}, *user("Capital of France?")]
+    assert not fits_request({"base": 10, "height": 5}, AREA_WORDS, messages)
 
 
 def test_a_schemas_own_constants_need_not_be_said() -> None:

@@ -22,6 +22,7 @@ from toolrun.ai import AsyncAI, Catalog, ModelEntry, RemoteEndpoint
 pytestmark = pytest.mark.model
 
 TOOLRUN = "@remote/toolrun-mode"
+JUDGED = "@remote/toolrun-mode-judged"
 NATIVE = "@remote/native-mode"
 NAMED = {"type": "function", "function": {"name": "getGithubUser"}}
 NAMED_PY = {"type": "function", "function": {"name": "get_github_user"}}
@@ -55,6 +56,20 @@ def catalog_for(url: str, gguf: str) -> Catalog:
             remote=RemoteEndpoint(
                 (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="toolrun", chat_template=gguf
             ),
+        )
+    )
+    local = catalog.get(DEFAULT_MODEL)
+    catalog.add(
+        ModelEntry(
+            name=JUDGED,
+            description="toolrun mode with the local model's judgement settings",
+            remote=RemoteEndpoint(
+                (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="toolrun", chat_template=gguf
+            ),
+            call_threshold=local.call_threshold,
+            check_relevance=local.check_relevance,
+            try_another_call=local.try_another_call,
+            call_temperature=local.call_temperature,
         )
     )
     catalog.add(
@@ -148,6 +163,66 @@ async def test_toolrun_mode_plain_text_streams(catalog: Catalog) -> None:
         text = "".join(e.get("response", "") for e in events)
         assert text.strip() and len([e for e in events if e.get("response")]) >= 1
         assert events[-1]["usage"]["completion_tokens"] >= 1
+
+
+# ------------------------------------- toolrun mode, the local engine's judgement
+
+AREA = {
+    "name": "calculate_triangle_area",
+    "description": "Calculate the area of a triangle given its base and height.",
+    "parameters": {
+        "type": "object",
+        "properties": {"base": {"type": "number"}, "height": {"type": "number"}},
+        "required": ["base", "height"],
+    },
+}
+WEATHER = {
+    "name": "get_weather",
+    "description": "Get the current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+async def test_judged_remote_answers_in_text_when_the_call_does_not_fit(catalog: Catalog) -> None:
+    async with AsyncAI(catalog=catalog) as ai:
+        for stream in (False, True):
+            inputs = {
+                "messages": [{"role": "user", "content": "What is the capital of France?"}],
+                "tools": [AREA],
+                "temperature": 0,
+                "max_tokens": 64,
+                "stream": stream,
+            }
+            if stream:
+                events = [e async for e in await ai.run(JUDGED, inputs)]
+                assert not any("tool_calls" in e or "tool_call_delta" in e for e in events), events
+                text = "".join(e.get("response") or "" for e in events)
+                assert events[-1]["finish_reason"] == "stop"
+            else:
+                out = await ai.run(JUDGED, inputs)
+                assert out["tool_calls"] == [], out
+                text = out["response"]
+            assert "paris" in text.lower()
+
+
+async def test_judged_remote_keeps_a_call_that_fits_and_tries_more(catalog: Catalog) -> None:
+    async with AsyncAI(catalog=catalog) as ai:
+        out = await ai.run(JUDGED, seed_inputs())
+        assert [(c["name"], c["arguments"]["username"].lower()) for c in out["tool_calls"]] == [
+            ("getGithubUser", "cloudflare")
+        ]
+        out = await ai.run(
+            JUDGED,
+            {
+                "messages": [{"role": "user", "content": "What's the weather in Paris, London and Tokyo?"}],
+                "tools": [WEATHER],
+                "temperature": 0,
+                "max_tokens": 128,
+            },
+        )
+        cities = sorted(c["arguments"]["city"].lower() for c in out["tool_calls"])
+        assert len(cities) == 3 and all(any(n in c for c in cities) for n in ("paris", "london", "tokyo")), out
+        assert out["finish_reason"] == "tool_calls" and out["usage"]["completion_tokens"] > 20
 
 
 # ------------------------------------------------------------- native mode

@@ -125,6 +125,9 @@ class AsyncAI:
             chat_template=remote.chat_template,
             context_window=entry.context_window,
             call_threshold=entry.call_threshold,
+            check_relevance=entry.check_relevance,
+            try_another_call=entry.try_another_call,
+            call_temperature=entry.call_temperature,
             timeouts=timeouts,
             retry=retry,
         )

@@ -35,17 +35,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
-from ..._grounding import (
-    asks_something_new,
-    conversation_text,
-    fits_request,
-    is_grounded,
-    schema_constants,
-    tool_words,
-)
+from ..._grounding import conversation_text
 from ..._wire import Event, FinishReason, IndexedToolCall, final_event
 from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
 from .._base import Engine, GenerationRequest, NamedTool
+from .._judgment import first_call_fits, further_call_kept
 from .._prompt import render_prompt
 from ._context import kv_bytes_per_token
 from ._decide import DecisionTokens, continue_share, decision_tokens, probability_mass
@@ -424,25 +418,15 @@ class LlamaCppEngine(Engine):
 
     @staticmethod
     def _keeps(trial: _Trial, turn_calls: list[IndexedToolCall], request: GenerationRequest, grounding: str) -> bool:
-        """Keep a tried call if its values come from the conversation and it brings one that this turn's
-        calls have not used (see :func:`asks_something_new`): the 0.5B model, let go on, otherwise
-        writes the same request again with a unit of its own or another tool on the same numbers."""
+        """Keep a held call: the turn's first if it fits the request, a further one if it is new and
+        grounded (see :mod:`toolrun.engines._judgment`)."""
         calls = [call for event in trial.events if "tool_calls" in event for call in event["tool_calls"]]
         if len(calls) != 1:
             return False
         (call,) = calls
-        tool = next((t for t in request.tools if t.name == call["name"]), None)
-        allowed = schema_constants(tool.parameters) if tool is not None else []
         if trial.first:
-            return tool is not None and fits_request(
-                call["arguments"],
-                tool_words(tool.name, tool.description, tool.parameters),
-                request.messages,
-                allowed=allowed,
-            )
-        if not asks_something_new(call["arguments"], (c["arguments"] for c in turn_calls), grounding):
-            return False
-        return is_grounded(call["arguments"], grounding, allowed=allowed)
+            return first_call_fits(call, request)
+        return further_call_kept(call, turn_calls, request, grounding)
 
     def _decisions(self, llm: Any) -> DecisionTokens:
         if self._decision_tokens is None:

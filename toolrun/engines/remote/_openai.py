@@ -47,15 +47,17 @@ import random
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeAlias
 
 import httpx
 
 from ..._errors import EngineError, InvalidInputError
+from ..._grounding import conversation_text
 from ..._wire import Event, FinishReason, encode_arguments, final_event
 from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, get_format, schema_grammar
 from .._base import Engine, GenerationRequest, NamedTool, SamplingParams
+from .._judgment import first_call_fits, further_call_kept
 from .._prompt import render_prompt
 from ._calls import CallAccumulator
 from ._errors import openai_error, openai_stream_error
@@ -180,6 +182,9 @@ class OpenAICompatibleEngine(Engine):
         chat_template: str | None = None,
         context_window: int | None = None,
         call_threshold: float = 0.0,
+        check_relevance: bool = False,
+        try_another_call: bool = False,
+        call_temperature: float | None = None,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -202,6 +207,11 @@ class OpenAICompatibleEngine(Engine):
         #: As the local engine's: with tool_choice "auto", call when the model's probability of opening a
         #: call at its first token is at least this, else answer in text (0: follow the model's own pick).
         self.call_threshold = call_threshold
+        #: As the local engine's (``toolrun`` parsing only): the turn's first call is kept only if it fits
+        #: the request, a further call is tried after the model's last, calls are written at this temperature.
+        self.check_relevance = check_relevance
+        self.try_another_call = try_another_call
+        self.call_temperature = call_temperature
         if call_threshold > 0 and self.dialect.logprobs is None:
             log.warning(
                 "%s: call_threshold needs token probabilities, which %s does not return; the model's "
@@ -400,10 +410,13 @@ class OpenAICompatibleEngine(Engine):
         return cached
 
     def _completion_body(
-        self, prompt: str, request: GenerationRequest, grammar: str | None, max_tokens: int
+        self, prompt: str, request: GenerationRequest, grammar: str | None, max_tokens: int, *, calls: bool = False
     ) -> dict[str, Any]:
         stops = stop_strings(self.format)
-        sampling = self._sampling(request.sampling)
+        params = request.sampling
+        if calls and self.call_temperature is not None and self.call_temperature < params.temperature:
+            params = replace(params, temperature=self.call_temperature)
+        sampling = self._sampling(params)
         if self.dialect.llama_native:
             body: dict[str, Any] = {
                 "prompt": prompt,
@@ -433,9 +446,17 @@ class OpenAICompatibleEngine(Engine):
         return body
 
     async def _complete(
-        self, prompt: str, request: GenerationRequest, grammar: str | None, max_tokens: int, *, top_logprobs: int = 0
+        self,
+        prompt: str,
+        request: GenerationRequest,
+        grammar: str | None,
+        max_tokens: int,
+        *,
+        top_logprobs: int = 0,
+        calls: bool = False,
     ) -> AsyncGenerator[_Piece, None]:
-        body = self._completion_body(prompt, request, grammar, max_tokens)
+        """One streamed completion; ``calls``: it writes calls, at ``call_temperature`` when that is lower."""
+        body = self._completion_body(prompt, request, grammar, max_tokens, calls=calls)
         if top_logprobs and self.dialect.logprobs is not None:
             body.update(self.dialect.logprobs(top_logprobs))
         payloads = self.pool.stream(self.dialect.completion_path, body)
@@ -502,11 +523,22 @@ class OpenAICompatibleEngine(Engine):
         elif request.response_schema is not None and constrains:
             grammar_text = schema_grammar(request.response_schema)
         watching = request.uses_tools and not request.must_call and constrains
+        # As the local engine: the turn's first call is held until it fits the request, and after the
+        # model's last call one more is tried, kept when new and grounded (toolrun.engines._judgment).
+        gate = _FirstCallGate(request, check=self.check_relevance and request.uses_tools and not request.must_call)
+        trying = (
+            self.try_another_call
+            and constrains
+            and request.uses_tools
+            and request.parallel_tool_calls
+            and not isinstance(request.tool_choice, NamedTool)
+        )
 
         tally = _Tally()
-        text = ""
+        text = ""  # everything the model wrote this turn (the continuation prompts build on it)
         starts: list[int] = []  # where each piece's text begins, to count the pieces before an opener
         opener_at: int | None = None
+        calls_grammar = False  # whether the last completion wrote calls under the grammar
         if (
             watching
             and self.call_threshold > 0
@@ -519,14 +551,15 @@ class OpenAICompatibleEngine(Engine):
                 grammar_text = grammar.text
                 parser.stream_arguments = grammar.exact
                 watching = False
+                calls_grammar = True
             elif isinstance(choice, str):  # an answer: it starts with a token that opens no call
                 tally.add(_Piece(choice))
                 starts.append(0)
                 text = choice
-                for event in parser.feed(choice):
+                for event in gate.pass_events(parser.feed(choice)):
                     yield event
                 max_tokens = max(1, max_tokens - 1)
-        first = self._complete(prompt + text, request, grammar_text, max_tokens)
+        first = self._complete(prompt + text, request, grammar_text, max_tokens, calls=calls_grammar)
         try:
             async for piece in first:
                 tally.add(piece)
@@ -534,8 +567,10 @@ class OpenAICompatibleEngine(Engine):
                     continue
                 starts.append(len(text))
                 text += piece.text
-                for event in parser.feed(piece.text):
+                for event in gate.pass_events(parser.feed(piece.text)):
                     yield event
+                if gate.rejected:
+                    break
                 if watching and isinstance(parser, StreamParser) and parser.in_call_region:
                     opener_at = self.format.find_opener(text, parser.extra_openers)
                     break
@@ -549,19 +584,137 @@ class OpenAICompatibleEngine(Engine):
             parser.reset_region()
             parser.stream_arguments = grammar.exact
             tally = tally.restart(kept)
+            text = text[:opener_at]
             second = self._complete(
-                prompt + text[:opener_at], request, grammar.text, max(1, request.sampling.max_tokens - kept)
+                prompt + text, request, grammar.text, max(1, request.sampling.max_tokens - kept), calls=True
             )
+            calls_grammar = True
             try:
                 async for piece in second:
                     tally.add(piece)
-                    for event in parser.feed(piece.text):
+                    text += piece.text
+                    for event in gate.pass_events(parser.feed(piece.text)):
                         yield event
+                    if gate.rejected:
+                        break
             finally:
                 await second.aclose()
-        for event in parser.finish():
+
+        if gate.rejected:
+            if gate.text_sent:  # a call that does not fit, after some text: the turn ends with the text
+                yield tally.final(calls=False)
+                return
+            async for event in self._answer_in_text(request):
+                yield event
+            return
+        for event in gate.pass_events(parser.finish()):
             yield event
+        if gate.held:  # the output ended inside the first call: nothing to check
+            for event in gate.release():
+                yield event
+        if trying and calls_grammar and tally.finish != "length" and isinstance(parser, StreamParser):
+            async for event in self._try_more_calls(prompt + text, request, parser, tally, gate):
+                yield event
         yield tally.final(calls=parser.calls_emitted > 0)
+
+    async def _answer_in_text(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
+        """The turn answered in text after its first call was found not to fit the request.
+
+        The local engine forbids the call openers' tokens; a remote engine has no tokenizer to name them
+        with, so the model answers from a prompt without the tools (what the repeat guard does too).
+        """
+        template = await self.prompt_template()
+        prompt = render_prompt(self.format, template.source, replace(request, tools=[]), eos_token=template.eos_token)
+        tally = _Tally()
+        answer = self._complete(prompt, request, None, request.sampling.max_tokens)
+        async with aclosing(answer):
+            async for piece in answer:
+                tally.add(piece)
+                if piece.text:
+                    yield {"response": piece.text}
+        yield tally.final(calls=False)
+
+    async def _try_more_calls(
+        self,
+        prompt: str,
+        request: GenerationRequest,
+        parser: StreamParser,
+        tally: _Tally,
+        gate: _FirstCallGate,
+    ) -> AsyncGenerator[Event, None]:
+        """After the model's last call, ask for one more under the grammar; keep it while it is new and grounded."""
+        grammar = self._grammar(request)
+        separator = self.format.call_separator
+        grounding = conversation_text(request.messages)
+        turn_calls = list(gate.calls)
+        budget = request.sampling.max_tokens - tally.completion_total()
+        while budget > 1:
+            state = parser.snapshot()
+            before = parser.calls_emitted
+            events: list[Event] = list(parser.feed(separator))
+            written = separator
+            pieces = 0
+            trial = self._complete(prompt + written, request, grammar.text, budget, calls=True)
+            async with aclosing(trial):
+                async for piece in trial:
+                    pieces += bool(piece.text)
+                    written += piece.text
+                    events.extend(parser.feed(piece.text))
+                    if parser.calls_emitted > before:
+                        break
+            calls = [c for e in events if "tool_calls" in e for c in e["tool_calls"]]
+            if len(calls) != 1 or not further_call_kept(calls[0], turn_calls, request, grounding):
+                parser.restore(state)
+                return
+            for event in events:
+                yield event
+            turn_calls.extend(calls)
+            tally.extra += pieces
+            budget -= pieces
+            prompt += written
+
+
+class _FirstCallGate:
+    """Holds the turn's first call back until it is complete, then lets it through if it fits the request."""
+
+    def __init__(self, request: GenerationRequest, *, check: bool) -> None:
+        self._request = request
+        self.held: list[Event] = []
+        self.open = check  # still waiting for the first call, to check it
+        self.calls: list[Mapping[str, Any]] = []  # the turn's calls let through
+        self.rejected = False
+        self.text_sent = False
+
+    def pass_events(self, events: list[Event]) -> list[Event]:
+        out: list[Event] = []
+        for event in events:
+            if not self.open:
+                if "tool_calls" in event:
+                    self.calls.extend(event["tool_calls"])
+                out.append(event)
+                continue
+            if self.held or "tool_call_delta" in event or "tool_calls" in event:
+                self.held.append(event)
+                if "tool_calls" in event:
+                    self.open = False
+                    if first_call_fits(event["tool_calls"][0], self._request):
+                        out.extend(self.release())
+                    else:
+                        self.rejected = True
+                        self.held = []
+                        return out
+                continue
+            self.text_sent = self.text_sent or bool(event.get("response"))
+            out.append(event)
+        return out
+
+    def release(self) -> list[Event]:
+        held, self.held = self.held, []
+        self.open = False
+        for event in held:
+            if "tool_calls" in event:
+                self.calls.extend(event["tool_calls"])
+        return held
 
 
 class _Tally:
@@ -573,6 +726,7 @@ class _Tally:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.finish: str | None = None
+        self.extra = 0  # tokens of further calls kept after the turn's completions
 
     def add(self, piece: _Piece) -> None:
         if piece.text:
@@ -588,6 +742,10 @@ class _Tally:
         """The tally for the continuation: it re-reads ``kept_pieces`` pieces as prompt."""
         return _Tally(kept_pieces)
 
+    def completion_total(self) -> int:
+        completion = self.completion_tokens if self.completion_tokens is not None else self.pieces
+        return completion + self.prefix + self.extra
+
     def final(self, *, calls: bool) -> Event:
         # Streamed pieces are tokens for the servers toolrun knows (one token per chunk); usage, when
         # the server reports it, wins. A continuation's prompt includes the pieces it continues.
@@ -595,7 +753,7 @@ class _Tally:
         prompt = self.prompt_tokens or 0
         if self.prefix and self.prompt_tokens is not None:
             prompt = max(0, self.prompt_tokens - self.prefix)
-        return final_event(prompt, completion + self.prefix, finish_reason(self.finish or "stop", calls))
+        return final_event(prompt, completion + self.prefix + self.extra, finish_reason(self.finish or "stop", calls))
 
 
 def _llama_piece(payload: Mapping[str, Any]) -> _Piece:

@@ -1,0 +1,44 @@
+"""Which calls a turn keeps: the checks every engine that parses calls itself applies the same way.
+
+* The turn's first call (``check_relevance``) must fit the request: the user's words and the tool's
+  share one, or the user said every value in it (:func:`toolrun._grounding.fits_request`). A small
+  model holding tools opens a call for almost any question and fills a tool that does not fit with
+  values of its own; the engine then answers in text instead.
+* A further call tried after the model would have ended its turn (``try_another_call``) must bring a
+  value the user said that no earlier call of the turn used, and every value in it must come from the
+  conversation: the 0.5B model stops after one call of several, and, let go on, writes the same
+  request again with a unit of its own or another tool on the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .._grounding import asks_something_new, fits_request, is_grounded, schema_constants, tool_words
+from .._types import ToolSpec
+from ._base import GenerationRequest
+
+
+def _tool(request: GenerationRequest, name: str) -> ToolSpec | None:
+    return next((t for t in request.tools if t.name == name), None)
+
+
+def first_call_fits(call: Mapping[str, Any], request: GenerationRequest) -> bool:
+    """Whether the turn's first call can be what the user asked for."""
+    tool = _tool(request, call["name"])
+    if tool is None:
+        return False
+    words = tool_words(tool.name, tool.description, tool.parameters)
+    return fits_request(call["arguments"], words, request.messages, allowed=schema_constants(tool.parameters))
+
+
+def further_call_kept(
+    call: Mapping[str, Any], earlier: Iterable[Mapping[str, Any]], request: GenerationRequest, grounding: str
+) -> bool:
+    """Whether a tried further call is kept (``grounding``: the conversation's text, from ``conversation_text``)."""
+    if not asks_something_new(call["arguments"], (c["arguments"] for c in earlier), grounding):
+        return False
+    tool = _tool(request, call["name"])
+    allowed = schema_constants(tool.parameters) if tool is not None else []
+    return is_grounded(call["arguments"], grounding, allowed=allowed)
