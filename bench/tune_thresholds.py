@@ -124,15 +124,12 @@ async def collect(
 
 
 def first_call_fits(call: dict[str, Any], messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> bool:
-    """The engine's relevance check on the turn's first call (``check_relevance``)."""
-    from toolrun._grounding import fits_request, schema_constants, tool_words
+    """The engines' relevance check on the turn's first call (``check_relevance``)."""
+    from toolrun.ai._inputs import build_request, parse_inputs
+    from toolrun.engines._judgment import first_call_fits as fits
 
-    tool = next((t for t in tools if t["name"] == call["name"]), None)
-    if tool is None:
-        return False
-    words = tool_words(tool["name"], tool.get("description", ""), tool["parameters"])
-    allowed = schema_constants(tool["parameters"])
-    return fits_request(call["arguments"], words, messages, allowed=allowed)
+    request = build_request(parse_inputs({"messages": messages, "tools": tools}), function_calling=True)
+    return fits(call, request)
 
 
 def sweep(rows: list[dict[str, Any]], thresholds: list[float], check_relevance: bool = False) -> list[dict[str, Any]]:
