@@ -264,6 +264,7 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--requests", type=int, default=2, help="requests per client per round (default 2)")
     parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--upstream-threads", type=int, default=None, help="the upstream's threads (default 2)")
     parser.add_argument("--skip-bfcl", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("-q", "--quiet", action="store_true")
@@ -276,7 +277,7 @@ async def main() -> None:
     from toolrun import DEFAULT_MODEL, AsyncAI
 
     gguf = AsyncAI().weights(DEFAULT_MODEL)
-    upstream = LlamaCppPythonServer(gguf).start()
+    upstream = LlamaCppPythonServer(gguf, threads=args.upstream_threads).start()
     print(f"upstream: python -m llama_cpp.server at {upstream.url} ({Path(gguf).name})", flush=True)
     report: dict[str, Any] = {"command": sys.argv, "upstream": "llama_cpp.server", "gguf": Path(gguf).name}
     try:

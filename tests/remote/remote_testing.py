@@ -38,8 +38,11 @@ def free_port() -> int:
 class LlamaCppPythonServer:
     """``python -m llama_cpp.server`` serving one GGUF on 127.0.0.1, as a subprocess of the tests."""
 
-    def __init__(self, model_path: str, port: int | None = None, *, n_ctx: int = 4096) -> None:
+    def __init__(
+        self, model_path: str, port: int | None = None, *, n_ctx: int = 4096, threads: int | None = None
+    ) -> None:
         self.model_path = model_path
+        self.threads = threads or min(2, os.cpu_count() or 1)
         self.port = port or free_port()
         self.n_ctx = n_ctx
         self.url = f"http://127.0.0.1:{self.port}"
@@ -47,7 +50,7 @@ class LlamaCppPythonServer:
         self._log = tempfile.NamedTemporaryFile(prefix="llama-cpp-server-", suffix=".log", delete=False)  # noqa: SIM115
 
     def start(self, timeout: float = 180.0) -> LlamaCppPythonServer:
-        threads = str(min(2, os.cpu_count() or 1))
+        threads = str(self.threads)
         self.process = subprocess.Popen(
             [
                 sys.executable,
