@@ -244,6 +244,7 @@ class LlamaCppEngine(Engine):
         max_tokens = request.sampling.max_tokens
         if len(prompt_tokens) + max_tokens > self._n_ctx:
             raise ContextOverflowError(len(prompt_tokens), max_tokens, self._n_ctx)
+        prompt_count = len(prompt_tokens)  # the request's, even if its answer is written from another prompt
 
         use_tools = request.uses_tools
         constrained_from_start = request.must_call
@@ -336,12 +337,16 @@ class LlamaCppEngine(Engine):
                             for event in kept.events:
                                 send(event)
                         elif kept.first and not kept.generated:
-                            # Not a call for this request: answer it in text, and write no call in this turn.
+                            # Not a call for this request: answer it in text, from the prompt without the tools
+                            # (with them in sight, the small model writes the call out as text instead).
                             parser = PlainTextParser()
                             del generated[:], starts[:]
                             text = ""
                             decoder.reset()
-                            yield from _rewind(seq, len(prompt_tokens))
+                            prompt_tokens = yield from _switch_prompt(
+                                seq, llm.tokenize(self.render_prompt(replace(request, tools=[])).encode(),
+                                                  add_bos=False, special=True)
+                            )  # fmt: skip
                             sampler.close()
                             sampler = TokenSampler(
                                 llm, request.sampling, None, self._opener_tokens(llm), logits=seq.logits_pointer
@@ -414,7 +419,7 @@ class LlamaCppEngine(Engine):
             send(event)
         if parser.calls_emitted and finish == "stop":
             finish = "tool_calls"
-        emit(final_event(len(prompt_tokens), len(generated), finish))
+        emit(final_event(prompt_count, len(generated), finish))
 
     @staticmethod
     def _keeps(trial: _Trial, turn_calls: list[IndexedToolCall], request: GenerationRequest, grounding: str) -> bool:
@@ -524,6 +529,25 @@ class _Trial:
     events: list[Event] = field(default_factory=list)
     #: The turn's first call, held for the relevance check (``check_relevance``).
     first: bool = False
+
+
+def _switch_prompt(seq: SequenceHandle, prompt: list[int]) -> Generator[Need, None, list[int]]:
+    """Make ``seq`` hold ``prompt`` instead of what it holds: keep the common prefix, evaluate the rest."""
+    held = seq.tokens
+    common = 0
+    for a, b in zip(held, prompt, strict=False):
+        if a != b:
+            break
+        common += 1
+    common = min(common, len(prompt) - 1)  # the last token is evaluated again, for its logits
+    seq.truncate(common)
+    for start in range(common, len(prompt), _SWITCH_CHUNK):
+        yield seq.eval(prompt[start : start + _SWITCH_CHUNK])
+    return prompt
+
+
+#: Tokens evaluated per step when a request switches prompts (the step's batch holds the others' tokens too).
+_SWITCH_CHUNK = 128
 
 
 def _rewind(seq: SequenceHandle, n_tokens: int) -> Generator[Need, None, None]:
