@@ -67,10 +67,7 @@ def remote_catalog(url: str, gguf: str) -> Any:
                 read_timeout=900.0,
             ),
             # The local engine's judgement, so that the two sides differ only in where the model runs.
-            call_threshold=local.call_threshold,
-            check_relevance=local.check_relevance,
-            try_another_call=local.try_another_call,
-            call_temperature=local.call_temperature,
+            **local.judgement(),
         )
     )
     catalog.add(

@@ -66,10 +66,7 @@ def catalog_for(url: str, gguf: str) -> Catalog:
             remote=RemoteEndpoint(
                 (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="toolrun", chat_template=gguf
             ),
-            call_threshold=local.call_threshold,
-            check_relevance=local.check_relevance,
-            try_another_call=local.try_another_call,
-            call_temperature=local.call_temperature,
+            **local.judgement(),
         )
     )
     catalog.add(

@@ -127,6 +127,17 @@ class ModelEntry:
     #: model, sometimes writes "London" as a latitude; text answers keep the request's temperature.
     call_temperature: float | None = None
 
+    def judgement(self) -> dict[str, Any]:
+        """The settings that decide which calls a turn makes, to give another entry the same
+        (``ModelEntry(..., **local.judgement())``: a remote server running the same weights)."""
+        return {
+            "call_threshold": self.call_threshold,
+            "another_call_threshold": self.another_call_threshold,
+            "check_relevance": self.check_relevance,
+            "try_another_call": self.try_another_call,
+            "call_temperature": self.call_temperature,
+        }
+
     @property
     def source(self) -> str:
         if self.path:

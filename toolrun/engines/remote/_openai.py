@@ -353,8 +353,13 @@ class OpenAICompatibleEngine(Engine):
 
     async def _generate_raw(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         """A raw prompt (Workers AI's ``raw``) in native mode: the completions endpoint, as is."""
+        async for event in self._text_turn(request.raw_prompt or "", request):
+            yield event
+
+    async def _text_turn(self, prompt: str, request: GenerationRequest) -> AsyncGenerator[Event, None]:
+        """A turn that is text only: one unconstrained completion of ``prompt``, streamed as it comes."""
         tally = _Tally()
-        pieces = self._complete(request.raw_prompt or "", request, None, request.sampling.max_tokens)
+        pieces = self._complete(prompt, request, None, request.sampling.max_tokens)
         async with aclosing(pieces):
             async for piece in pieces:
                 tally.add(piece)
@@ -625,14 +630,8 @@ class OpenAICompatibleEngine(Engine):
         """
         template = await self.prompt_template()
         prompt = render_prompt(self.format, template.source, replace(request, tools=[]), eos_token=template.eos_token)
-        tally = _Tally()
-        answer = self._complete(prompt, request, None, request.sampling.max_tokens)
-        async with aclosing(answer):
-            async for piece in answer:
-                tally.add(piece)
-                if piece.text:
-                    yield {"response": piece.text}
-        yield tally.final(calls=False)
+        async for event in self._text_turn(prompt, request):
+            yield event
 
     async def _try_more_calls(
         self,
