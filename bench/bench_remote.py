@@ -48,7 +48,7 @@ SEED_TOOL = {
 }
 
 
-def remote_catalog(url: str, gguf: str) -> Any:
+def remote_catalog(url: str, gguf: str, upstream: str = "llama-cpp-python") -> Any:
     from toolrun import DEFAULT_MODEL
     from toolrun.ai import Catalog, ModelEntry, RemoteEndpoint
 
@@ -61,7 +61,7 @@ def remote_catalog(url: str, gguf: str) -> Any:
             remote=RemoteEndpoint(
                 (url + "/v1",),
                 "default",
-                upstream="llama-cpp-python",
+                upstream=upstream,
                 tool_parsing="toolrun",
                 chat_template=gguf,
                 read_timeout=900.0,
@@ -82,11 +82,46 @@ def remote_catalog(url: str, gguf: str) -> Any:
     return catalog
 
 
+class LlamaServer:
+    """llama.cpp's ``llama-server`` on one GGUF, one slot, on 127.0.0.1 (the upstream ``llama.cpp`` dialect)."""
+
+    def __init__(self, gguf: str, *, threads: int | None = None) -> None:
+        from bench_server import free_port
+
+        self.gguf = gguf
+        self.threads = str(threads or 2)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._context: Any = None
+
+    def start(self) -> LlamaServer:
+        from bench_server import server_process
+        from llama_server import llama_server_binary
+
+        command = [str(llama_server_binary()), "--model", self.gguf, "--port", str(self.port), "--host", "127.0.0.1",
+                   "--parallel", "1", "--ctx-size", "8192", "--threads", self.threads, "--threads-batch",
+                   self.threads, "--no-webui"]  # fmt: skip
+        self._context = server_process(command, self.url + "/health", timeout=600)
+        self._context.__enter__()
+        return self
+
+    def stop(self) -> None:
+        if self._context is not None:
+            self._context.__exit__(None, None, None)
+            self._context = None
+
+
 # ── BFCL ─────────────────────────────────────────────────────────────────────────────────────────
 
 
 async def bfcl(
-    url: str, gguf: str, limit: int, categories: list[str], sides: list[str], verbose: bool
+    url: str,
+    gguf: str,
+    limit: int,
+    categories: list[str],
+    sides: list[str],
+    verbose: bool,
+    upstream: str = "llama-cpp-python",
 ) -> dict[str, list[dict[str, Any]]]:
     import bench_bfcl  # data, tools and scoring: the one place they are defined
 
@@ -100,7 +135,7 @@ async def bfcl(
     with zipfile.ZipFile(bench_bfcl.WHEEL) as zf:
         items = {c: bench_bfcl.load_category(zf, c, limit) for c in categories}
     for side in sides:
-        ai = AsyncAI() if side == "local" else AsyncAI(catalog=remote_catalog(url, gguf))
+        ai = AsyncAI() if side == "local" else AsyncAI(catalog=remote_catalog(url, gguf, upstream))
         results[side] = []
         try:
             for category in categories:
@@ -261,12 +296,21 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--requests", type=int, default=2, help="requests per client per round (default 2)")
     parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument(
+        "--upstream",
+        choices=["llama-cpp-python", "llama-server"],
+        default="llama-cpp-python",
+        help="python -m llama_cpp.server, or llama.cpp's own llama-server (built by bench/llama_server.py; "
+        "it returns the first token's probabilities, so call_threshold applies); BFCL only",
+    )
     parser.add_argument("--upstream-threads", type=int, default=None, help="the upstream's threads (default 2)")
     parser.add_argument("--skip-bfcl", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("-q", "--quiet", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"results JSON (default {RESULTS})")
     args = parser.parse_args()
+    if args.upstream == "llama-server" and not args.skip_throughput:
+        parser.error("the throughput comparison runs on llama_cpp.server: add --skip-throughput")
     print("command: .venv/bin/python bench/bench_remote.py " + " ".join(sys.argv[1:]), flush=True)
 
     from remote_testing import LlamaCppPythonServer
@@ -274,9 +318,14 @@ async def main() -> None:
     from toolrun import DEFAULT_MODEL, AsyncAI
 
     gguf = AsyncAI().weights(DEFAULT_MODEL)
-    upstream = LlamaCppPythonServer(gguf, threads=args.upstream_threads).start()
-    print(f"upstream: python -m llama_cpp.server at {upstream.url} ({Path(gguf).name})", flush=True)
-    report: dict[str, Any] = {"command": sys.argv, "upstream": "llama_cpp.server", "gguf": Path(gguf).name}
+    if args.upstream == "llama-server":
+        upstream: Any = LlamaServer(gguf, threads=args.upstream_threads).start()
+        dialect = "llama.cpp"
+    else:
+        upstream = LlamaCppPythonServer(gguf, threads=args.upstream_threads).start()
+        dialect = "llama-cpp-python"
+    print(f"upstream: {args.upstream} at {upstream.url} ({Path(gguf).name})", flush=True)
+    report: dict[str, Any] = {"command": sys.argv, "upstream": args.upstream, "gguf": Path(gguf).name}
     try:
         if not args.skip_throughput:
             report["throughput"] = await throughput(
@@ -285,7 +334,7 @@ async def main() -> None:
         if not args.skip_bfcl:
             categories = [c.strip() for c in args.categories.split(",") if c.strip()]
             sides = [s.strip() for s in args.sides.split(",") if s.strip()]
-            report["bfcl"] = await bfcl(upstream.url, gguf, args.limit, categories, sides, not args.quiet)
+            report["bfcl"] = await bfcl(upstream.url, gguf, args.limit, categories, sides, not args.quiet, dialect)
     finally:
         upstream.stop()
     if "throughput" in report:
