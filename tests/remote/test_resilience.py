@@ -171,6 +171,58 @@ async def test_a_stream_that_breaks_before_its_first_payload_is_retried(serve) -
         await eng.aclose()
 
 
+async def test_a_kept_alive_connection_the_server_closed_is_sent_again_quietly(caplog) -> None:
+    """llama-server closes a kept-alive connection after a few requests without saying so: the request
+    sent on it fails before a byte of answer. That is no fault of the upstream: send it again, no warning."""
+    import asyncio
+
+    from stubs import sse
+
+    # The stream is read to its end, [DONE] and all, so the connection goes back to the pool.
+    body = sse([chat_chunk("fine"), chat_chunk(finish="stop")])
+    answer_bytes = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(0)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                await reader.readexactly(length)
+                connections[-1] += 1
+                if connections[-1] == 2:  # the second request on a connection: closed unanswered
+                    break
+                writer.write(answer_bytes)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    eng = engine(f"http://127.0.0.1:{port}/v1")
+    try:
+        with caplog.at_level(logging.WARNING, logger="toolrun"):
+            for _ in range(3):
+                assert (await answer(eng))["response"] == "fine"
+        assert len(connections) >= 2, connections  # the stale connection was dropped and a new one made
+        assert eng.pool.upstreams[0].failures == 0
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    finally:
+        await eng.aclose()
+        server.close()
+
+
 async def test_a_caller_that_goes_away_closes_the_upstream_stream(serve) -> None:
     stub = Stub(lambda n, req, body: _async(slow_stream(stub, words=500, interval=0.02)))
     server = serve(stub.app())

@@ -134,7 +134,12 @@ class UpstreamPool:
         self._payload_error = payload_error
         self._clock = clock
         self._turn = 0
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        # Idle connections are dropped before the servers drop theirs (uvicorn, under vLLM and SGLang, and
+        # llama-server after 5 s, httpx's default too): a request sent on a connection the server is closing
+        # fails before its first byte.
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=2.0
+        )
         self.upstreams = []
         #: What must never show in an error: the key, and passwords written into base URLs.
         self._secrets = [s for s in secrets if s]
@@ -215,6 +220,7 @@ class UpstreamPool:
         """
         tried: set[Upstream] = set()
         attempt = 0
+        stale_retried = False
         while True:
             upstream = self.pick(tried)
             # Everyone left is set aside or busy. A set-aside upstream is tried at once (only traffic
@@ -247,6 +253,12 @@ class UpstreamPool:
                         self._succeeded(upstream)
                     return
             except (httpx.TransportError, httpx.StreamError, _BadPayloadError) as exc:
+                if not delivered and not stale_retried and _closed_before_answering(exc):
+                    # A kept-alive connection the server had just closed (llama-server closes one after a
+                    # few requests): nothing is wrong with the upstream; send it again at once, once.
+                    stale_retried = True
+                    log.debug("upstream %s closed a kept-alive connection; sending again", upstream.name)
+                    continue
                 reason = _describe(exc, self.timeouts)
                 self._failed(upstream, reason)
                 if delivered:
@@ -336,13 +348,17 @@ async def _payloads(response: httpx.Response) -> AsyncGenerator[dict[str, Any], 
         yield _decode(raw.decode("utf-8", "replace"))
         return
     data: list[str] = []
+    done = False
     async for line in response.aiter_lines():
+        if done:
+            continue  # read to the end, so that the connection goes back to the pool (servers end right here)
         if line == "":
             if data:
                 text = "\n".join(data)
                 data = []
                 if text.strip() == "[DONE]":
-                    return
+                    done = True
+                    continue
                 yield _decode(text)
             continue
         if line.startswith(":"):
@@ -350,7 +366,7 @@ async def _payloads(response: httpx.Response) -> AsyncGenerator[dict[str, Any], 
         field, _, value = line.partition(":")
         if field == "data":
             data.append(value[1:] if value.startswith(" ") else value)
-    if data and "\n".join(data).strip() != "[DONE]":
+    if data and not done and "\n".join(data).strip() != "[DONE]":
         yield _decode("\n".join(data))
 
 
@@ -368,6 +384,11 @@ def _retryable_transport(exc: Exception) -> bool:
     # A read timeout means the upstream is working on it (or stuck): sending the same request
     # again would double its load. Connection failures and answers cut short are retried.
     return not isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout | httpx.PoolTimeout)
+
+
+def _closed_before_answering(exc: BaseException) -> bool:
+    """The server closed the connection without a byte of answer (httpcore's own wording for it)."""
+    return isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc)
 
 
 def _describe(exc: Exception, timeouts: Timeouts) -> str:
