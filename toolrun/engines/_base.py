@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
 from .._types import ToolSpec
@@ -40,6 +40,13 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
 
+    def for_calls(self, call_temperature: float | None) -> SamplingParams:
+        """The sampling a call's arguments are written with: at ``call_temperature`` when that is lower
+        (a catalog setting; None keeps the request's)."""
+        if call_temperature is not None and call_temperature < self.temperature:
+            return replace(self, temperature=call_temperature)
+        return self
+
 
 @dataclass
 class GenerationRequest:
@@ -62,6 +69,12 @@ class GenerationRequest:
     def must_call(self) -> bool:
         """A call is required from the first token (``required`` or a named tool)."""
         return self.uses_tools and self.tool_choice != "auto"
+
+    @property
+    def may_add_calls(self) -> bool:
+        """Several calls may be written in one turn: tools in use, parallel calls allowed, no named tool
+        (a named tool_choice asks for that one call, as OpenAI's models answer it)."""
+        return self.uses_tools and self.parallel_tool_calls and not isinstance(self.tool_choice, NamedTool)
 
     @property
     def callable_tools(self) -> list[ToolSpec]:

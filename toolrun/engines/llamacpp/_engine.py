@@ -38,7 +38,7 @@ from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
 from ..._grounding import conversation_text
 from ..._wire import Event, FinishReason, IndexedToolCall, final_event
 from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
-from .._base import Engine, GenerationRequest, NamedTool
+from .._base import Engine, GenerationRequest
 from .._judgment import first_call_fits, further_call_kept
 from .._prompt import render_prompt
 from ._context import kv_bytes_per_token
@@ -168,6 +168,9 @@ class LlamaCppEngine(Engine):
         self.load()
         return render_prompt(self.format, self._template or "", request, bos_token=self._bos, eos_token=self._eos)
 
+    def _prompt_tokens(self, llm: Any, request: GenerationRequest) -> list[int]:
+        return list(llm.tokenize(self.render_prompt(request).encode(), add_bos=False, special=True))
+
     def count_tokens(self, text: str) -> int:
         llm = self.load()
         return len(llm.tokenize(text.encode(), add_bos=False, special=True))
@@ -239,8 +242,7 @@ class LlamaCppEngine(Engine):
         import llama_cpp as lc
 
         llm = self.load()
-        prompt = self.render_prompt(request)
-        prompt_tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        prompt_tokens = self._prompt_tokens(llm, request)
         max_tokens = request.sampling.max_tokens
         if len(prompt_tokens) + max_tokens > self._n_ctx:
             raise ContextOverflowError(len(prompt_tokens), max_tokens, self._n_ctx)
@@ -268,18 +270,14 @@ class LlamaCppEngine(Engine):
         starts: list[int] = []  # text offset where each generated token's text begins
         text = ""
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        call_sampling = request.sampling
-        if self.call_temperature is not None and self.call_temperature < call_sampling.temperature:
-            call_sampling = replace(call_sampling, temperature=self.call_temperature)
+        call_sampling = request.sampling.for_calls(self.call_temperature)
         start_sampling = call_sampling if constrained_from_start else request.sampling
         sampler = TokenSampler(llm, start_sampling, grammar_text, banned, logits=seq.logits_pointer)
         watching = use_tools and not constrained_from_start
         in_calls = constrained_from_start  # writing calls under the grammar
         deciding = watching and self.call_threshold > 0
-        # A named tool_choice asks for that one call, as OpenAI's models answer it.
-        may_add_calls = use_tools and request.parallel_tool_calls and not isinstance(request.tool_choice, NamedTool)
-        deciding_more = may_add_calls and self.another_call_threshold > 0
-        trying = may_add_calls and self.try_another_call
+        deciding_more = request.may_add_calls and self.another_call_threshold > 0
+        trying = request.may_add_calls and self.try_another_call
         # The turn's first call is held until it is written and seen to fit the request (see _keeps).
         checking = watching and self.check_relevance
         decisions = self._decisions(llm) if deciding or deciding_more or trying or checking else None
@@ -344,9 +342,8 @@ class LlamaCppEngine(Engine):
                             text = ""
                             decoder.reset()
                             prompt_tokens = yield from _switch_prompt(
-                                seq, llm.tokenize(self.render_prompt(replace(request, tools=[])).encode(),
-                                                  add_bos=False, special=True)
-                            )  # fmt: skip
+                                seq, self._prompt_tokens(llm, replace(request, tools=[]))
+                            )
                             sampler.close()
                             sampler = TokenSampler(
                                 llm, request.sampling, None, self._opener_tokens(llm), logits=seq.logits_pointer
@@ -485,9 +482,9 @@ class LlamaCppEngine(Engine):
 
     def next_token_logits(self, request: GenerationRequest) -> Any:
         """The model's raw logits for the first token of its answer to ``request`` (a copy); blocking."""
-        self.load()
+        llm = self.load()
         assert self._scheduler is not None
-        prompt = self.load().tokenize(self.render_prompt(request).encode(), add_bos=False, special=True)
+        prompt = self._prompt_tokens(llm, request)
         result: list[Any] = []
         ended = threading.Event()
         errors: list[BaseException] = []

@@ -418,10 +418,7 @@ class OpenAICompatibleEngine(Engine):
         self, prompt: str, request: GenerationRequest, grammar: str | None, max_tokens: int, *, calls: bool = False
     ) -> dict[str, Any]:
         stops = stop_strings(self.format)
-        params = request.sampling
-        if calls and self.call_temperature is not None and self.call_temperature < params.temperature:
-            params = replace(params, temperature=self.call_temperature)
-        sampling = self._sampling(params)
+        sampling = self._sampling(request.sampling.for_calls(self.call_temperature) if calls else request.sampling)
         if self.dialect.llama_native:
             body: dict[str, Any] = {
                 "prompt": prompt,
@@ -531,13 +528,7 @@ class OpenAICompatibleEngine(Engine):
         # As the local engine: the turn's first call is held until it fits the request, and after the
         # model's last call one more is tried, kept when new and grounded (toolrun.engines._judgment).
         gate = _FirstCallGate(request, check=self.check_relevance and request.uses_tools and not request.must_call)
-        trying = (
-            self.try_another_call
-            and constrains
-            and request.uses_tools
-            and request.parallel_tool_calls
-            and not isinstance(request.tool_choice, NamedTool)
-        )
+        trying = self.try_another_call and constrains and request.may_add_calls
 
         tally = _Tally()
         text = ""  # everything the model wrote this turn (the continuation prompts build on it)
@@ -748,11 +739,10 @@ class _Tally:
     def final(self, *, calls: bool) -> Event:
         # Streamed pieces are tokens for the servers toolrun knows (one token per chunk); usage, when
         # the server reports it, wins. A continuation's prompt includes the pieces it continues.
-        completion = self.completion_tokens if self.completion_tokens is not None else self.pieces
         prompt = self.prompt_tokens or 0
         if self.prefix and self.prompt_tokens is not None:
             prompt = max(0, self.prompt_tokens - self.prefix)
-        return final_event(prompt, completion + self.prefix + self.extra, finish_reason(self.finish or "stop", calls))
+        return final_event(prompt, self.completion_total(), finish_reason(self.finish or "stop", calls))
 
 
 def _llama_piece(payload: Mapping[str, Any]) -> _Piece:
