@@ -49,36 +49,18 @@ SEED_TOOL = {
 
 
 def remote_catalog(url: str, gguf: str, upstream: str = "llama-cpp-python") -> Any:
-    from toolrun import DEFAULT_MODEL
-    from toolrun.ai import Catalog, ModelEntry, RemoteEndpoint
+    from remote_testing import served_entry
+
+    from toolrun.ai import Catalog
 
     catalog = Catalog()
-    local = catalog.get(DEFAULT_MODEL)
+    # The local engine's judgement on the toolrun side, so that it differs from local only in where the model runs.
     catalog.add(
-        ModelEntry(
-            name=TOOLRUN,
-            description="",
-            remote=RemoteEndpoint(
-                (url + "/v1",),
-                "default",
-                upstream=upstream,
-                tool_parsing="toolrun",
-                chat_template=gguf,
-                read_timeout=900.0,
-            ),
-            # The local engine's judgement, so that the two sides differ only in where the model runs.
-            **local.judgement(),
+        served_entry(
+            TOOLRUN, url, tool_parsing="toolrun", gguf=gguf, upstream=upstream, judged=True, read_timeout=900.0
         )
     )
-    catalog.add(
-        ModelEntry(
-            name=NATIVE,
-            description="",
-            remote=RemoteEndpoint(
-                (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="native", read_timeout=900.0
-            ),
-        )
-    )
+    catalog.add(served_entry(NATIVE, url, tool_parsing="native", read_timeout=900.0))
     return catalog
 
 

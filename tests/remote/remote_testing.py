@@ -138,3 +138,31 @@ def wait_until(condition: Any, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(condition())
+
+
+def served_entry(
+    name: str,
+    url: str,
+    *,
+    tool_parsing: str,
+    gguf: str | None = None,
+    upstream: str = "llama-cpp-python",
+    judged: bool = False,
+    read_timeout: float | None = None,
+) -> Any:
+    """A catalog entry for the default GGUF served at ``url`` (``gguf``: the chat template, in toolrun mode);
+    ``judged``: with the local default model's judgement settings, so that the two differ only in where
+    the model runs."""
+    from toolrun import DEFAULT_MODEL
+    from toolrun.ai import Catalog, ModelEntry, RemoteEndpoint
+
+    judgement = Catalog().get(DEFAULT_MODEL).judgement() if judged else {}
+    endpoint = RemoteEndpoint(
+        (url + "/v1",),
+        "default",
+        upstream=upstream,
+        tool_parsing=tool_parsing,
+        chat_template=gguf,
+        read_timeout=read_timeout,
+    )
+    return ModelEntry(name=name, description=f"{tool_parsing} mode through {upstream}", remote=endpoint, **judgement)

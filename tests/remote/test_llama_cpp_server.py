@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from remote_testing import SEED_PROMPT, SEED_TOOL, LlamaCppPythonServer
+from remote_testing import SEED_PROMPT, SEED_TOOL, LlamaCppPythonServer, served_entry
 
 from toolrun import DEFAULT_MODEL, EngineError, run_with_tools
-from toolrun.ai import AsyncAI, Catalog, ModelEntry, RemoteEndpoint
+from toolrun.ai import AsyncAI, Catalog
 
 pytestmark = pytest.mark.model
 
@@ -49,33 +49,9 @@ def upstream(gguf: str) -> Iterator[LlamaCppPythonServer]:
 
 def catalog_for(url: str, gguf: str) -> Catalog:
     catalog = Catalog()
-    catalog.add(
-        ModelEntry(
-            name=TOOLRUN,
-            description="toolrun mode",
-            remote=RemoteEndpoint(
-                (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="toolrun", chat_template=gguf
-            ),
-        )
-    )
-    local = catalog.get(DEFAULT_MODEL)
-    catalog.add(
-        ModelEntry(
-            name=JUDGED,
-            description="toolrun mode with the local model's judgement settings",
-            remote=RemoteEndpoint(
-                (url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="toolrun", chat_template=gguf
-            ),
-            **local.judgement(),
-        )
-    )
-    catalog.add(
-        ModelEntry(
-            name=NATIVE,
-            description="native mode",
-            remote=RemoteEndpoint((url + "/v1",), "default", upstream="llama-cpp-python", tool_parsing="native"),
-        )
-    )
+    catalog.add(served_entry(TOOLRUN, url, tool_parsing="toolrun", gguf=gguf))
+    catalog.add(served_entry(JUDGED, url, tool_parsing="toolrun", gguf=gguf, judged=True))
+    catalog.add(served_entry(NATIVE, url, tool_parsing="native"))
     return catalog
 
 
