@@ -527,8 +527,12 @@ class OpenAICompatibleEngine(Engine):
         watching = request.uses_tools and not request.must_call and constrains
         # As the local engine: the turn's first call is held until it fits the request, and after the
         # model's last call one more is tried, kept when new and grounded (toolrun.engines._judgment).
-        gate = _FirstCallGate(request, check=self.check_relevance and request.uses_tools and not request.must_call)
         trying = self.try_another_call and constrains and request.may_add_calls
+        gate = _CallGate(
+            request,
+            check_first=self.check_relevance and request.uses_tools and not request.must_call,
+            check_further=trying,
+        )
 
         tally = _Tally()
         text = ""  # everything the model wrote this turn (the continuation prompts build on it)
@@ -565,7 +569,7 @@ class OpenAICompatibleEngine(Engine):
                 text += piece.text
                 for event in gate.pass_events(parser.feed(piece.text)):
                     yield event
-                if gate.rejected:
+                if gate.stopped:
                     break
                 if watching and isinstance(parser, StreamParser) and parser.in_call_region:
                     opener_at = self.format.find_opener(text, parser.extra_openers)
@@ -591,7 +595,7 @@ class OpenAICompatibleEngine(Engine):
                     text += piece.text
                     for event in gate.pass_events(parser.feed(piece.text)):
                         yield event
-                    if gate.rejected:
+                    if gate.stopped:
                         break
             finally:
                 await second.aclose()
@@ -603,9 +607,12 @@ class OpenAICompatibleEngine(Engine):
             async for event in self._answer_in_text(request):
                 yield event
             return
+        if gate.ended:  # a further call was not kept: the turn ends before it
+            yield tally.final(calls=bool(gate.calls))
+            return
         for event in gate.pass_events(parser.finish()):
             yield event
-        if gate.held:  # the output ended inside the first call: nothing to check
+        if gate.held:  # the output ended inside a held call: nothing to check
             for event in gate.release():
                 yield event
         if trying and calls_grammar and tally.finish != "length" and isinstance(parser, StreamParser):
@@ -630,7 +637,7 @@ class OpenAICompatibleEngine(Engine):
         request: GenerationRequest,
         parser: StreamParser,
         tally: _Tally,
-        gate: _FirstCallGate,
+        gate: _CallGate,
     ) -> AsyncGenerator[Event, None]:
         """After the model's last call, ask for one more under the grammar; keep it while it is new and grounded."""
         grammar = self._grammar(request)
@@ -664,43 +671,57 @@ class OpenAICompatibleEngine(Engine):
             prompt += written
 
 
-class _FirstCallGate:
-    """Holds the turn's first call back until it is complete, then lets it through if it fits the request."""
+class _CallGate:
+    """Holds a call back until it is complete and lets it through if it is kept, as the local engine does:
+    the turn's first call if it fits the request (``check_first``), each further one if it is new and
+    grounded (``check_further``, with ``try_another_call``: the model may write several calls in one
+    completion, each of which the local engine would have tried)."""
 
-    def __init__(self, request: GenerationRequest, *, check: bool) -> None:
+    def __init__(self, request: GenerationRequest, *, check_first: bool, check_further: bool) -> None:
         self._request = request
+        self._check_first = check_first
+        self._check_further = check_further
+        self._grounding: str | None = None
         self.held: list[Event] = []
-        self.open = check  # still waiting for the first call, to check it
         self.calls: list[Mapping[str, Any]] = []  # the turn's calls let through
-        self.rejected = False
+        self.rejected = False  # the first call did not fit: the turn is answered in text
+        self.ended = False  # a further call was not kept: the turn ends before it
         self.text_sent = False
+
+    @property
+    def stopped(self) -> bool:
+        return self.rejected or self.ended
 
     def pass_events(self, events: list[Event]) -> list[Event]:
         out: list[Event] = []
         for event in events:
-            if not self.open:
-                if "tool_calls" in event:
-                    self.calls.extend(event["tool_calls"])
-                out.append(event)
-                continue
-            if self.held or "tool_call_delta" in event or "tool_calls" in event:
+            if self.stopped:
+                break
+            is_call = "tool_call_delta" in event or "tool_calls" in event
+            if self.held or (is_call and (self._check_further if self.calls else self._check_first)):
                 self.held.append(event)
                 if "tool_calls" in event:
-                    self.open = False
-                    if first_call_fits(event["tool_calls"][0], self._request):
+                    if self._kept(event["tool_calls"][0]):
                         out.extend(self.release())
                     else:
-                        self.rejected = True
+                        self.rejected, self.ended = not self.calls, bool(self.calls)
                         self.held = []
-                        return out
                 continue
+            if "tool_calls" in event:
+                self.calls.extend(event["tool_calls"])
             self.text_sent = self.text_sent or bool(event.get("response"))
             out.append(event)
         return out
 
+    def _kept(self, call: Mapping[str, Any]) -> bool:
+        if not self.calls:
+            return first_call_fits(call, self._request)
+        if self._grounding is None:
+            self._grounding = conversation_text(self._request.messages)
+        return further_call_kept(call, self.calls, self._request, self._grounding)
+
     def release(self) -> list[Event]:
         held, self.held = self.held, []
-        self.open = False
         for event in held:
             if "tool_calls" in event:
                 self.calls.extend(event["tool_calls"])
