@@ -67,11 +67,12 @@ def remote_catalog(url: str, gguf: str, upstream: str = "llama-cpp-python") -> A
 class LlamaServer:
     """llama.cpp's ``llama-server`` on one GGUF, one slot, on 127.0.0.1 (the upstream ``llama.cpp`` dialect)."""
 
-    def __init__(self, gguf: str, *, threads: int | None = None) -> None:
+    def __init__(self, gguf: str, *, threads: int | None = None, local_numerics: bool = False) -> None:
         from bench_server import free_port
 
         self.gguf = gguf
         self.threads = str(threads or 2)
+        self.local_numerics = local_numerics
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._context: Any = None
@@ -83,6 +84,10 @@ class LlamaServer:
         command = [str(llama_server_binary()), "--model", self.gguf, "--port", str(self.port), "--host", "127.0.0.1",
                    "--parallel", "1", "--ctx-size", "8192", "--threads", self.threads, "--threads-batch",
                    self.threads, "--no-webui"]  # fmt: skip
+        if self.local_numerics:
+            # The local engine's arithmetic: weights as stored (not repacked), no flash attention, and every
+            # prompt evaluated from position 0 in 64-token chunks (as its slots evaluate theirs).
+            command += ["--no-repack", "--flash-attn", "off", "--ubatch-size", "64", "--no-cache-prompt"]
         self._context = server_process(command, self.url + "/health", timeout=600)
         self._context.__enter__()
         return self
@@ -286,6 +291,12 @@ async def main() -> None:
         "it returns the first token's probabilities, so call_threshold applies); BFCL only",
     )
     parser.add_argument("--upstream-threads", type=int, default=None, help="the upstream's threads (default 2)")
+    parser.add_argument(
+        "--local-numerics",
+        action="store_true",
+        help="llama-server: compute as the local engine does (no repacking, no flash attention, 64-token prompt "
+        "chunks from position 0), so that both sides see the same logits and differ only in toolrun's mechanisms",
+    )
     parser.add_argument("--skip-bfcl", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("-q", "--quiet", action="store_true")
@@ -301,7 +312,7 @@ async def main() -> None:
 
     gguf = AsyncAI().weights(DEFAULT_MODEL)
     if args.upstream == "llama-server":
-        upstream: Any = LlamaServer(gguf, threads=args.upstream_threads).start()
+        upstream: Any = LlamaServer(gguf, threads=args.upstream_threads, local_numerics=args.local_numerics).start()
         dialect = "llama.cpp"
     else:
         upstream = LlamaCppPythonServer(gguf, threads=args.upstream_threads).start()

@@ -64,6 +64,26 @@ def opening_probability(engine: Any, messages: list[dict[str, Any]], tools: list
     return probability_mass(logits, engine._decisions(llm).openers)
 
 
+def relevance_yes(
+    engine: Any, call: dict[str, Any], messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+) -> float:
+    """The model's "yes" share when asked afresh whether the first call's tool answers the request
+    (``ask_relevance``); 1.0 when there is nothing to ask."""
+    from toolrun.ai._inputs import build_request, parse_inputs
+    from toolrun.engines._judgment import relevance_question
+    from toolrun.engines.llamacpp._decide import answer_tokens, yes_share
+
+    request = build_request(parse_inputs({"messages": messages, "tools": tools}), function_calling=True)
+    question = relevance_question(call, request)
+    if question is None:
+        return 1.0
+    asked = build_request(
+        parse_inputs({"messages": [{"role": "user", "content": question}], "temperature": 0}), function_calling=False
+    )
+    llm = engine.load()
+    return yes_share(engine.next_token_logits(asked), answer_tokens(llm, ["yes"]), answer_tokens(llm, ["no"]))
+
+
 async def collect(
     model: str,
     category: str,
@@ -94,6 +114,7 @@ async def collect(
         tools = [to_tool(f) for f in case.functions]
         p = opening_probability(engine, case.messages, tools)
         first = result["tool_calls"][0] if result["tool_calls"] else None
+        p_yes = relevance_yes(engine, first, case.messages, tools) if first is not None else 1.0
         rows.append(
             {
                 "category": category,
@@ -102,6 +123,7 @@ async def collect(
                 # In the no-call categories the call path is wrong whatever the call says.
                 "call_correct": result["correct"] and category not in NO_CALL,
                 "fits": first is not None and first_call_fits(first, case.messages, tools),
+                "p_yes": round(p_yes, 4),
                 "calls": len(result["tool_calls"]),
                 "tool_calls": result["tool_calls"],
                 "invalid": result["invalid"],
@@ -109,7 +131,7 @@ async def collect(
             }
         )
         print(
-            f"  {case.id:<24} p={p:5.3f} {'ok  ' if result['correct'] else 'FAIL'} "
+            f"  {case.id:<24} p={p:5.3f} yes={p_yes:5.3f} {'ok  ' if result['correct'] else 'FAIL'} "
             f"{time.perf_counter() - started:5.1f}s {result['why'][:80]}",
             flush=True,
         )

@@ -56,3 +56,33 @@ async def test_fetched_verified_and_calls_the_seed_tool(second_ai):
     assert [c["name"] for c in out["tool_calls"]] == ["getGithubUser"], out
     assert out["tool_calls"][0]["arguments"]["username"].lower() == "cloudflare"
     assert out["finish_reason"] == "tool_calls"
+
+
+AREA_TOOL = {
+    "name": "calculate_triangle_area",
+    "description": "Calculate the area of a triangle given its base and height.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "base": {"type": "number", "description": "The base of the triangle."},
+            "height": {"type": "number", "description": "The height of the triangle."},
+        },
+        "required": ["base", "height"],
+    },
+}
+
+
+@pytest.mark.model
+async def test_a_tool_that_only_shares_words_with_the_request_gets_a_text_answer(second_ai):
+    # "triangle" is shared and 3 and 4 were said, so the word check alone keeps the 1.5B's area call; asked
+    # afresh whether the area tool is the right way to handle a perimeter (ask_relevance), it says no.
+    assert second_ai.catalog.get(MODEL).ask_relevance > 0
+    perimeter = [{"role": "user", "content": "What is the perimeter of a triangle with sides 3, 4 and 5?"}]
+    area = [{"role": "user", "content": "What is the area of a triangle with a base of 10cm and a height of 5cm?"}]
+    for _ in range(3):  # at the default temperature, as users run it
+        out = await second_ai.run(MODEL, {"messages": perimeter, "tools": [AREA_TOOL]})
+        assert out["tool_calls"] == [] and out["response"], out
+        out = await second_ai.run(MODEL, {"messages": area, "tools": [AREA_TOOL]})
+        assert [(c["name"], c["arguments"]) for c in out["tool_calls"]] == [
+            ("calculate_triangle_area", {"base": 10, "height": 5})
+        ], out

@@ -92,6 +92,7 @@ class AsyncAI:
                     call_threshold=entry.call_threshold,
                     another_call_threshold=entry.another_call_threshold,
                     check_relevance=entry.check_relevance,
+                    ask_relevance=entry.ask_relevance,
                     try_another_call=entry.try_another_call,
                     call_temperature=entry.call_temperature,
                 )

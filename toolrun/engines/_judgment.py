@@ -4,6 +4,8 @@
   share one, or the user said every value in it (:func:`toolrun._grounding.fits_request`). A small
   model holding tools opens a call for almost any question and fills a tool that does not fit with
   values of its own; the engine then answers in text instead.
+* With ``ask_relevance``, a first call that passes is also put to the model as a yes/no question in a
+  conversation of its own (:func:`relevance_question`), and kept only if its share of "yes" is high enough.
 * A further call tried after the model would have ended its turn (``try_another_call``) must bring a
   value the user said that no earlier call of the turn used, and every value in it must come from the
   conversation: the 0.5B model stops after one call of several, and, let go on, writes the same
@@ -31,6 +33,37 @@ def first_call_fits(call: Mapping[str, Any], request: GenerationRequest) -> bool
         return False
     words = tool_words(tool.name, tool.description, tool.parameters)
     return fits_request(call["arguments"], words, request.messages, allowed=schema_constants(tool.parameters))
+
+
+#: Asked of the model in a conversation of its own (``ask_relevance``), after the word check has passed.
+#: Shown its own call right after writing it, a small model says yes to almost anything; asked afresh,
+#: the function first and then the request, the 1.5B tells a tool made for the request (0.87-0.93 on
+#: held-out simple cases, 0.86 on the seed's example) from one that merely shares its words (0.05-0.11
+#: on most held-out irrelevance cases). The 0.5B gives about 0.45 to everything.
+RELEVANCE_QUESTION = (
+    "Function: {name}\nWhat it does: {description}\nParameters: {parameters}\n\n"
+    'Request: "{request}"\n\nIs calling this function the right way to handle the request? Answer yes or no.'
+)
+
+
+def relevance_question(call: Mapping[str, Any], request: GenerationRequest) -> str | None:
+    """The yes/no question about the turn's first call, or None when there is nothing to ask about
+    (no such tool, or no user message)."""
+    tool = _tool(request, call["name"])
+    asked = next((m.get("content") for m in reversed(request.messages) if m["role"] == "user"), None)
+    if tool is None or not isinstance(asked, str) or not asked.strip():
+        return None
+    properties = tool.parameters.get("properties")
+    described = [
+        f"{name}: {spec.get('description', '')}".strip().rstrip(":") if isinstance(spec, Mapping) else name
+        for name, spec in (properties.items() if isinstance(properties, Mapping) else ())
+    ]
+    return RELEVANCE_QUESTION.format(
+        name=tool.name,
+        description=tool.description.strip() or "(not described)",
+        parameters="; ".join(described) or "none",
+        request=asked.strip(),
+    )
 
 
 def further_call_kept(

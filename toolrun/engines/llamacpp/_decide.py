@@ -79,3 +79,22 @@ def continue_share(logits: np.ndarray[Any, Any], tokens: DecisionTokens) -> floa
     ending = float(shifted[tokens.end].sum())
     total = going_on + ending
     return going_on / total if total > 0 else 0.0
+
+
+def answer_tokens(llm: Any, words: Sequence[str]) -> list[int]:
+    """The single tokens that spell one of ``words`` (as written, capitalised, after a space)."""
+    tokens: set[int] = set()
+    for word in words:
+        for form in (word, word.capitalize(), word.upper(), " " + word, " " + word.capitalize()):
+            ids = llm.tokenize(form.encode(), add_bos=False, special=False)
+            if len(ids) == 1:
+                tokens.add(ids[0])
+    return sorted(tokens)
+
+
+def yes_share(logits: np.ndarray[Any, Any], yes: Sequence[int], no: Sequence[int]) -> float:
+    """Of the model's probability on "yes" and "no", the share of "yes"."""
+    shifted = np.exp(logits.astype(np.float64) - float(logits.max()))
+    said_yes = float(shifted[list(yes)].sum())
+    total = said_yes + float(shifted[list(no)].sum())
+    return said_yes / total if total > 0 else 0.0

@@ -39,10 +39,17 @@ from ..._grounding import conversation_text
 from ..._wire import Event, FinishReason, IndexedToolCall, final_event
 from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
 from .._base import Engine, GenerationRequest
-from .._judgment import first_call_fits, further_call_kept
+from .._judgment import first_call_fits, further_call_kept, relevance_question
 from .._prompt import render_prompt
 from ._context import kv_bytes_per_token
-from ._decide import DecisionTokens, continue_share, decision_tokens, probability_mass
+from ._decide import (
+    DecisionTokens,
+    answer_tokens,
+    continue_share,
+    decision_tokens,
+    probability_mass,
+    yes_share,
+)
 from ._model import LlamaModel
 from ._sampler import TokenSampler
 from ._scheduler import Job, Need, Scheduler, SequenceHandle
@@ -83,6 +90,7 @@ class LlamaCppEngine(Engine):
         call_threshold: float = 0.0,
         another_call_threshold: float = 0.0,
         check_relevance: bool = False,
+        ask_relevance: float = 0.0,
         try_another_call: bool = False,
         call_temperature: float | None = None,
         slots: int | None = None,
@@ -104,6 +112,10 @@ class LlamaCppEngine(Engine):
         #: With tool_choice "auto", the turn's first call is held until it is written and kept only if it fits
         #: the request (see toolrun._grounding.fits_request); otherwise the model answers in text.
         self.check_relevance = check_relevance
+        #: With check_relevance: a first call that fits is also put to the model as a yes/no question in a
+        #: conversation of its own, and kept only if its share of "yes" is at least this (0: never asked).
+        self.ask_relevance = ask_relevance
+        self._yes_no: tuple[list[int], list[int]] | None = None
         #: When the model would end its turn after a call, let it write one more and keep it only if
         #: it is new and its values come from the conversation (small models stop after one call).
         self.try_another_call = try_another_call
@@ -331,7 +343,10 @@ class LlamaCppEngine(Engine):
                         trial = None
                         if not grounding:
                             grounding = conversation_text(request.messages)
-                        if self._keeps(kept, turn_calls, request, grounding):
+                        keeps = self._keeps(kept, turn_calls, request, grounding)
+                        if keeps and kept.first and self.ask_relevance > 0:
+                            keeps = yield from self._model_agrees(llm, seq, kept, request)
+                        if keeps:
                             for event in kept.events:
                                 send(event)
                         elif kept.first and not kept.generated:
@@ -429,6 +444,28 @@ class LlamaCppEngine(Engine):
         if trial.first:
             return first_call_fits(call, request)
         return further_call_kept(call, turn_calls, request, grounding)
+
+    def _model_agrees(
+        self, llm: Any, seq: SequenceHandle, trial: _Trial, request: GenerationRequest
+    ) -> Generator[Need, None, bool]:
+        """Ask the model, in a conversation of its own, whether the held first call's tool is the right way to
+        handle the request (``ask_relevance``); the sequence is given back as it was if the answer is yes."""
+        call = next(call for event in trial.events if "tool_calls" in event for call in event["tool_calls"])
+        question = relevance_question(call, request)
+        if question is None:
+            return True
+        if self._yes_no is None:
+            self._yes_no = answer_tokens(llm, ["yes"]), answer_tokens(llm, ["no"])
+        asked = GenerationRequest(messages=[{"role": "user", "content": question}])
+        saved = seq.save()
+        yield from _switch_prompt(seq, self._prompt_tokens(llm, asked))
+        share = yes_share(seq.logits(), *self._yes_no)
+        log.debug("relevance of %s: yes %.3f (keep at %.2f)", call["name"], share, self.ask_relevance)
+        if share < self.ask_relevance:
+            return False
+        seq.restore(saved)
+        yield from _rewind(seq, seq.n_tokens)
+        return True
 
     def _decisions(self, llm: Any) -> DecisionTokens:
         if self._decision_tokens is None:

@@ -85,6 +85,20 @@ class SequenceHandle:
     def logits(self) -> np.ndarray[Any, np.dtype[np.float32]]:
         return self._scheduler.context.logits(self._job.logits_index)
 
+    def save(self) -> tuple[list[int], int, bytes]:
+        """A copy of what the sequence holds (its tokens and their KV), to :meth:`restore` after a detour."""
+        slot = self._job.slot
+        assert slot is not None
+        return list(slot.tokens), slot.canonical, self._scheduler.context.save(slot.seq)
+
+    def restore(self, saved: tuple[list[int], int, bytes]) -> None:
+        """Make the sequence hold again what :meth:`save` copied (its logits are then stale: evaluate a token)."""
+        slot = self._job.slot
+        assert slot is not None
+        tokens, canonical, state = saved
+        self._scheduler.context.restore(slot.seq, state)
+        slot.tokens, slot.canonical = list(tokens), canonical
+
     def truncate(self, n_tokens: int) -> None:
         """Drop the tokens (and their KV) after the first ``n_tokens``."""
         slot = self._job.slot

@@ -1,0 +1,60 @@
+"""The yes/no question a model is asked about the turn's first call (the catalog's ``ask_relevance``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from toolrun.ai import Catalog
+from toolrun.ai._inputs import build_request, parse_inputs
+from toolrun.engines._base import GenerationRequest
+from toolrun.engines._judgment import relevance_question
+
+AREA = {
+    "name": "calculate_triangle_area",
+    "description": "Calculate the area of a triangle given its base and height.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "base": {"type": "number", "description": "The base of the triangle."},
+            "height": {"type": "number"},
+        },
+        "required": ["base", "height"],
+    },
+}
+
+
+def request(messages: list[dict[str, object]]) -> GenerationRequest:
+    return build_request(parse_inputs({"messages": messages, "tools": [AREA]}), function_calling=True)
+
+
+def test_the_question_names_the_function_then_quotes_the_last_request() -> None:
+    asked = request(
+        [
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi! How can I help?"},
+            {"role": "user", "content": "  What is the perimeter of a triangle with sides 3, 4 and 5?  "},
+        ]
+    )
+    question = relevance_question({"name": "calculate_triangle_area", "arguments": {}}, asked)
+    assert question is not None
+    assert question.startswith("Function: calculate_triangle_area\nWhat it does: Calculate the area of a triangle")
+    # Parameters with their descriptions; one without a description is named alone.
+    assert "Parameters: base: The base of the triangle.; height\n" in question
+    assert 'Request: "What is the perimeter of a triangle with sides 3, 4 and 5?"' in question
+    assert "Hello" not in question
+    assert question.endswith("Answer yes or no.")
+
+
+def test_nothing_is_asked_about_an_unknown_tool_or_without_a_request() -> None:
+    asked = request([{"role": "user", "content": "What is the area of a 3 by 4 triangle?"}])
+    assert relevance_question({"name": "no_such_tool", "arguments": {}}, asked) is None
+    only_system = request([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "   "}])
+    assert relevance_question({"name": "calculate_triangle_area", "arguments": {}}, only_system) is None
+
+
+def test_ask_relevance_is_a_catalog_setting_and_part_of_the_judgement(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[models."@local/qwen2.5-coder-0.5b-instruct"]\nask_relevance = 0.4\n')
+    entry = Catalog.load(config).get("@local/qwen2.5-coder-0.5b-instruct")
+    assert entry.ask_relevance == 0.4
+    assert entry.judgement()["ask_relevance"] == 0.4
