@@ -108,6 +108,11 @@ class AsyncAI:
             connect=remote.connect_timeout or defaults.connect, read=remote.read_timeout or defaults.read
         )
         retry = RetryPolicy() if remote.max_retries is None else RetryPolicy(max_retries=remote.max_retries)
+        if entry.ask_relevance > 0:
+            # The question is read from the model's logits on a prompt of its own, which only a local engine has.
+            log.warning(
+                "%s: ask_relevance is applied by local models only; this remote entry runs without it", entry.name
+            )
         if remote.is_workers_ai:
             return WorkersAIEngine(
                 remote.model,
