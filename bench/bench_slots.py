@@ -5,6 +5,10 @@
    follows a request with the same tool set (greedy, streaming, in-process engine).
 2. memory — 16 distinct tool sets in turn under a small prefix-cache budget: evictions, the
    cache's bytes after every request (never over the budget) and the process's RSS (no growth).
+4. decode — llama.cpp's decode step alone, in the library toolrun calls (llama-cpp-python's shared
+   libraries, through toolrun's ``SequenceContext``) and in the ``llama-server`` binary (its own
+   ``timings``), 1 or 4 sequences, alternating rounds: whether the same llama.cpp computes slower
+   as a library than as the binary.
 3. throughput — ``toolrun serve`` and llama.cpp's own ``llama-server -np 4`` on the same GGUF,
    both built from the same llama.cpp (see bench/llama_server.py), side by side in alternating
    rounds: aggregate tokens/s at 1 and 4 concurrent clients, greedy, 128 tokens.
@@ -12,6 +16,7 @@
     .venv/bin/python bench/bench_slots.py ttft
     .venv/bin/python bench/bench_slots.py memory
     .venv/bin/python bench/bench_slots.py throughput
+    .venv/bin/python bench/bench_slots.py decode [--sequences 4]
     .venv/bin/python bench/bench_slots.py all --json bench/slots-results.json
 
 The machine is shared: every figure is a median over rounds, and the load is printed with it.
@@ -372,17 +377,89 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+# ------------------------------------------------------------------ decode
+
+DECODE_PROMPT = "Write a long story about a dragon who learns to code in Python."
+
+
+def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
+    """Milliseconds per decode step: toolrun's context (the library) against llama-server (the binary)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    import numpy as np
+
+    from toolrun import DEFAULT_MODEL, AsyncAI
+    from toolrun.engines.llamacpp._context import SequenceContext
+    from toolrun.engines.llamacpp._model import LlamaModel
+
+    gguf = AsyncAI().weights(DEFAULT_MODEL)
+    n_seq, steps, threads = args.sequences, args.max_tokens, str(args.threads)
+    port = free_port()
+    # The same arithmetic on both sides: weights as stored, no flash attention, 4 KV streams.
+    command = [str(llama_server_binary()), "--model", gguf, "--parallel", "4", "--ctx-size", str(4 * 8192),
+               "--threads", threads, "--threads-batch", threads, "--flash-attn", "off", "--no-repack",
+               "--port", str(port), "--host", "127.0.0.1", "--api-key", KEY, "--no-webui"]  # fmt: skip
+    model = LlamaModel(gguf, batch_invariant=True)
+    context = SequenceContext(model.model, n_seq=4, n_ctx_seq=8192, n_threads=args.threads, n_batch=512)
+    prompt = model.tokenize(DECODE_PROMPT.encode(), add_bos=True, special=True)
+
+    def library() -> float:
+        for seq in range(n_seq):
+            context.remove(seq)
+            for i, token in enumerate(prompt):
+                context.batch.add(token, i, seq, i == len(prompt) - 1)
+            context.decode()
+        tokens = [int(np.argmax(context.logits(len(prompt) - 1)))] * n_seq
+        times = []
+        for pos in range(len(prompt), len(prompt) + steps):
+            for seq in range(n_seq):
+                context.batch.add(tokens[seq], pos, seq, True)
+            started = time.perf_counter()
+            context.decode()
+            times.append(time.perf_counter() - started)
+            tokens = [int(np.argmax(context.logits(seq))) for seq in range(n_seq)]
+        return statistics.median(times) * 1000
+
+    rounds: list[tuple[float, float]] = []
+    with server_process(command, f"http://127.0.0.1:{port}/health", timeout=600), ThreadPoolExecutor(n_seq) as pool:
+        client = httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=600)
+        body = {"prompt": DECODE_PROMPT, "n_predict": steps, "temperature": 0, "ignore_eos": True}
+
+        def one(_: int) -> float:
+            response = client.post(f"http://127.0.0.1:{port}/completion", json={**body, "cache_prompt": False})
+            response.raise_for_status()
+            return float(response.json()["timings"]["predicted_per_token_ms"])
+
+        def binary() -> float:
+            return statistics.median(pool.map(one, range(n_seq)))
+
+        binary(), library()  # warm-up
+        for round_no in range(args.rounds):
+            wait_for_quiet(args.wait_quiet)
+            pair = (library(), binary()) if round_no % 2 == 0 else tuple(reversed((binary(), library())))
+            rounds.append((pair[0], pair[1]))
+            print(f"  round {round_no + 1}: library {pair[0]:6.2f} ms/step, llama-server {pair[1]:6.2f} ms/step "
+                  f"(load {load_average()})", flush=True)  # fmt: skip
+    ours, theirs = statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)
+    print(
+        f"  {n_seq} sequence(s): library {ours:.2f}, llama-server {theirs:.2f} ms/step; speed ratio {theirs / ours:.3f}"
+    )
+    return {"sequences": n_seq, "steps": steps, "rounds_ms": rounds, "speed_ratio": theirs / ours}
+
+
 # --------------------------------------------------------------------- main
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="all", choices=["ttft", "memory", "throughput", "all"])
+    parser.add_argument("what", nargs="?", default="all", choices=["ttft", "memory", "throughput", "decode", "all"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[2, 4], help="ttft: client counts")
     parser.add_argument("--budget-mb", type=int, default=64, help="memory: the prefix-cache budget")
     parser.add_argument("--cycles", type=int, default=3, help="memory: passes over the 16 tool sets")
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--sequences", type=int, default=1, choices=[1, 2, 3, 4], help="decode: sequences per step")
     parser.add_argument("--one-client-requests", type=int, default=2, help="throughput: per round, at 1 client")
     parser.add_argument("--four-client-rounds", type=int, default=2, help="throughput: requests per client per round")
     parser.add_argument(
@@ -417,6 +494,9 @@ def main() -> None:
     if args.what in ("throughput", "all"):
         print(f"Throughput vs llama-server, greedy, max_tokens {args.max_tokens}, {args.threads} threads:", flush=True)
         results["throughput"] = bench_throughput(args)
+    if args.what == "decode":
+        print(f"Decode step, library vs binary, {args.sequences} sequence(s), {args.threads} threads:", flush=True)
+        results["decode"] = bench_decode(args)
     results["load_average_at_end"] = load_average()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
