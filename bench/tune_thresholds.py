@@ -71,7 +71,7 @@ def relevance_yes(
     (``ask_relevance``); 1.0 when there is nothing to ask."""
     from toolrun.ai._inputs import build_request, parse_inputs
     from toolrun.engines._judgment import relevance_question
-    from toolrun.engines.llamacpp._decide import answer_tokens, yes_share
+    from toolrun.engines.llamacpp._decide import yes_share
 
     request = build_request(parse_inputs({"messages": messages, "tools": tools}), function_calling=True)
     question = relevance_question(call, request)
@@ -80,8 +80,7 @@ def relevance_yes(
     asked = build_request(
         parse_inputs({"messages": [{"role": "user", "content": question}], "temperature": 0}), function_calling=False
     )
-    llm = engine.load()
-    return yes_share(engine.next_token_logits(asked), answer_tokens(llm, ["yes"]), answer_tokens(llm, ["no"]))
+    return yes_share(engine.next_token_logits(asked), engine._decisions(engine.load()))
 
 
 async def collect(

@@ -40,6 +40,9 @@ class DecisionTokens:
     end: list[int]
     #: Tokens that begin the separator between two calls (the format's ``call_separator``).
     separators: list[int]
+    #: The single tokens of "yes" and of "no" (the relevance question, ``ask_relevance``).
+    yes: list[int]
+    no: list[int]
 
 
 def decision_tokens(llm: Any, fmt: ToolCallFormat) -> DecisionTokens:
@@ -63,7 +66,7 @@ def decision_tokens(llm: Any, fmt: ToolCallFormat) -> DecisionTokens:
             opening.append(token)
         if text and text.strip() == separator.strip() and (separator.startswith(text) or text.startswith(separator)):
             separators.append(token)
-    return DecisionTokens(opening, end, separators)
+    return DecisionTokens(opening, end, separators, answer_tokens(llm, "yes"), answer_tokens(llm, "no"))
 
 
 def probability_mass(logits: np.ndarray[Any, Any], tokens: Sequence[int]) -> float:
@@ -72,29 +75,29 @@ def probability_mass(logits: np.ndarray[Any, Any], tokens: Sequence[int]) -> flo
     return float(shifted[list(tokens)].sum() / shifted.sum())
 
 
+def share(logits: np.ndarray[Any, Any], chosen: Sequence[int], rest: Sequence[int]) -> float:
+    """The model's probability on ``chosen`` as a share of its probability on ``chosen`` and ``rest``."""
+    shifted = np.exp(logits.astype(np.float64) - float(logits.max()))
+    ours = float(shifted[list(chosen)].sum())
+    total = ours + float(shifted[list(rest)].sum())
+    return ours / total if total > 0 else 0.0
+
+
 def continue_share(logits: np.ndarray[Any, Any], tokens: DecisionTokens) -> float:
     """After a call: the share of "go on to another call" in (go on + end the turn)."""
-    shifted = np.exp(logits.astype(np.float64) - float(logits.max()))
-    going_on = float(shifted[tokens.separators].sum())
-    ending = float(shifted[tokens.end].sum())
-    total = going_on + ending
-    return going_on / total if total > 0 else 0.0
+    return share(logits, tokens.separators, tokens.end)
 
 
-def answer_tokens(llm: Any, words: Sequence[str]) -> list[int]:
-    """The single tokens that spell one of ``words`` (as written, capitalised, after a space)."""
+def yes_share(logits: np.ndarray[Any, Any], tokens: DecisionTokens) -> float:
+    """Asked a yes/no question: the share of "yes" in (yes + no)."""
+    return share(logits, tokens.yes, tokens.no)
+
+
+def answer_tokens(llm: Any, word: str) -> list[int]:
+    """The single tokens that spell ``word`` (as written, capitalised, in capitals, after a space)."""
     tokens: set[int] = set()
-    for word in words:
-        for form in (word, word.capitalize(), word.upper(), " " + word, " " + word.capitalize()):
-            ids = llm.tokenize(form.encode(), add_bos=False, special=False)
-            if len(ids) == 1:
-                tokens.add(ids[0])
+    for form in (word, word.capitalize(), word.upper(), " " + word, " " + word.capitalize()):
+        ids = llm.tokenize(form.encode(), add_bos=False, special=False)
+        if len(ids) == 1:
+            tokens.add(ids[0])
     return sorted(tokens)
-
-
-def yes_share(logits: np.ndarray[Any, Any], yes: Sequence[int], no: Sequence[int]) -> float:
-    """Of the model's probability on "yes" and "no", the share of "yes"."""
-    shifted = np.exp(logits.astype(np.float64) - float(logits.max()))
-    said_yes = float(shifted[list(yes)].sum())
-    total = said_yes + float(shifted[list(no)].sum())
-    return said_yes / total if total > 0 else 0.0

@@ -42,14 +42,7 @@ from .._base import Engine, GenerationRequest
 from .._judgment import first_call_fits, further_call_kept, relevance_question
 from .._prompt import render_prompt
 from ._context import kv_bytes_per_token
-from ._decide import (
-    DecisionTokens,
-    answer_tokens,
-    continue_share,
-    decision_tokens,
-    probability_mass,
-    yes_share,
-)
+from ._decide import DecisionTokens, continue_share, decision_tokens, probability_mass, yes_share
 from ._model import LlamaModel
 from ._sampler import TokenSampler
 from ._scheduler import Job, Need, Scheduler, SequenceHandle
@@ -115,7 +108,6 @@ class LlamaCppEngine(Engine):
         #: With check_relevance: a first call that fits is also put to the model as a yes/no question in a
         #: conversation of its own, and kept only if its share of "yes" is at least this (0: never asked).
         self.ask_relevance = ask_relevance
-        self._yes_no: tuple[list[int], list[int]] | None = None
         #: When the model would end its turn after a call, let it write one more and keep it only if
         #: it is new and its values come from the conversation (small models stop after one call).
         self.try_another_call = try_another_call
@@ -437,7 +429,7 @@ class LlamaCppEngine(Engine):
     def _keeps(trial: _Trial, turn_calls: list[IndexedToolCall], request: GenerationRequest, grounding: str) -> bool:
         """Keep a held call: the turn's first if it fits the request, a further one if it is new and
         grounded (see :mod:`toolrun.engines._judgment`)."""
-        calls = [call for event in trial.events if "tool_calls" in event for call in event["tool_calls"]]
+        calls = trial.calls
         if len(calls) != 1:
             return False
         (call,) = calls
@@ -450,16 +442,14 @@ class LlamaCppEngine(Engine):
     ) -> Generator[Need, None, bool]:
         """Ask the model, in a conversation of its own, whether the held first call's tool is the right way to
         handle the request (``ask_relevance``); the sequence is given back as it was if the answer is yes."""
-        call = next(call for event in trial.events if "tool_calls" in event for call in event["tool_calls"])
+        (call,) = trial.calls  # _keeps kept it: exactly one
         question = relevance_question(call, request)
         if question is None:
             return True
-        if self._yes_no is None:
-            self._yes_no = answer_tokens(llm, ["yes"]), answer_tokens(llm, ["no"])
         asked = GenerationRequest(messages=[{"role": "user", "content": question}])
         saved = seq.save()
         yield from _switch_prompt(seq, self._prompt_tokens(llm, asked))
-        share = yes_share(seq.logits(), *self._yes_no)
+        share = yes_share(seq.logits(), self._decisions(llm))
         log.debug("relevance of %s: yes %.3f (keep at %.2f)", call["name"], share, self.ask_relevance)
         if share < self.ask_relevance:
             return False
@@ -563,6 +553,11 @@ class _Trial:
     events: list[Event] = field(default_factory=list)
     #: The turn's first call, held for the relevance check (``check_relevance``).
     first: bool = False
+
+    @property
+    def calls(self) -> list[IndexedToolCall]:
+        """The calls the held events carry (one, when the trial wrote a whole call)."""
+        return [call for event in self.events if "tool_calls" in event for call in event["tool_calls"]]
 
 
 def _switch_prompt(seq: SequenceHandle, prompt: list[int]) -> Generator[Need, None, list[int]]:
