@@ -12,24 +12,13 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
+from judgment_testing import TRIANGLE_AREA as AREA
 
 from toolrun import DEFAULT_MODEL, AsyncAI
 from toolrun.ai import Catalog
 
 pytestmark = pytest.mark.model
 
-AREA = {
-    "name": "calculate_triangle_area",
-    "description": "Calculate the area of a triangle given its base and height.",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "base": {"type": "number", "description": "The base of the triangle."},
-            "height": {"type": "number", "description": "The height of the triangle."},
-        },
-        "required": ["base", "height"],
-    },
-}
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
 GIVEN = [{"role": "user", "content": "What is the area of a triangle with a base of 10cm and a height of 5cm?"}]
 # No word in common with the tool: the call is kept because the user said both values.

@@ -7,20 +7,12 @@ descriptions — and repeated enough to tell "always" from "seven times in ten".
 from __future__ import annotations
 
 import pytest
+from judgment_testing import SEED_MESSAGES, SEED_TOOL
 
 from toolrun import DEFAULT_MODEL
 
 pytestmark = pytest.mark.model
 
-SEED_TOOL = {
-    "name": "getGithubUser",
-    "description": "Provides publicly available information about someone with a GitHub account.",
-    "parameters": {
-        "type": "object",
-        "properties": {"username": {"type": "string", "description": "The handle for the GitHub user account."}},
-        "required": ["username"],
-    },
-}
 WEATHER = {
     "name": "get_weather",
     "description": "Get the current weather for a city.",
@@ -44,7 +36,7 @@ async def test_the_seed_example_at_default_sampling_calls_every_time(async_ai) -
     for _ in range(runs):
         out = await async_ai.run(
             DEFAULT_MODEL,
-            {"messages": [{"role": "user", "content": "Who is Cloudflare on github?"}], "tools": [SEED_TOOL]},
+            {"messages": SEED_MESSAGES, "tools": [SEED_TOOL]},
         )
         right += seed_call_is_right(out)
     assert right >= runs - 1, f"{right}/{runs}"
@@ -56,7 +48,7 @@ async def test_temperature_does_not_change_whether_a_tool_is_called(async_ai) ->
             out = await async_ai.run(
                 DEFAULT_MODEL,
                 {
-                    "messages": [{"role": "user", "content": "Who is Cloudflare on github?"}],
+                    "messages": SEED_MESSAGES,
                     "tools": [SEED_TOOL],
                     "temperature": temperature,
                     "max_tokens": 64,

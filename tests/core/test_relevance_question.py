@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+
+from judgment_testing import TRIANGLE_AREA
 
 from toolrun.ai import Catalog
 from toolrun.ai._inputs import build_request, parse_inputs
 from toolrun.engines._base import GenerationRequest
 from toolrun.engines._judgment import relevance_question
 
-AREA = {
-    "name": "calculate_triangle_area",
-    "description": "Calculate the area of a triangle given its base and height.",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "base": {"type": "number", "description": "The base of the triangle."},
-            "height": {"type": "number"},
-        },
-        "required": ["base", "height"],
-    },
-}
+# One parameter left undescribed: the question names it alone.
+AREA = copy.deepcopy(TRIANGLE_AREA)
+del AREA["parameters"]["properties"]["height"]["description"]
 
 
 def request(messages: list[dict[str, object]]) -> GenerationRequest:

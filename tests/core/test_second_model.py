@@ -5,22 +5,12 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from judgment_testing import SEED_MESSAGES, SEED_TOOL, TRIANGLE_AREA
 
 from toolrun import AsyncAI
 from toolrun.ai import BUILTIN_MODELS
 
 MODEL = "@local/qwen2.5-coder-1.5b-instruct"
-# The seed's example, verbatim (Workers AI's traditional function calling docs).
-SEED_TOOL = {
-    "name": "getGithubUser",
-    "description": "Provides publicly available information about someone with a GitHub account.",
-    "parameters": {
-        "type": "object",
-        "properties": {"username": {"type": "string", "description": "The handle for the GitHub user account."}},
-        "required": ["username"],
-    },
-}
-SEED_MESSAGES = [{"role": "user", "content": "Who is Cloudflare on github?"}]
 
 
 def test_catalog_entry_points_at_the_pypi_shards():
@@ -58,20 +48,6 @@ async def test_fetched_verified_and_calls_the_seed_tool(second_ai):
     assert out["finish_reason"] == "tool_calls"
 
 
-AREA_TOOL = {
-    "name": "calculate_triangle_area",
-    "description": "Calculate the area of a triangle given its base and height.",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "base": {"type": "number", "description": "The base of the triangle."},
-            "height": {"type": "number", "description": "The height of the triangle."},
-        },
-        "required": ["base", "height"],
-    },
-}
-
-
 @pytest.mark.model
 async def test_a_tool_that_only_shares_words_with_the_request_gets_a_text_answer(second_ai):
     # "triangle" is shared and 3 and 4 were said, so the word check alone keeps the 1.5B's area call; asked
@@ -80,9 +56,9 @@ async def test_a_tool_that_only_shares_words_with_the_request_gets_a_text_answer
     perimeter = [{"role": "user", "content": "What is the perimeter of a triangle with sides 3, 4 and 5?"}]
     area = [{"role": "user", "content": "What is the area of a triangle with a base of 10cm and a height of 5cm?"}]
     for _ in range(3):  # at the default temperature, as users run it
-        out = await second_ai.run(MODEL, {"messages": perimeter, "tools": [AREA_TOOL]})
+        out = await second_ai.run(MODEL, {"messages": perimeter, "tools": [TRIANGLE_AREA]})
         assert out["tool_calls"] == [] and out["response"], out
-        out = await second_ai.run(MODEL, {"messages": area, "tools": [AREA_TOOL]})
+        out = await second_ai.run(MODEL, {"messages": area, "tools": [TRIANGLE_AREA]})
         assert [(c["name"], c["arguments"]) for c in out["tool_calls"]] == [
             ("calculate_triangle_area", {"base": 10, "height": 5})
         ], out
