@@ -79,11 +79,9 @@ class LlamaServer:
 
     def start(self) -> LlamaServer:
         from bench_server import server_process
-        from llama_server import llama_server_binary
+        from llama_server import server_command
 
-        command = [str(llama_server_binary()), "--model", self.gguf, "--port", str(self.port), "--host", "127.0.0.1",
-                   "--parallel", "1", "--ctx-size", "8192", "--threads", self.threads, "--threads-batch",
-                   self.threads, "--no-webui"]  # fmt: skip
+        command = server_command(self.gguf, self.port, parallel=1, ctx_size=8192, threads=self.threads)
         if self.local_numerics:
             # The local engine's arithmetic: weights as stored (not repacked), no flash attention, and every
             # prompt evaluated from position 0 in 64-token chunks (as its slots evaluate theirs).

@@ -48,7 +48,7 @@ from bench_server import (
     toolrun_serve_command,
     wait_for_quiet,
 )
-from llama_server import llama_server_binary
+from llama_server import llama_server_binary, server_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -261,32 +261,9 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     toolrun_port, llama_port = free_port(), free_port()
     toolrun_cmd = toolrun_serve_command(toolrun_port, DEFAULT_MODEL, threads)
     # The same context per slot as toolrun's (8192), the same batch, flash attention as toolrun runs it.
-    llama_cmd = [
-        str(binary),
-        "--model",
-        gguf,
-        "--parallel",
-        "4",
-        "--ctx-size",
-        str(4 * 8192),
-        "--threads",
-        threads,
-        "--threads-batch",
-        threads,
-        "--batch-size",
-        "512",
-        "--ubatch-size",
-        "512",
-        "--flash-attn",
-        args.llama_flash_attn,
-        "--port",
-        str(llama_port),
-        "--host",
-        "127.0.0.1",
-        "--api-key",
-        KEY,
-        "--no-webui",
-    ]
+    llama_cmd = server_command(gguf, llama_port, parallel=4, ctx_size=4 * 8192, threads=threads,
+                               extra=["--batch-size", "512", "--ubatch-size", "512",
+                                      "--flash-attn", args.llama_flash_attn, "--api-key", KEY])  # fmt: skip
     # (label, base URL, model name, command line, extra environment)
     sides: list[tuple[str, str, str, list[str], dict[str, str]]] = [
         (TOOLRUN, f"http://127.0.0.1:{toolrun_port}", DEFAULT_MODEL, toolrun_cmd, {}),
@@ -397,9 +374,8 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
     n_seq, steps, threads = args.sequences, args.max_tokens, str(args.threads)
     port = free_port()
     # The same arithmetic on both sides: weights as stored, no flash attention, 4 KV streams.
-    command = [str(llama_server_binary()), "--model", gguf, "--parallel", "4", "--ctx-size", str(4 * 8192),
-               "--threads", threads, "--threads-batch", threads, "--flash-attn", "off", "--no-repack",
-               "--port", str(port), "--host", "127.0.0.1", "--api-key", KEY, "--no-webui"]  # fmt: skip
+    command = server_command(gguf, port, parallel=4, ctx_size=4 * 8192, threads=threads,
+                             extra=["--flash-attn", "off", "--no-repack", "--api-key", KEY])  # fmt: skip
     model = LlamaModel(gguf, batch_invariant=True)
     context = SequenceContext(model.model, n_seq=4, n_ctx_seq=8192, n_threads=args.threads, n_batch=512)
     prompt = model.tokenize(DECODE_PROMPT.encode(), add_bos=True, special=True)
@@ -437,9 +413,12 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
         binary(), library()  # warm-up
         for round_no in range(args.rounds):
             wait_for_quiet(args.wait_quiet)
-            pair = (library(), binary()) if round_no % 2 == 0 else tuple(reversed((binary(), library())))
-            rounds.append((pair[0], pair[1]))
-            print(f"  round {round_no + 1}: library {pair[0]:6.2f} ms/step, llama-server {pair[1]:6.2f} ms/step "
+            if round_no % 2 == 0:  # alternate which side goes first
+                ours, theirs = library(), binary()
+            else:
+                theirs, ours = binary(), library()
+            rounds.append((ours, theirs))
+            print(f"  round {round_no + 1}: library {ours:6.2f} ms/step, llama-server {theirs:6.2f} ms/step "
                   f"(load {load_average()})", flush=True)  # fmt: skip
     ours, theirs = statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)
     print(

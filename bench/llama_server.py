@@ -107,6 +107,15 @@ def llama_server_binary(llama_version: str | None = None, *, quiet: bool = False
     return binary
 
 
+def server_command(
+    gguf: str, port: int, *, parallel: int, ctx_size: int, threads: str, extra: list[str] | None = None
+) -> list[str]:
+    """The cached binary's command line on 127.0.0.1 (``extra``: the flags a benchmark sets beyond these)."""
+    return [str(llama_server_binary()), "--model", gguf, "--port", str(port), "--host", "127.0.0.1",
+            "--parallel", str(parallel), "--ctx-size", str(ctx_size), "--threads", threads,
+            "--threads-batch", threads, "--no-webui", *(extra or [])]  # fmt: skip
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", help="llama-cpp-python version (default: the installed one)")
