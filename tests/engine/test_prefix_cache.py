@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from toolrun.engines.llamacpp._prefix_cache import PrefixCache, common_prefix
-from toolrun.engines.llamacpp._slots import chunk_spans, reusable
+from toolrun.engines.llamacpp._slots import MIN_PIECE, prompt_pieces, reusable
 
 
 def test_common_prefix_across_block_boundaries() -> None:
@@ -16,22 +16,28 @@ def test_common_prefix_across_block_boundaries() -> None:
     assert common_prefix([], a) == 0
 
 
-def test_reusable_takes_whole_canonical_chunks_and_never_the_last_one() -> None:
+def test_reusable_takes_the_shared_canonical_prefix_but_leaves_a_whole_piece() -> None:
     held = list(range(300))
-    # Shares 300 tokens, all canonical: whole chunks of 64 only, and not the chunk holding the prompt's last token.
-    assert reusable(held, 300, list(range(400)), 64) == 256
-    assert reusable(held, 300, list(range(300)), 64) == 256
-    assert reusable(held, 300, list(range(256)), 64) == 192  # the last chunk is evaluated again for its logits
+    # Shares 300 tokens, all canonical: every one of them, down to the last piece of MIN_PIECE tokens.
+    assert reusable(held, 300, list(range(400))) == 300
+    assert reusable(held, 300, list(range(305))) == 305 - MIN_PIECE
+    assert reusable(held, 300, list(range(300))) == 300 - MIN_PIECE  # the same prompt: its last piece again
+    assert reusable(held, 300, list(range(5))) == 0  # shorter than a piece: evaluated whole, as cold
     # Only the canonical part counts: tokens decoded one by one are not reused.
-    assert reusable(held, 130, list(range(400)), 64) == 128
-    assert reusable(held, 300, [*range(100), -1, *range(101, 400)], 64) == 64
-    assert reusable(held, 300, [], 64) == 0
+    assert reusable(held, 130, list(range(400))) == 130
+    assert reusable(held, 300, [*range(100), -1, *range(101, 400)]) == 100
+    assert reusable(held, 300, []) == 0
 
 
-def test_chunk_spans_are_aligned() -> None:
-    assert chunk_spans(128, 300, 64) == [(128, 192), (192, 256), (256, 300)]
-    assert chunk_spans(0, 64, 64) == [(0, 64)]
-    assert chunk_spans(64, 64, 64) == []
+def test_prompt_pieces_never_leave_a_short_one() -> None:
+    assert prompt_pieces(100, 1300, 512) == [(100, 612), (612, 1124), (1124, 1300)]
+    assert prompt_pieces(0, 515, 512) == [(0, 515 - MIN_PIECE), (515 - MIN_PIECE, 515)]
+    assert prompt_pieces(0, 5, 512) == [(0, 5)]  # a prompt shorter than a piece
+    assert prompt_pieces(64, 64, 512) == []
+    for start, end in [(0, 1), (3, 40), (0, 1024), (7, 1031), (0, 520)]:
+        pieces = prompt_pieces(start, end, 512)
+        assert [p[0] for p in pieces[1:]] == [p[1] for p in pieces[:-1]] and pieces[-1][1] == end
+        assert all(MIN_PIECE <= b - a <= 512 for a, b in pieces) or len(pieces) == 1
 
 
 def test_lru_eviction_within_the_budget() -> None:

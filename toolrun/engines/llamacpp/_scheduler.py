@@ -7,8 +7,8 @@ together, llama-server style:
 
 * a request joins between steps: it takes a free slot — the one whose warm
   prefix it shares most of, or a prefix restored from RAM (:mod:`._prefix_cache`)
-  — and its prompt is evaluated in aligned chunks, each alone in its batch
-  (:mod:`._slots` explains why), up to ``n_batch`` tokens per step;
+  — and the rest of its prompt is evaluated in pieces of up to ``n_batch``
+  tokens, one per step, each alone in its batch (:mod:`._slots` explains why);
 * every request that is generating contributes its next token to one shared
   batch per step, so one pass over the weights serves them all;
 * a request leaves between steps: when its program ends, when it raises, or
@@ -32,7 +32,7 @@ import numpy as np
 from ..._errors import ContextOverflowError, EngineError
 from ._context import SequenceContext
 from ._prefix_cache import CacheStats, PrefixCache
-from ._slots import Slot, chunk_spans, reusable
+from ._slots import MIN_PIECE, Slot, prompt_pieces, reusable
 
 log = logging.getLogger("toolrun.engines.llamacpp")
 
@@ -133,16 +133,20 @@ class Scheduler:
         n_ctx_seq: int,
         n_threads: int,
         cache_bytes: int,
-        chunk: int = 64,
         n_batch: int = 512,
         min_save_tokens: int = 256,
+        min_save_gain: int = 64,
     ) -> None:
+        if n_batch < 2 * MIN_PIECE:
+            raise ValueError(f"n_batch must be at least {2 * MIN_PIECE}")
         self.context = SequenceContext(
-            model, n_seq=n_slots, n_ctx_seq=n_ctx_seq, n_threads=n_threads, n_batch=max(n_batch, chunk, n_slots)
+            model, n_seq=n_slots, n_ctx_seq=n_ctx_seq, n_threads=n_threads, n_batch=max(n_batch, n_slots)
         )
-        self.chunk = chunk
         self.n_batch = n_batch
+        #: A slot's prefix is saved to RAM only if it is this long, and only if this many of its tokens
+        #: would otherwise be lost.
         self.min_save_tokens = min_save_tokens
+        self.min_save_gain = min_save_gain
         self.slots = [Slot(i) for i in range(n_slots)]
         self.cache = PrefixCache(cache_bytes)
         self._queue: deque[Job] = deque()
@@ -276,7 +280,7 @@ class Scheduler:
             self.stats.reused_tokens += start
         else:
             self.stats.misses += 1
-        job.spans = deque(chunk_spans(start, len(need.tokens), self.chunk))
+        job.spans = deque(prompt_pieces(start, len(need.tokens), self.n_batch))
         job.need = None
         self._active.append(job)
 
@@ -341,35 +345,30 @@ class Scheduler:
             for job in decoding:
                 job.need = None
                 self._advance(job)
-        # 2. Prompts: aligned chunks, each alone in its batch, up to n_batch tokens per request per step.
+        # 2. Prompts: one piece per request per step, each alone in its batch.
         for job in [j for j in self._active if j.spans]:
             assert job.slot is not None
             slot = job.slot
-            budget = self.n_batch
-            while job.spans and budget > 0:
-                start, stop = job.spans.popleft()
-                last = stop == len(job.prompt)
-                for pos in range(start, stop):
-                    index = batch.add(job.prompt[pos], pos, slot.seq, last and pos == stop - 1)
-                context.decode()
-                slot.tokens.extend(job.prompt[start:stop])
-                if stop - start == self.chunk and slot.canonical == start:
-                    slot.canonical = stop
-                self.prefilled_tokens += stop - start
-                budget -= stop - start
-                if last:
-                    job.logits_index = index
-                    self._advance(job)
-                    break
+            start, stop = job.spans.popleft()
+            last = stop == len(job.prompt)
+            for pos in range(start, stop):
+                index = batch.add(job.prompt[pos], pos, slot.seq, last and pos == stop - 1)
+            context.decode()
+            slot.tokens.extend(job.prompt[start:stop])
+            if stop - start >= MIN_PIECE and slot.canonical == start:
+                slot.canonical = stop
+            self.prefilled_tokens += stop - start
+            if last:
+                job.logits_index = index
+                self._advance(job)
 
     # ------------------------------------------------------------ routing
 
     def _route(self, prompt: list[int]) -> tuple[Slot, int]:
         """The free slot for ``prompt`` and how many of its tokens it already holds (see module doc)."""
-        chunk = self.chunk
 
         def reuse(slot: Slot) -> int:
-            return reusable(slot.tokens, slot.canonical, prompt, chunk)
+            return reusable(slot.tokens, slot.canonical, prompt)
 
         free = [s for s in self.slots if not s.busy]
         own = {s.seq: reuse(s) for s in free}
@@ -385,7 +384,7 @@ class Scheduler:
             if slot is not target and (n := reuse(slot)) > best:
                 best, source_slot = n, slot
         found = self.cache.best(prompt)
-        if found is not None and (n := reusable(found[0], len(found[0]), prompt, chunk)) > best:
+        if found is not None and (n := reusable(found[0], len(found[0]), prompt)) > best:
             best, source_slot, source_key = n, None, found[0]
 
         state: bytes | None = None
@@ -412,7 +411,7 @@ class Scheduler:
     def _save(self, slot: Slot, keep: int) -> None:
         """Keep ``slot``'s canonical prefix in RAM before all but ``keep`` of its tokens are overwritten."""
         tokens = slot.canonical_tokens()
-        if len(tokens) < self.min_save_tokens or len(tokens) - keep < self.chunk:
+        if len(tokens) < self.min_save_tokens or len(tokens) - keep < self.min_save_gain:
             return
         key = tuple(tokens)
         if key in self.cache:
