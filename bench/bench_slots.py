@@ -347,10 +347,32 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
                 flush=True,
             )
         ratios = {key: ours[key] / theirs[key] for key in ours}
+        # The machine's speed drifts between rounds: each round's own ratio (the two servers measured
+        # minutes apart) is the steadier figure.
+        per_round = {
+            key: [
+                mine / other
+                for mine, other in zip(
+                    results["servers"][label][key]["per_round_tokens_per_s"],
+                    results["servers"][LLAMA_SERVER][key]["per_round_tokens_per_s"],
+                    strict=True,
+                )
+            ]
+            for key in ours
+        }
+        for key, name in (("one_client", "1 client"), ("four_clients", "4 clients")):
+            print(
+                f"  {name}: {label} per-round ratios {', '.join(f'{r:.3f}' for r in per_round[key])}; "
+                f"median {statistics.median(per_round[key]):.3f}",
+                flush=True,
+            )
+        ratios.update({f"{key}_per_round_median": statistics.median(per_round[key]) for key in ours})
         if label == TOOLRUN:
             results["ratios"] = ratios
+            results["per_round_ratios"] = per_round
         else:
             results["ratios_repacked"] = ratios
+            results["per_round_ratios_repacked"] = per_round
     return results
 
 
