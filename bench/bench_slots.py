@@ -401,8 +401,14 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
     model = LlamaModel(gguf, batch_invariant=True)
     context = SequenceContext(model.model, n_seq=4, n_ctx_seq=8192, n_threads=args.threads, n_batch=512)
     prompt = model.tokenize(DECODE_PROMPT.encode(), add_bos=True, special=True)
+    repacked_context: SequenceContext | None = None
+    if args.repacked:  # the library again, on llama.cpp's repacked weights
+        repacked_model = LlamaModel(gguf, batch_invariant=False)
+        repacked_context = SequenceContext(
+            repacked_model.model, n_seq=4, n_ctx_seq=8192, n_threads=args.threads, n_batch=512
+        )
 
-    def library() -> float:
+    def library(context: SequenceContext = context) -> float:
         for seq in range(n_seq):
             context.remove(seq)
             for i, token in enumerate(prompt):
@@ -420,6 +426,7 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
         return statistics.median(times) * 1000
 
     rounds: list[tuple[float, float]] = []
+    repacked_ms: list[float] = []
     with server_process(command, f"http://127.0.0.1:{port}/health", timeout=600), ThreadPoolExecutor(n_seq) as pool:
         client = httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=600)
         body = {"prompt": DECODE_PROMPT, "n_predict": steps, "temperature": 0, "ignore_eos": True}
@@ -440,13 +447,24 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 theirs, ours = binary(), library()
             rounds.append((ours, theirs))
-            print(f"  round {round_no + 1}: library {ours:6.2f} ms/step, llama-server {theirs:6.2f} ms/step "
-                  f"(load {load_average()})", flush=True)  # fmt: skip
+            line = f"  round {round_no + 1}: library {ours:6.2f} ms/step, llama-server {theirs:6.2f} ms/step"
+            if repacked_context is not None:
+                repacked_ms.append(library(repacked_context))
+                line += f", library on repacked weights {repacked_ms[-1]:6.2f} ms/step"
+            print(f"{line} (load {load_average()})", flush=True)
     ours, theirs = statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)
     print(
         f"  {n_seq} sequence(s): library {ours:.2f}, llama-server {theirs:.2f} ms/step; speed ratio {theirs / ours:.3f}"
     )
-    return {"sequences": n_seq, "steps": steps, "rounds_ms": rounds, "speed_ratio": theirs / ours}
+    results = {"sequences": n_seq, "steps": steps, "rounds_ms": rounds, "speed_ratio": theirs / ours}
+    if repacked_ms:
+        # Each round's own ratio: the two libraries are timed back to back.
+        per_round = [r / u for r, (u, _) in zip(repacked_ms, rounds, strict=True)]
+        print(f"  repacked / unrepacked step time, per round: {', '.join(f'{r:.3f}' for r in per_round)}; "
+              f"median {statistics.median(per_round):.3f}")  # fmt: skip
+        results["repacked_rounds_ms"] = repacked_ms
+        results["repacked_over_unrepacked"] = statistics.median(per_round)
+    return results
 
 
 # --------------------------------------------------------------------- main
@@ -466,7 +484,8 @@ def main() -> None:
     parser.add_argument(
         "--repacked",
         action="store_true",
-        help="throughput: also run toolrun serve on llama.cpp's repacked weights ($TOOLRUN_BATCH_INVARIANT=0)",
+        help="throughput: also run toolrun serve on llama.cpp's repacked weights ($TOOLRUN_BATCH_INVARIANT=0); "
+        "decode: also time the library on them",
     )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
