@@ -67,6 +67,11 @@ class TokenSampler:
                 raise EngineError("llama.cpp rejected the generated grammar")
         self._ids = np.arange(self._n_vocab, dtype=np.intc)
         self._cands = np.zeros(self._n_vocab, dtype=_TOKEN_DATA)
+        self._cands["id"] = self._ids
+        #: Whether a sampler reordered or cut the candidates (top-k, top-p sort them): then their ids are
+        #: written again before the next token. Greedy, temperature and the final draw leave them in place,
+        #: and no stage reads ``p`` before computing it, so most tokens only copy the logits in.
+        self._ids_moved = False
         self._cands_ptr = self._cands.ctypes.data_as(ctypes.POINTER(lc.llama_token_data))
         self._one = lc.llama_token_data(0, 0.0, 0.0)
         self.rejections = 0
@@ -74,9 +79,10 @@ class TokenSampler:
     def _candidates(self, forbid: list[int] | None = None) -> Any:
         lc = self._lc
         logits = np.ctypeslib.as_array(self._logits(), shape=(self._n_vocab,))
-        self._cands["id"] = self._ids
+        if self._ids_moved:
+            self._cands["id"] = self._ids
+            self._ids_moved = False
         self._cands["logit"] = logits
-        self._cands["p"] = 0.0
         if forbid:
             self._cands["logit"][forbid] = -np.inf
         return lc.llama_token_data_array(self._cands_ptr, self._n_vocab, -1, False)
@@ -85,10 +91,15 @@ class TokenSampler:
         """The model's logits for the next token, before any sampler (a view: copy to keep)."""
         return np.ctypeslib.as_array(self._logits(), shape=(self._n_vocab,))
 
+    def _apply(self, sampler: Any, cur: Any) -> None:
+        self._lc.llama_sampler_apply(sampler, ctypes.byref(cur))
+        if cur.sorted or cur.size != self._n_vocab:
+            self._ids_moved = True
+
     def sample(self, forbid: list[int] | None = None) -> int:
         lc = self._lc
         cur = self._candidates(forbid)
-        lc.llama_sampler_apply(self.chain, ctypes.byref(cur))
+        self._apply(self.chain, cur)
         token = cur.data[cur.selected].id
         if self.grammar is not None:
             self._one.id, self._one.logit, self._one.p = token, 1.0, 0.0
@@ -98,8 +109,8 @@ class TokenSampler:
                 # The model's choice breaks the grammar: pay for the full constrained pass.
                 self.rejections += 1
                 cur = self._candidates(forbid)
-                lc.llama_sampler_apply(self.grammar, ctypes.byref(cur))
-                lc.llama_sampler_apply(self.chain, ctypes.byref(cur))
+                self._apply(self.grammar, cur)
+                self._apply(self.chain, cur)
                 token = cur.data[cur.selected].id
             lc.llama_sampler_accept(self.grammar, token)
         lc.llama_sampler_accept(self.chain, token)

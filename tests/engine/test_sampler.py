@@ -1,0 +1,68 @@
+"""The token sampler on given logits: the chain picks from the logits of *this* token, whatever an
+earlier token's samplers did to the candidate array (slow: ``-m model``, for the vocabulary)."""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from toolrun import DEFAULT_MODEL, AsyncAI
+from toolrun.engines import SamplingParams
+from toolrun.engines.llamacpp._model import LlamaModel
+from toolrun.engines.llamacpp._sampler import TokenSampler
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[LlamaModel]:
+    loaded = LlamaModel(AsyncAI().weights(DEFAULT_MODEL), batch_invariant=True)
+    yield loaded
+    loaded.close()
+
+
+class Logits:
+    """A logits row the sampler reads through a pointer, as it reads llama.cpp's."""
+
+    def __init__(self, n_vocab: int) -> None:
+        self.row = np.zeros(n_vocab, dtype=np.float32)
+
+    def pointer(self) -> ctypes._Pointer[ctypes.c_float]:
+        return self.row.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+
+    def peak(self, *tokens: int) -> None:
+        """Every token at 0 but ``tokens``, which get 30, 29, 28, …"""
+        self.row[:] = 0.0
+        for rank, token in enumerate(tokens):
+            self.row[token] = 30.0 - rank
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(temperature=0),
+        SamplingParams(temperature=0.6, seed=1),
+        SamplingParams(temperature=1.0, top_k=3, seed=2),  # sorts and cuts the candidates
+        SamplingParams(temperature=1.0, top_p=0.5, seed=3),  # sorts them
+    ],
+    ids=["greedy", "default", "top_k", "top_p"],
+)
+def test_each_token_is_drawn_from_its_own_logits(model: LlamaModel, params: SamplingParams) -> None:
+    logits = Logits(model.n_vocab())
+    sampler = TokenSampler(model, params, None, logits=logits.pointer)
+    try:
+        # One token 30 logits above the rest: every chain must pick it. A chain that sorts moves the top
+        # candidates to the front of the array, so the next hot token is one whose place was taken.
+        for hot in (5000, 0, 5000, 1, 70000, 2, 70000, 0, 151000):
+            logits.peak(hot)
+            assert sampler.sample() == hot
+        # A forbidden token is never drawn: the next best is.
+        logits.peak(11, 22)
+        assert sampler.sample(forbid=[11]) == 22
+        logits.peak(33)
+        assert sampler.sample() == 33  # and the ban does not outlive its token
+    finally:
+        sampler.close()
