@@ -66,3 +66,28 @@ def test_each_token_is_drawn_from_its_own_logits(model: LlamaModel, params: Samp
         assert sampler.sample() == 33  # and the ban does not outlive its token
     finally:
         sampler.close()
+
+
+@pytest.mark.parametrize("params", [SamplingParams(temperature=0), SamplingParams(temperature=0.6, seed=4)])
+def test_a_banned_token_is_never_drawn_even_when_it_leads(model: LlamaModel, params: SamplingParams) -> None:
+    logits = Logits(model.n_vocab())
+    sampler = TokenSampler(model, params, None, banned=[151657], logits=logits.pointer)
+    try:
+        logits.peak(151657, 40)
+        assert sampler.sample() == 40
+        logits.peak(7, 151657)
+        assert sampler.sample() == 7
+    finally:
+        sampler.close()
+
+
+def test_greedy_takes_the_first_of_equal_logits_as_llama_cpp_does(model: LlamaModel) -> None:
+    logits = Logits(model.n_vocab())
+    sampler = TokenSampler(model, SamplingParams(temperature=0), None, logits=logits.pointer)
+    try:
+        logits.row[:] = 0.0
+        logits.row[[900, 300, 600]] = 5.0
+        assert sampler.sample() == 300
+        assert sampler.sample(forbid=[300]) == 600  # the chain's own path, which must agree
+    finally:
+        sampler.close()

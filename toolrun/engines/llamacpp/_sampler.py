@@ -43,14 +43,19 @@ class TokenSampler:
         if banned:
             biases = (lc.llama_logit_bias * len(banned))(*[lc.llama_logit_bias(t, -math.inf) for t in banned])
             add(lc.llama_sampler_init_logit_bias(self._n_vocab, len(banned), biases))
-        if params.repetition_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
+        penalised = bool(params.repetition_penalty != 1.0 or params.frequency_penalty or params.presence_penalty)
+        if penalised:
             add(
                 lc.llama_sampler_init_penalties(
                     64, params.repetition_penalty, params.frequency_penalty, params.presence_penalty
                 )
             )
+        #: The chain is greedy alone: its choice is the first highest logit, read without filling the
+        #: candidate array (a banned token at the top sends it the long way).
+        self._argmax = False
         if params.temperature <= 0:
             add(lc.llama_sampler_init_greedy())
+            self._argmax = not penalised
         else:
             if params.top_k > 0:
                 add(lc.llama_sampler_init_top_k(params.top_k))
@@ -65,6 +70,7 @@ class TokenSampler:
             if not self.grammar:
                 lc.llama_sampler_free(self.chain)
                 raise EngineError("llama.cpp rejected the generated grammar")
+        self._banned = frozenset(banned)
         self._ids = np.arange(self._n_vocab, dtype=np.intc)
         self._cands = np.zeros(self._n_vocab, dtype=_TOKEN_DATA)
         self._cands["id"] = self._ids
@@ -96,11 +102,19 @@ class TokenSampler:
         if cur.sorted or cur.size != self._n_vocab:
             self._ids_moved = True
 
-    def sample(self, forbid: list[int] | None = None) -> int:
-        lc = self._lc
+    def _choose(self, forbid: list[int] | None) -> int:
+        """The chain's choice, before any grammar."""
+        if self._argmax and not forbid:
+            token = int(np.argmax(self.raw_logits()))  # what llama.cpp's greedy sampler picks
+            if token not in self._banned:
+                return token
         cur = self._candidates(forbid)
         self._apply(self.chain, cur)
-        token = cur.data[cur.selected].id
+        return int(cur.data[cur.selected].id)
+
+    def sample(self, forbid: list[int] | None = None) -> int:
+        lc = self._lc
+        token = self._choose(forbid)
         if self.grammar is not None:
             self._one.id, self._one.logit, self._one.p = token, 1.0, 0.0
             single = lc.llama_token_data_array(ctypes.pointer(self._one), 1, -1, False)
