@@ -91,3 +91,20 @@ def test_greedy_takes_the_first_of_equal_logits_as_llama_cpp_does(model: LlamaMo
         assert sampler.sample(forbid=[300]) == 600  # the chain's own path, which must agree
     finally:
         sampler.close()
+
+
+@pytest.mark.parametrize("params", [SamplingParams(temperature=0), SamplingParams(temperature=0.6, seed=5)])
+def test_the_grammar_overrides_a_choice_that_breaks_it(model: LlamaModel, params: SamplingParams) -> None:
+    (brace,) = model.tokenize(b"{", special=False)
+    logits = Logits(model.n_vocab())
+    for hot in (brace, 1000):  # its own choice when it fits, else one the grammar allows
+        sampler = TokenSampler(model, params, 'root ::= "{" [a-z]*', logits=logits.pointer)
+        try:
+            logits.peak(hot)
+            token = sampler.sample()
+            if hot == brace:
+                assert token == brace and sampler.rejections == 0
+            else:
+                assert model.detokenize([token]).startswith(b"{") and sampler.rejections == 1
+        finally:
+            sampler.close()

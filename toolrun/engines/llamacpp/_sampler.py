@@ -116,7 +116,7 @@ class TokenSampler:
         lc = self._lc
         token = self._choose(forbid)
         if self.grammar is not None:
-            self._one.id, self._one.logit, self._one.p = token, 1.0, 0.0
+            self._one.id, self._one.logit, self._one.p = ctypes.c_int32(token), 1.0, 0.0
             single = lc.llama_token_data_array(ctypes.pointer(self._one), 1, -1, False)
             lc.llama_sampler_apply(self.grammar, ctypes.byref(single))
             if math.isinf(self._one.logit):
