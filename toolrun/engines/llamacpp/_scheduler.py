@@ -328,11 +328,16 @@ class Scheduler:
         self.steps += 1
         context = self.context
         batch = context.batch
-        # 1. Everyone generating: their next tokens in one batch, in sequence order (llama.cpp splits
-        #    the batch wherever the sequence ids are not consecutive).
+        # 1. Everyone generating one token: all of them in one batch, in sequence order (llama.cpp splits
+        #    the batch wherever the sequence ids are not consecutive). A program that evaluates several
+        #    tokens at once (a question put to the model, a prompt switched for a text answer) gets a batch
+        #    of its own, as a prompt piece does: beside other sequences llama.cpp would cut its tokens into
+        #    ubatches of another shape, and their numbers would depend on who else is decoding.
         decoding = sorted((j for j in self._active if j.need is not None), key=lambda j: j.slot.seq if j.slot else 0)
-        if decoding:
-            for job in decoding:
+        together = [j for j in decoding if j.need is not None and len(j.need.tokens) == 1]
+        alone = [[j] for j in decoding if j.need is not None and len(j.need.tokens) > 1]
+        for group in ([together] if together else []) + alone:
+            for job in group:
                 assert job.slot is not None and job.need is not None
                 slot, tokens = job.slot, job.need.tokens
                 base = len(slot.tokens)
@@ -342,7 +347,7 @@ class Scheduler:
                 slot.tokens.extend(tokens)
                 self.decoded_tokens += len(tokens)
             context.decode()
-            for job in decoding:
+            for job in group:
                 job.need = None
                 self._advance(job)
         # 2. Prompts: one piece per request per step, each alone in its batch.

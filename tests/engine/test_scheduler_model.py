@@ -1,0 +1,95 @@
+"""The scheduler on the real model: what a program evaluates does not depend on what decodes beside it
+(slow: ``-m model``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from toolrun import DEFAULT_MODEL, AsyncAI
+from toolrun.engines.llamacpp._model import LlamaModel
+from toolrun.engines.llamacpp._scheduler import Job, Need, Scheduler, SequenceHandle
+
+pytestmark = pytest.mark.model
+
+PROMPT = (
+    "<|im_start|>user\nName three rivers in Europe and say where each one rises.<|im_end|>\n<|im_start|>assistant\n"
+)
+DETOUR = (
+    "<|im_start|>user\nIs calling a function that converts currencies the right way to answer "
+    '"How tall is Mont Blanc?"? Answer yes or no.<|im_end|>\n<|im_start|>assistant\n'
+)
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[LlamaModel]:
+    loaded = LlamaModel(AsyncAI().weights(DEFAULT_MODEL), batch_invariant=True)
+    yield loaded
+    loaded.close()
+
+
+Program = Callable[[SequenceHandle], Generator[Need, None, None]]
+
+
+def run_together(scheduler: Scheduler, programs: list[Program]) -> None:
+    """Submit every program at once and wait for all of them."""
+    left = threading.Semaphore(0)
+    errors: list[BaseException] = []
+
+    def done(error: BaseException | None) -> None:
+        if error is not None:
+            errors.append(error)
+        left.release()
+
+    for program in programs:
+        scheduler.submit(Job(program, threading.Event(), done))
+    for _ in programs:
+        assert left.acquire(timeout=300)
+    assert not errors, errors
+
+
+def greedy_writer(prompt: list[int], steps: int) -> Program:
+    """A request that decodes ``steps`` greedy tokens, one per step."""
+
+    def program(seq: SequenceHandle) -> Generator[Need, None, None]:
+        yield seq.prompt(prompt)
+        for _ in range(steps):
+            yield seq.eval([int(np.argmax(seq.logits()))])
+
+    return program
+
+
+def detour(prompt: list[int], question: list[int], seen: list[Any]) -> Program:
+    """A request that writes a few tokens, then evaluates a whole new question in one go (as the engine
+    does to ask the model about its call, or to answer in text) and records the logits that follow."""
+
+    def program(seq: SequenceHandle) -> Generator[Need, None, None]:
+        yield seq.prompt(prompt)
+        for _ in range(3):
+            yield seq.eval([int(np.argmax(seq.logits()))])
+        seq.truncate(0)
+        yield seq.eval(question)
+        seen.append(seq.logits().copy())
+
+    return program
+
+
+def test_a_many_token_evaluation_gives_the_same_bits_beside_other_requests(model: LlamaModel) -> None:
+    scheduler = Scheduler(model.model, n_slots=4, n_ctx_seq=1024, n_threads=2, cache_bytes=0)
+    try:
+        prompt = model.tokenize(PROMPT.encode(), special=True)
+        question = model.tokenize(DETOUR.encode(), special=True)
+        assert len(question) > 16
+        alone: list[Any] = []
+        run_together(scheduler, [detour(prompt, question, alone)])
+        scheduler.clear()
+        beside: list[Any] = []
+        others = [greedy_writer(model.tokenize(f"Count to {n}:".encode()), 24) for n in (10, 20, 30)]
+        run_together(scheduler, [*others, detour(prompt, question, beside)])
+        assert np.array_equal(beside[0], alone[0])
+    finally:
+        scheduler.close()
