@@ -5,6 +5,9 @@
    follows a request with the same tool set (greedy, streaming, in-process engine).
 2. memory — 16 distinct tool sets in turn under a small prefix-cache budget: evictions, the
    cache's bytes after every request (never over the budget) and the process's RSS (no growth).
+5. inprocess — where the engine's time goes with 1 and 4 concurrent requests (the throughput
+   benchmark's prompts, greedy, 128 tokens), in-process: the share of the wall time spent inside
+   ``llama_decode``, and the work of the requests' own programs (sampling, parsing) per step.
 4. decode — llama.cpp's decode step alone, in the library toolrun calls (llama-cpp-python's shared
    libraries, through toolrun's ``SequenceContext``) and in the ``llama-server`` binary (its own
    ``timings``), 1 or 4 sequences, alternating rounds: whether the same llama.cpp computes slower
@@ -16,7 +19,8 @@
     .venv/bin/python bench/bench_slots.py ttft
     .venv/bin/python bench/bench_slots.py memory
     .venv/bin/python bench/bench_slots.py throughput
-    .venv/bin/python bench/bench_slots.py decode [--sequences 4]
+    .venv/bin/python bench/bench_slots.py decode [--sequences 4] [--repacked]
+    .venv/bin/python bench/bench_slots.py inprocess
     .venv/bin/python bench/bench_slots.py all --json bench/slots-results.json
 
 The machine is shared: every figure is a median over rounds, and the load is printed with it.
@@ -39,6 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import (
     KEY,
+    PROMPTS,
     OthersMeter,
     _compare_run,
     _summarise,
@@ -467,12 +472,83 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+# ---------------------------------------------------------------- inprocess
+
+
+async def bench_inprocess(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine's wall time split into llama_decode and the rest, timed around the scheduler's calls."""
+    from toolrun import DEFAULT_MODEL, AsyncAI
+    from toolrun._types import normalize_messages
+    from toolrun.engines import GenerationRequest, SamplingParams
+    from toolrun.engines.llamacpp import _context, _scheduler
+
+    spent = {"decode": 0.0, "decodes": 0, "programs": 0.0}
+    decode, advance = _context.SequenceContext.decode, _scheduler.Scheduler._advance
+
+    def timed_decode(self: Any) -> None:
+        started = time.perf_counter()
+        decode(self)
+        spent["decode"] += time.perf_counter() - started
+        spent["decodes"] += 1
+
+    def timed_advance(self: Any, job: Any) -> None:
+        started = time.perf_counter()
+        advance(self, job)
+        spent["programs"] += time.perf_counter() - started
+
+    _context.SequenceContext.decode = timed_decode  # type: ignore[method-assign]
+    _scheduler.Scheduler._advance = timed_advance  # type: ignore[method-assign]
+    engine = await AsyncAI(n_threads=args.threads).engine(DEFAULT_MODEL)
+
+    async def one(prompt: str) -> int:
+        request = GenerationRequest(
+            normalize_messages([{"role": "user", "content": prompt}]),
+            sampling=SamplingParams(max_tokens=args.max_tokens, temperature=0),
+        )
+        tokens = 0
+        async for event in engine.generate(request):
+            if "usage" in event:
+                tokens = event["usage"]["completion_tokens"]
+        return tokens
+
+    async def client(offset: int, clients: int) -> int:
+        return sum([await one(PROMPTS[(offset + i * clients) % len(PROMPTS)]) for i in range(args.four_client_rounds)])
+
+    await one(PROMPTS[-1])  # warm-up: the chat template's prefix
+    results: dict[str, Any] = {}
+    for clients in (1, 4):
+        wait_for_quiet(args.wait_quiet)
+        spent.update(decode=0.0, decodes=0, programs=0.0)
+        started = time.perf_counter()
+        tokens = sum(await asyncio.gather(*(client(c, clients) for c in range(clients))))
+        wall = time.perf_counter() - started
+        row = {
+            "tokens": tokens,
+            "wall_s": wall,
+            "tokens_per_s": tokens / wall,
+            "decode_share": spent["decode"] / wall,
+            "decodes": spent["decodes"],
+            "programs_ms_per_decode": spent["programs"] / max(spent["decodes"], 1) * 1000,
+        }
+        print(
+            f"  {clients} client(s): {tokens} tokens in {wall:.2f} s ({row['tokens_per_s']:.1f} tok/s); "
+            f"inside llama_decode {row['decode_share']:.1%} over {row['decodes']} decodes; "
+            f"the programs {row['programs_ms_per_decode']:.2f} ms per decode (load {load_average()})",
+            flush=True,
+        )
+        results[f"{clients}_clients"] = row
+    await engine.aclose()
+    return results
+
+
 # --------------------------------------------------------------------- main
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="all", choices=["ttft", "memory", "throughput", "decode", "all"])
+    parser.add_argument(
+        "what", nargs="?", default="all", choices=["ttft", "memory", "throughput", "decode", "inprocess", "all"]
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[2, 4], help="ttft: client counts")
     parser.add_argument("--budget-mb", type=int, default=64, help="memory: the prefix-cache budget")
@@ -517,6 +593,9 @@ def main() -> None:
     if args.what == "decode":
         print(f"Decode step, library vs binary, {args.sequences} sequence(s), {args.threads} threads:", flush=True)
         results["decode"] = bench_decode(args)
+    if args.what == "inprocess":
+        print(f"Where the engine's time goes, max_tokens {args.max_tokens}, {args.threads} threads:", flush=True)
+        results["inprocess"] = asyncio.run(bench_inprocess(args))
     results["load_average_at_end"] = load_average()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
