@@ -34,18 +34,11 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests" / "remote"))
+sys.path.insert(0, str(ROOT / "tests"))
+from seed_testing import SEED_TOOL  # noqa: E402 - the tests' own copy of the seed's example
 
 RESULTS = HERE / ".cache" / "remote-results.json"
 TOOLRUN, NATIVE = "@bench/remote-toolrun", "@bench/remote-native"
-SEED_TOOL = {
-    "name": "getGithubUser",
-    "description": "Provides publicly available information about someone with a GitHub account.",
-    "parameters": {
-        "type": "object",
-        "properties": {"username": {"type": "string", "description": "The handle for the GitHub user account."}},
-        "required": ["username"],
-    },
-}
 
 
 def remote_catalog(url: str, gguf: str, upstream: str = "llama-cpp-python") -> Any:

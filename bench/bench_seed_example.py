@@ -25,19 +25,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from seed_testing import SEED_MESSAGES, SEED_TOOL  # noqa: E402 - the tests' own copy of the seed's example
 
 RESULTS = HERE / ".cache" / "seed-results.json"
 MODELS = ("@local/qwen2.5-coder-0.5b-instruct", "@local/qwen2.5-coder-1.5b-instruct")
-SEED_TOOL = {
-    "name": "getGithubUser",
-    "description": "Provides publicly available information about someone with a GitHub account.",
-    "parameters": {
-        "type": "object",
-        "properties": {"username": {"type": "string", "description": "The handle for the GitHub user account."}},
-        "required": ["username"],
-    },
-}
-SEED_MESSAGES = [{"role": "user", "content": "Who is Cloudflare on github?"}]
 DRIFT_MARKERS = ("<tool_call>", "<name>", "<function", '{"name"', "getGithubUser")
 
 

@@ -7,7 +7,7 @@ descriptions — and repeated enough to tell "always" from "seven times in ten".
 from __future__ import annotations
 
 import pytest
-from judgment_testing import SEED_MESSAGES, SEED_TOOL
+from seed_testing import SEED_MESSAGES, SEED_TOOL
 
 from toolrun import DEFAULT_MODEL
 

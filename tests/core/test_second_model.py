@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from judgment_testing import SEED_MESSAGES, SEED_TOOL, TRIANGLE_AREA
+from judgment_testing import TRIANGLE_AREA
+from seed_testing import SEED_MESSAGES, SEED_TOOL
 
 from toolrun import AsyncAI
 from toolrun.ai import BUILTIN_MODELS

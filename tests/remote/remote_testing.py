@@ -16,16 +16,6 @@ from typing import Any
 import httpx
 import uvicorn
 
-SEED_TOOL = {
-    "name": "getGithubUser",
-    "description": "Provides publicly available information about someone with a GitHub account.",
-    "parameters": {
-        "type": "object",
-        "properties": {"username": {"type": "string", "description": "The handle for the GitHub user account."}},
-        "required": ["username"],
-    },
-}
-SEED_PROMPT = "Who is Cloudflare on github?"
 SECRET = "sk-remote-test-5c1b9e0f7d2a4e6b"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from remote_testing import SEED_PROMPT, SEED_TOOL
+from seed_testing import SEED_PROMPT, SEED_TOOL
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from stubs import Stub, sse_response

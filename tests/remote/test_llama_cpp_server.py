@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from remote_testing import SEED_PROMPT, SEED_TOOL, LlamaCppPythonServer, served_entry
+from remote_testing import LlamaCppPythonServer, served_entry
+from seed_testing import SEED_PROMPT, SEED_TOOL
 
 from toolrun import DEFAULT_MODEL, EngineError, run_with_tools
 from toolrun.ai import AsyncAI, Catalog
