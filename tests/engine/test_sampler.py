@@ -4,24 +4,15 @@ earlier token's samplers did to the candidate array (slow: ``-m model``, for the
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from toolrun import DEFAULT_MODEL, AsyncAI
 from toolrun.engines import SamplingParams
 from toolrun.engines.llamacpp._model import LlamaModel
 from toolrun.engines.llamacpp._sampler import TokenSampler
 
 pytestmark = pytest.mark.model
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[LlamaModel]:
-    loaded = LlamaModel(AsyncAI().weights(DEFAULT_MODEL), batch_invariant=True)
-    yield loaded
-    loaded.close()
 
 
 class Logits:

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
 import pytest
 
-from toolrun import DEFAULT_MODEL, AsyncAI
 from toolrun.engines.llamacpp._model import LlamaModel
 from toolrun.engines.llamacpp._scheduler import Job, Need, Scheduler, SequenceHandle
 
@@ -23,13 +22,6 @@ DETOUR = (
     "<|im_start|>user\nIs calling a function that converts currencies the right way to answer "
     '"How tall is Mont Blanc?"? Answer yes or no.<|im_end|>\n<|im_start|>assistant\n'
 )
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[LlamaModel]:
-    loaded = LlamaModel(AsyncAI().weights(DEFAULT_MODEL), batch_invariant=True)
-    yield loaded
-    loaded.close()
 
 
 Program = Callable[[SequenceHandle], Generator[Need, None, None]]
