@@ -12,6 +12,9 @@
    libraries, through toolrun's ``SequenceContext``) and in the ``llama-server`` binary (its own
    ``timings``), 1 or 4 sequences, alternating rounds: whether the same llama.cpp computes slower
    as a library than as the binary.
+6. prefill — a tool list's prompt (one of the ttft benchmark's tool sets as JSON) evaluated
+   in pieces of 512 on weights as stored and on llama.cpp's repacked weights, both local models,
+   alternating rounds: what ``batch_invariant=False`` buys or costs for prompts.
 3. throughput — ``toolrun serve`` and llama.cpp's own ``llama-server -np 4`` on the same GGUF,
    both built from the same llama.cpp (see bench/llama_server.py), side by side in alternating
    rounds: aggregate tokens/s at 1 and 4 concurrent clients, greedy, 128 tokens.
@@ -21,6 +24,7 @@
     .venv/bin/python bench/bench_slots.py throughput
     .venv/bin/python bench/bench_slots.py decode [--sequences 4] [--repacked]
     .venv/bin/python bench/bench_slots.py inprocess
+    .venv/bin/python bench/bench_slots.py prefill
     .venv/bin/python bench/bench_slots.py all --json bench/slots-results.json
 
 The machine is shared: every figure is a median over rounds, and the load is printed with it.
@@ -541,13 +545,70 @@ async def bench_inprocess(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+# ---------------------------------------------------------------- prefill
+
+SECOND_MODEL = "@local/qwen2.5-coder-1.5b-instruct"
+
+
+def bench_prefill(args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds to evaluate one tool list's prompt, weights unrepacked against repacked, per model."""
+    from toolrun import DEFAULT_MODEL, AsyncAI
+    from toolrun.engines.llamacpp._context import SequenceContext
+    from toolrun.engines.llamacpp._model import LlamaModel
+    from toolrun.engines.llamacpp._slots import prompt_pieces
+
+    text = "<|im_start|>system\n" + json.dumps(tool_set(0)) + "<|im_end|>\n"
+    results: dict[str, Any] = {}
+    for name in (DEFAULT_MODEL, SECOND_MODEL):
+        weights = AsyncAI().weights(name)
+        sides = {}
+        for label, invariant in (("unrepacked", True), ("repacked", False)):
+            model = LlamaModel(weights, batch_invariant=invariant)
+            context = SequenceContext(model.model, n_seq=1, n_ctx_seq=4096, n_threads=args.threads, n_batch=512)
+            sides[label] = (model, context)
+        prompt = sides["unrepacked"][0].tokenize(text.encode(), add_bos=True, special=True)
+
+        def evaluate(context: SequenceContext, prompt: list[int] = prompt) -> float:
+            context.clear()
+            started = time.perf_counter()
+            for start, stop in prompt_pieces(0, len(prompt), 512):
+                for pos in range(start, stop):
+                    context.batch.add(prompt[pos], pos, 0, pos == len(prompt) - 1)
+                context.decode()
+            return time.perf_counter() - started
+
+        for _, context in sides.values():
+            evaluate(context)  # warm-up
+        times: dict[str, list[float]] = {"unrepacked": [], "repacked": []}
+        for round_no in range(args.rounds):
+            wait_for_quiet(args.wait_quiet)
+            order = ["unrepacked", "repacked"] if round_no % 2 == 0 else ["repacked", "unrepacked"]
+            for label in order:
+                times[label].append(evaluate(sides[label][1]))
+        ratio = statistics.median(r / u for r, u in zip(times["repacked"], times["unrepacked"], strict=True))
+        print(
+            f"  {name}: {len(prompt)} tokens; unrepacked {statistics.median(times['unrepacked']):.2f} s, "
+            f"repacked {statistics.median(times['repacked']):.2f} s; repacked/unrepacked per round, median "
+            f"{ratio:.3f} (load {load_average()})",
+            flush=True,
+        )
+        results[name] = {"tokens": len(prompt), "seconds": times, "repacked_over_unrepacked": ratio}
+        for model, context in sides.values():
+            context.close()
+            model.close()
+    return results
+
+
 # --------------------------------------------------------------------- main
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "what", nargs="?", default="all", choices=["ttft", "memory", "throughput", "decode", "inprocess", "all"]
+        "what",
+        nargs="?",
+        default="all",
+        choices=["ttft", "memory", "throughput", "decode", "inprocess", "prefill", "all"],
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[2, 4], help="ttft: client counts")
@@ -596,6 +657,9 @@ def main() -> None:
     if args.what == "inprocess":
         print(f"Where the engine's time goes, max_tokens {args.max_tokens}, {args.threads} threads:", flush=True)
         results["inprocess"] = asyncio.run(bench_inprocess(args))
+    if args.what == "prefill":
+        print(f"Prompt evaluation, weights as stored vs repacked, {args.threads} threads:", flush=True)
+        results["prefill"] = bench_prefill(args)
     results["load_average_at_end"] = load_average()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

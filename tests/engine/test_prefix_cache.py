@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from toolrun.engines.llamacpp._prefix_cache import PrefixCache, common_prefix
-from toolrun.engines.llamacpp._slots import MIN_PIECE, prompt_pieces, reusable
+from toolrun.engines.llamacpp._slots import MIN_PIECE, REPACKED_ROW_GROUP, canonical_stop, prompt_pieces, reusable
 
 
 def test_common_prefix_across_block_boundaries() -> None:
@@ -38,6 +38,26 @@ def test_prompt_pieces_never_leave_a_short_one() -> None:
         pieces = prompt_pieces(start, end, 512)
         assert [p[0] for p in pieces[1:]] == [p[1] for p in pieces[:-1]] and pieces[-1][1] == end
         assert all(MIN_PIECE <= b - a <= 512 for a, b in pieces) or len(pieces) == 1
+
+
+def test_with_repacked_weights_reuse_and_pieces_keep_to_whole_row_groups() -> None:
+    group = REPACKED_ROW_GROUP
+    held = list(range(300))
+    assert reusable(held, 300, list(range(400)), group) == 300
+    assert reusable(held, 300, list(range(306)), group) == 296  # 298 rounded down to a group
+    assert reusable(held, 300, [*range(103), -1, *range(104, 400)], group) == 100
+    assert prompt_pieces(0, 515, 512, group) == [(0, 504), (504, 515)]
+    assert prompt_pieces(100, 1302, 512, group) == [(100, 612), (612, 1124), (1124, 1302)]
+    for start, end in [(0, 1), (4, 40), (0, 1024), (8, 1031), (0, 521), (0, 519)]:
+        pieces = prompt_pieces(start, end, 512, group)
+        assert [p[0] for p in pieces[1:]] == [p[1] for p in pieces[:-1]] and pieces[-1][1] == end
+        assert all(MIN_PIECE <= b - a <= 512 for a, b in pieces) or len(pieces) == 1
+        assert all((b - a) % group == 0 for a, b in pieces[:-1])
+    # A piece's last n % 4 tokens took the other kernel: not canonical; a short piece has none.
+    assert canonical_stop(100, 301, group) == 300
+    assert canonical_stop(100, 300, group) == 300
+    assert canonical_stop(100, 107, group) == 100
+    assert canonical_stop(100, 301) == 301  # weights unrepacked: the whole piece
 
 
 def test_lru_eviction_within_the_budget() -> None:

@@ -1,17 +1,19 @@
-"""The scheduler on the real model: what a program evaluates does not depend on what decodes beside it
-(slow: ``-m model``)."""
+"""The scheduler on the real model: what a program evaluates does not depend on what decodes beside it,
+nor on what an earlier request left to reuse (slow: ``-m model``)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
+from toolrun import DEFAULT_MODEL, AsyncAI
 from toolrun.engines.llamacpp._model import LlamaModel
 from toolrun.engines.llamacpp._scheduler import Job, Need, Scheduler, SequenceHandle
+from toolrun.engines.llamacpp._slots import REPACKED_ROW_GROUP
 
 pytestmark = pytest.mark.model
 
@@ -22,6 +24,9 @@ DETOUR = (
     "<|im_start|>user\nIs calling a function that converts currencies the right way to answer "
     '"How tall is Mont Blanc?"? Answer yes or no.<|im_end|>\n<|im_start|>assistant\n'
 )
+
+ANSWERED = PROMPT + "The Danube, the Rhine and the Loire.<|im_end|>\n"  # 34 tokens: a row group and 2
+FOLLOW_UP = "<|im_start|>user\nWhere does the Rhine rise?<|im_end|>\n<|im_start|>assistant\n"
 
 
 Program = Callable[[SequenceHandle], Generator[Need, None, None]]
@@ -83,5 +88,44 @@ def test_a_many_token_evaluation_gives_the_same_bits_beside_other_requests(model
         others = [greedy_writer(model.tokenize(f"Count to {n}:".encode()), 24) for n in (10, 20, 30)]
         run_together(scheduler, [*others, detour(prompt, question, beside)])
         assert np.array_equal(beside[0], alone[0])
+    finally:
+        scheduler.close()
+
+
+def first_logits(prompt: list[int], seen: list[Any]) -> Program:
+    """A request that evaluates its prompt and records the logits of its first token."""
+
+    def program(seq: SequenceHandle) -> Generator[Need, None, None]:
+        yield seq.prompt(prompt)
+        seen.append(seq.logits().copy())
+
+    return program
+
+
+@pytest.fixture(scope="module")
+def repacked_model() -> Iterator[LlamaModel]:
+    loaded = LlamaModel(AsyncAI().weights(DEFAULT_MODEL), batch_invariant=False)
+    yield loaded
+    loaded.close()
+
+
+def test_with_repacked_weights_a_reused_prefix_gives_the_same_bits_as_cold(repacked_model: LlamaModel) -> None:
+    """The second prompt extends the first, whose last tokens llama.cpp's repacked kernels computed
+    apart from the rest (``n % 4``): reused as they are, those would change the second's logits."""
+    scheduler = Scheduler(
+        repacked_model.model, n_slots=1, n_ctx_seq=1024, n_threads=2, cache_bytes=0, row_group=REPACKED_ROW_GROUP
+    )
+    try:
+        first = repacked_model.tokenize(ANSWERED.encode(), special=True)
+        second = first + repacked_model.tokenize(FOLLOW_UP.encode(), special=True)
+        assert len(first) % REPACKED_ROW_GROUP != 0
+        cold: list[Any] = []
+        run_together(scheduler, [first_logits(second, cold)])
+        scheduler.clear()
+        warm: list[Any] = []
+        run_together(scheduler, [first_logits(first, [])])
+        run_together(scheduler, [first_logits(second, warm)])
+        assert scheduler.stats.reused_tokens >= len(first) - REPACKED_ROW_GROUP
+        assert np.array_equal(warm[0], cold[0])
     finally:
         scheduler.close()

@@ -82,9 +82,10 @@ def make_engine(weights: str, **options: Any) -> LlamaCppEngine:
     return engine
 
 
-@pytest.fixture(scope="module")
-def engine(weights: str) -> Iterator[LlamaCppEngine]:
-    engine = make_engine(weights, slots=2)
+@pytest.fixture(scope="module", params=[True, False], ids=["batch-invariant", "repacked"])
+def engine(weights: str, request: pytest.FixtureRequest) -> Iterator[LlamaCppEngine]:
+    """Reuse is result-neutral on either kind of weights (only decoding beside others needs unrepacked ones)."""
+    engine = make_engine(weights, slots=2, batch_invariant=request.param)
     yield engine
     asyncio.run(engine.aclose())
 
@@ -142,7 +143,7 @@ async def test_a_tool_loop_round_reuses_its_prefix_and_answers_as_cold(fresh: Ll
     assert warm == await cold(fresh, second)
 
 
-async def test_concurrent_requests_decode_as_they_would_alone(fresh: LlamaCppEngine, weights: str) -> None:
+async def test_concurrent_requests_decode_as_they_would_alone(weights: str) -> None:
     engine = make_engine(weights, slots=3)
     try:
         requests = [request(d, max_tokens=16) for d in DOMAINS]

@@ -32,7 +32,7 @@ import numpy as np
 from ..._errors import ContextOverflowError, EngineError
 from ._context import SequenceContext
 from ._prefix_cache import CacheStats, PrefixCache
-from ._slots import MIN_PIECE, Slot, prompt_pieces, reusable
+from ._slots import MIN_PIECE, Slot, canonical_stop, prompt_pieces, reusable
 
 log = logging.getLogger("toolrun.engines.llamacpp")
 
@@ -136,13 +136,16 @@ class Scheduler:
         n_batch: int = 512,
         min_save_tokens: int = 256,
         min_save_gain: int = 64,
+        row_group: int = 1,
     ) -> None:
         if n_batch < 2 * MIN_PIECE:
             raise ValueError(f"n_batch must be at least {2 * MIN_PIECE}")
         self.context = SequenceContext(
             model, n_seq=n_slots, n_ctx_seq=n_ctx_seq, n_threads=n_threads, n_batch=max(n_batch, n_slots)
         )
-        self.n_batch = n_batch
+        self.n_batch = n_batch - n_batch % row_group
+        #: Prompt tokens that must be evaluated together for their bits to be reusable (see ``_slots``).
+        self.row_group = row_group
         #: A slot's prefix is saved to RAM only if it is this long, and only if this many of its tokens
         #: would otherwise be lost.
         self.min_save_tokens = min_save_tokens
@@ -280,7 +283,7 @@ class Scheduler:
             self.stats.reused_tokens += start
         else:
             self.stats.misses += 1
-        job.spans = deque(prompt_pieces(start, len(need.tokens), self.n_batch))
+        job.spans = deque(prompt_pieces(start, len(need.tokens), self.n_batch, self.row_group))
         job.need = None
         self._active.append(job)
 
@@ -360,8 +363,8 @@ class Scheduler:
                 index = batch.add(job.prompt[pos], pos, slot.seq, last and pos == stop - 1)
             context.decode()
             slot.tokens.extend(job.prompt[start:stop])
-            if stop - start >= MIN_PIECE and slot.canonical == start:
-                slot.canonical = stop
+            if slot.canonical == start:
+                slot.canonical = canonical_stop(start, stop, self.row_group)
             self.prefilled_tokens += stop - start
             if last:
                 job.logits_index = index
@@ -373,7 +376,7 @@ class Scheduler:
         """The free slot for ``prompt`` and how many of its tokens it already holds (see module doc)."""
 
         def reuse(slot: Slot) -> int:
-            return reusable(slot.tokens, slot.canonical, prompt)
+            return reusable(slot.tokens, slot.canonical, prompt, self.row_group)
 
         free = [s for s in self.slots if not s.busy]
         own = {s.seq: reuse(s) for s in free}
@@ -389,7 +392,7 @@ class Scheduler:
             if slot is not target and (n := reuse(slot)) > best:
                 best, source_slot = n, slot
         found = self.cache.best(prompt)
-        if found is not None and (n := reusable(found[0], len(found[0]), prompt)) > best:
+        if found is not None and (n := reusable(found[0], len(found[0]), prompt, self.row_group)) > best:
             best, source_slot, source_key = n, None, found[0]
 
         state: bytes | None = None

@@ -15,6 +15,13 @@ come from such a piece too). The KV it starts from and its logits are then bit
 for bit what a cold run of the same prompt computes. Tokens decoded one at a
 time (an earlier answer) are never reused: a tool loop's next round evaluates
 them again.
+
+With llama.cpp's repacked weights (``batch_invariant=False``) one more rule holds
+(measured the same way on the default model): a batch's tokens are multiplied in
+groups of :data:`REPACKED_ROW_GROUP` rows, and the last ``n % 4`` tokens of a
+batch of ``n`` take another kernel with other bits. So there only the grouped
+tokens of a piece are canonical, reuse stops at a multiple of the group, and every
+piece but a prompt's last is a whole number of groups.
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ from ._prefix_cache import common_prefix
 
 #: The fewest tokens of a sequence a prompt batch may hold for its KV to match any other cut (see above).
 MIN_PIECE = 8
+
+#: With repacked weights, ggml-cpu's ``repack.cpp`` runs a gemm over the first ``n - n % 4`` tokens of
+#: a batch and a gemv over the rest, and the two sum differently.
+REPACKED_ROW_GROUP = 4
 
 
 @dataclass
@@ -52,25 +63,36 @@ class Slot:
         self.last_used = time.monotonic()
 
 
-def reusable(held: Sequence[int], canonical: int, prompt: Sequence[int]) -> int:
+def reusable(held: Sequence[int], canonical: int, prompt: Sequence[int], row_group: int = 1) -> int:
     """How many of ``prompt``'s tokens a sequence holding ``held`` (``canonical`` of them exact) can skip.
 
     All the canonical tokens it shares, but never the last ``MIN_PIECE``: the piece holding the
     prompt's last token must be as long as a cold run's could be, for its logits to be the same.
+    Rounded down to a whole number of ``row_group``, where a cold run's groups start.
     """
-    shared = common_prefix(held[:canonical], prompt)
-    return max(0, min(shared, len(prompt) - MIN_PIECE))
+    shared = max(0, min(common_prefix(held[:canonical], prompt), len(prompt) - MIN_PIECE))
+    return shared - shared % row_group
 
 
-def prompt_pieces(start: int, end: int, size: int) -> list[tuple[int, int]]:
+def prompt_pieces(start: int, end: int, size: int, row_group: int = 1) -> list[tuple[int, int]]:
     """Positions ``[start, end)`` cut into pieces of at most ``size`` tokens, none under ``MIN_PIECE``
-    (unless the whole span is shorter: a prompt of a few tokens is one piece, in cold runs too)."""
+    (unless the whole span is shorter: a prompt of a few tokens is one piece, in cold runs too), and
+    all but the last a whole number of ``row_group`` (``start`` and ``size`` are)."""
+    assert start % row_group == 0 and size % row_group == 0 and MIN_PIECE % row_group == 0
     pieces = []
     pos = start
     while pos < end:
         stop = min(pos + size, end)
         if 0 < end - stop < MIN_PIECE:  # leave the last piece its minimum
             stop = end - MIN_PIECE
+            stop -= (stop - pos) % row_group
         pieces.append((pos, stop))
         pos = stop
     return pieces
+
+
+def canonical_stop(start: int, stop: int, row_group: int = 1) -> int:
+    """Where the canonical tokens of a prompt piece ``[start, stop)`` end (``start`` if none are)."""
+    if stop - start < MIN_PIECE:
+        return start
+    return stop - (stop - start) % row_group
