@@ -114,3 +114,23 @@ def test_a_reused_canonical_prefix_gives_the_same_bits(loaded: tuple[LlamaModel,
             index = context.batch.add(prompt[pos], pos, 0, pos == n - 1)
         context.decode()
     assert np.array_equal(context.logits(index), whole)
+
+
+def test_pieces_of_several_sequences_in_one_batch_give_the_bits_they_give_alone(
+    loaded: tuple[LlamaModel, SequenceContext, int],
+) -> None:
+    """llama.cpp cuts such a batch where the shorter piece ends: 40 and 70 tokens leave 40 + 30."""
+    model, context, group = loaded
+    if group != 1:
+        pytest.skip("on repacked weights the scheduler keeps each piece alone")
+    prompt = model.tokenize(PROMPT.encode(), special=True)
+    alone = [last_logits(context, prompt[:n], [(0, n)]) for n in (40, 70)]
+    context.clear()
+    indices = []
+    for seq, n in enumerate((40, 70)):
+        for pos in range(n):
+            index = context.batch.add(prompt[pos], pos, seq, pos == n - 1)
+        indices.append(index)
+    context.decode()
+    for index, expected in zip(indices, alone, strict=True):
+        assert np.array_equal(context.logits(index), expected)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from toolrun.engines.llamacpp._prefix_cache import PrefixCache, common_prefix
-from toolrun.engines.llamacpp._slots import MIN_PIECE, REPACKED_ROW_GROUP, canonical_stop, prompt_pieces, reusable
+from toolrun.engines.llamacpp._slots import (
+    MIN_PIECE,
+    REPACKED_ROW_GROUP,
+    canonical_stop,
+    prompt_batches,
+    prompt_pieces,
+    reusable,
+)
 
 
 def test_common_prefix_across_block_boundaries() -> None:
@@ -58,6 +65,18 @@ def test_with_repacked_weights_reuse_and_pieces_keep_to_whole_row_groups() -> No
     assert canonical_stop(100, 300, group) == 300
     assert canonical_stop(100, 107, group) == 100
     assert canonical_stop(100, 301) == 301  # weights unrepacked: the whole piece
+
+
+def test_prompt_pieces_share_a_batch_only_where_llama_cpp_cuts_leave_whole_pieces() -> None:
+    assert prompt_batches([21, 21, 21, 21], 512) == [[0, 1, 2, 3]]  # equal: no cut at all
+    assert prompt_batches([21, 30, 45], 512) == [[0, 1, 2]]  # cut at 21 and 30: pieces of 21, 9, 15
+    assert prompt_batches([21, 25], 512) == [[0], [1]]  # would leave 25 cut into 21 + 4
+    assert prompt_batches([21, 25, 40], 512) == [[0], [1, 2]]
+    assert prompt_batches([5, 21], 512) == [[0], [1]]  # a short whole prompt stays alone
+    assert prompt_batches([21, 5], 512) == [[0], [1]]
+    assert prompt_batches([300, 300, 300], 512) == [[0], [1], [2]]  # over the batch
+    assert prompt_batches([256, 256, 100], 512) == [[0, 1], [2]]
+    assert prompt_batches([], 512) == []
 
 
 def test_lru_eviction_within_the_budget() -> None:

@@ -42,8 +42,9 @@ def run_together(scheduler: Scheduler, programs: list[Program]) -> None:
             errors.append(error)
         left.release()
 
-    for program in programs:
-        scheduler.submit(Job(program, threading.Event(), done))
+    with scheduler._cond:  # the worker admits them all in the same step
+        for program in programs:
+            scheduler.submit(Job(program, threading.Event(), done))
     for _ in programs:
         assert left.acquire(timeout=300)
     assert not errors, errors
@@ -127,5 +128,34 @@ def test_with_repacked_weights_a_reused_prefix_gives_the_same_bits_as_cold(repac
         run_together(scheduler, [first_logits(second, warm)])
         assert scheduler.stats.reused_tokens >= len(first) - REPACKED_ROW_GROUP
         assert np.array_equal(warm[0], cold[0])
+    finally:
+        scheduler.close()
+
+
+def test_prompts_evaluated_in_one_batch_give_the_bits_they_give_alone(model: LlamaModel) -> None:
+    scheduler = Scheduler(model.model, n_slots=3, n_ctx_seq=1024, n_threads=2, cache_bytes=0)
+    decodes = 0
+    decode = scheduler.context.decode
+
+    def counted() -> None:
+        nonlocal decodes
+        decodes += 1
+        decode()
+
+    scheduler.context.decode = counted  # type: ignore[method-assign]
+    try:
+        prompts = [model.tokenize(text.encode(), special=True) for text in (PROMPT, ANSWERED, ANSWERED + FOLLOW_UP)]
+        assert [len(p) for p in prompts] == [20, 34, 49]  # llama.cpp cuts the last into 20 + 14 + 15
+        alone: list[Any] = []
+        for prompt in prompts:
+            scheduler.clear()
+            run_together(scheduler, [first_logits(prompt, alone)])
+        scheduler.clear()
+        decodes = 0
+        together: list[list[Any]] = [[], [], []]
+        run_together(scheduler, [first_logits(p, seen) for p, seen in zip(prompts, together, strict=True)])
+        assert decodes == 1  # the three prompts shared one batch
+        for seen, expected in zip(together, alone, strict=True):
+            assert np.array_equal(seen[0], expected)
     finally:
         scheduler.close()

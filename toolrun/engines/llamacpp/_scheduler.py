@@ -8,7 +8,8 @@ together, llama-server style:
 * a request joins between steps: it takes a free slot — the one whose warm
   prefix it shares most of, or a prefix restored from RAM (:mod:`._prefix_cache`)
   — and the rest of its prompt is evaluated in pieces of up to ``n_batch``
-  tokens, one per step, each alone in its batch (:mod:`._slots` explains why);
+  tokens, one per step; several requests' pieces share a batch when llama.cpp's
+  cut of it keeps every piece whole enough (:mod:`._slots` explains why);
 * every request that is generating contributes its next token to one shared
   batch per step, so one pass over the weights serves them all;
 * a request leaves between steps: when its program ends, when it raises, or
@@ -32,7 +33,7 @@ import numpy as np
 from ..._errors import ContextOverflowError, EngineError
 from ._context import SequenceContext
 from ._prefix_cache import CacheStats, PrefixCache
-from ._slots import MIN_PIECE, Slot, canonical_stop, prompt_pieces, reusable
+from ._slots import MIN_PIECE, Slot, canonical_stop, prompt_batches, prompt_pieces, reusable
 
 log = logging.getLogger("toolrun.engines.llamacpp")
 
@@ -353,22 +354,32 @@ class Scheduler:
             for job in group:
                 job.need = None
                 self._advance(job)
-        # 2. Prompts: one piece per request per step, each alone in its batch.
-        for job in [j for j in self._active if j.spans]:
-            assert job.slot is not None
-            slot = job.slot
-            start, stop = job.spans.popleft()
-            last = stop == len(job.prompt)
-            for pos in range(start, stop):
-                index = batch.add(job.prompt[pos], pos, slot.seq, last and pos == stop - 1)
+        # 2. Prompts: one piece per request per step. Several requests' pieces share a batch where that
+        #    leaves their bits alone (``prompt_batches``); on repacked weights, where a batch's last
+        #    ``n % row_group`` tokens take another kernel, each stays alone.
+        prompting = sorted((j for j in self._active if j.spans), key=lambda j: j.slot.seq if j.slot else 0)
+        lengths = [j.spans[0][1] - j.spans[0][0] for j in prompting]
+        batches = prompt_batches(lengths, self.n_batch) if self.row_group == 1 else [[i] for i in range(len(prompting))]
+        for indices in batches:
+            group = [prompting[i] for i in indices]
+            for job in group:
+                assert job.slot is not None
+                start, stop = job.spans[0]
+                for pos in range(start, stop):
+                    index = batch.add(job.prompt[pos], pos, job.slot.seq, pos == len(job.prompt) - 1)
+                if stop == len(job.prompt):
+                    job.logits_index = index
             context.decode()
-            slot.tokens.extend(job.prompt[start:stop])
-            if slot.canonical == start:
-                slot.canonical = canonical_stop(start, stop, self.row_group)
-            self.prefilled_tokens += stop - start
-            if last:
-                job.logits_index = index
-                self._advance(job)
+            for job in group:
+                assert job.slot is not None
+                slot = job.slot
+                start, stop = job.spans.popleft()
+                slot.tokens.extend(job.prompt[start:stop])
+                if slot.canonical == start:
+                    slot.canonical = canonical_stop(start, stop, self.row_group)
+                self.prefilled_tokens += stop - start
+                if stop == len(job.prompt):
+                    self._advance(job)
 
     # ------------------------------------------------------------ routing
 

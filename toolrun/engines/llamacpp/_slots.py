@@ -7,8 +7,10 @@ or cut anywhere into pieces of 8 tokens or more, gives bit-identical KV and
 logits (measured on both local models at 1 and 2 threads, 1,071-token prompts,
 pieces of 8 to 512). Pieces of 1 to 7 tokens take other kernel paths and do not.
 
-So prompts are evaluated in pieces of at least ``MIN_PIECE`` tokens, each alone
-in its batch, and the tokens computed that way are *canonical*. A request may
+So prompts are evaluated in pieces of at least ``MIN_PIECE`` tokens, and the
+tokens computed that way are *canonical*. Several requests' pieces may share a
+batch when llama.cpp's cut of it still leaves each sequence pieces of that size
+(:func:`prompt_batches`). A request may
 reuse any canonical prefix it shares with a slot, provided at least
 ``MIN_PIECE`` of its tokens are left to evaluate (the last token's logits must
 come from such a piece too). The KV it starts from and its logits are then bit
@@ -29,6 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from ._prefix_cache import common_prefix
 
@@ -89,6 +92,32 @@ def prompt_pieces(start: int, end: int, size: int, row_group: int = 1) -> list[t
         pieces.append((pos, stop))
         pos = stop
     return pieces
+
+
+def prompt_batches(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Which prompt pieces may be evaluated together: their indices, in order, grouped into batches.
+
+    ``lengths`` are the pieces' token counts, in sequence order. Beside other sequences llama.cpp
+    cuts a batch into ubatches holding the same number of tokens of each (``split_equal``), so a
+    piece is cut where a shorter piece of its batch ends. Pieces share a batch only while the
+    lengths in it, sorted, lie ``MIN_PIECE`` or more apart, and while it fits ``capacity`` tokens:
+    then every cut leaves pieces of ``MIN_PIECE`` or more, and their bits are what the pieces give
+    alone. (A piece under ``MIN_PIECE``, a whole short prompt, stays alone.)
+    """
+    batches: list[list[int]] = []
+    for index, length in enumerate(lengths):
+        batch = batches[-1] if batches else []
+        ends = sorted({lengths[i] for i in batch} | {length})
+        if (
+            batch
+            and min(ends) >= MIN_PIECE
+            and all(b - a >= MIN_PIECE for a, b in pairwise(ends))
+            and sum(lengths[i] for i in batch) + length <= capacity
+        ):
+            batch.append(index)
+        else:
+            batches.append([index])
+    return batches
 
 
 def canonical_stop(start: int, stop: int, row_group: int = 1) -> int:
