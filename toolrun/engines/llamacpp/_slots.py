@@ -19,7 +19,7 @@ time (an earlier answer) are never reused: a tool loop's next round evaluates
 them again.
 
 With llama.cpp's repacked weights (``batch_invariant=False``) one more rule holds
-(measured the same way on the default model): a batch's tokens are multiplied in
+(measured the same way, on both local models): a batch's tokens are multiplied in
 groups of :data:`REPACKED_ROW_GROUP` rows, and the last ``n % 4`` tokens of a
 batch of ``n`` take another kernel with other bits. So there only the grouped
 tokens of a piece are canonical, reuse stops at a multiple of the group, and every
@@ -98,8 +98,9 @@ def prompt_batches(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     """Which prompt pieces may be evaluated together: their indices, in order, grouped into batches.
 
     ``lengths`` are the pieces' token counts, in sequence order. Beside other sequences llama.cpp
-    cuts a batch into ubatches holding the same number of tokens of each (``split_equal``), so a
-    piece is cut where a shorter piece of its batch ends. Pieces share a batch only while the
+    cuts a batch into ubatches holding the same number of tokens of each run of consecutive sequence
+    ids (``split_equal``); neighbours advance together, so a piece is cut only where a shorter piece of
+    its batch ends, at that piece's length. Pieces share a batch only while the
     lengths in it, sorted, lie ``MIN_PIECE`` or more apart, and while it fits ``capacity`` tokens:
     then every cut leaves pieces of ``MIN_PIECE`` or more, and their bits are what the pieces give
     alone. (A piece under ``MIN_PIECE``, a whole short prompt, stays alone.)
