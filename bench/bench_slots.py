@@ -12,6 +12,10 @@
    libraries, through toolrun's ``SequenceContext``) and in the ``llama-server`` binary (its own
    ``timings``), 1 or 4 sequences, alternating rounds: whether the same llama.cpp computes slower
    as a library than as the binary.
+7. steps — one round of 4 concurrent requests (the throughput benchmark's prompts, greedy, 128
+   tokens) in the in-process engine and in ``llama-server -np 4``, alternating: the median decode step
+   and the prompt work of each, from toolrun's own timing of ``llama_decode`` and llama-server's
+   ``timings``, to tell where a gap in the throughput benchmark comes from.
 6. prefill — a tool list's prompt (one of the ttft benchmark's tool sets as JSON) evaluated
    in pieces of 512 on weights as stored and on llama.cpp's repacked weights, both local models,
    alternating rounds: what ``batch_invariant=False`` buys or costs for prompts.
@@ -25,6 +29,7 @@
     .venv/bin/python bench/bench_slots.py decode [--sequences 4] [--repacked]
     .venv/bin/python bench/bench_slots.py inprocess
     .venv/bin/python bench/bench_slots.py prefill
+    .venv/bin/python bench/bench_slots.py steps --rounds 6
     .venv/bin/python bench/bench_slots.py all --json bench/slots-results.json
 
 The machine is shared: every figure is a median over rounds, and the load is printed with it.
@@ -545,6 +550,102 @@ async def bench_inprocess(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+# ------------------------------------------------------------------ steps
+
+
+async def bench_steps(args: argparse.Namespace) -> dict[str, Any]:
+    """Decode-step and prompt milliseconds at 4 concurrent requests: the engine against llama-server."""
+    import httpx
+
+    from toolrun import DEFAULT_MODEL, AsyncAI
+    from toolrun._types import normalize_messages
+    from toolrun.engines import GenerationRequest, SamplingParams
+    from toolrun.engines.llamacpp import _context
+
+    decodes: list[tuple[int, float]] = []  # (tokens in the batch, seconds)
+    decode = _context.SequenceContext.decode
+
+    def timed_decode(self: Any) -> None:
+        tokens, started = self.batch.n, time.perf_counter()
+        decode(self)
+        decodes.append((tokens, time.perf_counter() - started))
+
+    _context.SequenceContext.decode = timed_decode  # type: ignore[method-assign]
+    engine = await AsyncAI(n_threads=args.threads).engine(DEFAULT_MODEL)
+    gguf = AsyncAI().weights(DEFAULT_MODEL)
+    port = free_port()
+    command = server_command(gguf, port, parallel=4, ctx_size=4 * 8192, threads=str(args.threads),
+                             extra=["--batch-size", "512", "--ubatch-size", "512",
+                                    "--flash-attn", args.llama_flash_attn, "--api-key", KEY])  # fmt: skip
+
+    async def ours(prompt: str) -> None:
+        request = GenerationRequest(
+            normalize_messages([{"role": "user", "content": prompt}]),
+            sampling=SamplingParams(max_tokens=args.max_tokens, temperature=0),
+        )
+        async for _ in engine.generate(request):
+            pass
+
+    async def theirs(client: httpx.AsyncClient, prompt: str) -> dict[str, Any]:
+        body = {"model": "qwen", "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": args.max_tokens, "temperature": 0}  # fmt: skip
+        response = await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)
+        response.raise_for_status()
+        timings: dict[str, Any] = response.json()["timings"]
+        return timings
+
+    rows: list[dict[str, Any]] = []
+    with server_process(command, f"http://127.0.0.1:{port}/health", timeout=600):
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {KEY}"}, timeout=600) as client:
+            await ours(PROMPTS[0])  # warm-up: the chat template's prefix
+            await theirs(client, PROMPTS[0])
+            for round_no in range(args.rounds):
+                prompts = [PROMPTS[(round_no + c) % len(PROMPTS)] for c in range(4)]
+                row: dict[str, Any] = {"round": round_no + 1}
+                for side in ("toolrun", "llama-server") if round_no % 2 == 0 else ("llama-server", "toolrun"):
+                    wait_for_quiet(args.wait_quiet)
+                    started = time.perf_counter()
+                    if side == "toolrun":
+                        decodes.clear()
+                        await asyncio.gather(*(ours(p) for p in prompts))
+                        steps = [s for n, s in decodes if n == 4]
+                        row["toolrun"] = {
+                            "wall_s": time.perf_counter() - started,
+                            "step_ms": statistics.median(steps) * 1000,
+                            "steps": len(steps),
+                            "prompt_ms": sum(s for n, s in decodes if n > 4) * 1000,
+                            "prompt_tokens": sum(n for n, _ in decodes if n > 4),
+                        }
+                    else:
+                        timings = await asyncio.gather(*(theirs(client, p) for p in prompts))
+                        row["llama-server"] = {
+                            "wall_s": time.perf_counter() - started,
+                            "step_ms": statistics.median(t["predicted_per_token_ms"] for t in timings),
+                            # The four prompts go in one batch: its time is each request's prompt_ms.
+                            "prompt_ms": max(t["prompt_ms"] for t in timings),
+                            "prompt_tokens": sum(t["prompt_n"] for t in timings),
+                        }
+                a, b = row["toolrun"], row["llama-server"]
+                print(
+                    f"  round {round_no + 1}: step toolrun {a['step_ms']:5.1f} ms, "
+                    f"llama-server {b['step_ms']:5.1f} ms; prompts {a['prompt_ms']:4.0f} ms for {a['prompt_tokens']} "
+                    f"tokens against {b['prompt_ms']:4.0f} ms for {b['prompt_tokens']}; "
+                    f"wall {a['wall_s']:.2f} against {b['wall_s']:.2f} s (load {load_average()})",
+                    flush=True,
+                )
+                rows.append(row)
+    await engine.aclose()
+    step_ratio = statistics.median(r["toolrun"]["step_ms"] / r["llama-server"]["step_ms"] for r in rows)
+    wall_ratio = statistics.median(r["toolrun"]["wall_s"] / r["llama-server"]["wall_s"] for r in rows)
+    prompt_ms = {side: statistics.median(r[side]["prompt_ms"] for r in rows) for side in ("toolrun", "llama-server")}
+    print(
+        f"  toolrun/llama-server per round, median: step time {step_ratio:.3f}, wall time {wall_ratio:.3f}; "
+        f"prompt work {prompt_ms['toolrun']:.0f} against {prompt_ms['llama-server']:.0f} ms a round",
+        flush=True,
+    )
+    return {"rounds": rows, "step_ratio": step_ratio, "wall_ratio": wall_ratio, "prompt_ms": prompt_ms}
+
+
 # ---------------------------------------------------------------- prefill
 
 SECOND_MODEL = "@local/qwen2.5-coder-1.5b-instruct"
@@ -608,7 +709,7 @@ def main() -> None:
         "what",
         nargs="?",
         default="all",
-        choices=["ttft", "memory", "throughput", "decode", "inprocess", "prefill", "all"],
+        choices=["ttft", "memory", "throughput", "decode", "inprocess", "prefill", "steps", "all"],
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[2, 4], help="ttft: client counts")
@@ -660,6 +761,9 @@ def main() -> None:
     if args.what == "prefill":
         print(f"Prompt evaluation, weights as stored vs repacked, {args.threads} threads:", flush=True)
         results["prefill"] = bench_prefill(args)
+    if args.what == "steps":
+        print(f"Decode steps and prompt work at 4 clients, max_tokens {args.max_tokens}:", flush=True)
+        results["steps"] = asyncio.run(bench_steps(args))
     results["load_average_at_end"] = load_average()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

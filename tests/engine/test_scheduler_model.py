@@ -159,3 +159,37 @@ def test_prompts_evaluated_in_one_batch_give_the_bits_they_give_alone(model: Lla
             assert np.array_equal(seen[0], expected)
     finally:
         scheduler.close()
+
+
+def test_a_repeated_prompt_evaluates_nothing_and_gets_the_bits_of_a_cold_run(model: LlamaModel) -> None:
+    scheduler = Scheduler(model.model, n_slots=2, n_ctx_seq=1024, n_threads=2, cache_bytes=0)
+    decodes = 0
+    decode = scheduler.context.decode
+
+    def counted() -> None:
+        nonlocal decodes
+        decodes += 1
+        decode()
+
+    scheduler.context.decode = counted  # type: ignore[method-assign]
+    try:
+        prompt = model.tokenize(ANSWERED.encode(), special=True)
+        cold: list[Any] = []
+        run_together(scheduler, [first_logits(prompt, cold)])
+        assert decodes == 1
+        # The slot then holds the prompt and a few decoded tokens; the same prompt again needs no decode.
+        again: list[Any] = []
+        run_together(scheduler, [greedy_writer(prompt, 3), first_logits(prompt, [])])
+        run_together(scheduler, [first_logits(prompt, again)])
+        assert scheduler.stats.reused_tokens >= len(prompt)
+        assert np.array_equal(again[0], cold[0])
+        before = decodes
+        repeated: list[Any] = []
+        run_together(scheduler, [first_logits(prompt, repeated)])
+        assert decodes == before and np.array_equal(repeated[0], cold[0])
+        # A prompt that only starts the same is evaluated (its last piece at least).
+        longer: list[Any] = []
+        run_together(scheduler, [first_logits(prompt + model.tokenize(FOLLOW_UP.encode(), special=True), longer)])
+        assert decodes > before and not np.array_equal(longer[0], cold[0])
+    finally:
+        scheduler.close()

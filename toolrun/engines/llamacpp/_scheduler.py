@@ -20,6 +20,7 @@ Requests are admitted in arrival order.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
@@ -81,9 +82,15 @@ class SequenceHandle:
 
     def logits_pointer(self) -> Any:
         """The logits of the last token evaluated for this sequence (valid until the program yields)."""
+        kept = self._job.kept_logits
+        if kept is not None:
+            return kept.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
         return self._scheduler.context.logits_pointer(self._job.logits_index)
 
     def logits(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        kept = self._job.kept_logits
+        if kept is not None:
+            return kept
         return self._scheduler.context.logits(self._job.logits_index)
 
     def save(self) -> tuple[list[int], int, bytes]:
@@ -98,7 +105,7 @@ class SequenceHandle:
         assert slot is not None
         tokens, canonical, state = saved
         self._scheduler.context.restore(slot.seq, state)
-        slot.tokens, slot.canonical = list(tokens), canonical
+        slot.replace(list(tokens), canonical)
 
     def truncate(self, n_tokens: int) -> None:
         """Drop the tokens (and their KV) after the first ``n_tokens``."""
@@ -120,6 +127,8 @@ class Job:
     spans: deque[tuple[int, int]] = field(default_factory=deque)
     prompt: list[int] = field(default_factory=list)
     logits_index: int = -1
+    #: The logits its prompt ended on, taken from the slot rather than evaluated (until it evaluates a token).
+    kept_logits: np.ndarray[Any, np.dtype[np.float32]] | None = None
     reused: int = 0
 
 
@@ -287,6 +296,10 @@ class Scheduler:
         job.spans = deque(prompt_pieces(start, len(need.tokens), self.n_batch, self.row_group))
         job.need = None
         self._active.append(job)
+        if start == len(need.tokens):  # the slot's own last prompt, again: its logits are kept
+            job.kept_logits = slot.prompt_logits
+            self._advance(job)
+            job.kept_logits = None
 
     def _finish(self, job: Job, error: BaseException | None) -> None:
         if job in self._active:
@@ -379,6 +392,8 @@ class Scheduler:
                     slot.canonical = canonical_stop(start, stop, self.row_group)
                 self.prefilled_tokens += stop - start
                 if stop == len(job.prompt):
+                    if slot.canonical == stop:
+                        slot.keep_prompt_logits(context.logits(job.logits_index))
                     self._advance(job)
 
     # ------------------------------------------------------------ routing
@@ -390,7 +405,7 @@ class Scheduler:
             return reusable(slot.tokens, slot.canonical, prompt, self.row_group)
 
         free = [s for s in self.slots if not s.busy]
-        own = {s.seq: reuse(s) for s in free}
+        own = {s.seq: len(prompt) if s.holds_prompt(prompt) else reuse(s) for s in free}
         if max(own.values()) > 0:
             target = max(free, key=lambda s: (own[s.seq], s.last_used))
         else:  # nothing to reuse here: overwrite the least recently used slot
@@ -419,7 +434,7 @@ class Scheduler:
         if state is not None:
             started = time.perf_counter()
             self.context.restore(target.seq, state)
-            target.tokens, target.canonical = tokens, len(tokens)
+            target.replace(tokens, len(tokens))
             self.stats.restores += 1
             start = best
             log.debug("restored a %d-token prefix in %.1f ms", len(tokens), (time.perf_counter() - started) * 1e3)

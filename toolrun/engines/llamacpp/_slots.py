@@ -16,7 +16,9 @@ reuse any canonical prefix it shares with a slot, provided at least
 come from such a piece too). The KV it starts from and its logits are then bit
 for bit what a cold run of the same prompt computes. Tokens decoded one at a
 time (an earlier answer) are never reused: a tool loop's next round evaluates
-them again.
+them again. A slot also keeps the logits its last prompt ended on, when that
+prompt's last piece was canonical: a request repeating the prompt exactly
+evaluates nothing.
 
 With llama.cpp's repacked weights (``batch_invariant=False``) one more rule holds
 (measured the same way, on both local models): a batch's tokens are multiplied in
@@ -32,6 +34,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
+
+import numpy as np
 
 from ._prefix_cache import common_prefix
 
@@ -53,6 +58,10 @@ class Slot:
     canonical: int = 0
     busy: bool = False
     last_used: float = 0.0
+    #: The logits a prompt of the first ``prompt_end`` tokens ended on, when its last piece was canonical:
+    #: a request with that very prompt takes them and evaluates nothing.
+    prompt_logits: np.ndarray[Any, np.dtype[np.float32]] | None = None
+    prompt_end: int = 0
 
     def canonical_tokens(self) -> list[int]:
         return self.tokens[: self.canonical]
@@ -61,6 +70,26 @@ class Slot:
         """Forget the tokens after the first ``n`` (the caller drops their KV)."""
         del self.tokens[n:]
         self.canonical = min(self.canonical, n)
+        if n < self.prompt_end:
+            self.forget_prompt_logits()
+
+    def replace(self, tokens: list[int], canonical: int) -> None:
+        """Hold ``tokens`` instead (restored KV), the first ``canonical`` of them exact."""
+        self.tokens, self.canonical = tokens, canonical
+        self.forget_prompt_logits()
+
+    def keep_prompt_logits(self, logits: np.ndarray[Any, np.dtype[np.float32]]) -> None:
+        """Keep a copy of the logits the prompt the slot now holds ended on (all of it canonical)."""
+        assert self.canonical == len(self.tokens)
+        self.prompt_logits, self.prompt_end = logits.copy(), len(self.tokens)
+
+    def forget_prompt_logits(self) -> None:
+        self.prompt_logits, self.prompt_end = None, 0
+
+    def holds_prompt(self, prompt: Sequence[int]) -> bool:
+        """Whether ``prompt`` is exactly the prompt whose last logits the slot kept."""
+        end = self.prompt_end
+        return self.prompt_logits is not None and len(prompt) == end and self.tokens[:end] == list(prompt)
 
     def touch(self) -> None:
         self.last_used = time.monotonic()
