@@ -77,6 +77,7 @@ def test_prompt_pieces_share_a_batch_only_where_llama_cpp_cuts_leave_whole_piece
     assert prompt_batches([300, 300, 300], 512) == [[0], [1], [2]]  # over the batch
     assert prompt_batches([256, 256, 100], 512) == [[0, 1], [2]]
     assert prompt_batches([], 512) == []
+    assert prompt_batches([21, 21], 512, REPACKED_ROW_GROUP) == [[0], [1]]  # repacked: always alone
 
 
 def test_lru_eviction_within_the_budget() -> None:

@@ -93,6 +93,19 @@ def test_a_many_token_evaluation_gives_the_same_bits_beside_other_requests(model
         scheduler.close()
 
 
+def count_decodes(scheduler: Scheduler) -> list[int]:
+    """Record the size of every batch the scheduler's context decodes from now on."""
+    sizes: list[int] = []
+    decode = scheduler.context.decode
+
+    def counted() -> None:
+        sizes.append(scheduler.context.batch.n)
+        decode()
+
+    scheduler.context.decode = counted  # type: ignore[method-assign]
+    return sizes
+
+
 def first_logits(prompt: list[int], seen: list[Any]) -> Program:
     """A request that evaluates its prompt and records the logits of its first token."""
 
@@ -134,15 +147,7 @@ def test_with_repacked_weights_a_reused_prefix_gives_the_same_bits_as_cold(repac
 
 def test_prompts_evaluated_in_one_batch_give_the_bits_they_give_alone(model: LlamaModel) -> None:
     scheduler = Scheduler(model.model, n_slots=3, n_ctx_seq=1024, n_threads=2, cache_bytes=0)
-    decodes = 0
-    decode = scheduler.context.decode
-
-    def counted() -> None:
-        nonlocal decodes
-        decodes += 1
-        decode()
-
-    scheduler.context.decode = counted  # type: ignore[method-assign]
+    decodes = count_decodes(scheduler)
     try:
         prompts = [model.tokenize(text.encode(), special=True) for text in (PROMPT, ANSWERED, ANSWERED + FOLLOW_UP)]
         assert [len(p) for p in prompts] == [20, 34, 49]  # llama.cpp cuts the last into 20 + 14 + 15
@@ -151,10 +156,10 @@ def test_prompts_evaluated_in_one_batch_give_the_bits_they_give_alone(model: Lla
             scheduler.clear()
             run_together(scheduler, [first_logits(prompt, alone)])
         scheduler.clear()
-        decodes = 0
+        decodes.clear()
         together: list[list[Any]] = [[], [], []]
         run_together(scheduler, [first_logits(p, seen) for p, seen in zip(prompts, together, strict=True)])
-        assert decodes == 1  # the three prompts shared one batch
+        assert len(decodes) == 1  # the three prompts shared one batch
         for seen, expected in zip(together, alone, strict=True):
             assert np.array_equal(seen[0], expected)
     finally:
@@ -163,33 +168,25 @@ def test_prompts_evaluated_in_one_batch_give_the_bits_they_give_alone(model: Lla
 
 def test_a_repeated_prompt_evaluates_nothing_and_gets_the_bits_of_a_cold_run(model: LlamaModel) -> None:
     scheduler = Scheduler(model.model, n_slots=2, n_ctx_seq=1024, n_threads=2, cache_bytes=0)
-    decodes = 0
-    decode = scheduler.context.decode
-
-    def counted() -> None:
-        nonlocal decodes
-        decodes += 1
-        decode()
-
-    scheduler.context.decode = counted  # type: ignore[method-assign]
+    decodes = count_decodes(scheduler)
     try:
         prompt = model.tokenize(ANSWERED.encode(), special=True)
         cold: list[Any] = []
         run_together(scheduler, [first_logits(prompt, cold)])
-        assert decodes == 1
+        assert len(decodes) == 1
         # The slot then holds the prompt and a few decoded tokens; the same prompt again needs no decode.
         again: list[Any] = []
         run_together(scheduler, [greedy_writer(prompt, 3), first_logits(prompt, [])])
         run_together(scheduler, [first_logits(prompt, again)])
         assert scheduler.stats.reused_tokens >= len(prompt)
         assert np.array_equal(again[0], cold[0])
-        before = decodes
+        before = len(decodes)
         repeated: list[Any] = []
         run_together(scheduler, [first_logits(prompt, repeated)])
-        assert decodes == before and np.array_equal(repeated[0], cold[0])
+        assert len(decodes) == before and np.array_equal(repeated[0], cold[0])
         # A prompt that only starts the same is evaluated (its last piece at least).
         longer: list[Any] = []
         run_together(scheduler, [first_logits(prompt + model.tokenize(FOLLOW_UP.encode(), special=True), longer)])
-        assert decodes > before and not np.array_equal(longer[0], cold[0])
+        assert len(decodes) > before and not np.array_equal(longer[0], cold[0])
     finally:
         scheduler.close()

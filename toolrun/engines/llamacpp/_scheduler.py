@@ -368,12 +368,10 @@ class Scheduler:
                 job.need = None
                 self._advance(job)
         # 2. Prompts: one piece per request per step. Several requests' pieces share a batch where that
-        #    leaves their bits alone (``prompt_batches``); on repacked weights, where a batch's last
-        #    ``n % row_group`` tokens take another kernel, each stays alone.
+        #    leaves their bits alone (``prompt_batches``).
         prompting = sorted((j for j in self._active if j.spans), key=lambda j: j.slot.seq if j.slot else 0)
         lengths = [j.spans[0][1] - j.spans[0][0] for j in prompting]
-        batches = prompt_batches(lengths, self.n_batch) if self.row_group == 1 else [[i] for i in range(len(prompting))]
-        for indices in batches:
+        for indices in prompt_batches(lengths, self.n_batch, self.row_group):
             group = [prompting[i] for i in indices]
             for job in group:
                 assert job.slot is not None

@@ -123,7 +123,7 @@ def prompt_pieces(start: int, end: int, size: int, row_group: int = 1) -> list[t
     return pieces
 
 
-def prompt_batches(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+def prompt_batches(lengths: Sequence[int], capacity: int, row_group: int = 1) -> list[list[int]]:
     """Which prompt pieces may be evaluated together: their indices, in order, grouped into batches.
 
     ``lengths`` are the pieces' token counts, in sequence order. Beside other sequences llama.cpp
@@ -132,8 +132,12 @@ def prompt_batches(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     its batch ends, at that piece's length. Pieces share a batch only while the
     lengths in it, sorted, lie ``MIN_PIECE`` or more apart, and while it fits ``capacity`` tokens:
     then every cut leaves pieces of ``MIN_PIECE`` or more, and their bits are what the pieces give
-    alone. (A piece under ``MIN_PIECE``, a whole short prompt, stays alone.)
+    alone. (A piece under ``MIN_PIECE``, a whole short prompt, stays alone.) On repacked weights
+    (``row_group`` > 1) every piece stays alone: a batch's last ``n % row_group`` tokens take another
+    kernel, and which tokens those are would depend on the other pieces.
     """
+    if row_group != 1:
+        return [[index] for index in range(len(lengths))]
     batches: list[list[int]] = []
     for index, length in enumerate(lengths):
         batch = batches[-1] if batches else []
