@@ -5,20 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from seed_testing import SEED_MESSAGES, SEED_TOOL
 
 from toolrun import DEFAULT_MODEL, ContextOverflowError
 
 pytestmark = pytest.mark.model
 
-GITHUB_TOOL = {
-    "name": "getGithubUser",
-    "description": "Provides publicly available information about someone with a GitHub account.",
-    "parameters": {
-        "type": "object",
-        "properties": {"username": {"type": "string", "description": "The username of the Github user"}},
-        "required": ["username"],
-    },
-}
 WEATHER_TOOL = {
     "type": "function",
     "function": {
@@ -39,8 +31,8 @@ GREEDY = {"temperature": 0}
 
 def test_seed_traditional_flow(ai, github_standin):
     """The seed example, both halves: the model asks for the tool, we run it, it answers from the result."""
-    messages = [{"role": "user", "content": "Who is Cloudflare on github?"}]
-    out = ai.run(DEFAULT_MODEL, {"messages": messages, "tools": [GITHUB_TOOL], **GREEDY})
+    messages = [dict(m) for m in SEED_MESSAGES]
+    out = ai.run(DEFAULT_MODEL, {"messages": messages, "tools": [SEED_TOOL], **GREEDY})
     assert out["tool_calls"], out
     call = out["tool_calls"][0]
     assert call["name"] == "getGithubUser"
@@ -52,7 +44,7 @@ def test_seed_traditional_flow(ai, github_standin):
         {"role": "assistant", "content": "", "tool_call": call["name"]},
         {"role": "tool", "name": call["name"], "content": json.dumps(result)},
     ]
-    final = ai.run(DEFAULT_MODEL, {"messages": messages, "tools": [GITHUB_TOOL], **GREEDY})
+    final = ai.run(DEFAULT_MODEL, {"messages": messages, "tools": [SEED_TOOL], **GREEDY})
     assert final["tool_calls"] == []
     # The answer must use the stand-in's data, not only echo the question.
     facts = ("organization", "san francisco", "513", "9400", "9,400", "cloudflare.com")
@@ -122,7 +114,7 @@ async def test_tool_choice_required_forces_a_valid_call_even_for_chit_chat(async
         DEFAULT_MODEL,
         {
             "messages": [{"role": "user", "content": "Hello there, how are you doing?"}],
-            "tools": [GITHUB_TOOL, WEATHER_TOOL],
+            "tools": [SEED_TOOL, WEATHER_TOOL],
             "tool_choice": "required",
             **GREEDY,
         },
@@ -139,7 +131,7 @@ async def test_named_tool_choice_calls_that_tool(async_ai):
         DEFAULT_MODEL,
         {
             "messages": [{"role": "user", "content": "Tell me about the city of Lyon."}],
-            "tools": [GITHUB_TOOL, WEATHER_TOOL],
+            "tools": [SEED_TOOL, WEATHER_TOOL],
             "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
             **GREEDY,
         },
@@ -155,7 +147,7 @@ async def test_streaming_text_and_tool_call_events(async_ai):
             DEFAULT_MODEL,
             {
                 "messages": [{"role": "user", "content": "Who is torvalds on github?"}],
-                "tools": [GITHUB_TOOL],
+                "tools": [SEED_TOOL],
                 "stream": True,
                 **GREEDY,
             },
