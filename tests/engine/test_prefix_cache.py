@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from toolrun.engines.llamacpp._prefix_cache import PrefixCache, common_prefix
 from toolrun.engines.llamacpp._slots import (
     MIN_PIECE,
@@ -105,3 +107,16 @@ def test_best_match_and_prefixes_superseded() -> None:
     assert cache.best([1, 2, 3, 9]) == ((1, 2, 3, 4), 3)
     assert cache.best([7]) is None
     assert cache.covers([1, 2, 3]) and not cache.covers([1, 2, 3, 4, 5])
+
+
+def test_kept_logits_count_against_the_budget_and_come_back_with_their_state() -> None:
+    logits = np.arange(25, dtype=np.float32)  # 100 bytes
+    cache = PrefixCache(budget_bytes=250)
+    assert cache.put([1, 2, 3], b"a" * 100, logits)
+    assert cache.held_bytes == 200 and cache.has_logits([1, 2, 3]) and not cache.has_logits([1, 2])
+    logits[0] = -1  # the cache holds its own copy
+    state, kept = cache.get((1, 2, 3))
+    assert state == b"a" * 100 and kept is not None and kept[0] == 0
+    assert cache.put([4, 5], b"b" * 100)  # 300 bytes would not fit: the first entry goes
+    assert (1, 2, 3) not in cache and cache.held_bytes == 100
+    assert not cache.put([6], b"c" * 200, logits)  # state and logits together exceed the budget

@@ -190,3 +190,43 @@ def test_a_repeated_prompt_evaluates_nothing_and_gets_the_bits_of_a_cold_run(mod
         assert len(decodes) > before and not np.array_equal(longer[0], cold[0])
     finally:
         scheduler.close()
+
+
+def test_a_prompt_saved_to_ram_keeps_its_logits_and_its_repeat_evaluates_nothing(model: LlamaModel) -> None:
+    # One slot: the second prompt overwrites the first, which goes to RAM with the logits it ended on.
+    scheduler = Scheduler(model.model, n_slots=1, n_ctx_seq=1024, n_threads=2, cache_bytes=64 << 20)
+    decodes = count_decodes(scheduler)
+    try:
+        first = model.tokenize(ANSWERED.encode(), special=True)
+        second = model.tokenize(DETOUR.encode(), special=True)
+        cold: list[Any] = []
+        run_together(scheduler, [greedy_writer(first, 3), first_logits(first, cold)])
+        run_together(scheduler, [first_logits(second, [])])
+        assert scheduler.stats.saves == 1
+        before = len(decodes)
+        again: list[Any] = []
+        run_together(scheduler, [first_logits(first, again)])
+        assert scheduler.stats.restores == 1
+        assert len(decodes) == before, "the restored prompt was evaluated again"
+        assert np.array_equal(again[0], cold[0])
+    finally:
+        scheduler.close()
+
+
+def test_a_prompt_another_slot_is_generating_from_is_copied_with_its_logits(model: LlamaModel) -> None:
+    scheduler = Scheduler(model.model, n_slots=2, n_ctx_seq=1024, n_threads=2, cache_bytes=0)
+    decodes = count_decodes(scheduler)
+    try:
+        prompt = model.tokenize(ANSWERED.encode(), special=True)
+        cold: list[Any] = []
+        run_together(scheduler, [first_logits(prompt, cold)])
+        before = len(decodes)
+        # The first request takes the slot holding the prompt and decodes; the second gets the other
+        # slot, a copy of the first's prompt and its logits, and evaluates nothing.
+        copied: list[Any] = []
+        run_together(scheduler, [greedy_writer(prompt, 4), first_logits(prompt, copied)])
+        assert scheduler.stats.restores == 1
+        assert decodes[before:] == [1] * 4, "only the writer's own tokens were decoded"
+        assert np.array_equal(copied[0], cold[0])
+    finally:
+        scheduler.close()

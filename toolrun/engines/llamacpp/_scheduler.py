@@ -33,7 +33,7 @@ import numpy as np
 
 from ..._errors import ContextOverflowError, EngineError
 from ._context import SequenceContext
-from ._prefix_cache import CacheStats, PrefixCache
+from ._prefix_cache import CacheStats, Logits, PrefixCache
 from ._slots import MIN_PIECE, Slot, canonical_stop, prompt_batches, prompt_pieces, reusable
 
 log = logging.getLogger("toolrun.engines.llamacpp")
@@ -144,7 +144,7 @@ class Scheduler:
         n_threads: int,
         cache_bytes: int,
         n_batch: int = 512,
-        min_save_tokens: int = 256,
+        min_save_tokens: int = MIN_PIECE,
         min_save_gain: int = 64,
         row_group: int = 1,
     ) -> None:
@@ -157,7 +157,7 @@ class Scheduler:
         #: Prompt tokens that must be evaluated together for their bits to be reusable (see ``_slots``).
         self.row_group = row_group
         #: A slot's prefix is saved to RAM only if it is this long, and only if this many of its tokens
-        #: would otherwise be lost.
+        #: (or a quarter of them, for a prefix shorter than four times this) would otherwise be lost.
         self.min_save_tokens = min_save_tokens
         self.min_save_gain = min_save_gain
         self.slots = [Slot(i) for i in range(n_slots)]
@@ -411,28 +411,37 @@ class Scheduler:
         start = own[target.seq]
 
         # A longer prefix elsewhere: in another slot (busy or not), or saved in RAM.
+        # (An exact repeat of a prompt whose logits were kept there is taken whole.)
         best, source_slot, source_key = start, None, None
         for slot in self.slots:
-            if slot is not target and (n := reuse(slot)) > best:
+            if slot is not target and (n := len(prompt) if slot.holds_prompt(prompt) else reuse(slot)) > best:
                 best, source_slot = n, slot
         found = self.cache.best(prompt)
-        if found is not None and (n := reusable(found[0], len(found[0]), prompt, self.row_group)) > best:
-            best, source_slot, source_key = n, None, found[0]
+        if found is not None:
+            key = found[0]
+            exact = len(key) == len(prompt) and self.cache.has_logits(key)
+            if (n := len(prompt) if exact else reusable(key, len(key), prompt, self.row_group)) > best:
+                best, source_slot, source_key = n, None, key
 
         state: bytes | None = None
+        logits: Logits | None = None
         if best > start:
             # Taken before the target is saved: saving may evict this very entry.
             if source_key is not None:
-                tokens, state = list(source_key), self.cache.get(source_key)
+                tokens = list(source_key)
+                state, logits = self.cache.get(source_key)
             else:
                 assert source_slot is not None
                 tokens, state = source_slot.canonical_tokens(), self.context.save(source_slot.seq)
+                logits = source_slot.prompt_logits if source_slot.holds_prompt(prompt) else None
         if best > start or start < target.canonical // 2:
             self._save(target, keep=0 if best > start else start)  # about to lose most of it: keep it in RAM
         if state is not None:
             started = time.perf_counter()
             self.context.restore(target.seq, state)
             target.replace(tokens, len(tokens))
+            if logits is not None and best == len(prompt):
+                target.keep_prompt_logits(logits)
             self.stats.restores += 1
             start = best
             log.debug("restored a %d-token prefix in %.1f ms", len(tokens), (time.perf_counter() - started) * 1e3)
@@ -443,15 +452,20 @@ class Scheduler:
     def _save(self, slot: Slot, keep: int) -> None:
         """Keep ``slot``'s canonical prefix in RAM before all but ``keep`` of its tokens are overwritten."""
         tokens = slot.canonical_tokens()
-        if len(tokens) < self.min_save_tokens or len(tokens) - keep < self.min_save_gain:
+        # An entry's bytes grow with its length, and what it saves is the tokens that would be lost: a
+        # long prefix is kept for a long loss only (a new user turn after a 1,000-token tool list is not
+        # worth 12 MB), a short prompt whole (a few hundred KB, and its logits).
+        lost = len(tokens) - keep
+        if len(tokens) < self.min_save_tokens or lost < min(self.min_save_gain, len(tokens) // 4):
             return
+        logits = slot.prompt_logits if slot.prompt_end == len(tokens) else None
         key = tuple(tokens)
-        if key in self.cache:
+        if key in self.cache and (logits is None or self.cache.has_logits(key)):
             self.cache.get(key)  # wanted again: now the most recent
             return
-        if self.cache.covers(tokens):
+        if key not in self.cache and self.cache.covers(tokens):
             return
         # Only the canonical cells: the tail (decoded tokens) is never reused.
         self.context.remove(slot.seq, len(tokens), -1)
         slot.truncate(len(tokens))
-        self.cache.put(tokens, self.context.save(slot.seq))
+        self.cache.put(tokens, self.context.save(slot.seq), logits)
