@@ -5,23 +5,24 @@
    follows a request with the same tool set (greedy, streaming, in-process engine).
 2. memory — 16 distinct tool sets in turn under a small prefix-cache budget: evictions, the
    cache's bytes after every request (never over the budget) and the process's RSS (no growth).
-5. inprocess — where the engine's time goes with 1 and 4 concurrent requests (the throughput
-   benchmark's prompts, greedy, 128 tokens), in-process: the share of the wall time spent inside
-   ``llama_decode``, and the work of the requests' own programs (sampling, parsing) per step.
-4. decode — llama.cpp's decode step alone, in the library toolrun calls (llama-cpp-python's shared
-   libraries, through toolrun's ``SequenceContext``) and in the ``llama-server`` binary (its own
-   ``timings``), 1 or 4 sequences, alternating rounds: whether the same llama.cpp computes slower
-   as a library than as the binary.
-7. steps — one round of 4 concurrent requests (the throughput benchmark's prompts, greedy, 128
+3. throughput — ``toolrun serve`` and llama.cpp's own ``llama-server -np 4`` on the same GGUF,
+   both built from the same llama.cpp (see bench/llama_server.py), side by side, each measurement
+   taken on both back to back (which goes first rotating round by round): aggregate tokens/s at 1 and 4
+   concurrent clients, greedy, 128 tokens; each round's own ratio and their median.
+4. steps — one round of 4 concurrent requests (the throughput benchmark's prompts, greedy, 128
    tokens) in the in-process engine and in ``llama-server -np 4``, alternating: the median decode step
    and the prompt work of each, from toolrun's own timing of ``llama_decode`` and llama-server's
    ``timings``, to tell where a gap in the throughput benchmark comes from.
-6. prefill — a tool list's prompt (one of the ttft benchmark's tool sets as JSON) evaluated
+5. inprocess — where the engine's time goes with 1 and 4 concurrent requests (the throughput
+   benchmark's prompts, greedy, 128 tokens), in-process: the share of the wall time spent inside
+   ``llama_decode``, and the work of the requests' own programs (sampling, parsing) per step.
+6. decode — llama.cpp's decode step alone, in the library toolrun calls (llama-cpp-python's shared
+   libraries, through toolrun's ``SequenceContext``) and in the ``llama-server`` binary (its own
+   ``timings``), 1 or 4 sequences, alternating rounds: whether the same llama.cpp computes slower
+   as a library than as the binary.
+7. prefill — a tool list's prompt (one of the ttft benchmark's tool sets as JSON) evaluated
    in pieces of 512 on weights as stored and on llama.cpp's repacked weights, both local models,
    alternating rounds: what ``batch_invariant=False`` buys or costs for prompts.
-3. throughput — ``toolrun serve`` and llama.cpp's own ``llama-server -np 4`` on the same GGUF,
-   both built from the same llama.cpp (see bench/llama_server.py), side by side in alternating
-   rounds: aggregate tokens/s at 1 and 4 concurrent clients, greedy, 128 tokens.
 
     .venv/bin/python bench/bench_slots.py ttft
     .venv/bin/python bench/bench_slots.py memory
@@ -46,6 +47,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -303,29 +305,31 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
         ]
         for _, base, model, _, _ in sides:  # warm-up: first-use allocations, the chat template's prefix
             asyncio.run(_compare_run(base, model, 4, 1, 16))
+        # Each measurement runs on every side back to back (the sides' order rotating round by round),
+        # so a pair of measurements is seconds apart: the machine's speed drifts by up to 20 % within a
+        # minute, and a pair taken further apart measures the drift.
+        kinds = [(key, clients, per_client) for key, clients, per_client in
+                 (("one_client", 1, args.one_client_requests), ("four_clients", 4, args.four_client_rounds))
+                 if per_client > 0]  # fmt: skip
         for round_no in range(args.rounds):
             order = list(zip(sides, procs))
             shift = round_no % len(order)
-            order = order[shift:] + order[:shift]  # rotate which side goes first
-            for (label, base, model, _, _), proc in order:
-                wait_for_quiet(args.wait_quiet)
-                with OthersMeter(proc.pid) as meter:
-                    one = asyncio.run(
-                        _compare_run(base, model, 1, args.one_client_requests, args.max_tokens, first_prompt=round_no)
+            order = order[shift:] + order[:shift]
+            for key, clients, per_client in kinds:
+                for (label, base, model, _, _), proc in order:
+                    wait_for_quiet(args.wait_quiet)
+                    with OthersMeter(proc.pid) as meter:
+                        run = asyncio.run(
+                            _compare_run(base, model, clients, per_client, args.max_tokens, first_prompt=round_no)
+                        )
+                    note = (
+                        f"round {round_no + 1} {label:33s} {clients} client(s) "
+                        f"{sum(r[1] for r in run['rows']) / run['wall_s']:5.1f} tok/s  "
+                        f"(other processes used {meter.others_cores:.2f} cores; load {load_average()})"
                     )
-                    four = asyncio.run(
-                        _compare_run(base, model, 4, args.four_client_rounds, args.max_tokens, first_prompt=round_no)
-                    )
-                note = (
-                    f"round {round_no + 1} {label:26s} 1 client "
-                    f"{sum(r[1] for r in one['rows']) / one['wall_s']:5.1f} tok/s · 4 clients "
-                    f"{sum(r[1] for r in four['rows']) / four['wall_s']:5.1f} tok/s  "
-                    f"(other processes used {meter.others_cores:.2f} cores; load {load_average()})"
-                )
-                print(f"  {note}", flush=True)
-                notes.append(note)
-                runs[label]["one_client"].append(one)
-                runs[label]["four_clients"].append(four)
+                    print(f"  {note}", flush=True)
+                    notes.append(note)
+                    runs[label][key].append(run)
     results: dict[str, Any] = {
         "gguf": gguf,
         "llama_server": str(binary),
@@ -338,7 +342,7 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
     for label, *_ in sides:
         summary: dict[str, Any] = {}
         medians[label] = {}
-        for key, clients in (("one_client", 1), ("four_clients", 4)):
+        for key, clients, _ in kinds:
             per_round = [sum(r[1] for r in run["rows"]) / run["wall_s"] for run in runs[label][key]]
             summary[key] = {
                 **_summarise(runs[label][key], clients),
@@ -354,15 +358,16 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
         if label not in medians:
             continue
         ours = medians[label]
-        for key, name in (("one_client", "1 client"), ("four_clients", "4 clients")):
+        names = {"one_client": "1 client", "four_clients": "4 clients"}
+        for key in ours:
             print(
-                f"  {name}: {label} {ours[key]:5.1f} tok/s, llama-server {theirs[key]:5.1f} tok/s, "
+                f"  {names[key]}: {label} {ours[key]:5.1f} tok/s, llama-server {theirs[key]:5.1f} tok/s, "
                 f"ratio {ours[key] / theirs[key]:.3f}" + ("  (goal >= 0.95)" if key == "four_clients" else ""),
                 flush=True,
             )
         ratios = {key: ours[key] / theirs[key] for key in ours}
-        # The machine's speed drifts between rounds: each round's own ratio (the two servers measured
-        # minutes apart) is the steadier figure.
+        # The machine's speed drifts between rounds: each round's own ratio (the sides measured back to
+        # back) is the steadier figure.
         per_round = {
             key: [
                 mine / other
@@ -374,9 +379,9 @@ def bench_throughput(args: argparse.Namespace) -> dict[str, Any]:
             ]
             for key in ours
         }
-        for key, name in (("one_client", "1 client"), ("four_clients", "4 clients")):
+        for key in ours:
             print(
-                f"  {name}: {label} per-round ratios {', '.join(f'{r:.3f}' for r in per_round[key])}; "
+                f"  {names[key]}: {label} per-round ratios {', '.join(f'{r:.3f}' for r in per_round[key])}; "
                 f"median {statistics.median(per_round[key]):.3f}",
                 flush=True,
             )
@@ -703,6 +708,10 @@ def bench_prefill(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------- main
 
 
+#: What ``all`` runs: the issue's goals.
+ALL_SECTIONS = ("ttft", "memory", "throughput")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -710,6 +719,7 @@ def main() -> None:
         nargs="?",
         default="all",
         choices=["ttft", "memory", "throughput", "decode", "inprocess", "prefill", "steps", "all"],
+        help=f"the section to run; all: {', '.join(ALL_SECTIONS)}",
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[2, 4], help="ttft: client counts")
@@ -717,8 +727,12 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=3, help="memory: passes over the 16 tool sets")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--sequences", type=int, default=1, choices=[1, 2, 3, 4], help="decode: sequences per step")
-    parser.add_argument("--one-client-requests", type=int, default=2, help="throughput: per round, at 1 client")
-    parser.add_argument("--four-client-rounds", type=int, default=2, help="throughput: requests per client per round")
+    parser.add_argument(
+        "--one-client-requests", type=int, default=2, help="throughput: requests per round at 1 client (0: skip)"
+    )
+    parser.add_argument(
+        "--four-client-rounds", type=int, default=2, help="throughput: requests per client per round at 4 (0: skip)"
+    )
     parser.add_argument(
         "--repacked",
         action="store_true",
@@ -743,27 +757,24 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "load_average_at_start": load_average()}
     print(f"{results['machine']}; load average {results['load_average_at_start']}", flush=True)
-    if args.what in ("ttft", "all"):
-        print("TTFT, clients with different tool sets taking turns:", flush=True)
-        results["ttft"] = asyncio.run(bench_ttft(args))
-    if args.what in ("memory", "all"):
-        print(f"Prefix cache under 16 tool sets, budget {args.budget_mb} MB:", flush=True)
-        results["memory"] = asyncio.run(bench_memory(args))
-    if args.what in ("throughput", "all"):
-        print(f"Throughput vs llama-server, greedy, max_tokens {args.max_tokens}, {args.threads} threads:", flush=True)
-        results["throughput"] = bench_throughput(args)
-    if args.what == "decode":
-        print(f"Decode step, library vs binary, {args.sequences} sequence(s), {args.threads} threads:", flush=True)
-        results["decode"] = bench_decode(args)
-    if args.what == "inprocess":
-        print(f"Where the engine's time goes, max_tokens {args.max_tokens}, {args.threads} threads:", flush=True)
-        results["inprocess"] = asyncio.run(bench_inprocess(args))
-    if args.what == "prefill":
-        print(f"Prompt evaluation, weights as stored vs repacked, {args.threads} threads:", flush=True)
-        results["prefill"] = bench_prefill(args)
-    if args.what == "steps":
-        print(f"Decode steps and prompt work at 4 clients, max_tokens {args.max_tokens}:", flush=True)
-        results["steps"] = asyncio.run(bench_steps(args))
+    sections: dict[str, tuple[str, Callable[[argparse.Namespace], Any]]] = {
+        "ttft": ("TTFT, clients with different tool sets taking turns:", lambda a: asyncio.run(bench_ttft(a))),
+        "memory": (f"Prefix cache under 16 tool sets, budget {args.budget_mb} MB:",
+                   lambda a: asyncio.run(bench_memory(a))),
+        "throughput": (f"Throughput vs llama-server, greedy, max_tokens {args.max_tokens}, {args.threads} threads:",
+                       bench_throughput),
+        "decode": (f"Decode step, library vs binary, {args.sequences} sequence(s), {args.threads} threads:",
+                   bench_decode),
+        "inprocess": (f"Where the engine's time goes, max_tokens {args.max_tokens}, {args.threads} threads:",
+                      lambda a: asyncio.run(bench_inprocess(a))),
+        "prefill": (f"Prompt evaluation, weights as stored vs repacked, {args.threads} threads:", bench_prefill),
+        "steps": (f"Decode steps and prompt work at 4 clients, max_tokens {args.max_tokens}:",
+                  lambda a: asyncio.run(bench_steps(a))),
+    }  # fmt: skip
+    for name in ALL_SECTIONS if args.what == "all" else (args.what,):
+        title, run = sections[name]
+        print(title, flush=True)
+        results[name] = run(args)
     results["load_average_at_end"] = load_average()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
