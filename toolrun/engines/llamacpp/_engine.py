@@ -368,9 +368,7 @@ class LlamaCppEngine(Engine):
                             break
                     if not in_calls or not (deciding_more or trying):
                         pass  # answering in text, or no decision to take after a call: the model writes on
-                    elif (
-                        deciding_more and continue_share(sampler.raw_logits(), decisions) >= self.another_call_threshold
-                    ):
+                    elif deciding_more and self._another_call(continue_share(sampler.raw_logits(), decisions)):
                         forbid = decisions.end  # decided: another call
                     elif trying:
                         assert isinstance(parser, StreamParser)
@@ -439,6 +437,11 @@ class LlamaCppEngine(Engine):
         if trial.first:
             return first_call_fits(call, request)
         return further_call_kept(call, turn_calls, request, grounding)
+
+    def _another_call(self, share: float) -> bool:
+        """After a call: whether the model's share of going on to another call reaches the threshold."""
+        log.debug("another call: share %.3f (go on at %.2f)", share, self.another_call_threshold)
+        return share >= self.another_call_threshold
 
     def _model_agrees(
         self, llm: Any, seq: SequenceHandle, trial: _Trial, request: GenerationRequest
