@@ -213,6 +213,24 @@ def test_a_prompt_saved_to_ram_keeps_its_logits_and_its_repeat_evaluates_nothing
         scheduler.close()
 
 
+def test_a_saved_prompt_of_the_same_length_is_not_taken_for_an_exact_repeat(model: LlamaModel) -> None:
+    scheduler = Scheduler(model.model, n_slots=1, n_ctx_seq=1024, n_threads=2, cache_bytes=64 << 20)
+    try:
+        saved = model.tokenize(ANSWERED.encode(), special=True)
+        other = saved[:-1] + model.tokenize(b"!", special=False)  # the same length, the last token differs
+        assert len(other) == len(saved) and other != saved
+        cold: list[Any] = []
+        run_together(scheduler, [first_logits(other, cold)])
+        scheduler.clear()
+        run_together(scheduler, [first_logits(saved, [])])
+        run_together(scheduler, [first_logits(model.tokenize(DETOUR.encode(), special=True), [])])  # saved to RAM
+        warm: list[Any] = []
+        run_together(scheduler, [first_logits(other, warm)])
+        assert np.array_equal(warm[0], cold[0])
+    finally:
+        scheduler.close()
+
+
 def test_a_prompt_another_slot_is_generating_from_is_copied_with_its_logits(model: LlamaModel) -> None:
     scheduler = Scheduler(model.model, n_slots=2, n_ctx_seq=1024, n_threads=2, cache_bytes=0)
     decodes = count_decodes(scheduler)

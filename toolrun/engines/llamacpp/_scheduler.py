@@ -418,8 +418,8 @@ class Scheduler:
                 best, source_slot = n, slot
         found = self.cache.best(prompt)
         if found is not None:
-            key = found[0]
-            exact = len(key) == len(prompt) and self.cache.has_logits(key)
+            key, shared = found
+            exact = shared == len(key) == len(prompt) and self.cache.has_logits(key)
             if (n := len(prompt) if exact else reusable(key, len(key), prompt, self.row_group)) > best:
                 best, source_slot, source_key = n, None, key
 
