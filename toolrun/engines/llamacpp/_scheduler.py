@@ -400,10 +400,13 @@ class Scheduler:
         """The free slot for ``prompt`` and how many of its tokens it already holds (see module doc)."""
 
         def reuse(slot: Slot) -> int:
+            """Tokens ``slot`` spares: the whole prompt if it is the slot's kept one, else its canonical prefix."""
+            if slot.holds_prompt(prompt):
+                return len(prompt)
             return reusable(slot.tokens, slot.canonical, prompt, self.row_group)
 
         free = [s for s in self.slots if not s.busy]
-        own = {s.seq: len(prompt) if s.holds_prompt(prompt) else reuse(s) for s in free}
+        own = {s.seq: reuse(s) for s in free}
         if max(own.values()) > 0:
             target = max(free, key=lambda s: (own[s.seq], s.last_used))
         else:  # nothing to reuse here: overwrite the least recently used slot
@@ -414,7 +417,7 @@ class Scheduler:
         # (An exact repeat of a prompt whose logits were kept there is taken whole.)
         best, source_slot, source_key = start, None, None
         for slot in self.slots:
-            if slot is not target and (n := len(prompt) if slot.holds_prompt(prompt) else reuse(slot)) > best:
+            if slot is not target and (n := reuse(slot)) > best:
                 best, source_slot = n, slot
         found = self.cache.best(prompt)
         if found is not None:
