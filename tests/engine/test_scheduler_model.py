@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,18 @@ FOLLOW_UP = "<|im_start|>user\nWhere does the Rhine rise?<|im_end|>\n<|im_start|
 
 
 Program = Callable[[SequenceHandle], Generator[Need, None, None]]
+
+
+@contextmanager
+def scheduler_on(model: LlamaModel, n_slots: int, cache_bytes: int = 0, row_group: int = 1) -> Iterator[Scheduler]:
+    """A scheduler over ``model``'s weights with 1,024-token slots and 2 threads, closed afterwards."""
+    scheduler = Scheduler(
+        model.model, n_slots=n_slots, n_ctx_seq=1024, n_threads=2, cache_bytes=cache_bytes, row_group=row_group
+    )
+    try:
+        yield scheduler
+    finally:
+        scheduler.close()
 
 
 def run_together(scheduler: Scheduler, programs: list[Program]) -> None:
@@ -77,8 +90,7 @@ def detour(prompt: list[int], question: list[int], seen: list[Any]) -> Program:
 
 
 def test_a_many_token_evaluation_gives_the_same_bits_beside_other_requests(model: LlamaModel) -> None:
-    scheduler = Scheduler(model.model, n_slots=4, n_ctx_seq=1024, n_threads=2, cache_bytes=0)
-    try:
+    with scheduler_on(model, n_slots=4) as scheduler:
         prompt = model.tokenize(PROMPT.encode(), special=True)
         question = model.tokenize(DETOUR.encode(), special=True)
         assert len(question) > 16
@@ -89,8 +101,6 @@ def test_a_many_token_evaluation_gives_the_same_bits_beside_other_requests(model
         others = [greedy_writer(model.tokenize(f"Count to {n}:".encode()), 24) for n in (10, 20, 30)]
         run_together(scheduler, [*others, detour(prompt, question, beside)])
         assert np.array_equal(beside[0], alone[0])
-    finally:
-        scheduler.close()
 
 
 def count_decodes(scheduler: Scheduler) -> list[int]:
@@ -126,10 +136,7 @@ def repacked_model() -> Iterator[LlamaModel]:
 def test_with_repacked_weights_a_reused_prefix_gives_the_same_bits_as_cold(repacked_model: LlamaModel) -> None:
     """The second prompt extends the first, whose last tokens llama.cpp's repacked kernels computed
     apart from the rest (``n % 4``): reused as they are, those would change the second's logits."""
-    scheduler = Scheduler(
-        repacked_model.model, n_slots=1, n_ctx_seq=1024, n_threads=2, cache_bytes=0, row_group=REPACKED_ROW_GROUP
-    )
-    try:
+    with scheduler_on(repacked_model, n_slots=1, row_group=REPACKED_ROW_GROUP) as scheduler:
         first = repacked_model.tokenize(ANSWERED.encode(), special=True)
         second = first + repacked_model.tokenize(FOLLOW_UP.encode(), special=True)
         assert len(first) % REPACKED_ROW_GROUP != 0
@@ -141,14 +148,11 @@ def test_with_repacked_weights_a_reused_prefix_gives_the_same_bits_as_cold(repac
         run_together(scheduler, [first_logits(second, warm)])
         assert scheduler.stats.reused_tokens >= len(first) - REPACKED_ROW_GROUP
         assert np.array_equal(warm[0], cold[0])
-    finally:
-        scheduler.close()
 
 
 def test_prompts_evaluated_in_one_batch_give_the_bits_they_give_alone(model: LlamaModel) -> None:
-    scheduler = Scheduler(model.model, n_slots=3, n_ctx_seq=1024, n_threads=2, cache_bytes=0)
-    decodes = count_decodes(scheduler)
-    try:
+    with scheduler_on(model, n_slots=3) as scheduler:
+        decodes = count_decodes(scheduler)
         prompts = [model.tokenize(text.encode(), special=True) for text in (PROMPT, ANSWERED, ANSWERED + FOLLOW_UP)]
         assert [len(p) for p in prompts] == [20, 34, 49]  # llama.cpp cuts the last into 20 + 14 + 15
         alone: list[Any] = []
@@ -162,14 +166,11 @@ def test_prompts_evaluated_in_one_batch_give_the_bits_they_give_alone(model: Lla
         assert len(decodes) == 1  # the three prompts shared one batch
         for seen, expected in zip(together, alone, strict=True):
             assert np.array_equal(seen[0], expected)
-    finally:
-        scheduler.close()
 
 
 def test_a_repeated_prompt_evaluates_nothing_and_gets_the_bits_of_a_cold_run(model: LlamaModel) -> None:
-    scheduler = Scheduler(model.model, n_slots=2, n_ctx_seq=1024, n_threads=2, cache_bytes=0)
-    decodes = count_decodes(scheduler)
-    try:
+    with scheduler_on(model, n_slots=2) as scheduler:
+        decodes = count_decodes(scheduler)
         prompt = model.tokenize(ANSWERED.encode(), special=True)
         cold: list[Any] = []
         run_together(scheduler, [first_logits(prompt, cold)])
@@ -188,15 +189,12 @@ def test_a_repeated_prompt_evaluates_nothing_and_gets_the_bits_of_a_cold_run(mod
         longer: list[Any] = []
         run_together(scheduler, [first_logits(prompt + model.tokenize(FOLLOW_UP.encode(), special=True), longer)])
         assert len(decodes) > before and not np.array_equal(longer[0], cold[0])
-    finally:
-        scheduler.close()
 
 
 def test_a_prompt_saved_to_ram_keeps_its_logits_and_its_repeat_evaluates_nothing(model: LlamaModel) -> None:
     # One slot: the second prompt overwrites the first, which goes to RAM with the logits it ended on.
-    scheduler = Scheduler(model.model, n_slots=1, n_ctx_seq=1024, n_threads=2, cache_bytes=64 << 20)
-    decodes = count_decodes(scheduler)
-    try:
+    with scheduler_on(model, n_slots=1, cache_bytes=64 << 20) as scheduler:
+        decodes = count_decodes(scheduler)
         first = model.tokenize(ANSWERED.encode(), special=True)
         second = model.tokenize(DETOUR.encode(), special=True)
         cold: list[Any] = []
@@ -209,13 +207,10 @@ def test_a_prompt_saved_to_ram_keeps_its_logits_and_its_repeat_evaluates_nothing
         assert scheduler.stats.restores == 1
         assert len(decodes) == before, "the restored prompt was evaluated again"
         assert np.array_equal(again[0], cold[0])
-    finally:
-        scheduler.close()
 
 
 def test_a_saved_prompt_of_the_same_length_is_not_taken_for_an_exact_repeat(model: LlamaModel) -> None:
-    scheduler = Scheduler(model.model, n_slots=1, n_ctx_seq=1024, n_threads=2, cache_bytes=64 << 20)
-    try:
+    with scheduler_on(model, n_slots=1, cache_bytes=64 << 20) as scheduler:
         saved = model.tokenize(ANSWERED.encode(), special=True)
         other = saved[:-1] + model.tokenize(b"!", special=False)  # the same length, the last token differs
         assert len(other) == len(saved) and other != saved
@@ -227,14 +222,11 @@ def test_a_saved_prompt_of_the_same_length_is_not_taken_for_an_exact_repeat(mode
         warm: list[Any] = []
         run_together(scheduler, [first_logits(other, warm)])
         assert np.array_equal(warm[0], cold[0])
-    finally:
-        scheduler.close()
 
 
 def test_a_prompt_another_slot_is_generating_from_is_copied_with_its_logits(model: LlamaModel) -> None:
-    scheduler = Scheduler(model.model, n_slots=2, n_ctx_seq=1024, n_threads=2, cache_bytes=0)
-    decodes = count_decodes(scheduler)
-    try:
+    with scheduler_on(model, n_slots=2) as scheduler:
+        decodes = count_decodes(scheduler)
         prompt = model.tokenize(ANSWERED.encode(), special=True)
         cold: list[Any] = []
         run_together(scheduler, [first_logits(prompt, cold)])
@@ -246,5 +238,3 @@ def test_a_prompt_another_slot_is_generating_from_is_copied_with_its_logits(mode
         assert scheduler.stats.restores == 1
         assert decodes[before:] == [1] * 4, "only the writer's own tokens were decoded"
         assert np.array_equal(copied[0], cold[0])
-    finally:
-        scheduler.close()
