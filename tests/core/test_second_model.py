@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import pytest
 from judgment_testing import TRIANGLE_AREA
@@ -63,3 +64,48 @@ async def test_a_tool_that_only_shares_words_with_the_request_gets_a_text_answer
         assert [(c["name"], c["arguments"]) for c in out["tool_calls"]] == [
             ("calculate_triangle_area", {"base": 10, "height": 5})
         ], out
+
+
+# Two calls of one tool in one request: the 1.5B writes the first and ends its turn, unless the catalog's
+# parallel_hint follows the tool list (held-out BFCL parallel 40-79: 24 of 40 right without it, 29 with).
+MOST_PLAYED = {
+    "name": "most_played_song",
+    "description": "The song played most right now in one genre and region.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "genre": {"type": "string", "description": "The music genre."},
+            "region": {"type": "string", "description": "The country or region."},
+        },
+        "required": ["genre", "region"],
+    },
+}
+TWO_GENRES = [
+    {
+        "role": "user",
+        "content": "What's the most played Pop song right now, and also the most played Rock song, in Australia?",
+    }
+]
+
+
+@pytest.mark.model
+async def test_the_parallel_hint_gets_one_call_per_item(second_ai):
+    assert second_ai.catalog.get(MODEL).parallel_hint
+    for _ in range(2):  # at the default temperature, as users run it
+        out = await second_ai.run(MODEL, {"messages": TWO_GENRES, "tools": [MOST_PLAYED]})
+        assert sorted((c["name"], c["arguments"]["genre"], c["arguments"]["region"]) for c in out["tool_calls"]) == [
+            ("most_played_song", "Pop", "Australia"),
+            ("most_played_song", "Rock", "Australia"),
+        ], out
+
+
+@pytest.mark.model
+async def test_without_the_parallel_hint_the_second_call_is_missed():
+    # The same request to an entry without the hint: what the hint buys, seen on the real model.
+    ai = AsyncAI()
+    ai.catalog.add(replace(ai.catalog.get(MODEL), parallel_hint=""))
+    try:
+        out = await ai.run(MODEL, {"messages": TWO_GENRES, "tools": [MOST_PLAYED], "temperature": 0})
+    finally:
+        await ai.aclose()
+    assert [c["arguments"]["genre"] for c in out["tool_calls"]] == ["Pop"], out

@@ -95,6 +95,7 @@ class AsyncAI:
                     ask_relevance=entry.ask_relevance,
                     try_another_call=entry.try_another_call,
                     call_temperature=entry.call_temperature,
+                    parallel_hint=entry.parallel_hint,
                 )
                 engine.load()
             self._engines[entry.name] = engine
@@ -134,6 +135,7 @@ class AsyncAI:
             check_relevance=entry.check_relevance,
             try_another_call=entry.try_another_call,
             call_temperature=entry.call_temperature,
+            parallel_hint=entry.parallel_hint,
             timeouts=timeouts,
             retry=retry,
         )

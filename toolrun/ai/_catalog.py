@@ -130,6 +130,9 @@ class ModelEntry:
     #: request's). A call is structured output: sampling its values buys nothing and, on a small
     #: model, sometimes writes "London" as a latitude; text answers keep the request's temperature.
     call_temperature: float | None = None
+    #: A sentence put after the tool list when the request allows several calls (formats that know where
+    #: their tool list ends: hermes). Qwen's template says only "You may call one or more functions".
+    parallel_hint: str = ""
 
     def judgement(self) -> dict[str, Any]:
         """The settings that decide which calls a turn makes, to give another entry the same
@@ -141,6 +144,7 @@ class ModelEntry:
             "ask_relevance": self.ask_relevance,
             "try_another_call": self.try_another_call,
             "call_temperature": self.call_temperature,
+            "parallel_hint": self.parallel_hint,
         }
 
     @property
@@ -184,6 +188,11 @@ def _hf(name: str, description: str, repo: str, filename: str, fmt: str, ctx: in
     )
 
 
+#: Put after the tool list when a request allows several calls (``parallel_hint``).
+PARALLEL_HINT = (
+    "When the request asks for the same thing for several items or values, make a separate function call for each one."
+)
+
 BUILTIN_MODELS: tuple[ModelEntry, ...] = (
     ModelEntry(
         name=DEFAULT_MODEL,
@@ -219,6 +228,11 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
         # held-out irrelevance cases (40-69); the threshold sits in that gap. The seed's example: 0.86.
         ask_relevance=0.65,
         call_temperature=0.0,
+        # Qwen's template says only "You may call one or more functions"; the 1.5B then often writes one call
+        # where the request names several items, or puts them all in one call's argument. Held-out BFCL
+        # parallel (40-79): 24 of 40 right without this sentence, 29 with it; simple and irrelevance the
+        # same, multiple one case fewer (two tools for "the origin and core beliefs of Buddhism").
+        parallel_hint=PARALLEL_HINT,
     ),
     _hf(
         "@hf/nousresearch/hermes-2-pro-mistral-7b",
@@ -424,6 +438,7 @@ class Catalog:
             "ask_relevance",
             "try_another_call",
             "call_temperature",
+            "parallel_hint",
         }
         unknown = set(fields) - known
         if unknown:
@@ -462,6 +477,7 @@ class Catalog:
             call_temperature=(
                 float(fields["call_temperature"]) if "call_temperature" in fields else base.call_temperature
             ),
+            parallel_hint=str(fields.get("parallel_hint", base.parallel_hint)),
             **sources,
         )
 

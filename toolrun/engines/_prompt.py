@@ -8,18 +8,28 @@ from ._base import GenerationRequest
 
 
 def render_prompt(
-    fmt: ToolCallFormat, template: str, request: GenerationRequest, *, bos_token: str = "", eos_token: str = ""
+    fmt: ToolCallFormat,
+    template: str,
+    request: GenerationRequest,
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    parallel_hint: str = "",
 ) -> str:
     """The prompt for ``request`` through the model's chat ``template`` (tools rendered the format's way).
 
     Without tools to call, earlier tool results are folded into the user's turn
     (:func:`~toolrun.formats.fold_tool_results`): small models answer from that
-    instead of repeating the call.
+    instead of repeating the call. ``parallel_hint`` (the catalog's) follows the tool list when the
+    request allows several calls.
     """
     if request.raw_prompt is not None:
         return request.raw_prompt
     tools = fmt.template_tools(request.tools) if request.uses_tools else None
     messages = request.messages if request.uses_tools else fold_tool_results(request.messages)
-    return render_chat_template(
+    prompt = render_chat_template(
         template, messages, tools=tools, add_generation_prompt=True, bos_token=bos_token, eos_token=eos_token
     )
+    if parallel_hint and request.may_add_calls:
+        prompt = fmt.add_instructions(prompt, parallel_hint)
+    return prompt

@@ -57,6 +57,9 @@ class ToolCallFormat(ABC):
     call_separator: ClassVar[str] = "\n"
     #: Extra stop strings beyond the model's end-of-generation tokens.
     stop: ClassVar[tuple[str, ...]] = ()
+    #: What closes the tool list in a rendered prompt, and what then ends that turn: instructions of
+    #: toolrun's own (:meth:`add_instructions`) go between them. None: the format does not place any.
+    tools_turn: ClassVar[tuple[str, str] | None] = None
 
     @abstractmethod
     def parse(self, text: str) -> ParseResult:
@@ -65,6 +68,18 @@ class ToolCallFormat(ABC):
     @abstractmethod
     def grammar(self, tools: list[ToolSpec], *, parallel: bool = True) -> CallGrammar:
         """GBNF for a whole call region, opener included."""
+
+    def add_instructions(self, prompt: str, instructions: str) -> str:
+        """``prompt`` with ``instructions`` at the end of the turn that lists the tools, where the model
+        reads them last before the conversation; unchanged if the format places none or lists no tools."""
+        if not instructions or self.tools_turn is None:
+            return prompt
+        closer, turn_end = self.tools_turn
+        listed = prompt.find(closer)
+        end = prompt.find(turn_end, listed) if listed != -1 else -1
+        if end == -1:
+            return prompt
+        return f"{prompt[:end]}\n\n{instructions}{prompt[end:]}"
 
     def template_tools(self, tools: list[ToolSpec]) -> list[dict[str, Any]]:
         """Tools as the chat template expects them (OpenAI's shape, for most)."""

@@ -89,6 +89,7 @@ class HermesFormat(ToolCallFormat):
     start_openers = ("```json", "```JSON", "```\n{", '{"name"', "{\n", '[{"name"')
     call_closers = ("</tool_call>", "</arguments>", "</function>")
     fallback_template = FALLBACK_TEMPLATE
+    tools_turn = ("</tools>", "<|im_end|>")
 
     def __init__(self, tool_names: Sequence[str] = ()) -> None:
         #: The tools of the request, when known: a drift's name slot is checked against them.

@@ -88,6 +88,7 @@ class LlamaCppEngine(Engine):
         ask_relevance: float = 0.0,
         try_another_call: bool = False,
         call_temperature: float | None = None,
+        parallel_hint: str = "",
         slots: int | None = None,
         prefix_cache_mb: float | None = None,
         batch_invariant: bool | None = None,
@@ -116,6 +117,8 @@ class LlamaCppEngine(Engine):
         #: Calls' arguments are written at this temperature when it is lower than the request's (None:
         #: the request's); the text keeps the request's.
         self.call_temperature = call_temperature
+        #: A sentence after the tool list when the request allows several calls (the catalog's).
+        self.parallel_hint = parallel_hint
         self._decision_tokens: DecisionTokens | None = None
         self.slots = max(1, int(slots if slots is not None else _env_number("TOOLRUN_SLOTS", DEFAULT_SLOTS)))
         cache_mb = (
@@ -173,7 +176,14 @@ class LlamaCppEngine(Engine):
 
     def render_prompt(self, request: GenerationRequest) -> str:
         self.load()
-        return render_prompt(self.format, self._template or "", request, bos_token=self._bos, eos_token=self._eos)
+        return render_prompt(
+            self.format,
+            self._template or "",
+            request,
+            bos_token=self._bos,
+            eos_token=self._eos,
+            parallel_hint=self.parallel_hint,
+        )
 
     def _prompt_tokens(self, llm: Any, request: GenerationRequest) -> list[int]:
         return list(llm.tokenize(self.render_prompt(request).encode(), add_bos=False, special=True))

@@ -185,6 +185,7 @@ class OpenAICompatibleEngine(Engine):
         check_relevance: bool = False,
         try_another_call: bool = False,
         call_temperature: float | None = None,
+        parallel_hint: str = "",
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -212,6 +213,9 @@ class OpenAICompatibleEngine(Engine):
         self.check_relevance = check_relevance
         self.try_another_call = try_another_call
         self.call_temperature = call_temperature
+        #: As the local engine's (``toolrun`` parsing only): a sentence after the tool list when the request
+        #: allows several calls.
+        self.parallel_hint = parallel_hint
         if call_threshold > 0 and self.dialect.logprobs is None:
             log.warning(
                 "%s: call_threshold needs token probabilities, which %s does not return; the model's "
@@ -511,7 +515,9 @@ class OpenAICompatibleEngine(Engine):
 
     async def _generate_toolrun(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         template = await self.prompt_template()
-        prompt = render_prompt(self.format, template.source, request, eos_token=template.eos_token)
+        prompt = render_prompt(
+            self.format, template.source, request, eos_token=template.eos_token, parallel_hint=self.parallel_hint
+        )
         constrains = self.dialect.grammar is not None
         max_tokens = request.sampling.max_tokens
         parser: StreamParser | PlainTextParser = PlainTextParser()
