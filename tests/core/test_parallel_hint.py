@@ -21,8 +21,16 @@ WEATHER = {
 ASKED = [{"role": "user", "content": "Weather in Paris and in Rome?"}]
 
 
-def prompt(fmt: str = "hermes", **inputs: Any) -> str:
-    request = build_request(parse_inputs({"messages": ASKED, "tools": [WEATHER], **inputs}), function_calling=True)
+TIME = {
+    "name": "get_time",
+    "description": "The local time in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+def prompt(fmt: str = "hermes", tools: list[dict[str, Any]] | None = None, **inputs: Any) -> str:
+    offered = tools if tools is not None else [WEATHER]
+    request = build_request(parse_inputs({"messages": ASKED, "tools": offered, **inputs}), function_calling=True)
     format_ = get_format(fmt)
     return render_prompt(format_, format_.fallback_template, request, parallel_hint=HINT)
 
@@ -49,6 +57,12 @@ def test_the_hint_ends_the_turn_that_lists_the_tools() -> None:
 def test_no_hint_where_the_request_allows_one_call_or_none(inputs: dict[str, Any]) -> None:
     text = prompt(**inputs)
     assert HINT not in text
+
+
+def test_no_hint_where_several_tools_are_offered() -> None:
+    # Offered several tools, the 1.5B read it as leave to call another tool as well.
+    text = prompt(tools=[WEATHER, TIME])
+    assert "get_time" in text and HINT not in text
 
 
 def test_a_format_that_does_not_say_where_its_tools_end_gets_no_hint() -> None:

@@ -130,8 +130,9 @@ class ModelEntry:
     #: request's). A call is structured output: sampling its values buys nothing and, on a small
     #: model, sometimes writes "London" as a latitude; text answers keep the request's temperature.
     call_temperature: float | None = None
-    #: A sentence put after the tool list when the request allows several calls (formats that know where
-    #: their tool list ends: hermes). Qwen's template says only "You may call one or more functions".
+    #: A sentence put after the tool list when the request offers one tool and allows several calls of it
+    #: (formats that know where their tool list ends: hermes). Qwen's template says only "You may call one
+    #: or more functions".
     parallel_hint: str = ""
 
     def judgement(self) -> dict[str, Any]:
@@ -231,7 +232,8 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
         # Qwen's template says only "You may call one or more functions"; the 1.5B then often writes one call
         # where the request names several items, or puts them all in one call's argument. Held-out BFCL
         # parallel (40-79): 24 of 40 right without this sentence, 29 with it; simple and irrelevance the
-        # same, multiple one case fewer (two tools for "the origin and core beliefs of Buddhism").
+        # same. Given to requests with several tools it cost multiple a case (two tools for "the origin and
+        # core beliefs of Buddhism"), so only a request with one tool gets it.
         parallel_hint=PARALLEL_HINT,
     ),
     _hf(

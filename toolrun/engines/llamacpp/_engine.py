@@ -117,7 +117,7 @@ class LlamaCppEngine(Engine):
         #: Calls' arguments are written at this temperature when it is lower than the request's (None:
         #: the request's); the text keeps the request's.
         self.call_temperature = call_temperature
-        #: A sentence after the tool list when the request allows several calls (the catalog's).
+        #: A sentence after the tool list when the request offers one tool and allows several calls of it.
         self.parallel_hint = parallel_hint
         self._decision_tokens: DecisionTokens | None = None
         self.slots = max(1, int(slots if slots is not None else _env_number("TOOLRUN_SLOTS", DEFAULT_SLOTS)))

@@ -214,7 +214,7 @@ class OpenAICompatibleEngine(Engine):
         self.try_another_call = try_another_call
         self.call_temperature = call_temperature
         #: As the local engine's (``toolrun`` parsing only): a sentence after the tool list when the request
-        #: allows several calls.
+        #: offers one tool and allows several calls of it.
         self.parallel_hint = parallel_hint
         if call_threshold > 0 and self.dialect.logprobs is None:
             log.warning(
