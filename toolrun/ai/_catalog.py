@@ -189,7 +189,7 @@ def _hf(name: str, description: str, repo: str, filename: str, fmt: str, ctx: in
     )
 
 
-#: Put after the tool list when a request allows several calls (``parallel_hint``).
+#: Put after the tool list when a request offers one tool and allows several calls of it (``parallel_hint``).
 PARALLEL_HINT = (
     "When the request asks for the same thing for several items or values, make a separate function call for each one."
 )

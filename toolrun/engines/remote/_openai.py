@@ -223,6 +223,9 @@ class OpenAICompatibleEngine(Engine):
                 model,
                 self.dialect.name,
             )
+        if parallel_hint and self.tool_parsing == "native":
+            # The server renders the prompt itself: there is no tool list of toolrun's to end with the hint.
+            log.warning("%s: parallel_hint applies in tool_parsing 'toolrun' only; this entry runs without it", model)
         key = api_key if api_key is not None else (os.environ.get(api_key_env) if api_key_env else None)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         if self.dialect.llama_native:
