@@ -44,7 +44,11 @@ async def test_an_ungrounded_call_becomes_a_text_answer(checked: AsyncAI) -> Non
     for temperature in (0.0, 0.6, 0.6, 0.6):
         out = await checked.run(DEFAULT_MODEL, {"messages": CAPITAL, "tools": [AREA], "temperature": temperature})
         assert out["tool_calls"] == [], out
-        assert "paris" in out["response"].lower(), out
+        assert out["response"].strip() and "<tool_call>" not in out["response"], out
+    # What the text says is the model's own knowledge: sampled, the 0.5B sometimes gets the fact
+    # wrong ("France is the capital of the country"), so the fact is checked on the greedy answer.
+    greedy = await checked.run(DEFAULT_MODEL, {"messages": CAPITAL, "tools": [AREA], "temperature": 0})
+    assert "paris" in greedy["response"].lower(), greedy
 
 
 async def test_a_grounded_call_is_kept(checked: AsyncAI) -> None:
