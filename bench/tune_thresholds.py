@@ -67,19 +67,17 @@ def opening_probability(engine: Any, messages: list[dict[str, Any]], tools: list
 def relevance_yes(
     engine: Any, call: dict[str, Any], messages: list[dict[str, Any]], tools: list[dict[str, Any]]
 ) -> float:
-    """The model's "yes" share when asked afresh whether the first call's tool answers the request
+    """The model's "yes" share when asked afresh whether the first call's tool was made for the request
     (``ask_relevance``); 1.0 when there is nothing to ask."""
     from toolrun.ai._inputs import build_request, parse_inputs
-    from toolrun.engines._judgment import relevance_question
+    from toolrun.engines._judgment import relevance_messages
     from toolrun.engines.llamacpp._decide import yes_share
 
     request = build_request(parse_inputs({"messages": messages, "tools": tools}), function_calling=True)
-    question = relevance_question(call, request)
-    if question is None:
+    conversation = relevance_messages(call, request)
+    if conversation is None:
         return 1.0
-    asked = build_request(
-        parse_inputs({"messages": [{"role": "user", "content": question}], "temperature": 0}), function_calling=False
-    )
+    asked = build_request(parse_inputs({"messages": conversation, "temperature": 0}), function_calling=False)
     return yes_share(engine.next_token_logits(asked), engine._decisions(engine.load()))
 
 

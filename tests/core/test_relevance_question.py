@@ -10,7 +10,7 @@ from judgment_testing import TRIANGLE_AREA
 from toolrun.ai import Catalog
 from toolrun.ai._inputs import build_request, parse_inputs
 from toolrun.engines._base import GenerationRequest
-from toolrun.engines._judgment import relevance_question
+from toolrun.engines._judgment import RELEVANCE_EXAMPLES, relevance_messages, relevance_question
 
 # One parameter left undescribed: the question names it alone.
 AREA = copy.deepcopy(TRIANGLE_AREA)
@@ -52,3 +52,19 @@ def test_ask_relevance_is_a_catalog_setting_and_part_of_the_judgement(tmp_path: 
     entry = Catalog.load(config).get("@local/qwen2.5-coder-0.5b-instruct")
     assert entry.ask_relevance == 0.4
     assert entry.judgement()["ask_relevance"] == 0.4
+
+
+def test_the_question_follows_worked_answers_of_both_kinds() -> None:
+    asked = request([{"role": "user", "content": "What is the perimeter of a triangle with sides 3, 4 and 5?"}])
+    messages = relevance_messages({"name": "calculate_triangle_area", "arguments": {}}, asked)
+    assert messages is not None
+    *examples, last = messages
+    assert last == {"role": "user", "content": relevance_question({"name": "calculate_triangle_area"}, asked)}
+    # Each worked answer is the same question about a tool of toolrun's own, then a bare yes or no.
+    assert [m["role"] for m in examples] == ["user", "assistant"] * len(RELEVANCE_EXAMPLES)
+    answers = [m["content"] for m in examples[1::2]]
+    assert sorted(answers) == ["no", "no", "yes", "yes"]
+    for (name, *_), question in zip(RELEVANCE_EXAMPLES, examples[::2], strict=True):
+        assert question["content"].startswith(f"Function: {name}\n")
+        assert question["content"].endswith("Was this function made for this request? Answer yes or no.")
+    assert relevance_messages({"name": "no_such_tool", "arguments": {}}, asked) is None

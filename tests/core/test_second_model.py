@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 from dataclasses import replace
 
 import pytest
@@ -53,7 +55,7 @@ async def test_fetched_verified_and_calls_the_seed_tool(second_ai):
 @pytest.mark.model
 async def test_a_tool_that_only_shares_words_with_the_request_gets_a_text_answer(second_ai):
     # "triangle" is shared and 3 and 4 were said, so the word check alone keeps the 1.5B's area call; asked
-    # afresh whether the area tool is the right way to handle a perimeter (ask_relevance), it says no.
+    # afresh whether the area tool was made for a perimeter (ask_relevance), it says no.
     assert second_ai.catalog.get(MODEL).ask_relevance > 0
     perimeter = [{"role": "user", "content": "What is the perimeter of a triangle with sides 3, 4 and 5?"}]
     area = [{"role": "user", "content": "What is the area of a triangle with a base of 10cm and a height of 5cm?"}]
@@ -64,6 +66,51 @@ async def test_a_tool_that_only_shares_words_with_the_request_gets_a_text_answer
         assert [(c["name"], c["arguments"]) for c in out["tool_calls"]] == [
             ("calculate_triangle_area", {"base": 10, "height": 5})
         ], out
+
+
+SEND_EMAIL = {
+    "name": "send_email",
+    "description": "Send an email.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "to": {"type": "string", "description": "The recipient's address."},
+            "subject": {"type": "string", "description": "The subject line."},
+            "body": {"type": "string", "description": "The message."},
+        },
+        "required": ["to", "subject", "body"],
+    },
+}
+
+
+@pytest.mark.model
+async def test_a_request_for_an_action_keeps_its_call(second_ai):
+    # The question must suit requests that ask for something to be done, not only questions: a wording
+    # that asked whether the function's result "answers" the request declined such calls.
+    asked = [{"role": "user", "content": "Email bob@example.com that the meeting moved to 3pm."}]
+    for _ in range(2):  # at the default temperature, as users run it
+        out = await second_ai.run(MODEL, {"messages": asked, "tools": [SEND_EMAIL]})
+        assert [(c["name"], c["arguments"]["to"]) for c in out["tool_calls"]] == [("send_email", "bob@example.com")], (
+            out
+        )
+
+
+@pytest.mark.model
+async def test_the_questions_worked_answers_are_evaluated_once_and_change_nothing(second_ai, caplog):
+    # The worked answers before each question are evaluated by the first question and copied in after:
+    # the share of "yes" is the same, bit for bit, on a fresh engine and on one that has asked before.
+    caplog.set_level(logging.DEBUG, logger="toolrun.engines.llamacpp")
+    area = [{"role": "user", "content": "What is the area of a triangle with a base of 10cm and a height of 5cm?"}]
+    request = {"messages": area, "tools": [TRIANGLE_AREA], "temperature": 0}
+    fresh = AsyncAI()
+    try:
+        for ai in (fresh, fresh, second_ai):
+            await ai.run(MODEL, request)
+    finally:
+        await fresh.aclose()
+    shares = re.findall(r"relevance of calculate_triangle_area: yes (\d\.\d+)", caplog.text)
+    assert len(shares) == 3 and len(set(shares)) == 1, shares
+    assert float(shares[0]) >= second_ai.catalog.get(MODEL).ask_relevance
 
 
 # Two calls of one tool in one request: the 1.5B writes the first and ends its turn, unless the catalog's

@@ -39,7 +39,7 @@ from ..._grounding import conversation_text
 from ..._wire import Event, FinishReason, IndexedToolCall, final_event
 from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
 from .._base import Engine, GenerationRequest
-from .._judgment import first_call_fits, further_call_kept, relevance_question
+from .._judgment import first_call_fits, further_call_kept, relevance_examples, relevance_messages
 from .._prompt import render_prompt
 from ._context import kv_bytes_per_token
 from ._decide import DecisionTokens, continue_share, decision_tokens, probability_mass, yes_share
@@ -120,6 +120,8 @@ class LlamaCppEngine(Engine):
         #: A sentence after the tool list when the request offers one tool and allows several calls of it.
         self.parallel_hint = parallel_hint
         self._decision_tokens: DecisionTokens | None = None
+        #: The relevance question's worked answers, evaluated once: their tokens and KV (see _model_agrees).
+        self._relevance_examples: tuple[list[int], tuple[list[int], int, bytes]] | None = None
         self.slots = max(1, int(slots if slots is not None else _env_number("TOOLRUN_SLOTS", DEFAULT_SLOTS)))
         cache_mb = (
             prefix_cache_mb
@@ -459,12 +461,21 @@ class LlamaCppEngine(Engine):
         """Ask the model, in a conversation of its own, whether the held first call's tool is the right way to
         handle the request (``ask_relevance``); the sequence is given back as it was if the answer is yes."""
         (call,) = trial.calls  # _keeps kept it: exactly one
-        question = relevance_question(call, request)
-        if question is None:
+        messages = relevance_messages(call, request)
+        if messages is None:
             return True
-        asked = GenerationRequest(messages=[{"role": "user", "content": question}])
+        prompt = self._prompt_tokens(llm, GenerationRequest(messages=messages))
         saved = seq.save()
-        yield from _switch_prompt(seq, self._prompt_tokens(llm, asked))
+        # Every question starts with the same worked answers (a few hundred tokens): their KV is computed
+        # once and copied in, so a question costs what its own lines cost.
+        examples = self._relevance_examples
+        if examples is None or prompt[: len(examples[0])] != examples[0]:
+            head = self._relevance_head(llm, prompt)
+            yield from _switch_prompt(seq, head)
+            examples = self._relevance_examples = (head, seq.save())
+        else:
+            seq.restore(examples[1])
+        yield from _switch_prompt(seq, prompt)
         share = yes_share(seq.logits(), self._decisions(llm))
         log.debug("relevance of %s: yes %.3f (keep at %.2f)", call["name"], share, self.ask_relevance)
         if share < self.ask_relevance:
@@ -472,6 +483,18 @@ class LlamaCppEngine(Engine):
         seq.restore(saved)
         yield from _rewind(seq, seq.n_tokens)
         return True
+
+    def _relevance_head(self, llm: Any, prompt: list[int]) -> list[int]:
+        """The tokens every relevance question's prompt starts with: the worked answers and the next turn's opening."""
+        bare = self._prompt_tokens(
+            llm, GenerationRequest(messages=[*relevance_examples(), {"role": "user", "content": ""}])
+        )
+        common = 0
+        for a, b in zip(bare, prompt, strict=False):
+            if a != b:
+                break
+            common += 1
+        return prompt[:common]
 
     def _decisions(self, llm: Any) -> DecisionTokens:
         if self._decision_tokens is None:
