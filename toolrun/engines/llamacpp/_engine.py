@@ -30,7 +30,7 @@ import codecs
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -489,12 +489,7 @@ class LlamaCppEngine(Engine):
         bare = self._prompt_tokens(
             llm, GenerationRequest(messages=[*relevance_examples(), {"role": "user", "content": ""}])
         )
-        common = 0
-        for a, b in zip(bare, prompt, strict=False):
-            if a != b:
-                break
-            common += 1
-        return prompt[:common]
+        return prompt[: _common_prefix(bare, prompt)]
 
     def _decisions(self, llm: Any) -> DecisionTokens:
         if self._decision_tokens is None:
@@ -599,15 +594,19 @@ class _Trial:
         return [call for event in self.events if "tool_calls" in event for call in event["tool_calls"]]
 
 
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens ``a`` and ``b`` share from the start."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def _switch_prompt(seq: SequenceHandle, prompt: list[int]) -> Generator[Need, None, list[int]]:
     """Make ``seq`` hold ``prompt`` instead of what it holds: keep the common prefix, evaluate the rest."""
-    held = seq.tokens
-    common = 0
-    for a, b in zip(held, prompt, strict=False):
-        if a != b:
-            break
-        common += 1
-    common = min(common, len(prompt) - 1)  # the last token is evaluated again, for its logits
+    common = min(_common_prefix(seq.tokens, prompt), len(prompt) - 1)  # the last token again, for its logits
     seq.truncate(common)
     for start in range(common, len(prompt), _SWITCH_CHUNK):
         yield seq.eval(prompt[start : start + _SWITCH_CHUNK])
