@@ -101,7 +101,7 @@ async def test_the_questions_worked_answers_are_evaluated_once_and_change_nothin
     # the share of "yes" is the same, bit for bit, on a fresh engine and on one that has asked before.
     caplog.set_level(logging.DEBUG, logger="toolrun.engines.llamacpp")
     area = [{"role": "user", "content": "What is the area of a triangle with a base of 10cm and a height of 5cm?"}]
-    request = {"messages": area, "tools": [TRIANGLE_AREA], "temperature": 0}
+    request = {"messages": area, "tools": [TRIANGLE_AREA]}  # the default temperature, as users run it
     fresh = AsyncAI()
     try:
         for ai in (fresh, fresh, second_ai):
