@@ -30,7 +30,7 @@ import codecs
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,6 +44,7 @@ from .._prompt import render_prompt
 from ._context import kv_bytes_per_token
 from ._decide import DecisionTokens, continue_share, decision_tokens, probability_mass, yes_share
 from ._model import LlamaModel
+from ._prefix_cache import common_prefix
 from ._sampler import TokenSampler
 from ._scheduler import Job, Need, Scheduler, SequenceHandle
 from ._slots import REPACKED_ROW_GROUP
@@ -458,8 +459,8 @@ class LlamaCppEngine(Engine):
     def _model_agrees(
         self, llm: Any, seq: SequenceHandle, trial: _Trial, request: GenerationRequest
     ) -> Generator[Need, None, bool]:
-        """Ask the model, in a conversation of its own, whether the held first call's tool is the right way to
-        handle the request (``ask_relevance``); the sequence is given back as it was if the answer is yes."""
+        """Ask the model, in a conversation of its own, whether the held first call's tool was made for the
+        request (``ask_relevance``); the sequence is given back as it was if the answer is yes."""
         (call,) = trial.calls  # _keeps kept it: exactly one
         messages = relevance_messages(call, request)
         if messages is None:
@@ -489,7 +490,7 @@ class LlamaCppEngine(Engine):
         bare = self._prompt_tokens(
             llm, GenerationRequest(messages=[*relevance_examples(), {"role": "user", "content": ""}])
         )
-        return prompt[: _common_prefix(bare, prompt)]
+        return prompt[: common_prefix(bare, prompt)]
 
     def _decisions(self, llm: Any) -> DecisionTokens:
         if self._decision_tokens is None:
@@ -594,19 +595,9 @@ class _Trial:
         return [call for event in self.events if "tool_calls" in event for call in event["tool_calls"]]
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many tokens ``a`` and ``b`` share from the start."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _switch_prompt(seq: SequenceHandle, prompt: list[int]) -> Generator[Need, None, list[int]]:
     """Make ``seq`` hold ``prompt`` instead of what it holds: keep the common prefix, evaluate the rest."""
-    common = min(_common_prefix(seq.tokens, prompt), len(prompt) - 1)  # the last token again, for its logits
+    common = min(common_prefix(seq.tokens, prompt), len(prompt) - 1)  # the last token again, for its logits
     seq.truncate(common)
     for start in range(common, len(prompt), _SWITCH_CHUNK):
         yield seq.eval(prompt[start : start + _SWITCH_CHUNK])
