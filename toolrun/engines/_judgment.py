@@ -48,7 +48,7 @@ RELEVANCE_QUESTION = (
 
 #: Worked answers put before the question, toolrun's own (none from a benchmark): two tools made for their
 #: request and two near the subject that are not. With them the 1.5B's "yes" to a tool that only shares a
-#: subject falls well below its "yes" to the right tool (held-out BFCL, ``bench/tune_thresholds.py``).
+#: subject falls well below its "yes" to the right tool (held-out BFCL, ``bench/tune_relevance.py``).
 RELEVANCE_EXAMPLES: tuple[tuple[str, str, str, str, bool], ...] = (
     (
         "get_stock_price",
