@@ -14,7 +14,7 @@ right tools kept (or of irrelevance cases declined) and the mean of the four, wh
 threshold; per-case data goes to ``bench/.cache/relevance-<model>.json``.
 
 One question costs about 0.5 s on the 1.5B on 2 cores (the worked answers' KV is reused), so the
-default 720 cases take about 6 minutes. It reads the engine's internals, so it is a bench tool.
+default 720 cases take about 7 minutes. It reads the engine's internals, so it is a bench tool.
 """
 
 from __future__ import annotations
