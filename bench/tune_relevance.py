@@ -31,12 +31,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-NO_CALL = {"irrelevance", "live_irrelevance"}
+from tune_thresholds import NO_CALL, print_sweep, relevance_yes  # noqa: E402 - the same question, the same table
 
 
 async def collect(model: str, categories: list[str], offset: int, limit: int) -> list[dict[str, Any]]:
-    from tune_thresholds import relevance_yes
-
     from toolrun import AsyncAI
     from toolrun.eval import BfclData, to_tool
 
@@ -99,14 +97,7 @@ def main() -> None:
     categories = list(best["accuracy"])
     counts = {c: sum(r["category"] == c for r in rows) for c in categories}
     print(f"\n{args.model}: held-out cases {args.offset}-, % of right tools kept / irrelevance declined")
-    print(f"{'threshold':>9} " + " ".join(f"{c[:11]:>11} ({counts[c]:>3})" for c in categories) + f" {'mean':>7}")
-    for row in table:
-        mark = "  <- best" if row is best else ""
-        print(
-            f"{row['threshold']:>9.2f} "
-            + " ".join(f"{row['accuracy'][c]:>17.1f}" for c in categories)
-            + f" {row['mean']:>7.2f}{mark}"
-        )
+    print_sweep(table, best, {c: f"{c[:11]:>11} ({counts[c]:>3})" for c in categories}, "mean")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"model": args.model, "offset": args.offset, "rows": rows, "best": best}, indent=1))
     print(f"per-case data: {out}")

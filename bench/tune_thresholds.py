@@ -175,6 +175,20 @@ def sweep(rows: list[dict[str, Any]], thresholds: list[float], check_relevance: 
     return table
 
 
+def print_sweep(table: list[dict[str, Any]], best: dict[str, Any], headers: dict[str, str], score: str) -> None:
+    """A sweep as a table: one row per threshold, one column per category (``headers``: category → column
+    title), then ``score`` (the row's key for the mean), the best row marked."""
+    width = max(map(len, headers.values()))
+    print(f"{'threshold':>9} " + " ".join(f"{h:>{width}}" for h in headers.values()) + f" {score:>7}")
+    for row in table:
+        mark = "  <- best" if row is best else ""
+        print(
+            f"{row['threshold']:>9.2f} "
+            + " ".join(f"{row['accuracy'][c]:>{width}.1f}" for c in headers)
+            + f" {row[score]:>7.2f}{mark}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
@@ -231,14 +245,7 @@ def main() -> None:
     )
     for check, table in tables.items():
         print(f"\ncheck_relevance {'on' if check else 'off'}:")
-        print(f"{'threshold':>9} " + " ".join(f"{c[:16]:>16}" for c in categories) + f" {'macro':>7}")
-        for row in table:
-            mark = "  <- best" if row is best else ""
-            print(
-                f"{row['threshold']:>9.2f} "
-                + " ".join(f"{row['accuracy'][c]:>16.1f}" for c in categories)
-                + f" {row['macro']:>7.1f}{mark}"
-            )
+        print_sweep(table, best, {c: f"{c[:16]:>16}" for c in categories}, "macro")
     table = tables[best_check]
     best = {**best, "check_relevance": best_check}
     out.parent.mkdir(parents=True, exist_ok=True)
