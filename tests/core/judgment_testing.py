@@ -16,3 +16,5 @@ TRIANGLE_AREA = {
         "required": ["base", "height"],
     },
 }
+#: A request the area tool was made for, with every value said.
+AREA_REQUEST = [{"role": "user", "content": "What is the area of a triangle with a base of 10cm and a height of 5cm?"}]

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
+from judgment_testing import AREA_REQUEST as GIVEN
 from judgment_testing import TRIANGLE_AREA as AREA
 
 from toolrun import DEFAULT_MODEL, AsyncAI
@@ -20,7 +21,6 @@ from toolrun.ai import Catalog
 pytestmark = pytest.mark.model
 
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
-GIVEN = [{"role": "user", "content": "What is the area of a triangle with a base of 10cm and a height of 5cm?"}]
 # No word in common with the tool: the call is kept because the user said both values.
 SAID = [{"role": "user", "content": "Work it out for me: 10 by 5."}]
 

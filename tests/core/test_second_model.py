@@ -8,7 +8,7 @@ import re
 from dataclasses import replace
 
 import pytest
-from judgment_testing import TRIANGLE_AREA
+from judgment_testing import AREA_REQUEST, TRIANGLE_AREA
 from seed_testing import SEED_MESSAGES, SEED_TOOL
 
 from toolrun import AsyncAI
@@ -58,11 +58,10 @@ async def test_a_tool_that_only_shares_words_with_the_request_gets_a_text_answer
     # afresh whether the area tool was made for a perimeter (ask_relevance), it says no.
     assert second_ai.catalog.get(MODEL).ask_relevance > 0
     perimeter = [{"role": "user", "content": "What is the perimeter of a triangle with sides 3, 4 and 5?"}]
-    area = [{"role": "user", "content": "What is the area of a triangle with a base of 10cm and a height of 5cm?"}]
     for _ in range(3):  # at the default temperature, as users run it
         out = await second_ai.run(MODEL, {"messages": perimeter, "tools": [TRIANGLE_AREA]})
         assert out["tool_calls"] == [] and out["response"], out
-        out = await second_ai.run(MODEL, {"messages": area, "tools": [TRIANGLE_AREA]})
+        out = await second_ai.run(MODEL, {"messages": AREA_REQUEST, "tools": [TRIANGLE_AREA]})
         assert [(c["name"], c["arguments"]) for c in out["tool_calls"]] == [
             ("calculate_triangle_area", {"base": 10, "height": 5})
         ], out
@@ -100,8 +99,7 @@ async def test_the_questions_worked_answers_are_evaluated_once_and_change_nothin
     # The worked answers before each question are evaluated by the first question and copied in after:
     # the share of "yes" is the same, bit for bit, on a fresh engine and on one that has asked before.
     caplog.set_level(logging.DEBUG, logger="toolrun.engines.llamacpp")
-    area = [{"role": "user", "content": "What is the area of a triangle with a base of 10cm and a height of 5cm?"}]
-    request = {"messages": area, "tools": [TRIANGLE_AREA]}  # the default temperature, as users run it
+    request = {"messages": AREA_REQUEST, "tools": [TRIANGLE_AREA]}  # the default temperature, as users run it
     fresh = AsyncAI()
     try:
         for ai in (fresh, fresh, second_ai):
