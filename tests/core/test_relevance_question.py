@@ -32,8 +32,8 @@ def test_the_question_names_the_function_then_quotes_the_last_request() -> None:
     question = relevance_question({"name": "calculate_triangle_area", "arguments": {}}, asked)
     assert question is not None
     assert question.startswith("Function: calculate_triangle_area\nWhat it does: Calculate the area of a triangle")
-    # Parameters with their descriptions; one without a description is named alone.
-    assert "Parameters: base: The base of the triangle.; height\n" in question
+    # One line per parameter, with its description; one without a description is named alone.
+    assert "\nParameters:\n- base: The base of the triangle.\n- height\n\n" in question
     assert 'Request: "What is the perimeter of a triangle with sides 3, 4 and 5?"' in question
     assert "Hello" not in question
     assert question.endswith("Answer yes or no.")
@@ -54,6 +54,28 @@ def test_ask_relevance_is_a_catalog_setting_and_part_of_the_judgement(tmp_path: 
     assert entry.judgement()["ask_relevance"] == 0.4
 
 
+def test_a_description_over_several_lines_stays_on_its_parameter_line() -> None:
+    markdown = copy.deepcopy(TRIANGLE_AREA)
+    markdown["parameters"]["properties"]["base"]["description"] = "The base.\n\n- in cm\n- positive"
+    asked = build_request(
+        parse_inputs({"messages": [{"role": "user", "content": "Area of a 3 by 4 triangle?"}], "tools": [markdown]}),
+        function_calling=True,
+    )
+    question = relevance_question({"name": "calculate_triangle_area", "arguments": {}}, asked)
+    assert question is not None
+    assert "\nParameters:\n- base: The base. - in cm - positive\n- height: " in question
+
+
+def test_a_function_without_parameters_says_so() -> None:
+    bare = {"name": "get_time", "description": "The current time.", "parameters": {"type": "object", "properties": {}}}
+    asked = build_request(
+        parse_inputs({"messages": [{"role": "user", "content": "What time is it?"}], "tools": [bare]}),
+        function_calling=True,
+    )
+    question = relevance_question({"name": "get_time", "arguments": {}}, asked)
+    assert question is not None and "\nParameters: none\n\n" in question
+
+
 def test_the_question_follows_worked_answers_of_both_kinds() -> None:
     asked = request([{"role": "user", "content": "What is the perimeter of a triangle with sides 3, 4 and 5?"}])
     messages = relevance_messages({"name": "calculate_triangle_area", "arguments": {}}, asked)
@@ -66,5 +88,6 @@ def test_the_question_follows_worked_answers_of_both_kinds() -> None:
     assert sorted(answers) == ["no", "no", "yes", "yes"]
     for (name, *_), question in zip(RELEVANCE_EXAMPLES, examples[::2], strict=True):
         assert question["content"].startswith(f"Function: {name}\n")
+        assert "\nParameters:\n- " in question["content"]
         assert question["content"].endswith("Was this function made for this request? Answer yes or no.")
     assert relevance_messages({"name": "no_such_tool", "arguments": {}}, asked) is None

@@ -41,40 +41,46 @@ def first_call_fits(call: Mapping[str, Any], request: GenerationRequest) -> bool
 #: the function first and then the request, the 1.5B tells a tool made for the request from one that
 #: merely shares its words. The wording fits actions as well as questions ("Would the result answer the
 #: request?" declined "delete these columns"). The 0.5B gives about 0.45 to everything.
+#: ``{parameters}`` is one line per parameter (:func:`parameter_lines`).
 RELEVANCE_QUESTION = (
-    "Function: {name}\nWhat it does: {description}\nParameters: {parameters}\n\n"
+    "Function: {name}\nWhat it does: {description}\nParameters:{parameters}\n\n"
     'Request: "{request}"\n\nWas this function made for this request? Answer yes or no.'
 )
 
 #: Worked answers put before the question, toolrun's own (none from a benchmark): two tools made for their
-#: request and two near the subject that are not. With them the 1.5B's "yes" to a tool that only shares a
-#: subject falls well below its "yes" to the right tool (held-out BFCL, ``bench/tune_relevance.py``).
-RELEVANCE_EXAMPLES: tuple[tuple[str, str, str, str, bool], ...] = (
+#: request and two near the subject that are not (name, description, parameters, request, answer). With
+#: them the 1.5B's "yes" to a tool that only shares a subject falls well below its "yes" to the right tool
+#: (held-out BFCL, ``bench/tune_relevance.py``).
+RELEVANCE_EXAMPLES: tuple[tuple[str, str, dict[str, str], str, bool], ...] = (
     (
         "get_stock_price",
         "Get the latest trading price of a company's stock.",
-        "ticker: The stock's ticker symbol.",
+        {"ticker": "The stock's ticker symbol."},
         "Who is the CEO of Tesla?",
         False,
     ),
     (
         "get_weather",
         "Get the current weather for a city.",
-        "city: The city's name.",
+        {"city": "The city's name."},
         "Is it raining in Lisbon right now?",
         True,
     ),
     (
         "convert_currency",
         "Convert an amount from one currency to another at today's exchange rate.",
-        "amount: The amount to convert.; source: The currency to convert from.; target: The currency to convert to.",
+        {
+            "amount": "The amount to convert.",
+            "source": "The currency to convert from.",
+            "target": "The currency to convert to.",
+        },
         "How has the euro's exchange rate against the dollar changed since 2010?",
         False,
     ),
     (
         "search_books",
         "Search a library catalogue for books by title or author.",
-        "query: Words from the title or the author's name.",
+        {"query": "Words from the title or the author's name."},
         "Find me novels written by Jane Austen.",
         True,
     ),
@@ -85,7 +91,9 @@ def relevance_examples() -> list[Message]:
     """The worked answers, as the turns of a conversation that the question then continues."""
     turns: list[Message] = []
     for name, description, parameters, asked, answer in RELEVANCE_EXAMPLES:
-        question = RELEVANCE_QUESTION.format(name=name, description=description, parameters=parameters, request=asked)
+        question = RELEVANCE_QUESTION.format(
+            name=name, description=description, parameters=parameter_lines(parameters), request=asked
+        )
         turns.append({"role": "user", "content": question})
         turns.append({"role": "assistant", "content": "yes" if answer else "no"})
     return turns
@@ -108,16 +116,28 @@ def relevance_question(call: Mapping[str, Any], request: GenerationRequest) -> s
     if tool is None or not isinstance(asked, str) or not asked.strip():
         return None
     properties = tool.parameters.get("properties")
-    described = [
-        f"{name}: {spec.get('description', '')}".strip().rstrip(":") if isinstance(spec, Mapping) else name
+    described = {
+        name: str(spec.get("description", "")) if isinstance(spec, Mapping) else ""
         for name, spec in (properties.items() if isinstance(properties, Mapping) else ())
-    ]
+    }
     return RELEVANCE_QUESTION.format(
         name=tool.name,
         description=tool.description.strip() or "(not described)",
-        parameters="; ".join(described) or "none",
+        parameters=parameter_lines(described),
         request=asked.strip(),
     )
+
+
+def parameter_lines(described: Mapping[str, str]) -> str:
+    """The question's parameters, one ``- name: description`` line each (a name alone when undescribed).
+    On held-out BFCL (``bench/tune_relevance.py``), at its best threshold, the 1.5B kept 517 of 520
+    right tools and declined 168 of 200 irrelevance cases; on one run-on line joined by semicolons,
+    518 and 165: about the same, and the lines read better. A description's own line breaks (OpenAPI
+    descriptions are often Markdown) are folded into spaces, so that each parameter keeps one line."""
+    if not described:
+        return " none"
+    folded = {name: " ".join(text.split()) for name, text in described.items()}
+    return "".join(f"\n- {name}: {text}" if text else f"\n- {name}" for name, text in folded.items())
 
 
 def further_call_kept(
