@@ -51,7 +51,7 @@ RELEVANCE_QUESTION = (
 #: request and two near the subject that are not (name, description, parameters, request, answer). With
 #: them the 1.5B's "yes" to a tool that only shares a subject falls well below its "yes" to the right tool
 #: (held-out BFCL, ``bench/tune_relevance.py``).
-RELEVANCE_EXAMPLES: tuple[tuple[str, str, dict[str, str], str, bool], ...] = (
+RELEVANCE_EXAMPLES: tuple[tuple[str, str, Mapping[str, str], str, bool], ...] = (
     (
         "get_stock_price",
         "Get the latest trading price of a company's stock.",
