@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 from judgment_testing import TRIANGLE_AREA
 
@@ -17,8 +18,8 @@ AREA = copy.deepcopy(TRIANGLE_AREA)
 del AREA["parameters"]["properties"]["height"]["description"]
 
 
-def request(messages: list[dict[str, object]]) -> GenerationRequest:
-    return build_request(parse_inputs({"messages": messages, "tools": [AREA]}), function_calling=True)
+def request(messages: list[dict[str, object]], tool: dict[str, Any] = AREA) -> GenerationRequest:
+    return build_request(parse_inputs({"messages": messages, "tools": [tool]}), function_calling=True)
 
 
 def test_the_question_names_the_function_then_quotes_the_last_request() -> None:
@@ -57,10 +58,7 @@ def test_ask_relevance_is_a_catalog_setting_and_part_of_the_judgement(tmp_path: 
 def test_a_description_over_several_lines_stays_on_its_parameter_line() -> None:
     markdown = copy.deepcopy(TRIANGLE_AREA)
     markdown["parameters"]["properties"]["base"]["description"] = "The base.\n\n- in cm\n- positive"
-    asked = build_request(
-        parse_inputs({"messages": [{"role": "user", "content": "Area of a 3 by 4 triangle?"}], "tools": [markdown]}),
-        function_calling=True,
-    )
+    asked = request([{"role": "user", "content": "Area of a 3 by 4 triangle?"}], markdown)
     question = relevance_question({"name": "calculate_triangle_area", "arguments": {}}, asked)
     assert question is not None
     assert "\nParameters:\n- base: The base. - in cm - positive\n- height: " in question
@@ -68,10 +66,7 @@ def test_a_description_over_several_lines_stays_on_its_parameter_line() -> None:
 
 def test_a_function_without_parameters_says_so() -> None:
     bare = {"name": "get_time", "description": "The current time.", "parameters": {"type": "object", "properties": {}}}
-    asked = build_request(
-        parse_inputs({"messages": [{"role": "user", "content": "What time is it?"}], "tools": [bare]}),
-        function_calling=True,
-    )
+    asked = request([{"role": "user", "content": "What time is it?"}], bare)
     question = relevance_question({"name": "get_time", "arguments": {}}, asked)
     assert question is not None and "\nParameters: none\n\n" in question
 
