@@ -1,20 +1,29 @@
-"""Tune a local model's ``ask_relevance`` threshold on held-out BFCL cases (never on the cases the README reports).
+"""Tune a local model's ``ask_relevance`` thresholds on held-out BFCL cases (never on the cases the README reports).
 
     .venv/bin/python bench/tune_relevance.py [--model @local/qwen2.5-coder-1.5b-instruct] \\
         [--offset 40] [--limit 200] [--categories simple_python,multiple,parallel,irrelevance]
 
 With ``ask_relevance`` the engine puts the turn's first call to the model as a yes/no question in a
 conversation of its own (the worked answers, then the function and the request: ``relevance_messages``)
-and keeps the call if the share of "yes" reaches the threshold. This script asks that question without
-running the model's call: for every held-out case of a call category about the case's right tool (from
-BFCL's answer), and for an irrelevance case about each of its tools, keeping the highest share (the
-tool the model would reach for). A threshold ``t`` then keeps the right tools at ``t`` or more and
-declines irrelevance cases whose every tool is under it. The sweep prints, per category, the share of
-right tools kept (or of irrelevance cases declined) and the mean of the four, which picks the
-threshold; per-case data goes to ``bench/.cache/relevance-<model>.json``.
+and keeps the call if the share of "yes" reaches a threshold: ``ask_relevance``, or the higher
+``ask_relevance_unsaid`` when the user did not say every value the call gives a required parameter
+(``required_values_said``). This script asks the question without running the engine's judgement:
 
-One question costs about 0.5 s on the 1.5B on 2 cores (the worked answers' KV is reused), so the
-default 720 cases take about 7 minutes. It reads the engine's internals, so it is a bench tool.
+* for every held-out case of a call category, about the case's right tool (from BFCL's answer), the
+  call's values being BFCL's answer's (said if any of its accepted values is);
+* for every irrelevance case, about the call the model itself writes there (the engine run greedy with
+  the catalog's ``call_threshold`` and nothing else held back): a case where the model writes no call,
+  or one that fails the word check (``check_relevance``), is declined whatever the thresholds.
+
+A pair of thresholds then keeps the right tools that reach theirs and declines the irrelevance cases
+that do not. The sweep prints, per category, the share of right tools kept (or of irrelevance cases
+declined) and the mean of the four, for each ``ask_relevance`` at the best ``ask_relevance_unsaid`` and
+the other way round; the best mean picks the pair (the middle of a plateau of equal means). Per-case
+data goes to ``bench/.cache/relevance-<model>.json``.
+
+One question costs about 0.5 s on the 1.5B on 2 cores (the worked answers' KV is reused), and an
+irrelevance case's call about 3 s, so the default 720 cases take about 15 minutes. It reads the
+engine's internals, so it is a bench tool.
 """
 
 from __future__ import annotations
@@ -22,8 +31,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +45,30 @@ sys.path.insert(0, str(HERE))
 from tune_thresholds import NO_CALL, print_sweep, relevance_yes  # noqa: E402 - the same question, the same table
 
 
+def answer_said(answer: dict[str, list[Any]], function: dict[str, Any], messages: list[dict[str, Any]]) -> bool:
+    """Whether the user said a value BFCL accepts for each of the function's required parameters."""
+    from toolrun._grounding import conversation_text, is_grounded, schema_constants
+
+    text = conversation_text(messages)
+    allowed = schema_constants(function["parameters"])
+    return all(
+        any(is_grounded({name: value}, text, allowed=allowed) for value in answer.get(name, []) if value != "")
+        for name in function["parameters"].get("required", [])
+    )
+
+
 async def collect(model: str, categories: list[str], offset: int, limit: int) -> list[dict[str, Any]]:
     from toolrun import AsyncAI
+    from toolrun._grounding import conversation_text
+    from toolrun.ai._inputs import build_request, parse_inputs
+    from toolrun.engines._judgment import first_call_fits, required_values_said
     from toolrun.eval import BfclData, to_tool
 
     data = BfclData.default()
     rows: list[dict[str, Any]] = []
     async with AsyncAI() as ai:
+        # The model's own call, held back by nothing but the decision to call: the question is asked here.
+        ai.catalog.add(replace(ai.catalog.get(model), check_relevance=False, ask_relevance=0.0))
         engine = await ai.engine(model)
         for category in categories:
             started = time.perf_counter()
@@ -48,31 +76,50 @@ async def collect(model: str, categories: list[str], offset: int, limit: int) ->
             for case in cases:
                 tools = [to_tool(f) for f in case.functions]
                 if category in NO_CALL:
-                    names = [t["name"] for t in tools]
+                    out = await ai.run(model, {"messages": case.messages, "tools": tools, "temperature": 0})
+                    request = build_request(
+                        parse_inputs({"messages": case.messages, "tools": tools}), function_calling=True
+                    )
+                    call = out["tool_calls"][0] if out["tool_calls"] else None
+                    if call is None or not first_call_fits(call, request):
+                        rows.append({"category": category, "id": case.id, "tools": [], "yes": None, "said": None})
+                        continue
+                    said = required_values_said(call, request, conversation_text(request.messages))
                 else:
-                    names = [next(iter(answer)) for answer in case.ground_truth or []][:1]
-                shares = [
-                    await asyncio.to_thread(relevance_yes, engine, {"name": n, "arguments": {}}, case.messages, tools)
-                    for n in names
-                ]
-                if shares:
-                    rows.append({"category": category, "id": case.id, "tools": names, "yes": round(max(shares), 4)})
+                    answer = case.ground_truth[0]
+                    call = {"name": next(iter(answer)), "arguments": {}}
+                    function = next(f for f in case.functions if f["name"] == call["name"])
+                    said = answer_said(answer[call["name"]], function, case.messages)
+                yes = await asyncio.to_thread(relevance_yes, engine, call, case.messages, tools)
+                rows.append(
+                    {"category": category, "id": case.id, "tools": [call["name"]], "yes": round(yes, 4), "said": said}
+                )
             print(f"{category}: {len(cases)} cases in {time.perf_counter() - started:.0f} s", flush=True)
     return rows
 
 
-def sweep(rows: list[dict[str, Any]], thresholds: list[float]) -> list[dict[str, Any]]:
+def accuracy(rows: list[dict[str, Any]], threshold: float, unsaid: float) -> dict[str, Any]:
     """Per category, the % of right tools kept (no-call categories: of cases declined), and their mean."""
-    categories = list(dict.fromkeys(r["category"] for r in rows))
-    table = []
-    for t in thresholds:
-        accuracy = {}
-        for category in categories:
-            shares = [r["yes"] for r in rows if r["category"] == category]
-            right = sum((y < t) if category in NO_CALL else (y >= t) for y in shares)
-            accuracy[category] = 100.0 * right / len(shares)
-        table.append({"threshold": t, "accuracy": accuracy, "mean": sum(accuracy.values()) / len(accuracy)})
-    return table
+
+    def kept(r: dict[str, Any]) -> bool:
+        return r["yes"] is not None and r["yes"] >= (threshold if r["said"] else max(threshold, unsaid))
+
+    by_category = {}
+    for category in dict.fromkeys(r["category"] for r in rows):
+        items = [r for r in rows if r["category"] == category]
+        right = sum(not kept(r) if category in NO_CALL else kept(r) for r in items)
+        by_category[category] = 100.0 * right / len(items)
+    return {"accuracy": by_category, "mean": sum(by_category.values()) / len(by_category)}
+
+
+def best_pair(rows: list[dict[str, Any]], grid: list[float]) -> tuple[float, float]:
+    """The (ask_relevance, ask_relevance_unsaid) pair of the best mean, from the middle of its plateau."""
+    means = {(t, u): round(accuracy(rows, t, u)["mean"], 6) for t in grid for u in grid if u >= t}
+    top = max(means.values())
+    tied = [pair for pair, mean in means.items() if mean == top]
+    t = statistics.median_high(sorted({p[0] for p in tied}))
+    u = statistics.median_high(sorted({p[1] for p in tied if p[0] == t}))
+    return t, u
 
 
 def main() -> None:
@@ -92,14 +139,39 @@ def main() -> None:
     else:
         categories = [c.strip() for c in args.categories.split(",") if c.strip()]
         rows = asyncio.run(collect(args.model, categories, args.offset, args.limit))
-    table = sweep(rows, [round(0.40 + 0.01 * i, 2) for i in range(36)])
-    best = max(table, key=lambda row: (round(row["mean"], 6), -row["threshold"]))
-    categories = list(best["accuracy"])
+    grid = [round(0.40 + 0.01 * i, 2) for i in range(41)]
+    threshold, unsaid = best_pair(rows, grid)
+    categories = list(dict.fromkeys(r["category"] for r in rows))
     counts = {c: sum(r["category"] == c for r in rows) for c in categories}
+    unsaid_counts = {c: sum(r["category"] == c and r["said"] is False for r in rows) for c in categories}
+    headers = {c: f"{c[:11]:>11} ({counts[c]:>3})" for c in categories}
     print(f"\n{args.model}: held-out cases {args.offset}-, % of right tools kept / irrelevance declined")
-    print_sweep(table, best, {c: f"{c[:11]:>11} ({counts[c]:>3})" for c in categories}, "mean")
+    print("calls whose required values were not all said: " + ", ".join(f"{c} {unsaid_counts[c]}" for c in categories))
+    single = [{"threshold": t, **accuracy(rows, t, 0.0)} for t in grid]
+    tables = (  # (title, rows, the threshold to mark)
+        (
+            f"ask_relevance, at ask_relevance_unsaid {unsaid:.2f}",
+            [{"threshold": t, **accuracy(rows, t, unsaid)} for t in grid],
+            threshold,
+        ),
+        (
+            f"ask_relevance_unsaid, at ask_relevance {threshold:.2f}",
+            [{"threshold": u, **accuracy(rows, threshold, u)} for u in grid if u >= threshold],
+            unsaid,
+        ),
+        (
+            "one threshold for every call",
+            single,
+            max(single, key=lambda r: (round(r["mean"], 6), -r["threshold"]))["threshold"],
+        ),
+    )
+    for title, table, marked in tables:
+        print(f"\n{title}:")
+        print_sweep(table, next(row for row in table if row["threshold"] == marked), headers, "mean")
+    chosen = {"ask_relevance": threshold, "ask_relevance_unsaid": unsaid, **accuracy(rows, threshold, unsaid)}
+    print(f"\nbest: {json.dumps(chosen)}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": args.model, "offset": args.offset, "rows": rows, "best": best}, indent=1))
+    out.write_text(json.dumps({"model": args.model, "offset": args.offset, "rows": rows, "best": chosen}, indent=1))
     print(f"per-case data: {out}")
 
 

@@ -8,10 +8,16 @@ from typing import Any
 
 from judgment_testing import TRIANGLE_AREA
 
+from toolrun._grounding import conversation_text
 from toolrun.ai import Catalog
 from toolrun.ai._inputs import build_request, parse_inputs
 from toolrun.engines._base import GenerationRequest
-from toolrun.engines._judgment import RELEVANCE_EXAMPLES, relevance_messages, relevance_question
+from toolrun.engines._judgment import (
+    RELEVANCE_EXAMPLES,
+    relevance_messages,
+    relevance_question,
+    required_values_said,
+)
 
 # One parameter left undescribed: the question names it alone.
 AREA = copy.deepcopy(TRIANGLE_AREA)
@@ -49,10 +55,13 @@ def test_nothing_is_asked_about_an_unknown_tool_or_without_a_request() -> None:
 
 def test_ask_relevance_is_a_catalog_setting_and_part_of_the_judgement(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    config.write_text('[models."@local/qwen2.5-coder-0.5b-instruct"]\nask_relevance = 0.4\n')
+    config.write_text(
+        '[models."@local/qwen2.5-coder-0.5b-instruct"]\nask_relevance = 0.4\nask_relevance_unsaid = 0.7\n'
+    )
     entry = Catalog.load(config).get("@local/qwen2.5-coder-0.5b-instruct")
-    assert entry.ask_relevance == 0.4
+    assert (entry.ask_relevance, entry.ask_relevance_unsaid) == (0.4, 0.7)
     assert entry.judgement()["ask_relevance"] == 0.4
+    assert entry.judgement()["ask_relevance_unsaid"] == 0.7
 
 
 def test_a_description_over_several_lines_stays_on_its_parameter_line() -> None:
@@ -86,3 +95,37 @@ def test_the_question_follows_worked_answers_of_both_kinds() -> None:
         assert "\nParameters:\n- " in question["content"]
         assert question["content"].endswith("Was this function made for this request? Answer yes or no.")
     assert relevance_messages({"name": "no_such_tool", "arguments": {}}, asked) is None
+
+
+FINAL_PRICE = {
+    "name": "final_price",
+    "description": "The price of a product after a discount, with sales tax added.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "price": {"type": "number", "description": "The price before the discount."},
+            "discount": {"type": "number", "description": "The discount, in percent."},
+            "currency": {"type": "string", "enum": ["USD", "EUR"]},
+            "rounding": {"type": "integer", "description": "Decimal places."},
+        },
+        "required": ["price", "discount", "currency"],
+    },
+}
+
+
+def said(content: str, arguments: dict[str, Any]) -> bool:
+    asked = request([{"role": "user", "content": content}], FINAL_PRICE)
+    return required_values_said(
+        {"name": "final_price", "arguments": arguments}, asked, conversation_text(asked.messages)
+    )
+
+
+def test_required_values_said_asks_only_for_required_values_the_schema_does_not_name() -> None:
+    # Every required value said; the enum's value need not be, nor an optional parameter's.
+    assert said("What do I pay for a $80 coat at 25% off?", {"price": 80, "discount": 25, "currency": "USD"})
+    assert said("A $80 coat at 25% off?", {"price": 80, "discount": 25, "currency": "EUR", "rounding": 2})
+    # No price in the request: the model made one up.
+    assert not said("What do I pay after a 25% discount?", {"price": 100, "discount": 25, "currency": "USD"})
+    # A tool the request does not offer is not said to fit.
+    asked = request([{"role": "user", "content": "A $80 coat at 25% off?"}], FINAL_PRICE)
+    assert not required_values_said({"name": "other", "arguments": {}}, asked, conversation_text(asked.messages))

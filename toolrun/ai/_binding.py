@@ -93,6 +93,7 @@ class AsyncAI:
                     another_call_threshold=entry.another_call_threshold,
                     check_relevance=entry.check_relevance,
                     ask_relevance=entry.ask_relevance,
+                    ask_relevance_unsaid=entry.ask_relevance_unsaid,
                     try_another_call=entry.try_another_call,
                     call_temperature=entry.call_temperature,
                     parallel_hint=entry.parallel_hint,

@@ -123,6 +123,10 @@ class ModelEntry:
     #: handle the request (a yes/no question in a conversation of its own) and keep the call only if its
     #: share of "yes" is at least this; 0 never asks. Local models only: it reads the model's logits.
     ask_relevance: float = 0.0
+    #: With ``ask_relevance``, the share a first call needs instead when the user did not say every value it
+    #: gives a required parameter (the model made some up: the request may lack what the tool needs); 0, or
+    #: anything under ``ask_relevance``, asks the same of every call.
+    ask_relevance_unsaid: float = 0.0
     #: When the model would end its turn after a call, let it try one more, kept only if it is new
     #: and its values come from the conversation (small models stop after one call of several).
     try_another_call: bool = False
@@ -143,6 +147,7 @@ class ModelEntry:
             "another_call_threshold": self.another_call_threshold,
             "check_relevance": self.check_relevance,
             "ask_relevance": self.ask_relevance,
+            "ask_relevance_unsaid": self.ask_relevance_unsaid,
             "try_another_call": self.try_another_call,
             "call_temperature": self.call_temperature,
             "parallel_hint": self.parallel_hint,
@@ -224,13 +229,14 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
         # As for the default: whether to call must not depend on temperature.
         call_threshold=0.15,
         check_relevance=True,
-        # Asked afresh, after four worked answers, whether the tool was made for the request. Tuned on 720
-        # held-out BFCL cases (simple 40-239, multiple and parallel 40-199, irrelevance 40-239; the question
-        # asked for each call case's right tool): with the parameters one per line, at 0.59 it keeps 517 of
-        # 520 right tools and declines 168 of 200 irrelevance cases, the best mean over the four categories
-        # between 0.40 and 0.75 (on one line: 518 and 165 at 0.58; at 0.55, the first choice, tuned on 160
-        # of those cases: 518 and 157). bench/tune_relevance.py
-        ask_relevance=0.59,
+        # Asked afresh, after four worked answers, whether the tool was made for the request; a call whose
+        # required values the user did not all say (made up: the request may lack what the tool needs) must
+        # reach the higher share. Tuned together on 720 held-out BFCL cases (simple 40-239, multiple and
+        # parallel 40-199: the question asked for each case's right tool; irrelevance 40-239: for the call
+        # the 1.5B writes): 0.58 and 0.69 keep 519 of 520 right tools and decline 175 of 200 irrelevance
+        # cases; one threshold at its best, 0.59, keeps 517 and declines 170. bench/tune_relevance.py
+        ask_relevance=0.58,
+        ask_relevance_unsaid=0.69,
         call_temperature=0.0,
         # Qwen's template says only "You may call one or more functions"; the 1.5B then often writes one call
         # where the request names several items, or puts them all in one call's argument. Held-out BFCL
@@ -441,6 +447,7 @@ class Catalog:
             "another_call_threshold",
             "check_relevance",
             "ask_relevance",
+            "ask_relevance_unsaid",
             "try_another_call",
             "call_temperature",
             "parallel_hint",
@@ -478,6 +485,7 @@ class Catalog:
             another_call_threshold=float(fields.get("another_call_threshold", base.another_call_threshold)),
             check_relevance=bool(fields.get("check_relevance", base.check_relevance)),
             ask_relevance=float(fields.get("ask_relevance", base.ask_relevance)),
+            ask_relevance_unsaid=float(fields.get("ask_relevance_unsaid", base.ask_relevance_unsaid)),
             try_another_call=bool(fields.get("try_another_call", base.try_another_call)),
             call_temperature=(
                 float(fields["call_temperature"]) if "call_temperature" in fields else base.call_temperature

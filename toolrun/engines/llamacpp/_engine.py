@@ -39,7 +39,13 @@ from ..._grounding import conversation_text
 from ..._wire import Event, FinishReason, IndexedToolCall, final_event
 from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
 from .._base import Engine, GenerationRequest
-from .._judgment import first_call_fits, further_call_kept, relevance_examples, relevance_messages
+from .._judgment import (
+    first_call_fits,
+    further_call_kept,
+    relevance_examples,
+    relevance_messages,
+    required_values_said,
+)
 from .._prompt import render_prompt
 from ._context import kv_bytes_per_token
 from ._decide import DecisionTokens, continue_share, decision_tokens, probability_mass, yes_share
@@ -87,6 +93,7 @@ class LlamaCppEngine(Engine):
         another_call_threshold: float = 0.0,
         check_relevance: bool = False,
         ask_relevance: float = 0.0,
+        ask_relevance_unsaid: float = 0.0,
         try_another_call: bool = False,
         call_temperature: float | None = None,
         parallel_hint: str = "",
@@ -112,6 +119,9 @@ class LlamaCppEngine(Engine):
         #: With check_relevance: a first call that fits is also put to the model as a yes/no question in a
         #: conversation of its own, and kept only if its share of "yes" is at least this (0: never asked).
         self.ask_relevance = ask_relevance
+        #: With ask_relevance: the share asked instead of a first call whose required values the user did not
+        #: all say (see _judgment.required_values_said); under ask_relevance it changes nothing.
+        self.ask_relevance_unsaid = ask_relevance_unsaid
         #: When the model would end its turn after a call, let it write one more and keep it only if
         #: it is new and its values come from the conversation (small models stop after one call).
         self.try_another_call = try_another_call
@@ -353,7 +363,7 @@ class LlamaCppEngine(Engine):
                             grounding = conversation_text(request.messages)
                         keeps = self._keeps(kept, turn_calls, request, grounding)
                         if keeps and kept.first and self.ask_relevance > 0:
-                            keeps = yield from self._model_agrees(llm, seq, kept, request)
+                            keeps = yield from self._model_agrees(llm, seq, kept, request, grounding)
                         if keeps:
                             for event in kept.events:
                                 send(event)
@@ -457,14 +467,18 @@ class LlamaCppEngine(Engine):
         return share >= self.another_call_threshold
 
     def _model_agrees(
-        self, llm: Any, seq: SequenceHandle, trial: _Trial, request: GenerationRequest
+        self, llm: Any, seq: SequenceHandle, trial: _Trial, request: GenerationRequest, grounding: str
     ) -> Generator[Need, None, bool]:
         """Ask the model, in a conversation of its own, whether the held first call's tool was made for the
-        request (``ask_relevance``); the sequence is given back as it was if the answer is yes."""
+        request (``ask_relevance``, or ``ask_relevance_unsaid`` for a call with made-up required values); the
+        sequence is given back as it was if the answer is yes."""
         (call,) = trial.calls  # _keeps kept it: exactly one
         messages = relevance_messages(call, request)
         if messages is None:
             return True
+        threshold = self.ask_relevance
+        if self.ask_relevance_unsaid > threshold and not required_values_said(call, request, grounding):
+            threshold = self.ask_relevance_unsaid
         prompt = self._prompt_tokens(llm, GenerationRequest(messages=messages))
         saved = seq.save()
         # Every question starts with the same worked answers (a few hundred tokens): their KV is computed
@@ -478,8 +492,8 @@ class LlamaCppEngine(Engine):
             seq.restore(examples[1])
         yield from _switch_prompt(seq, prompt)
         share = yes_share(seq.logits(), self._decisions(llm))
-        log.debug("relevance of %s: yes %.3f (keep at %.2f)", call["name"], share, self.ask_relevance)
-        if share < self.ask_relevance:
+        log.debug("relevance of %s: yes %.3f (keep at %.2f)", call["name"], share, threshold)
+        if share < threshold:
             return False
         seq.restore(saved)
         yield from _rewind(seq, seq.n_tokens)
