@@ -111,6 +111,35 @@ async def test_the_questions_worked_answers_are_evaluated_once_and_change_nothin
     assert float(shares[0]) >= second_ai.catalog.get(MODEL).ask_relevance
 
 
+#: The area tool asked for with no base or height: the model makes them up.
+UNSAID_AREA = [{"role": "user", "content": "Calculate the area of the triangle my garden bed makes."}]
+
+
+@pytest.mark.model
+async def test_a_call_with_made_up_required_values_is_asked_to_clear_a_higher_bar(second_ai, caplog):
+    # A request that lacks what the tool needs still gets a call, with values of the model's own; such a
+    # call is kept only if the question's "yes" reaches ask_relevance_unsaid, above ask_relevance. The
+    # garden bed's share lies between the two (0.63 here): one threshold for every call would keep it.
+    entry = second_ai.catalog.get(MODEL)
+    assert entry.ask_relevance_unsaid > entry.ask_relevance > 0
+    caplog.set_level(logging.DEBUG, logger="toolrun.engines.llamacpp")
+    for _ in range(2):  # at the default temperature, as users run it
+        for messages, bar in ((AREA_REQUEST, entry.ask_relevance), (UNSAID_AREA, entry.ask_relevance_unsaid)):
+            caplog.clear()
+            out = await second_ai.run(MODEL, {"messages": messages, "tools": [TRIANGLE_AREA]})
+            asked = re.findall(
+                r"relevance of calculate_triangle_area: yes (\d\.\d+) \(keep at (\d\.\d+)\)", caplog.text
+            )
+            assert len(asked) == 1, (caplog.text, out)
+            share, at = map(float, asked[0])
+            assert at == round(bar, 2)
+            if messages is AREA_REQUEST:
+                assert share >= bar and [c["name"] for c in out["tool_calls"]] == ["calculate_triangle_area"], out
+            else:
+                assert entry.ask_relevance <= share < bar, share
+                assert out["tool_calls"] == [] and out["response"], out
+
+
 # Two calls of one tool in one request: the 1.5B writes the first and ends its turn, unless the catalog's
 # parallel_hint follows the tool list (held-out BFCL parallel 40-79: 24 of 40 right without it, 29 with).
 MOST_PLAYED = {
