@@ -18,8 +18,11 @@ and keeps the call if the share of "yes" reaches a threshold: ``ask_relevance``,
 A pair of thresholds then keeps the right tools that reach theirs and declines the irrelevance cases
 that do not. The sweep prints, per category, the share of right tools kept (or of irrelevance cases
 declined) and the mean of the four, for each ``ask_relevance`` at the best ``ask_relevance_unsaid`` and
-the other way round; the best mean picks the pair (the middle of a plateau of equal means). Per-case
-data goes to ``bench/.cache/relevance-<model>.json``.
+the other way round; the best mean picks the pair (the middle of a plateau of equal means). Then it
+prints how the catalog's own pair does on these cases, against its ``ask_relevance`` for every call: with
+other categories and a ``--tag``, a check on cases the catalog was not tuned on (``--categories
+live_simple,live_multiple,live_irrelevance --limit 100 --tag=-live``). Per-case data goes to
+``bench/.cache/relevance-<model><tag>.json``.
 
 One question costs about 0.5 s on the 1.5B on 2 cores (the worked answers' KV is reused), and an
 irrelevance case's call about 3 s, so the default 720 cases take about 15 minutes. It reads the
@@ -129,11 +132,12 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=40, help="held out: the README reports cases 0-39")
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--reuse", action="store_true", help="sweep the saved per-case data again, ask nothing")
+    parser.add_argument("--tag", default="", help="a suffix for the per-case data file (to check, not tune)")
     args = parser.parse_args()
     if args.offset < 40:
         sys.exit("refusing to tune on cases 0-39: those are the ones reported")
 
-    out = HERE / ".cache" / f"relevance-{args.model.split('/')[-1]}.json"
+    out = HERE / ".cache" / f"relevance-{args.model.split('/')[-1]}{args.tag}.json"
     if args.reuse:
         rows = json.loads(out.read_text())["rows"]
     else:
@@ -168,6 +172,17 @@ def main() -> None:
     for title, table, marked in tables:
         print(f"\n{title}:")
         print_sweep(table, next(row for row in table if row["threshold"] == marked), headers, "mean")
+    from toolrun import Catalog
+
+    entry = Catalog().get(args.model)
+    shipped = accuracy(rows, entry.ask_relevance, entry.ask_relevance_unsaid)
+    alone = accuracy(rows, entry.ask_relevance, 0.0)
+    for label, result in (
+        (f"the catalog's {entry.ask_relevance:.2f} / {entry.ask_relevance_unsaid:.2f}", shipped),
+        (f"{entry.ask_relevance:.2f} for every call", alone),
+    ):
+        cells = ", ".join(f"{c} {v:.1f}" for c, v in result["accuracy"].items())
+        print(f"{label}: {cells}; mean {result['mean']:.2f}")
     chosen = {"ask_relevance": threshold, "ask_relevance_unsaid": unsaid, **accuracy(rows, threshold, unsaid)}
     print(f"\nbest: {json.dumps(chosen)}")
     out.parent.mkdir(parents=True, exist_ok=True)
