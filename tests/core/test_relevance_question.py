@@ -113,11 +113,9 @@ FINAL_PRICE = {
 }
 
 
-def said(content: str, arguments: dict[str, Any]) -> bool:
+def said(content: str, arguments: dict[str, Any], name: str = "final_price") -> bool:
     asked = request([{"role": "user", "content": content}], FINAL_PRICE)
-    return required_values_said(
-        {"name": "final_price", "arguments": arguments}, asked, conversation_text(asked.messages)
-    )
+    return required_values_said({"name": name, "arguments": arguments}, asked, conversation_text(asked.messages))
 
 
 def test_required_values_said_asks_only_for_required_values_the_schema_does_not_name() -> None:
@@ -127,5 +125,4 @@ def test_required_values_said_asks_only_for_required_values_the_schema_does_not_
     # No price in the request: the model made one up.
     assert not said("What do I pay after a 25% discount?", {"price": 100, "discount": 25, "currency": "USD"})
     # A tool the request does not offer is not said to fit.
-    asked = request([{"role": "user", "content": "A $80 coat at 25% off?"}], FINAL_PRICE)
-    assert not required_values_said({"name": "other", "arguments": {}}, asked, conversation_text(asked.messages))
+    assert not said("A $80 coat at 25% off?", {}, name="other")
