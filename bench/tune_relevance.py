@@ -7,7 +7,8 @@ With ``ask_relevance`` the engine puts the turn's first call to the model as a y
 conversation of its own (the worked answers, then the function and the request: ``relevance_messages``)
 and keeps the call if the share of "yes" reaches a threshold: ``ask_relevance``, or the higher
 ``ask_relevance_unsaid`` when the user did not say every value the call gives a required parameter
-(``required_values_said``). This script asks the question without running the engine's judgement:
+(``required_values_said``). A call whose tool the user named, with every required value said, is kept
+whatever the share (``named_and_said``). This script asks the question without running the engine's judgement:
 
 * for every held-out case of a call category, about the case's right tool (from BFCL's answer), the
   call's values being BFCL's answer's (said if any of its accepted values is);
@@ -15,14 +16,14 @@ and keeps the call if the share of "yes" reaches a threshold: ``ask_relevance``,
   the catalog's ``call_threshold`` and nothing else held back): a case where the model writes no call,
   or one that fails the word check (``check_relevance``), is declined whatever the thresholds.
 
-A pair of thresholds then keeps the right tools that reach theirs and declines the irrelevance cases
-that do not. The sweep prints, per category, the share of right tools kept (or of irrelevance cases
-declined) and the mean of the four, for each ``ask_relevance`` at the best ``ask_relevance_unsaid`` and
-the other way round; the best mean picks the pair (the middle of a plateau of equal means). Then it
-prints how the catalog's own pair does on these cases, against its ``ask_relevance`` for every call: with
-other categories and a ``--tag``, a check on cases the catalog was not tuned on (``--categories
-live_simple,live_multiple,live_irrelevance --limit 100 --tag=-live``). Per-case data goes to
-``bench/.cache/relevance-<model><tag>.json``.
+A pair of thresholds then keeps the right tools that reach theirs (or are named and said) and declines
+the irrelevance cases that do not. The sweep prints, per category, the share of right tools kept (or of
+irrelevance cases declined) and the mean of the four, for each ``ask_relevance`` at the best
+``ask_relevance_unsaid`` and the other way round; the best mean picks the pair (the middle of a plateau
+of equal means). Then it prints how the catalog's own pair does on these cases, against its
+``ask_relevance`` for every call: with other categories and a ``--tag``, a check on cases the catalog
+was not tuned on (``--categories live_simple,live_multiple,live_irrelevance --limit 100 --tag=-live``).
+Per-case data goes to ``bench/.cache/relevance-<model><tag>.json``.
 
 One question costs about 0.5 s on the 1.5B on 2 cores (the worked answers' KV is reused), and an
 irrelevance case's call about 3 s, so the default 720 cases take about 15 minutes. It reads the
@@ -62,7 +63,7 @@ def answer_said(answer: dict[str, list[Any]], function: dict[str, Any], messages
 
 async def collect(model: str, categories: list[str], offset: int, limit: int) -> list[dict[str, Any]]:
     from toolrun import AsyncAI
-    from toolrun._grounding import conversation_text
+    from toolrun._grounding import conversation_text, names_tool
     from toolrun.ai._inputs import build_request, parse_inputs
     from toolrun.engines._judgment import first_call_fits, required_values_said
     from toolrun.eval import BfclData, to_tool
@@ -95,9 +96,31 @@ async def collect(model: str, categories: list[str], offset: int, limit: int) ->
                     said = answer_said(answer[call["name"]], function, case.messages)
                 yes = await asyncio.to_thread(relevance_yes, engine, call, case.messages, tools)
                 rows.append(
-                    {"category": category, "id": case.id, "tools": [call["name"]], "yes": round(yes, 4), "said": said}
+                    {
+                        "category": category,
+                        "id": case.id,
+                        "tools": [call["name"]],
+                        "yes": round(yes, 4),
+                        "said": said,
+                        "named": said and names_tool(call["name"], case.messages),
+                    }
                 )
             print(f"{category}: {len(cases)} cases in {time.perf_counter() - started:.0f} s", flush=True)
+    return rows
+
+
+def with_named(rows: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
+    """Per-case data saved before ``named_and_said``: whether each asked call's tool is named (no model needed)."""
+    from toolrun._grounding import names_tool
+    from toolrun.eval import BfclData
+
+    missing = [r for r in rows if r["yes"] is not None and "named" not in r]
+    data = BfclData.default()
+    for category in dict.fromkeys(r["category"] for r in missing):
+        cases = {c.id: c for c in data.cases(category, offset=offset, limit=10_000)}
+        for r in missing:
+            if r["category"] == category:
+                r["named"] = bool(r["said"]) and names_tool(r["tools"][0], cases[r["id"]].messages)
     return rows
 
 
@@ -105,7 +128,9 @@ def accuracy(rows: list[dict[str, Any]], threshold: float, unsaid: float) -> dic
     """Per category, the % of right tools kept (no-call categories: of cases declined), and their mean."""
 
     def kept(r: dict[str, Any]) -> bool:
-        return r["yes"] is not None and r["yes"] >= (threshold if r["said"] else max(threshold, unsaid))
+        if r["yes"] is None:
+            return False
+        return bool(r.get("named")) or r["yes"] >= (threshold if r["said"] else max(threshold, unsaid))
 
     by_category = {}
     for category in dict.fromkeys(r["category"] for r in rows):
@@ -139,7 +164,7 @@ def main() -> None:
 
     out = HERE / ".cache" / f"relevance-{args.model.split('/')[-1]}{args.tag}.json"
     if args.reuse:
-        rows = json.loads(out.read_text())["rows"]
+        rows = with_named(json.loads(out.read_text())["rows"], args.offset)
     else:
         categories = [c.strip() for c in args.categories.split(",") if c.strip()]
         rows = asyncio.run(collect(args.model, categories, args.offset, args.limit))
@@ -151,6 +176,8 @@ def main() -> None:
     headers = {c: f"{c[:11]:>11} ({counts[c]:>3})" for c in categories}
     print(f"\n{args.model}: held-out cases {args.offset}-, % of right tools kept / irrelevance declined")
     print("calls whose required values were not all said: " + ", ".join(f"{c} {unsaid_counts[c]}" for c in categories))
+    named_counts = {c: sum(r["category"] == c and bool(r.get("named")) for r in rows) for c in categories}
+    print("named, every required value said (kept unasked): " + ", ".join(f"{c} {named_counts[c]}" for c in categories))
     single = [{"threshold": t, **accuracy(rows, t, 0.0)} for t in grid]
     tables = (  # (title, rows, the threshold to mark)
         (

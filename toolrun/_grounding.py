@@ -142,9 +142,17 @@ def _content_words(text: str) -> set[str]:
     return {w[:5] for w in words if len(w) >= 4 and w not in _STOP_WORDS}
 
 
+def _name_text(name: str) -> str:
+    return name.replace("_", " ").replace(".", " ").replace("-", " ")
+
+
+def _user_text(messages: Iterable[Message]) -> str:
+    return " ".join(m["content"] for m in messages if m["role"] == "user")
+
+
 def tool_words(name: str, description: str, parameters: Mapping[str, Any]) -> set[str]:
     """What a tool is about: the words of its name, its description and its parameters' names and descriptions."""
-    parts = [name.replace("_", " ").replace(".", " ").replace("-", " "), description]
+    parts = [_name_text(name), description]
     stack: list[Any] = [parameters]
     while stack:
         node = stack.pop()
@@ -175,8 +183,15 @@ def fits_request(
     makes up its values answers a question nobody asked.
     """
     messages = list(messages)
-    user = " ".join(m["content"] for m in messages if m["role"] == "user")
-    if _content_words(user) & tool:
+    if _content_words(_user_text(messages)) & tool:
         return True
     text = conversation_text(messages)
     return bool(said_values(arguments, text)) and is_grounded(arguments, text, allowed=allowed)
+
+
+def names_tool(name: str, messages: Iterable[Message]) -> bool:
+    """Whether the user named what a tool is for: every content word of its name is among the user's words
+    ("the circumference of a circle" and ``calculate_circumference``; ``get_local_time`` needs "local" and
+    "time"). A name of common or short words only (``get_info``) names nothing."""
+    named = _content_words(_name_text(name))
+    return bool(named) and named <= _content_words(_user_text(messages))

@@ -18,3 +18,7 @@ TRIANGLE_AREA = {
 }
 #: A request the area tool was made for, with every value said.
 AREA_REQUEST = [{"role": "user", "content": "What is the area of a triangle with a base of 10cm and a height of 5cm?"}]
+#: The same, without the word "area": the tool is not named, so the 1.5B is asked (``ask_relevance``).
+COVER_REQUEST = [
+    {"role": "user", "content": "How much ground does a triangle with a base of 10cm and a height of 5cm cover?"}
+]

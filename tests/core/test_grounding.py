@@ -8,6 +8,7 @@ from toolrun._grounding import (
     conversation_text,
     fits_request,
     is_grounded,
+    names_tool,
     schema_constants,
     tool_words,
 )
@@ -63,6 +64,25 @@ def test_tool_words_come_from_its_name_description_and_parameters() -> None:
     assert {"weath", "latit", "longi"} <= WEATHER_WORDS  # cut to five letters: "weathers" ~ "weather"
     assert {"trian", "area", "base", "heigh"} <= AREA_WORDS
     assert "calcu" not in AREA_WORDS and "given" not in AREA_WORDS  # too common to tell anything
+
+
+def test_a_request_names_a_tool_when_every_word_of_its_name_is_the_users() -> None:
+    asked = user("What is the circumference of a circle with a radius of 4 inches?")
+    assert names_tool("calculate_circumference", asked)  # "calculate" is too common to count
+    assert names_tool("geometry.circumference", user("The circumference of a circle and its geometry?"))
+    assert names_tool("getWeather", user("What's the weather in London?"))  # camelCase, "weather" ~ "weathers"
+    # One word of the name missing is enough to say no: the request is near the tool, not for it.
+    assert not names_tool("geometry.circumference", asked)
+    assert not names_tool("get_local_time", user("What is the current time in Sydney?"))
+    # Nothing to name: a name of common or short words only.
+    assert not names_tool("get_info", user("Get me the info."))
+    # Only the user's words count, not the assistant's or a tool's.
+    said_by_others = [
+        *user("How big is it?"),
+        {"role": "assistant", "content": "The circumference?"},
+        {"role": "tool", "content": "circumference"},
+    ]
+    assert not names_tool("calculate_circumference", said_by_others)
 
 
 def test_a_call_fits_when_the_request_shares_a_word_with_its_tool() -> None:

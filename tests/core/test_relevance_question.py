@@ -14,6 +14,7 @@ from toolrun.ai._inputs import build_request, parse_inputs
 from toolrun.engines._base import GenerationRequest
 from toolrun.engines._judgment import (
     RELEVANCE_EXAMPLES,
+    named_and_said,
     relevance_messages,
     relevance_question,
     required_values_said,
@@ -126,3 +127,17 @@ def test_required_values_said_asks_only_for_required_values_the_schema_does_not_
     assert not said("What do I pay after a 25% discount?", {"price": 100, "discount": 25, "currency": "USD"})
     # A tool the request does not offer is not said to fit.
     assert not said("A $80 coat at 25% off?", {}, name="other")
+
+
+def test_a_call_the_user_named_with_every_required_value_said_is_kept_without_the_question() -> None:
+    def kept(content: str, arguments: dict[str, Any]) -> bool:
+        asked = request([{"role": "user", "content": content}], FINAL_PRICE)
+        call = {"name": "final_price", "arguments": arguments}
+        return named_and_said(call, asked, conversation_text(asked.messages))
+
+    values = {"price": 80, "discount": 25, "currency": "USD"}
+    assert kept("The final price of an $80 coat at 25% off?", values)
+    # Named, but the price was made up: the question decides (at ask_relevance_unsaid).
+    assert not kept("The final price at 25% off?", values)
+    # Every value said, but the request does not name the tool ("final" missing): the question decides.
+    assert not kept("What do I pay for an $80 coat at 25% off?", values)

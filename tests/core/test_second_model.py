@@ -8,7 +8,7 @@ import re
 from dataclasses import replace
 
 import pytest
-from judgment_testing import AREA_REQUEST, TRIANGLE_AREA
+from judgment_testing import AREA_REQUEST, COVER_REQUEST, TRIANGLE_AREA
 from seed_testing import SEED_MESSAGES, SEED_TOOL
 
 from toolrun import AsyncAI
@@ -99,7 +99,7 @@ async def test_the_questions_worked_answers_are_evaluated_once_and_change_nothin
     # The worked answers before each question are evaluated by the first question and copied in after:
     # the share of "yes" is the same, bit for bit, on a fresh engine and on one that has asked before.
     caplog.set_level(logging.DEBUG, logger="toolrun.engines.llamacpp")
-    request = {"messages": AREA_REQUEST, "tools": [TRIANGLE_AREA]}  # the default temperature, as users run it
+    request = {"messages": COVER_REQUEST, "tools": [TRIANGLE_AREA]}  # the default temperature, as users run it
     fresh = AsyncAI()
     try:
         for ai in (fresh, fresh, second_ai):
@@ -124,7 +124,7 @@ async def test_a_call_with_made_up_required_values_is_asked_to_clear_a_higher_ba
     assert entry.ask_relevance_unsaid > entry.ask_relevance > 0
     caplog.set_level(logging.DEBUG, logger="toolrun.engines.llamacpp")
     for _ in range(2):  # at the default temperature, as users run it
-        for messages, bar in ((AREA_REQUEST, entry.ask_relevance), (UNSAID_AREA, entry.ask_relevance_unsaid)):
+        for messages, bar in ((COVER_REQUEST, entry.ask_relevance), (UNSAID_AREA, entry.ask_relevance_unsaid)):
             caplog.clear()
             out = await second_ai.run(MODEL, {"messages": messages, "tools": [TRIANGLE_AREA]})
             asked = re.findall(
@@ -133,7 +133,7 @@ async def test_a_call_with_made_up_required_values_is_asked_to_clear_a_higher_ba
             assert len(asked) == 1, (caplog.text, out)
             share, at = map(float, asked[0])
             assert at == round(bar, 2)
-            if messages is AREA_REQUEST:
+            if messages is COVER_REQUEST:
                 assert share >= bar and [c["name"] for c in out["tool_calls"]] == ["calculate_triangle_area"], out
             else:
                 assert entry.ask_relevance <= share < bar, share
@@ -184,3 +184,33 @@ async def test_without_the_parallel_hint_the_second_call_is_missed():
             assert [c["arguments"]["genre"] for c in out["tool_calls"]] == ["Pop"], out
     finally:
         await ai.aclose()
+
+
+#: BFCL's circumference tool in toolrun's words, its unit's default not what the user asks for.
+CIRCUMFERENCE = {
+    "name": "calculate_circumference",
+    "description": "Calculate the circumference of a circle from its radius.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "radius": {"type": "number", "description": "The circle's radius."},
+            "unit": {"type": "string", "description": "The unit of the radius. Default is 'cm'."},
+        },
+        "required": ["radius"],
+    },
+}
+
+
+@pytest.mark.model
+async def test_a_call_the_user_named_with_its_values_said_is_kept_without_the_question(second_ai, caplog):
+    # The user names what the tool is for and says every required value: the call is kept unasked (the
+    # question doubts such tools when a parameter's stated default differs from what the user asked for).
+    caplog.set_level(logging.DEBUG, logger="toolrun.engines.llamacpp")
+    asked = [{"role": "user", "content": "What is the circumference of a circle with a radius of 3 feet?"}]
+    for messages, tool in ((AREA_REQUEST, TRIANGLE_AREA), (asked, CIRCUMFERENCE)):
+        for _ in range(2):  # at the default temperature, as users run it
+            caplog.clear()
+            out = await second_ai.run(MODEL, {"messages": messages, "tools": [tool]})
+            assert [c["name"] for c in out["tool_calls"]] == [tool["name"]], out
+            assert f"relevance of {tool['name']}: named and its values said" in caplog.text, caplog.text
+            assert "yes 0." not in caplog.text  # nothing was asked

@@ -8,6 +8,8 @@
   conversation of its own (:func:`relevance_question`), and kept only if its share of "yes" is high enough:
   higher (``ask_relevance_unsaid``) when the user did not say every value the call gives a required
   parameter (:func:`required_values_said`), as a model does when the request lacks what the tool needs.
+  A call whose tool the user named, with every required value said (:func:`named_and_said`), is kept
+  without the question.
 * A further call tried after the model would have ended its turn (``try_another_call``) must bring a
   value the user said that no earlier call of the turn used, and every value in it must come from the
   conversation: the 0.5B model stops after one call of several, and, let go on, writes the same
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .._grounding import asks_something_new, fits_request, is_grounded, schema_constants, tool_words
+from .._grounding import asks_something_new, fits_request, is_grounded, names_tool, schema_constants, tool_words
 from .._types import ToolSpec
 from .._wire import Message
 from ._base import GenerationRequest
@@ -157,6 +159,19 @@ def required_values_said(call: Mapping[str, Any], request: GenerationRequest, gr
     arguments = call["arguments"]
     needed = {name: arguments[name] for name in required or () if name in arguments}
     return is_grounded(needed, grounding, allowed=schema_constants(tool.parameters))
+
+
+def named_and_said(call: Mapping[str, Any], request: GenerationRequest, grounding: str) -> bool:
+    """Whether the user named what the call's tool is for (:func:`toolrun._grounding.names_tool`) and said
+    every value it gives a required parameter (:func:`required_values_said`): such a call is kept without
+    the relevance question.
+
+    The question doubts some tools made for their request, where a parameter's description disagrees
+    with what the user asked for (a circumference tool whose unit "Default is 'cm'" for a radius in inches,
+    0.43). On 1,020 held-out BFCL cases (``bench/tune_relevance.py``) the calls the question declines
+    although the user said every required value are 32 irrelevant ones and 5 right ones; the request
+    names the tool in 3 of the right ones and in none of the irrelevant ones."""
+    return names_tool(call["name"], request.messages) and required_values_said(call, request, grounding)
 
 
 def further_call_kept(

@@ -42,6 +42,7 @@ from .._base import Engine, GenerationRequest
 from .._judgment import (
     first_call_fits,
     further_call_kept,
+    named_and_said,
     relevance_examples,
     relevance_messages,
     required_values_said,
@@ -471,10 +472,14 @@ class LlamaCppEngine(Engine):
     ) -> Generator[Need, None, bool]:
         """Ask the model, in a conversation of its own, whether the held first call's tool was made for the
         request (``ask_relevance``, or ``ask_relevance_unsaid`` for a call with made-up required values); the
-        sequence is given back as it was if the answer is yes."""
+        sequence is given back as it was if the answer is yes. A call whose tool the user named, with every
+        required value said, is kept without asking (``named_and_said``)."""
         (call,) = trial.calls  # _keeps kept it: exactly one
         messages = relevance_messages(call, request)
         if messages is None:
+            return True
+        if named_and_said(call, request, grounding):
+            log.debug("relevance of %s: named and its values said, kept without asking", call["name"])
             return True
         threshold = self.ask_relevance
         if self.ask_relevance_unsaid > threshold and not required_values_said(call, request, grounding):
