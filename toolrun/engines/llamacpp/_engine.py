@@ -475,11 +475,11 @@ class LlamaCppEngine(Engine):
         sequence is given back as it was if the answer is yes. A call whose tool the user named, with every
         required value said, is kept without asking (``named_and_said``)."""
         (call,) = trial.calls  # _keeps kept it: exactly one
-        messages = relevance_messages(call, request)
-        if messages is None:
-            return True
         if named_and_said(call, request, grounding):
             log.debug("relevance of %s: named and its values said, kept without asking", call["name"])
+            return True
+        messages = relevance_messages(call, request)
+        if messages is None:
             return True
         threshold = self.ask_relevance
         if self.ask_relevance_unsaid > threshold and not required_values_said(call, request, grounding):
