@@ -63,7 +63,7 @@ def answer_said(answer: dict[str, list[Any]], function: dict[str, Any], messages
 
 async def collect(model: str, categories: list[str], offset: int, limit: int) -> list[dict[str, Any]]:
     from toolrun import AsyncAI
-    from toolrun._grounding import conversation_text, names_tool
+    from toolrun._grounding import conversation_text
     from toolrun.ai._inputs import build_request, parse_inputs
     from toolrun.engines._judgment import first_call_fits, required_values_said
     from toolrun.eval import BfclData, to_tool
@@ -96,21 +96,15 @@ async def collect(model: str, categories: list[str], offset: int, limit: int) ->
                     said = answer_said(answer[call["name"]], function, case.messages)
                 yes = await asyncio.to_thread(relevance_yes, engine, call, case.messages, tools)
                 rows.append(
-                    {
-                        "category": category,
-                        "id": case.id,
-                        "tools": [call["name"]],
-                        "yes": round(yes, 4),
-                        "said": said,
-                        "named": said and names_tool(call["name"], case.messages),
-                    }
+                    {"category": category, "id": case.id, "tools": [call["name"]], "yes": round(yes, 4), "said": said}
                 )
             print(f"{category}: {len(cases)} cases in {time.perf_counter() - started:.0f} s", flush=True)
     return rows
 
 
 def with_named(rows: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
-    """Per-case data saved before ``named_and_said``: whether each asked call's tool is named (no model needed)."""
+    """Marks each asked call whose tool the user named, every required value said (``named_and_said``: kept
+    unasked), in fresh per-case data and in data saved before the rule alike (no model needed)."""
     from toolrun._grounding import names_tool
     from toolrun.eval import BfclData
 
@@ -167,7 +161,7 @@ def main() -> None:
         rows = with_named(json.loads(out.read_text())["rows"], args.offset)
     else:
         categories = [c.strip() for c in args.categories.split(",") if c.strip()]
-        rows = asyncio.run(collect(args.model, categories, args.offset, args.limit))
+        rows = with_named(asyncio.run(collect(args.model, categories, args.offset, args.limit)), args.offset)
     grid = [round(0.40 + 0.01 * i, 2) for i in range(41)]
     threshold, unsaid = best_pair(rows, grid)
     categories = list(dict.fromkeys(r["category"] for r in rows))
