@@ -8,7 +8,11 @@ and IPv6 fe80::/10 (link-local), the metadata services that live elsewhere
 (AWS's fd00:ec2::254, Alibaba's 100.100.100.200, Oracle's 192.0.0.192,
 Azure's 168.63.129.16) and their names (``metadata.google.internal`` ...),
 written any way a resolver would still read them (``2852039166``,
-``0xa9fea9fe``, ``::ffff:169.254.169.254``, a trailing dot).
+``0xa9fea9fe``, a trailing dot), and inside every IPv6 form that a
+translator or tunnel delivers to an IPv4 address: IPv4-mapped and -compatible
+(``::ffff:169.254.169.254``), SIIT (``::ffff:0:a9fe:a9fe``), NAT64's
+well-known ``64:ff9b::/96`` and local-use ``64:ff9b:1::/48`` (each RFC 6052
+prefix length), 6to4 (``2002::/16``) and Teredo (``2001::/32``).
 
 A name can still resolve to such an address (DNS is the attacker's too), so
 :class:`GuardedTransport` checks every address a connection would use after
@@ -54,8 +58,18 @@ METADATA_ADDRESSES = frozenset(
 )
 ALLOW_HINT = "pass allow_link_local=True to allow it"
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: the IPv4 address is the last 32 bits
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215 local use: an operator picks a /48 to /96 in it
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_SIIT = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 IPv4-translated: ::ffff:0:a.b.c.d
+#: Where RFC 6052 puts the IPv4 address after a NAT64 prefix of each length: (first bit, bit count) runs
+#: of the 128-bit address, counted from its most significant bit; bits 64-71 (the "u" octet) never carry it.
+_RFC6052_RUNS = {
+    48: ((48, 16), (72, 16)),
+    56: ((56, 8), (72, 24)),
+    64: ((72, 32),),
+    96: ((96, 32),),
+}
 # What glibc's inet_aton reads as an IPv4 address: 1 to 4 parts, decimal, octal (0...) or hex (0x...).
 _NUMERIC_HOST = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}$")
 
@@ -95,16 +109,31 @@ def _address(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def _forms(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Iterable[Any]:
-    """The address, and the IPv4 address an IPv6 one carries (mapped, 6to4, NAT64, compatible)."""
+    """The address, and every IPv4 address an IPv6 one carries: a translator or tunnel on the
+    way (NAT64, SIIT, 6to4, Teredo) delivers the packet to that IPv4 address."""
     yield address
-    if address.version == 6:
-        assert isinstance(address, ipaddress.IPv6Address)
-        if address.ipv4_mapped is not None:
-            yield address.ipv4_mapped
-        if address.sixtofour is not None:
-            yield address.sixtofour
-        if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
-            yield ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.version != 6:
+        return
+    assert isinstance(address, ipaddress.IPv6Address)
+    if address.ipv4_mapped is not None:  # ::ffff:0:0/96
+        yield address.ipv4_mapped
+    if address.sixtofour is not None:  # 2002::/16
+        yield address.sixtofour
+    if address.teredo is not None:  # 2001::/32: (server, client), the client's bits already inverted back
+        yield from address.teredo
+    value = int(address)
+    if address in _NAT64 or address in _SIIT or (address in _IPV4_COMPATIBLE and value > 1):
+        yield ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if address in _NAT64_LOCAL:  # the prefix length is the operator's: every length RFC 6052 allows is tried
+        yield from (_rfc6052_ipv4(value, length) for length in _RFC6052_RUNS)
+
+
+def _rfc6052_ipv4(value: int, prefix_length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address that RFC 6052 embeds after a NAT64 prefix of ``prefix_length`` bits."""
+    ipv4 = 0
+    for first, count in _RFC6052_RUNS[prefix_length]:
+        ipv4 = (ipv4 << count) | ((value >> (128 - first - count)) & ((1 << count) - 1))
+    return ipaddress.IPv4Address(ipv4)
 
 
 def url_host(url: httpx.URL) -> str:
