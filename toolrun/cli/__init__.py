@@ -32,7 +32,7 @@ app = typer.Typer(
         "  toolrun serve\n\n"
         "  toolrun serve --port 9000 --model @local/qwen2.5-coder-0.5b-instruct\n\n"
         '  toolrun serve --host 0.0.0.0 --api-key "$(openssl rand -hex 16)"\n\n'
-        '  curl localhost:8787/v1/chat/completions -d \'{"model": "default", '
+        '  curl localhost:8787/v1/chat/completions -H \'Content-Type: application/json\' -d \'{"model": "default", '
         '"messages": [{"role": "user", "content": "hi"}]}\''
     ),
 )
@@ -76,6 +76,32 @@ def serve(
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for local models \\[default: all cores].", min=1, show_default=False)
     ] = None,
+    allow_download: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-download/--no-allow-download",
+            help="Let a request naming a model whose weights are not here download them \\[default: no; "
+            "--model always may].",
+            show_default=False,
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            help="A web page's origin (e.g. http://localhost:5173) allowed to call the server from a browser, "
+            "with CORS headers (repeatable). Other origins' pages are refused.",
+            show_default=False,
+        ),
+    ] = None,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds for a request's headers to arrive, then 408 \\[default: 10].", show_default=False),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds for a request's body to arrive, then 408 \\[default: 30].", show_default=False),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
 ) -> None:
     """Serve the AI binding over HTTP: Workers AI's REST API and OpenAI's Chat Completions.
@@ -98,6 +124,10 @@ def serve(
             max_tokens_cap=max_tokens_cap,
             max_body_bytes=max_body_bytes,
             threads=threads,
+            allow_download=allow_download,
+            cors_origins=list(cors_origin or []),
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
             log_level=log_level,
         )
 

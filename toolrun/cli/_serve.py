@@ -24,6 +24,10 @@ def run_server(
     max_body_bytes: int | None,
     threads: int | None,
     log_level: str,
+    allow_download: bool | None = None,
+    cors_origins: list[str] | None = None,
+    header_timeout: float | None = None,
+    body_timeout: float | None = None,
 ) -> None:
     """Command-line values win; what they leave out comes from the config's [server] table, then defaults."""
     from ..ai import AsyncAI
@@ -43,6 +47,15 @@ def run_server(
         "max_tokens_cap": max_tokens_cap or config.get("max_tokens_cap", ServerConfig.max_tokens_cap),
         "max_body_bytes": max_body_bytes or config.get("max_body_bytes", ServerConfig.max_body_bytes),
     }
+    browser_and_fetching = {
+        "allow_download": allow_download
+        if allow_download is not None
+        else config.get("allow_download", ServerConfig.allow_download),
+        "cors_origins": (cors_origins or []) + config.get("cors_origins", []),
+        "header_timeout": header_timeout or config.get("header_timeout", ServerConfig.header_timeout),
+        "body_timeout": body_timeout or config.get("body_timeout", ServerConfig.body_timeout),
+    }
+    ServerConfig(**browser_and_fetching)  # a bad origin or timeout fails here, before the banner
     if not is_loopback(host) and not keys:
         raise InvalidInputError(
             f"refusing to listen on {host} without an API key: anyone who can reach the port could use it. "
@@ -57,7 +70,7 @@ def run_server(
     err_console.print(_banner(host, port, models, bool(keys), limits["max_queue"]))
     # The server closes only a binding it created itself; this one is ours to close.
     try:
-        serve(host, port, ai=ai, api_keys=keys, log_level=log_level, preload=models, **limits)
+        serve(host, port, ai=ai, api_keys=keys, log_level=log_level, preload=models, **limits, **browser_and_fetching)
     finally:
         import asyncio
 

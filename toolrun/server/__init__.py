@@ -21,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -34,20 +36,14 @@ from .._errors import InvalidInputError, ToolrunError
 from ..ai import AsyncAI
 from . import _openai, _workers_ai
 from ._auth import is_loopback
+from ._browser import BrowserGuard
 from ._config import ServerConfig, read_server_section
-from ._errors import MethodNotAllowedError, RouteNotFoundError, cloudflare_error, openai_error
+from ._errors import MethodNotAllowedError, RouteNotFoundError, error_renderer
 from ._state import ServerState
 
 log = logging.getLogger("toolrun.server")
 
 DEFAULT_PORT = 8787  # wrangler dev's port: where Workers developers expect a local AI
-
-
-def _error_dialect(path: str) -> Callable[[ToolrunError], Response]:
-    """Cloudflare's envelope under /client/v4 (except its OpenAI-compatible /ai/v1), OpenAI's elsewhere."""
-    if path.startswith("/client/v4") and "/ai/v1/" not in path:
-        return cloudflare_error
-    return openai_error
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
@@ -57,7 +53,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         error = MethodNotAllowedError(f"{request.method} is not allowed on {request.url.path}")
     else:
         error = RouteNotFoundError(f"no endpoint at {request.method} {request.url.path}")
-    return _error_dialect(request.url.path)(error)
+    return error_renderer(request.url.path)(error)
 
 
 async def _metrics(request: Request) -> Response:
@@ -89,11 +85,19 @@ def create_app(
     max_body_bytes: int = ServerConfig.max_body_bytes,
     max_tokens_cap: int = ServerConfig.max_tokens_cap,
     preload: Iterable[str] = (),
+    allow_download: bool = ServerConfig.allow_download,
+    cors_origins: Iterable[str] = (),
+    header_timeout: float = ServerConfig.header_timeout,
+    body_timeout: float = ServerConfig.body_timeout,
 ) -> Starlette:
     """The ASGI app. ``ai`` defaults to a new :class:`AsyncAI` that the app closes on shutdown.
 
-    Without ``api_keys`` the app answers only loopback clients; ``preload``
-    names models to load at startup, so the first request does not pay for it.
+    Without ``api_keys`` the app answers only loopback clients, addressed by a
+    loopback name, and no other origin's web page (unless ``cors_origins``
+    names it). ``preload`` names models to load at startup, downloading their
+    weights if needed, so the first request does not pay for it; a request
+    loads only weights that are here, unless ``allow_download``.
+    ``header_timeout`` and ``body_timeout`` apply under :func:`uvicorn_config`.
     """
     owns_ai = ai is None
     binding = ai if ai is not None else AsyncAI()
@@ -102,6 +106,10 @@ def create_app(
         max_queue=max_queue,
         max_body_bytes=max_body_bytes,
         max_tokens_cap=max_tokens_cap,
+        allow_download=allow_download,
+        cors_origins=tuple(cors_origins),
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
     )
     state = ServerState(binding, config)
     to_preload = list(preload)
@@ -110,7 +118,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for model in to_preload:
             started = time.perf_counter()
-            await binding.engine(model)
+            await binding.engine(model, download=True)  # the operator named it: fetching is theirs to allow
             log.info("loaded %s in %.1f s", model, time.perf_counter() - started)
         try:
             yield
@@ -124,7 +132,23 @@ def create_app(
         Route("/health", _health, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_exception})
+    middleware = [Middleware(BrowserGuard, keyless=not config.api_keys, cors_origins=config.cors_origins)]
+    if config.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(config.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["*"],  # the SDKs send their own x-stainless-* headers besides Authorization
+                max_age=600,
+            )
+        )
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_exception},
+    )
     app.state.toolrun = state
     return app
 
@@ -132,18 +156,21 @@ def create_app(
 def uvicorn_config(
     app: Starlette, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, log_level: str = "info"
 ) -> Any:
-    """How toolrun runs an app under uvicorn: its h11 protocol, with malformed requests answered in JSON."""
+    """How toolrun runs an app under uvicorn: its h11 protocol, with malformed requests answered in JSON
+    and deadlines for reading a request (the app's ``header_timeout`` and ``body_timeout``)."""
     import uvicorn
 
     from ._http import EnvelopeH11Protocol
 
+    state: ServerState | None = getattr(app.state, "toolrun", None)
+    config = state.config if state is not None else ServerConfig()
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
         lifespan="on",
-        http=EnvelopeH11Protocol,
+        http=EnvelopeH11Protocol.with_timeouts(config.header_timeout, config.body_timeout),
         timeout_graceful_shutdown=5,
     )
 

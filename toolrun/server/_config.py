@@ -11,16 +11,23 @@
     max_tokens_cap = 2048
     max_body_bytes = 4194304
     preload = ["@local/qwen2.5-coder-0.5b-instruct"]
+    allow_download = false        # true: a request may make the server download a model's weights
+    cors_origins = ["http://localhost:5173"]   # web pages that may call the server from a browser
+    header_timeout = 10.0         # seconds for a request's headers to arrive, then 408
+    body_timeout = 30.0           # seconds for its body to arrive once the headers are in, then 408
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .._config import read_config
 from .._errors import InvalidInputError
+from ._http import BODY_TIMEOUT_S, HEADER_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -32,12 +39,42 @@ class ServerConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     #: The largest ``max_tokens`` a request may ask for.
     max_tokens_cap: int = 2048
+    #: Whether a request may start a download of a model's weights (the operator's ``--model`` always may).
+    allow_download: bool = False
+    #: Browser origins (``https://app.example``) allowed to call the server, with CORS headers.
+    cors_origins: tuple[str, ...] = ()
+    #: Seconds for a request's headers, then for its body, to arrive before a 408 closes the connection.
+    header_timeout: float = HEADER_TIMEOUT_S
+    body_timeout: float = BODY_TIMEOUT_S
 
     def __post_init__(self) -> None:
         for name in ("max_queue", "max_body_bytes", "max_tokens_cap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"must be a whole number of at least 1, not {value!r}", where=name)
+        for name in ("header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise InvalidInputError(f"must be a positive number of seconds, not {value!r}", where=name)
+        for origin in self.cors_origins:
+            if origin != origin_of(origin):
+                raise InvalidInputError(
+                    f"{origin!r} is not an origin: write scheme://host[:port], e.g. http://localhost:5173",
+                    where="cors_origins",
+                )
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]``, lowercased, of a URL; "" when it has none (``null``, a bare word)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 _KEYS = {
@@ -49,8 +86,20 @@ _KEYS = {
     "max_tokens_cap": int,
     "max_body_bytes": int,
     "preload": list,
+    "allow_download": bool,
+    "cors_origins": list,
+    "header_timeout": float,
+    "body_timeout": float,
 }
-_KIND_NAMES = {str: "a string", int: "an integer", list: "a list"}
+_KIND_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false", float: "a number"}
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
 
 
 def read_server_section(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -66,7 +115,7 @@ def read_server_section(path: str | os.PathLike[str] | None = None) -> dict[str,
     if unknown:
         raise InvalidInputError(f"unknown keys {unknown}; known keys: {sorted(_KEYS)}", where=where)
     for key, kind in _KEYS.items():
-        if key in section and (not isinstance(section[key], kind) or isinstance(section[key], bool)):
+        if key in section and not _is_kind(section[key], kind):
             raise InvalidInputError(
                 f"{key} must be {_KIND_NAMES[kind]}, not {type(section[key]).__name__}", where=where
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -21,6 +22,13 @@ from .._errors import InvalidInputError, OverloadedError, ToolrunError
 class AuthenticationError(ToolrunError):
     status_code = 401
     code = "unauthorized"
+
+
+class ForbiddenError(ToolrunError):
+    """A request this server refuses whoever sends it: a browser's cross-site request, a foreign Host."""
+
+    status_code = 403
+    code = "forbidden"
 
 
 class PayloadTooLargeError(InvalidInputError):
@@ -59,6 +67,7 @@ _DIALECTS: dict[str, tuple[int, str]] = {
     "model_fetch_failed": (5016, "server_error"),
     "overloaded": (3040, "rate_limit_error"),
     "unauthorized": (10000, "authentication_error"),
+    "forbidden": (7403, "permission_error"),
     "payload_too_large": (3006, "invalid_request_error"),
     "not_found": (7003, "invalid_request_error"),
     "method_not_allowed": (7001, "invalid_request_error"),
@@ -109,6 +118,13 @@ def cloudflare_error_body(exc: ToolrunError) -> dict[str, Any]:
 
 def openai_error_body(exc: ToolrunError) -> dict[str, Any]:
     return {"error": {"message": str(exc), "type": _dialect(exc)[1], "param": exc.where, "code": exc.code}}
+
+
+def error_renderer(path: str) -> Callable[[ToolrunError], JSONResponse]:
+    """Cloudflare's envelope under /client/v4 (except its OpenAI-compatible /ai/v1), OpenAI's elsewhere."""
+    if path.startswith("/client/v4") and "/ai/v1/" not in path:
+        return cloudflare_error
+    return openai_error
 
 
 def cloudflare_error(exc: ToolrunError) -> JSONResponse:

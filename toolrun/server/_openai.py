@@ -84,8 +84,10 @@ def to_binding_inputs(body: dict[str, Any]) -> tuple[str, dict[str, Any], bool, 
         )
     if body.get("messages") is None:
         raise InvalidInputError("'messages' is required", where="messages")
-    if body.get("n") not in (None, 1):
-        raise _unsupported("n", f"n must be 1 (one choice per request), not {body['n']!r}")
+    n = body.get("n")
+    # Compared by type too: in Python True == 1.0 == 1, but neither is the integer 1 in JSON.
+    if n is not None and (type(n) is not int or n != 1):
+        raise _unsupported("n", f"n must be the integer 1 (one choice per request), not {json.dumps(n)}")
     if body.get("stop") not in (None, [], ""):
         raise _unsupported("stop", "stop sequences are not supported; the model stops at its end-of-turn token")
     if body.get("logprobs") not in (None, False) or body.get("top_logprobs") is not None:
@@ -100,6 +102,8 @@ def to_binding_inputs(body: dict[str, Any]) -> tuple[str, dict[str, Any], bool, 
     options = body.get("stream_options")
     include_usage = False
     if options is not None:
+        if not stream:
+            raise InvalidInputError("stream_options is only allowed when stream is true", where="stream_options")
         if not isinstance(options, dict):
             raise InvalidInputError("stream_options must be an object", where="stream_options")
         include_usage = options.get("include_usage") is True

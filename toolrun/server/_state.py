@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
 
-from .._errors import InvalidInputError, OverloadedError
+from .._errors import InvalidInputError, ModelFetchError, ModelUnavailableError, OverloadedError
 from ..ai import AsyncAI, RunInputs
 from ._auth import Authenticator
 from ._config import ServerConfig
 from ._limits import AdmissionControl, Ticket, read_json_object
 from ._metrics import Metrics
 from ._streaming import run_unless_disconnected
+
+log = logging.getLogger("toolrun.server")
 
 
 class ServerState:
@@ -65,6 +68,7 @@ class ServerState:
             self.metrics.rejected.labels(name).inc()
             raise
         try:
+            await self.load(name)
             result = await run_unless_disconnected(request, self.ai.run(name, inputs))
         except BaseException:
             ticket.release()
@@ -73,3 +77,26 @@ class ServerState:
             ticket.release()
             self.metrics.observe_usage(name, result.get("usage"), ticket.held_seconds)
         return result, ticket
+
+    async def load(self, name: str) -> None:
+        """Load the model from weights already on this machine; download them only if the operator allowed it.
+
+        The error says what the client can know: never the index's URL or a local path (those go to the log).
+        """
+        try:
+            await self.ai.engine(name, download=self.config.allow_download)
+        except ModelUnavailableError as exc:
+            log.warning("cannot load %s: %s", name, exc)
+            if isinstance(exc, ModelFetchError):
+                raise ModelFetchError(
+                    f"{name}: downloading its weights failed; the server's log has the details"
+                ) from None
+            if self.ai.catalog.get(name).remote is None:
+                message = (
+                    f"the weights of {name} are not on this server, and a request cannot make it download them; "
+                    f"its operator can run `toolrun pull {name}`, or start the server with --model {name} "
+                    "or --allow-download"
+                )
+            else:
+                message = f"{name} cannot be reached from this server; the server's log has the details"
+            raise ModelUnavailableError(message) from None
