@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
+import math
 import reprlib
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +22,9 @@ import pydantic
 
 from .._wire import decode_arguments, function_body, new_call_id
 from ..tools import Tool
+from ..tools._tool import function_facts
+
+logger = logging.getLogger("toolrun.embedded")
 
 _to_json = json.JSONEncoder(ensure_ascii=False).encode
 
@@ -61,10 +66,8 @@ def read_tool_calls(response: Mapping[str, Any]) -> list[PendingCall]:
     return calls
 
 
-async def execute(
-    call: PendingCall, offered: Mapping[str, Tool], *, strict_validation: bool, tool_timeout: float | None
-) -> str:
-    """The text the model gets back for one call."""
+def _prepare(call: PendingCall, offered: Mapping[str, Tool], strict_validation: bool) -> str | Tool:
+    """The tool that runs ``call``, or the error the model gets instead (unknown name, arguments unusable)."""
     tool = offered.get(call.name) if isinstance(call.name, str) else None
     if tool is None:
         return tool_error(
@@ -72,103 +75,207 @@ async def execute(
         )
     if call.error is not None:
         return tool_error(f"the arguments for {tool.name!r} {call.error}; call it again with a JSON object")
-    arguments = call.arguments or {}
-    if strict_validation and (schema_problems := tool.schema_errors(arguments)):
+    if strict_validation and (schema_problems := tool.schema_errors(call.arguments or {})):
         return tool_error(
             f"the arguments for {tool.name!r} do not match its schema: {'; '.join(schema_problems)}; "
             "call it again with corrected arguments"
         )
-    limit = tool.timeout if tool.timeout is not None else tool_timeout
-    try:
-        if limit is None:
-            result = await tool.acall(arguments)
-        else:
-            result = await _within(limit, tool.acall(arguments))
-    except _Expired:
-        return tool_error(f"{tool.name!r} did not finish within {limit:g} s and was abandoned")
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '$'}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        return tool_error(
-            f"the arguments for {tool.name!r} are invalid: {problems}; call it again with corrected arguments"
-        )
-    except Exception as exc:  # noqa: BLE001 - the model is told, and the run goes on
-        detail = str(exc)
-        return tool_error(f"{tool.name!r} failed: {type(exc).__name__}{': ' + detail if detail else ''}")
-    return as_content(result)
+    return tool
 
 
-# ------------------------------------------------------------------ timeouts
+async def run_calls(
+    calls: list[PendingCall], offered: Mapping[str, Tool], *, strict_validation: bool, tool_timeout: float | None
+) -> list[tuple[str, float]]:
+    """Run a round's calls concurrently; for each, in call order, the text the model reads and its seconds.
 
+    Each call runs as a task of its own and is waited for with ``asyncio.wait``,
+    never awaited directly, so a tool that ignores its cancellation cannot hold
+    the run past its deadline: it is cancelled, abandoned (kept referenced until
+    it ends) and reported as timed out. A result that comes after the deadline
+    (an async tool that blocked the loop) is discarded the same way.
 
-class _Expired(Exception):
-    """A tool call ran past its time limit (distinct from a TimeoutError the tool raises itself)."""
-
-
-def _expire(task: asyncio.Task[Any], fired: list[bool]) -> None:
-    fired.append(True)
-    task.cancel()
-
-
-class _within:  # noqa: N801 - used like a function: `await _within(limit, coro)`
-    """``await coro``, cancelled after ``limit`` seconds, like ``asyncio.timeout()``.
-
-    The timer is only set once the coroutine first suspends: a call that
-    finishes without waiting (a pure function) needs none, and setting and
-    cancelling one would be the largest part of run_with_tools' own cost per
-    call. The cancellation bookkeeping mirrors asyncio.timeout(): a cancel
-    that came from outside still propagates.
+    A ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``, your
+    own) ends the run; so does cancelling it. Either way the other calls are wound
+    down first: async ones are cancelled, and the run waits until every call has
+    ended or reached its deadline (a sync function's thread cannot be stopped;
+    its result is then discarded) before the exception goes on.
     """
-
-    __slots__ = ("_coro", "_limit")
-
-    def __init__(self, limit: float, coro: Any) -> None:
-        self._limit = limit
-        self._coro = coro
-
-    def __await__(self) -> Any:
-        steps = self._coro.__await__()
-        try:
-            yielded = steps.send(None)
-        except StopIteration as done:
-            return done.value
-        task = asyncio.current_task()
-        assert task is not None
-        cancelling = task.cancelling()
-        fired: list[bool] = []
-        handle = asyncio.get_running_loop().call_later(self._limit, _expire, task, fired)
-        try:
-            result = yield from _delegate(steps, yielded)
-        except asyncio.CancelledError:
-            if fired and task.uncancel() <= cancelling:
-                raise _Expired from None
-            raise
-        finally:
-            handle.cancel()
-        if fired:
-            task.uncancel()  # the tool swallowed our cancellation and finished anyway
-        return result
-
-
-def _delegate(steps: Any, yielded: Any) -> Any:
-    """``yield from steps`` for an iterator that has already yielded ``yielded`` (PEP 380's expansion)."""
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            steps.close()
-            raise
-        except BaseException as exc:  # noqa: BLE001 - thrown in by the task (cancellation): passed on
-            try:
-                yielded = steps.throw(exc)
-            except StopIteration as done:
-                return done.value
+    loop = asyncio.get_running_loop()
+    contents: list[tuple[str, float]] = [("", 0.0)] * len(calls)
+    jobs: list[_Job] = []
+    for index, call in enumerate(calls):
+        ready = _prepare(call, offered, strict_validation)
+        if isinstance(ready, str):
+            contents[index] = (ready, 0.0)
         else:
-            try:
-                yielded = steps.send(sent)
-            except StopIteration as done:
-                return done.value
+            limit = ready.timeout if ready.timeout is not None else tool_timeout
+            jobs.append(_Job(index, ready, limit, loop, call.arguments or {}))
+    try:
+        escaping = await _wait_for(jobs, loop, stop_at_escape=True)
+    except BaseException:
+        await _wind_down(jobs, loop)  # cancelled from outside: the calls end first all the same
+        raise
+    if escaping is not None:
+        await _wind_down(jobs, loop)
+        raise escaping
+    for job in jobs:
+        contents[job.index] = (job.content(), job.elapsed())
+    return contents
+
+
+# ------------------------------------------------------------------ one call as a task
+
+
+@dataclasses.dataclass(slots=True)
+class _Outcome:
+    value: Any  # the result, or the exception the tool raised
+    raised: bool
+    finished: float  # loop time when the tool returned or raised, before the loop could deliver it
+
+
+async def _call_tool(tool: Tool, arguments: Mapping[str, Any]) -> _Outcome:
+    loop = asyncio.get_running_loop()
+    try:
+        value = await tool.acall(arguments)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - boxed: a KeyboardInterrupt raised in a task would escape the loop
+        return _Outcome(exc, True, loop.time())
+    return _Outcome(value, False, loop.time())
+
+
+# Calls abandoned past their deadline, referenced until they end (a task nobody holds can be
+# collected mid-run); each one's outcome is read then, so asyncio reports no unretrieved error.
+_ABANDONED: set[asyncio.Task[_Outcome]] = set()
+
+
+def _forget(task: asyncio.Task[_Outcome]) -> None:
+    _ABANDONED.discard(task)
+    if not task.cancelled():
+        logger.debug("an abandoned tool call ended; its outcome was discarded: %r", task.result().value)
+
+
+class _Job:
+    """One call of a round: its task, its deadline, and what the model is told."""
+
+    __slots__ = ("cancelled_by_us", "deadline", "index", "limit", "outcome", "started", "task", "timed_out", "tool")
+
+    def __init__(
+        self, index: int, tool: Tool, limit: float | None, loop: asyncio.AbstractEventLoop, arguments: Mapping[str, Any]
+    ) -> None:
+        self.index = index
+        self.tool = tool
+        self.limit = limit
+        self.started = loop.time()
+        self.deadline = math.inf if limit is None else self.started + limit
+        self.task = loop.create_task(_call_tool(tool, arguments), name=f"toolrun tool {tool.name}")
+        self.outcome: _Outcome | None = None
+        self.timed_out = False
+        self.cancelled_by_us = False
+
+    @property
+    def running(self) -> bool:
+        return self.outcome is None and not self.timed_out
+
+    def settle(self) -> BaseException | None:
+        """Read the finished task; return the exception that must end the run, if the tool raised one."""
+        task = self.task
+        if task.cancelled():  # the tool raised CancelledError of its own (ours is caught): a failure like any other
+            self.outcome = _Outcome(asyncio.CancelledError(), True, task.get_loop().time())
+        else:
+            self.outcome = task.result()
+        if self.outcome.finished > self.deadline:  # it blocked the loop past its deadline
+            self.timed_out = True
+            logger.warning(
+                "tool %r returned after %.2f s, past its %s s limit: its result was discarded",
+                self.tool.name,
+                self.outcome.finished - self.started,
+                self.limit,
+            )
+            return None
+        value = self.outcome.value
+        ordinary = isinstance(value, Exception | asyncio.CancelledError) or self.cancelled_by_us
+        # KeyboardInterrupt, SystemExit, your own BaseException: the run ends with it.
+        return value if self.outcome.raised and not ordinary else None
+
+    def abandon(self) -> None:
+        """Past its deadline: cancel it (a thread runs on regardless), keep it referenced, and move on."""
+        self.timed_out = True
+        self.task.cancel()
+        _ABANDONED.add(self.task)
+        self.task.add_done_callback(_forget)
+        logger.warning(
+            "tool %r %s and was abandoned%s",
+            self.tool.name,
+            "has no time limit" if self.limit is None else f"did not finish within {self.limit:g} s",
+            "" if function_facts(self.tool.function).is_coroutine else "; its thread cannot be stopped and runs on",
+        )
+
+    def elapsed(self) -> float:
+        end = self.outcome.finished if self.outcome is not None else self.deadline
+        return end - self.started
+
+    def content(self) -> str:
+        name = self.tool.name
+        if self.timed_out or self.outcome is None:
+            return tool_error(f"{name!r} did not finish within {self.limit or 0:g} s and was abandoned")
+        value = self.outcome.value
+        if not self.outcome.raised:
+            return as_content(value)
+        if isinstance(value, pydantic.ValidationError):
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '$'}: {e['msg']}" for e in value.errors(include_url=False)
+            )
+            return tool_error(
+                f"the arguments for {name!r} are invalid: {problems}; call it again with corrected arguments"
+            )
+        detail = str(value)
+        return tool_error(f"{name!r} failed: {type(value).__name__}{': ' + detail if detail else ''}")
+
+
+async def _wait_for(jobs: list[_Job], loop: asyncio.AbstractEventLoop, *, stop_at_escape: bool) -> BaseException | None:
+    """Wait until every job has ended or passed its deadline (then it is abandoned).
+
+    With ``stop_at_escape``, return the first exception that must end the run as soon as it comes.
+    """
+    pending = {job.task: job for job in jobs if job.running}
+    while pending:
+        now = loop.time()
+        for task, job in list(pending.items()):
+            if task.done():  # read before any deadline: it may have ended in time while the loop was busy
+                del pending[task]
+                escaping = job.settle()
+                if escaping is not None and stop_at_escape:
+                    return escaping
+            elif job.deadline <= now:
+                del pending[task]
+                job.abandon()
+        if pending:
+            next_deadline = min(job.deadline for job in pending.values())
+            timeout = None if next_deadline == math.inf else max(0.0, next_deadline - now)
+            await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    return None
+
+
+async def _wind_down(jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
+    """The run ends early: cancel the async calls still running and wait until every call has ended or
+    reached its deadline. A call without a deadline is abandoned at once rather than waited for forever."""
+    for job in jobs:
+        if job.running and not job.task.done():
+            if job.deadline == math.inf:
+                job.abandon()
+            elif function_facts(job.tool.function).is_coroutine:
+                job.cancelled_by_us = True
+                job.task.cancel()
+    try:
+        await _wait_for(jobs, loop, stop_at_escape=False)
+    finally:
+        for job in jobs:  # cancelled again while winding down: what is left is abandoned
+            if job.running:
+                if job.task.done():
+                    job.settle()
+                else:
+                    job.abandon()
 
 
 # ------------------------------------------------------------------ results

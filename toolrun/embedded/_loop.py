@@ -25,7 +25,6 @@ Where it departs from ai-utils 1.0.1, on purpose:
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import logging
@@ -39,7 +38,7 @@ from .._types import check_unique_names, message_list
 from .._wire import encode_arguments
 from ..tools import Tool, as_tool, tool_name_and_description
 from ._client import ModelClient, call_model, is_async_client
-from ._execute import PendingCall, execute, read_tool_calls
+from ._execute import PendingCall, read_tool_calls, run_calls
 from ._options import RunOptions, RunOptionsArgs, TrimFunction
 from ._stream import ToolRunStream, async_events, events_of, sum_usage
 
@@ -238,30 +237,23 @@ class ToolLoop:
             }
         )
         started = time.perf_counter()
-        if len(calls) == 1:
-            contents = [await self._execute(calls[0], offered)]
-        else:
-            contents = list(await asyncio.gather(*(self._execute(c, offered) for c in calls)))
+        outcomes = await run_calls(
+            calls, offered, strict_validation=self.options.strict_validation, tool_timeout=self.options.tool_timeout
+        )
+        for call, (content, seconds) in zip(calls, outcomes, strict=True):
+            if self.logging:
+                self.log(
+                    "tool %s(%s) -> %s [%.1f ms]",
+                    call.name,
+                    _short(json.dumps(call.arguments, default=str)),
+                    _short(content),
+                    seconds * 1000,
+                )
+            self.messages.append({"role": "tool", "name": str(call.name), "tool_call_id": call.id, "content": content})
+        if len(calls) > 1:
             self.log(
                 "round %d: %d calls done in %.1f ms", round_number, len(calls), (time.perf_counter() - started) * 1000
             )
-        for call, content in zip(calls, contents, strict=True):
-            self.messages.append({"role": "tool", "name": str(call.name), "tool_call_id": call.id, "content": content})
-
-    async def _execute(self, call: PendingCall, offered: Mapping[str, Tool]) -> str:
-        started = time.perf_counter() if self.logging else 0.0
-        outcome = await execute(
-            call, offered, strict_validation=self.options.strict_validation, tool_timeout=self.options.tool_timeout
-        )
-        if self.logging:
-            self.log(
-                "tool %s(%s) -> %s [%.1f ms]",
-                call.name,
-                _short(json.dumps(call.arguments, default=str)),
-                _short(outcome),
-                (time.perf_counter() - started) * 1000,
-            )
-        return outcome
 
     # ---------------------------------------------------------- answer
 

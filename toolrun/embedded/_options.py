@@ -49,7 +49,16 @@ class RunOptions:
     - ``trim_function(tools, ai, model, messages) -> tools`` (sync or async) picks the
       tools to offer, e.g. ``auto_trim_tools``, ``bm25_trim_tools``.
     - ``tool_timeout``: seconds per call (``None``: no limit); a ``Tool``'s own
-      ``timeout`` wins.
+      ``timeout`` wins. The limit holds whatever the tool does: a call still
+      running at its deadline is cancelled and abandoned (even one that ignores
+      cancellation), a result that comes after it (an async tool that blocked the
+      event loop) is discarded, and either way the model is told the call timed
+      out. A sync function runs in a thread, which cannot be stopped: past its
+      deadline the thread runs on, and what it returns goes nowhere.
+      When the run ends by an exception (a tool raising a ``BaseException`` that
+      is not an ``Exception``, or the run being cancelled), the other calls of the
+      round are cancelled, and the run waits until each has ended or reached its
+      deadline before the exception goes on; a call without a limit is not waited for.
     """
 
     strict_validation: bool = False
