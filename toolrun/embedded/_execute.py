@@ -10,11 +10,13 @@ within the round limit. Nothing here raises for a tool's own failure.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import datetime
+import enum
 import json
 import logging
 import math
-import reprlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -280,17 +282,47 @@ async def _wind_down(jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
 
 # ------------------------------------------------------------------ results
 
+#: The most of a result's ``repr`` the model reads, when the result cannot be written as JSON at all.
+MAX_REPR_CHARS = 32 * 1024
+#: Levels of nesting written out when a result is too deep for the JSON encoder; deeper ones become a note.
+MAX_DEPTH = 100
+
 
 def as_content(result: Any) -> str:
-    """A function's return value as the text of a tool message (strings as they are, the rest as JSON)."""
+    """A function's return value as the text of a tool message: strings as they are, the rest as JSON.
+
+    Beyond JSON's own types: dates and times as ISO 8601, tuples and sets as
+    lists (sets sorted where their items compare), dataclasses and pydantic
+    models as objects, enums as their values, ``Decimal`` and ``UUID`` as
+    strings, bytes as their UTF-8 text (or ``{"base64": ...}`` when they are not
+    UTF-8), dict keys that are not strings as strings, a reference back to an
+    enclosing container as ``"[circular reference]"``, nesting deeper than
+    ``MAX_DEPTH`` as a note saying so; anything else as ``str(value)``. A value
+    that still cannot be written (its ``str`` raises) is shown by its ``repr``,
+    cut at ``MAX_REPR_CHARS`` with a note giving the full size.
+    """
     if isinstance(result, str):
         return _valid_text(result)
     if isinstance(result, pydantic.BaseModel):
         return result.model_dump_json()
     try:
         return _valid_text(_result_to_json(result))
-    except (TypeError, ValueError, RecursionError):  # circular or absurdly deep: its repr will do
-        return _valid_text(reprlib.repr(result))
+    except Exception:  # noqa: BLE001 - a key json refuses, a cycle, deep nesting: convert it ourselves
+        pass
+    try:
+        return _valid_text(_to_json(_jsonable(result, set(), 0)))
+    except Exception:  # noqa: BLE001 - a value whose str() raises: its repr is all there is
+        return _cut_repr(result)
+
+
+def _cut_repr(result: Any) -> str:
+    try:
+        text = repr(result)
+    except Exception:  # noqa: BLE001 - a broken __repr__ too
+        text = f"<a {type(result).__name__} that can be neither encoded nor shown>"
+    if len(text) > MAX_REPR_CHARS:
+        text = f"{text[:MAX_REPR_CHARS]}… [cut: {MAX_REPR_CHARS:,} of {len(text):,} characters]"
+    return _valid_text(text)
 
 
 def _valid_text(text: str) -> str:
@@ -306,16 +338,62 @@ def _valid_text(text: str) -> str:
 
 
 def _json_default(value: Any) -> Any:
-    """What a tool may return beyond JSON's types: pydantic models, dataclasses, tuples, sets, bytes."""
+    """What a tool may return beyond JSON's types, as JSON's types (see :func:`as_content`)."""
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+        # Shallow: the encoder converts the fields' values itself (asdict would deep-copy them).
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, set | frozenset):
+        try:
+            return sorted(value)
+        except TypeError:  # items that do not compare (mixed types): in the set's own order
+            return list(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(data).decode("ascii")}
+    if isinstance(value, Mapping):  # a mapping that is not a dict
+        return dict(value)
+    return str(value)  # Decimal, UUID, Path, and whatever else: its own text
 
 
 _result_to_json = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
+_JSON_KEY_TYPES = (str, int, float, bool, type(None))
+
+
+def _jsonable(value: Any, enclosing: set[int], depth: int) -> Any:
+    """``value`` with every dict key a string, cycles and deep nesting cut, for a second try at encoding."""
+    if isinstance(value, str | int | float | bool | type(None)):
+        return value
+    original = id(value)
+    if original in enclosing:
+        return "[circular reference]"
+    if depth >= MAX_DEPTH:
+        return f"[cut: nested deeper than {MAX_DEPTH} levels]"
+    if not isinstance(value, dict | list | tuple):
+        value = _json_default(value)  # a dataclass's fields, a set's items...: checked for cycles below
+        if isinstance(value, str | int | float | bool | type(None)):
+            return value
+    enclosing.add(original)
+    try:
+        if isinstance(value, Mapping):
+            return {_json_key(key): _jsonable(item, enclosing, depth + 1) for key, item in value.items()}
+        return [_jsonable(item, enclosing, depth + 1) for item in value]
+    finally:
+        enclosing.discard(original)
+
+
+def _json_key(key: Any) -> Any:
+    if isinstance(key, _JSON_KEY_TYPES):
+        return key
+    converted = _json_default(key)
+    return converted if isinstance(converted, str) else str(key)
