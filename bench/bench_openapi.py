@@ -21,6 +21,11 @@ a schema's) and keeps only each parameter's ``type``; toolrun keeps every
 parameter's schema with all references resolved, built lazily: the figure
 "+ every schema" is the time to build all 1,223 tools' schemas afterwards.
 Peak memory is tracemalloc's peak for one conversion (the input excluded).
+
+- YAML in: the same document written as YAML (examples and webhooks left out,
+  about 7 MB), converted by toolrun against only loading it with PyYAML's
+  ``CSafeLoader`` (libyaml), turn about; toolrun's figure includes the
+  conversion, so the ratio flatters PyYAML. ``--yaml-reps 0`` skips it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -110,6 +117,25 @@ async def peak_memory(raw: bytes, materialize: bool) -> int:
     return peak
 
 
+def github_yaml(raw: bytes) -> str:
+    doc = json.loads(raw)
+    del doc["x-webhooks"], doc["components"]["examples"]  # they make no tools
+    return yaml.dump(doc, Dumper=yaml.CSafeDumper, sort_keys=False)
+
+
+async def yaml_times(text: str, reps: int) -> tuple[list[float], list[float]]:
+    """``(toolrun ms, PyYAML CSafeLoader ms)`` for the same YAML text, alternating."""
+    toolrun_ms, pyyaml_ms = [], []
+    for _ in range(reps):
+        started = time.perf_counter()
+        await create_tools_from_openapi_spec(text)
+        toolrun_ms.append((time.perf_counter() - started) * 1e3)
+        started = time.perf_counter()
+        yaml.load(text, Loader=yaml.CSafeLoader)
+        pyyaml_ms.append((time.perf_counter() - started) * 1e3)
+    return toolrun_ms, pyyaml_ms
+
+
 def med(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -119,6 +145,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--reps", type=int, default=10, help="timed repetitions per side per round")
     parser.add_argument("--no-node", action="store_true", help="time toolrun only")
+    parser.add_argument("--yaml-reps", type=int, default=3, help="YAML runs per side (0: skip YAML)")
     args = parser.parse_args()
 
     raw = gzip.decompress(SPEC.read_bytes())
@@ -165,6 +192,8 @@ def main() -> None:
         plain_str, plain_bytes, _ = asyncio.run(python_times(raw, max(3, args.reps // 2)))
     finally:
         _document.msgspec = saved
+    yaml_text = github_yaml(raw) if args.yaml_reps else ""
+    yaml_toolrun, yaml_pyyaml = asyncio.run(yaml_times(yaml_text, args.yaml_reps)) if yaml_text else ([], [])
     peak = asyncio.run(peak_memory(raw, materialize=False))
     peak_all = asyncio.run(peak_memory(raw, materialize=True))
 
@@ -195,6 +224,12 @@ def main() -> None:
         f"{'bytes in, without msgspec':28} {med(plain_bytes):7.1f} ms"
         + (f" {med(js_bytes):7.1f} ms {med(plain_bytes) / med(js_bytes):6.2f}x" if node else "")
     )
+    if yaml_toolrun:
+        print(
+            f"\nYAML in ({len(yaml_text) / 1e6:.1f} MB): toolrun {med(yaml_toolrun):.0f} ms, "
+            f"PyYAML CSafeLoader load only {med(yaml_pyyaml):.0f} ms: "
+            f"{med(yaml_toolrun) / med(yaml_pyyaml):.2f}x (medians of {len(yaml_toolrun)} each, turn about)"
+        )
     print()
     print(
         f"peak memory (tracemalloc), one conversion: {peak / 2**20:.1f} MiB; "

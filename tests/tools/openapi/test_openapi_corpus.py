@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ def _summary(tools: list[Any]) -> list[tuple[str, str, str]]:
 
 
 async def test_every_document_converts_to_valid_tools(corpus_files: list[Path]) -> None:
-    started = time.perf_counter()
     total = 0
     for path in corpus_files:
         tools = await create_tools_from_openapi_spec(path)
@@ -59,7 +57,6 @@ async def test_every_document_converts_to_valid_tools(corpus_files: list[Path]) 
             json.dumps(params)  # plain JSON, nothing YAML-specific left
         total += len(tools)
     assert total > 1000
-    assert time.perf_counter() - started < 30  # the meta-schema check is most of it
 
 
 async def test_json_and_yaml_forms_give_the_same_tools(corpus_dir: Path) -> None:

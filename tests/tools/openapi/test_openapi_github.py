@@ -1,10 +1,12 @@
-"""GitHub's full REST description (1,223 operations): fast, lazy, and every reference resolved."""
+"""GitHub's full REST description (1,223 operations): lazy, and every reference resolved.
+
+How fast it converts (JSON and YAML) is measured side by side in bench/bench_openapi.py, not here.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-import time
 
 import jsonschema
 import yaml
@@ -15,16 +17,9 @@ NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 META = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
 
 
-async def test_github_description_converts_fast_and_lazily(github_spec: bytes) -> None:
-    await create_tools_from_openapi_spec(github_spec)  # warm up imports and caches
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        tools = await create_tools_from_openapi_spec(github_spec)
-        best = min(best, time.perf_counter() - started)
+async def test_github_description_converts_lazily(github_spec: bytes) -> None:
+    tools = await create_tools_from_openapi_spec(github_spec)
     assert len(tools) == 1223
-    # bench/bench_openapi.py measures this against ai-utils; here only a loose bound for a busy machine.
-    assert best < 1.0, f"{best:.3f}s"
     assert all(t._parameters is None for t in tools)  # no schema built until one is asked for
     names = [t.name for t in tools]
     assert len(set(names)) == len(names) and all(NAME.match(n) for n in names)
@@ -59,9 +54,7 @@ async def test_github_tools_have_real_schemas(github_spec: bytes) -> None:
 
 async def test_every_github_schema_resolves(github_spec: bytes) -> None:
     tools = await create_tools_from_openapi_spec(github_spec)
-    started = time.perf_counter()
     texts = [json.dumps(t.parameters) for t in tools]
-    assert time.perf_counter() - started < 5
     assert not [t.name for t, text in zip(tools, texts, strict=True) if '"$ref"' in text]
     # The meta-schema check is slow in pure Python: every 7th tool, plus the biggest ones.
     by_size = sorted(range(len(tools)), key=lambda i: len(texts[i]))
@@ -75,11 +68,8 @@ async def test_github_description_in_yaml(github_spec: bytes) -> None:
     # Examples and webhooks make no tools; leaving them out halves the time PyYAML takes to write this.
     del doc["x-webhooks"], doc["components"]["examples"]
     text = yaml.dump(doc, Dumper=yaml.CSafeDumper, sort_keys=False)  # 7 MB
-    started = time.perf_counter()
+    # bench/bench_openapi.py times this against PyYAML's CSafeLoader on the same text.
     from_yaml = await create_tools_from_openapi_spec(text)
-    elapsed = time.perf_counter() - started
-    # PyYAML's own CSafeLoader takes about 3 s on this text; toolrun builds values from libyaml's events.
-    assert elapsed < 2.5, f"{elapsed:.2f}s"
     from_json = await create_tools_from_openapi_spec(github_spec)
     assert [(t.name, t.description) for t in from_yaml] == [(t.name, t.description) for t in from_json]
     for i in range(0, len(from_json), 50):

@@ -148,11 +148,11 @@ async def test_billion_laughs_in_a_schema_is_refused_while_loading() -> None:
     # Before: building tool.parameters passed 628 MB (and 60 s) and kept going.
     text = yaml_laughs_schema(9)
     assert len(text) < 2000
-    error, elapsed, peak = await measure(lambda: tools_and_schemas(text))
+    error, _, peak = await measure(lambda: tools_and_schemas(text))
     assert isinstance(error, OpenAPISpecError), error
     assert "aliases stand for more than 1,000,000 values" in str(error) and "line " in str(error)
     assert error.where == "spec"
-    assert elapsed < 2 and peak < 20, (elapsed, peak)
+    assert peak < 20, peak  # the bomb is memory: measured by tracemalloc's peak, not by time
 
 
 @pytest.mark.parametrize("key", ["default", "example", "enum"])
@@ -160,25 +160,26 @@ async def test_billion_laughs_in_a_value_is_refused_while_loading(key: str) -> N
     # Before: a CPU-bound hang (no answer in 60 s) when the default was checked for JSON-ness.
     error, elapsed, peak = await measure(lambda: tools_and_schemas(yaml_laughs_value(9, key)))
     assert isinstance(error, OpenAPISpecError) and "billion laughs" in str(error), error
-    assert elapsed < 2 and peak < 20, (elapsed, peak)
+    assert peak < 20, peak
+    assert elapsed < 2, elapsed  # hang guard (the bomb was CPU-bound): normally 0.01 s, 200x
 
 
 async def test_laughs_under_the_alias_limit_are_cut_in_the_schema() -> None:
     # 9**5 = 59,049 leaves: allowed by the loader, cut like a $ref bomb when the schema is built.
-    (schema,), elapsed, peak = await measure(lambda: tools_and_schemas(yaml_laughs_schema(5)))
+    (schema,), _, peak = await measure(lambda: tools_and_schemas(yaml_laughs_schema(5)))
     text = json.dumps(schema)
     assert "not expanded: schema too large" in text
-    assert len(text) < 500_000 and elapsed < 5 and peak < 50, (len(text), elapsed, peak)
+    assert len(text) < 500_000 and peak < 50, (len(text), peak)  # work: bytes written, memory
     assert not list(META.iter_errors(schema))
 
 
 async def test_a_default_of_a_hundred_thousand_values_names_the_operation() -> None:
     # 9**5 values in one default: more than any tool schema may hold once it is written out.
-    error, elapsed, peak = await measure(lambda: tools_and_schemas(yaml_laughs_value(5)))
+    error, _, peak = await measure(lambda: tools_and_schemas(yaml_laughs_value(5)))
     assert isinstance(error, OpenAPISpecError), error
     assert error.where == "paths['/a'].get"
     assert "tool 'bomb'" in str(error) and "larger than 100,000 nodes" in str(error)
-    assert elapsed < 10 and peak < 50, (elapsed, peak)
+    assert peak < 50, peak  # work: memory, not time
 
 
 async def test_self_alias_is_refused() -> None:
@@ -219,11 +220,11 @@ async def test_ref_bomb_is_cut_to_the_budget(levels: int) -> None:
     # Before: 10 levels serialised to 42 MB (7.9 s); 12 levels passed 1.35 GB; 14 never finished.
     text = ref_bomb(levels)
     assert len(text) < 4000
-    (schema,), elapsed, peak = await measure(lambda: tools_and_schemas(text))
+    (schema,), _, peak = await measure(lambda: tools_and_schemas(text))
     written = json.dumps(schema)
     assert "a L" in written and "(not expanded: schema too large)" in written
-    assert len(written) < 400_000, len(written)
-    assert elapsed < 5 and peak < 50, (elapsed, peak)
+    assert len(written) < 400_000, len(written)  # work: bytes written and memory, not time
+    assert peak < 50, peak
     assert not list(META.iter_errors(schema))
 
 
@@ -247,9 +248,9 @@ async def test_shared_python_objects_count_each_time_they_appear() -> None:
         "servers": [{"url": "https://x.test"}],
         "paths": {"/a": {"post": {"requestBody": {"content": {"application/json": {"schema": leaf}}}}}},
     }
-    (schema,), elapsed, _ = await measure(lambda: tools_and_schemas(spec))
+    (schema,), _, peak = await measure(lambda: tools_and_schemas(spec))
     assert "(repeated schema, not expanded: schema too large)" in json.dumps(schema)
-    assert len(json.dumps(schema)) < 400_000 and elapsed < 5
+    assert len(json.dumps(schema)) < 400_000 and peak < 50, peak  # work: bytes written and memory
 
 
 # ------------------------------------------------------------------ nesting
@@ -262,7 +263,8 @@ async def test_deep_yaml_is_refused_in_linear_time(n: int) -> None:
     error, elapsed, peak = await measure(lambda: create_tools_from_openapi_spec(text))
     assert isinstance(error, OpenAPISpecError), error
     assert "nested more than 256 levels deep at line 2" in str(error)
-    assert elapsed < 1 and peak < 20, (elapsed, peak)
+    assert peak < 20, peak
+    assert elapsed < 1, elapsed  # hang guard (quadratic parse, 41.6 s before): normally 0.02 s, 50x
 
 
 async def test_yaml_depth_limit_can_be_raised() -> None:
@@ -286,7 +288,7 @@ async def test_deep_json_is_an_openapi_error(fast_json: bool, monkeypatch: pytes
     ):
         error, elapsed, _ = await measure(lambda text=text: create_tools_from_openapi_spec(text))
         assert isinstance(error, OpenAPISpecError) and "nested too deeply" in str(error), error
-        assert elapsed < 1
+        assert elapsed < 1  # hang guard: normally 0.01 s, 100x
 
 
 @pytest.mark.parametrize("make", [deep_schema_json, deep_schema_mapping])
@@ -656,19 +658,19 @@ async def test_a_gzip_bomb_answer_is_inflated_only_to_the_limit(api) -> None:
         "paths": {"/gzip-bomb": {"get": {"operationId": "bomb"}}},
     }
     (tool,) = await create_tools_from_openapi_spec(spec)
-    out, elapsed, peak = await measure(lambda: tool.function({"query": {"mb": 200}}))
+    out, _, peak = await measure(lambda: tool.function({"query": {"mb": 200}}))
     assert out.startswith("\0" * 1000) and out.endswith(
         "[response truncated: showing the first 32768 bytes of more than 32768 bytes]"
     )
-    assert peak < 8 and elapsed < 5, (peak, elapsed)
+    assert peak < 8, peak  # work: memory inflated, not time
 
 
 async def test_a_gzip_bomb_document_is_inflated_only_to_the_limit(api) -> None:
-    error, elapsed, peak = await measure(
+    error, _, peak = await measure(
         lambda: create_tools_from_openapi_spec(f"{api.url}/gzip-bomb?mb=200", max_spec_bytes=1 << 20)
     )
     assert isinstance(error, OpenAPISpecError) and str(error).endswith("more than the 1048576-byte limit"), error
-    assert peak < 16 and elapsed < 5, (peak, elapsed)
+    assert peak < 16, peak  # work: memory inflated, not time
 
 
 async def test_encodings_not_asked_for_are_an_error(api) -> None:
@@ -918,7 +920,7 @@ async def test_ten_thousand_equal_operation_ids_are_named_in_linear_time() -> No
     }
     started = time.perf_counter()
     tools = await create_tools_from_openapi_spec(json.dumps(spec))
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 5  # hang guard: normally 0.3 s (15x), quadratic took 13 s for 8,000
     assert [t.name for t in tools[:3]] == ["x", "x_2", "x_3"] and tools[-1].name == "x_10000"
 
 
@@ -935,18 +937,26 @@ async def test_document_wide_security_is_read_once() -> None:
     started = time.perf_counter()
     for tool in await create_tools_from_openapi_spec(json.dumps(spec)):
         _ = tool.parameters
-    assert time.perf_counter() - started < 10
+    assert time.perf_counter() - started < 10  # hang guard: normally 0.15 s (60x), 108 s before
 
 
 def test_references_that_miss_in_a_big_mapping_are_cheap() -> None:
     # Before: each miss scanned every key for YAML's int keys (200: ...): 10,000 misses in a mapping
     # of 100,000 keys were 10**9 str() calls.
-    schemas: dict[Any, Any] = {i: {"type": "string"} for i in range(100_000)}
+    # Work, not time: the keys count how often their text is asked for.
+    texts_made = 0
+
+    class CountedKey(int):
+        def __str__(self) -> str:
+            nonlocal texts_made
+            texts_made += 1
+            return int.__repr__(self)
+
+    schemas: dict[Any, Any] = {CountedKey(i): {"type": "string"} for i in range(100_000)}
     doc = _document.Document.from_tree({"openapi": "3.0.0", "components": {"schemas": schemas}}, "doc")
-    started = time.perf_counter()
-    assert all(doc.resolve(f"#/components/schemas/missing{i}") is _document.MISSING for i in range(10_000))
+    assert all(doc.resolve(f"#/components/schemas/missing{i}") is _document.MISSING for i in range(100))
     assert doc.resolve("#/components/schemas/99999") == {"type": "string"}
-    assert time.perf_counter() - started < 5
+    assert texts_made <= len(schemas), texts_made  # once per key, not once per key per miss
 
 
 @pytest.mark.parametrize(
@@ -1010,9 +1020,9 @@ async def test_long_strings_count_by_their_length() -> None:
     async def build() -> Any:
         return tool.parameters
 
-    error, elapsed, peak = await measure(build)
+    error, _, peak = await measure(build)
     assert isinstance(error, OpenAPISpecError) and "JSON would be longer than 1,048,576 characters" in str(error)
-    assert elapsed < 2 and peak < 20, (elapsed, peak)
+    assert peak < 20, peak  # work: memory (6.6 GB before), not time
     # Through references, the megabyte is written once and the repeats are cut.
     schemas: dict[str, Any] = {"L0": {"type": "string", "enum": [big]}}
     for i in range(1, 8):
@@ -1137,7 +1147,7 @@ def test_any_yaml_document_converts_or_says_why(parts: tuple[str, str, str]) -> 
             json.dumps(tool.parameters, allow_nan=False)  # plain JSON
     except OpenAPISpecError:
         pass
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 5  # hang guard: an example normally takes milliseconds
 
 
 _OA_KEYS = st.sampled_from(
