@@ -7,8 +7,12 @@
    server (``python -m llama_cpp.server``), both on the OpenAI endpoint, greedy, ``max_tokens``
    128, measured in alternation: latency at 1 client, aggregate tokens/s and per-request
    p50/p99 at 4 concurrent clients.
+3. contention — an ordinary tool-call request to ``toolrun serve`` on the default model, idle and
+   while three clients send the soak test's hostile requests (tests/server/test_soak.py): the
+   median latency of each and their ratio (issue #27 asks for at most 2x).
 
     python bench/bench_server.py overhead
+    python bench/bench_server.py contention
     python bench/bench_server.py compare --install-deps   # installs llama-cpp-python[server]'s extras
     python bench/bench_server.py all --json bench/server-results.json
 
@@ -556,6 +560,58 @@ def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+# ------------------------------------------------------------ contention
+
+
+def bench_contention(args: argparse.Namespace) -> dict[str, Any]:
+    """Median latency of an ordinary request, idle and under hostile load, side by side; and their ratio."""
+    import threading
+
+    sys.path.insert(0, str(ROOT / "tests" / "server"))
+    from test_soak import hostile_requests, ordinary_call, send, serve_subprocess
+
+    def timed(client: httpx.Client, base_url: str) -> float:
+        started = time.perf_counter()
+        ordinary_call(client, base_url)
+        return time.perf_counter() - started
+
+    with serve_subprocess("--threads", str(args.threads)) as (_, base_url), httpx.Client(timeout=300) as client:
+        timed(client, base_url)  # warm-up: the first call builds its grammar
+        idle = [timed(client, base_url) for _ in range(args.contention_samples)]
+        stop = threading.Event()
+        sent = [0]
+
+        def attack(offset: int) -> None:
+            with httpx.Client(timeout=300) as own:
+                for hostile in hostile_requests(10_000, start=offset * 10_000):
+                    if stop.is_set():
+                        return
+                    send(own, base_url, hostile)
+                    sent[0] += 1
+
+        attackers = [threading.Thread(target=attack, args=(i,), daemon=True) for i in range(3)]
+        for thread in attackers:
+            thread.start()
+        time.sleep(2)  # let the hostile load reach the queue first
+        loaded = [timed(client, base_url) for _ in range(args.contention_samples)]
+        stop.set()
+        for thread in attackers:
+            thread.join(timeout=300)
+    result = {
+        "idle_p50_s": statistics.median(idle),
+        "under_hostile_load_p50_s": statistics.median(loaded),
+        "ratio": statistics.median(loaded) / statistics.median(idle),
+        "hostile_requests_sent": sent[0],
+        "samples": args.contention_samples,
+    }
+    print(
+        f"  ordinary request: idle p50 {result['idle_p50_s']:.2f} s, under hostile load p50 "
+        f"{result['under_hostile_load_p50_s']:.2f} s: {result['ratio']:.2f}x ({sent[0]} hostile requests meanwhile)",
+        flush=True,
+    )
+    return result
+
+
 # ------------------------------------------------------------------- main
 
 
@@ -569,7 +625,8 @@ def main() -> None:
     # SIGTERM as an exception, so the servers this started are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["overhead", "compare", "all"])
+    parser.add_argument("what", choices=["overhead", "compare", "contention", "all"])
+    parser.add_argument("--contention-samples", type=int, default=5, help="ordinary requests idle, then under load")
     parser.add_argument("--overhead-requests", type=int, default=1000, help="requests at 1 client (x4 at 64)")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3, help="alternations between the two servers")
@@ -610,6 +667,9 @@ def main() -> None:
     if args.what in ("compare", "all"):
         print(f"Real model, greedy, max_tokens {args.max_tokens}, {args.threads} threads:", flush=True)
         results["compare"] = bench_compare(args)
+    if args.what in ("contention", "all"):
+        print(f"Ordinary request under hostile load, default model, {args.threads} threads:", flush=True)
+        results["contention"] = bench_contention(args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

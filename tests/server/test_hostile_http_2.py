@@ -351,9 +351,9 @@ def test_the_default_deadlines() -> None:
 @pytest.mark.parametrize(
     ("extra", "param", "words"),
     [
-        ({"n": True}, "n", "the integer 1"),
-        ({"n": 1.0}, "n", "the integer 1"),
-        ({"n": 2}, "n", "the integer 1"),
+        ({"n": True}, "n", "n must be 1 (an integer: one choice per request), not true"),
+        ({"n": 1.0}, "n", "not 1.0"),
+        ({"n": 2}, "n", "not 2"),
         ({"stream_options": {"include_usage": True}}, "stream_options", "only allowed when stream is true"),
         ({"stream": False, "stream_options": {}}, "stream_options", "only allowed when stream is true"),
     ],
@@ -373,3 +373,24 @@ def test_n_one_and_stream_options_with_stream_are_accepted(keyless: LiveServer) 
         {**CHAT, "stream": True, "stream_options": {"include_usage": True}},
     )
     assert streamed.status_code == 200 and '"usage"' in streamed.text
+
+
+def test_serve_passes_the_new_options_from_flags_and_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import toolrun.server
+    from toolrun.cli import app
+
+    config = tmp_path / "config.toml"
+    config.write_text('[server]\ncors_origins = ["https://app.example"]\nbody_timeout = 7.5\n')
+    monkeypatch.setenv("TOOLRUN_CONFIG", str(config))
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(toolrun.server, "serve", lambda *a, **k: calls.append(k))
+    flags = ["serve", "--cors-origin", "http://localhost:5173", "--allow-download", "--header-timeout", "2"]
+    started = CliRunner().invoke(app, flags)
+    assert started.exit_code == 0, started.output
+    (options,) = calls
+    assert options["cors_origins"] == ["http://localhost:5173", "https://app.example"]
+    assert (options["allow_download"], options["header_timeout"], options["body_timeout"]) == (True, 2.0, 7.5)
+    refused = CliRunner().invoke(app, ["serve", "--cors-origin", "localhost:5173"])
+    assert refused.exit_code == 1 and "is not an origin" in refused.stderr

@@ -87,7 +87,7 @@ def to_binding_inputs(body: dict[str, Any]) -> tuple[str, dict[str, Any], bool, 
     n = body.get("n")
     # Compared by type too: in Python True == 1.0 == 1, but neither is the integer 1 in JSON.
     if n is not None and (type(n) is not int or n != 1):
-        raise _unsupported("n", f"n must be the integer 1 (one choice per request), not {json.dumps(n)}")
+        raise _unsupported("n", f"n must be 1 (an integer: one choice per request), not {json.dumps(n)}")
     if body.get("stop") not in (None, [], ""):
         raise _unsupported("stop", "stop sequences are not supported; the model stops at its end-of-turn token")
     if body.get("logprobs") not in (None, False) or body.get("top_logprobs") is not None:
