@@ -118,6 +118,13 @@ def test_with_allow_download_a_failed_fetch_is_a_503_without_the_index_url(
     assert empty_cache.requests, "allow_download should have let the server try the index"
 
 
+def test_the_operators_preload_may_download(start_server, empty_cache: RecordingIndex) -> None:
+    """``--model`` names what the operator wants here: fetching it at startup is theirs to allow."""
+    with pytest.raises(RuntimeError, match="did not start"):
+        start_server(AsyncAI(catalog=Catalog()), preload=[SECOND_MODEL])  # the stand-in index has nothing
+    assert empty_cache.requests and empty_cache.requests[0].startswith("/simple/")
+
+
 def test_the_binding_fetches_only_the_embedded_default_unasked(empty_cache: RecordingIndex) -> None:
     """``weights(download=None)``, as its docstring says: gigabytes only on an explicit download=True."""
     with pytest.raises(ModelUnavailableError, match=f"toolrun pull {SECOND_MODEL}"):
