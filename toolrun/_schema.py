@@ -7,13 +7,16 @@ the server send requests or read files. Here every ``$ref`` must point inside
 the schema itself (``#…``), and validators get a registry that retrieves
 nothing, so no reference can reach the network or the disk.
 
-Validators are cached by the schema's canonical JSON text: the same tools come
-back on every round of a tool loop, and checking a schema against the
-meta-schema costs more than the rest of a request.
+Validators are cached by a digest of the schema's canonical JSON text: the same
+tools come back on every round of a tool loop, and checking a schema against the
+meta-schema costs more than the rest of a request. The caches hold digests, not
+texts, and are bounded by count and by the bytes of the schemas they keep alive,
+so a stream of big unique schemas (each answered 400 or not) leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -49,11 +52,47 @@ NO_FETCH_REGISTRY: Registry[Any] = Registry(retrieve=_retrieve_nothing)  # type:
 PATTERN_TIMEOUT = 0.5
 
 
+#: How deeply a ``pattern``'s groups may nest. Python's ``re`` (the meta-schema's ``format: regex``
+#: check) and the ``regex`` module both parse a group by recursing: ~330 levels exhaust the interpreter's
+#: recursion limit. Real patterns nest a handful of levels.
+MAX_PATTERN_NESTING = 100
+
+
+def pattern_nesting(pattern: str) -> int:
+    """How deeply the groups of a regular expression nest, read the way Python's parser reads them
+    (escapes and ``[...]`` classes skipped), without parsing it: linear, no recursion."""
+    depth = deepest = 0
+    in_class = False
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "^":
+                i += 1
+            if pattern[i + 1 : i + 2] == "]":  # a "]" first in a class is a literal
+                i += 1
+        elif char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest
+
+
 def _search(pattern: str, text: str) -> bool | None:
     """Whether ``pattern`` matches somewhere in ``text``; None when it cannot tell in time (or at all)."""
+    if pattern_nesting(pattern) > MAX_PATTERN_NESTING:
+        return None
     try:
         return regex.search(pattern, text, timeout=PATTERN_TIMEOUT) is not None
-    except (TimeoutError, regex.error):
+    except (TimeoutError, regex.error, RecursionError):  # RecursionError: nested sets under (?V1)
         return None
 
 
@@ -92,30 +131,54 @@ def validator_class(schema: Mapping[str, Any]) -> type[Validator]:
     return safe
 
 
-class _ValidatorCache:
-    """Least-recently-used validators by (canonical schema text, formats checked)."""
+def _canonical(schema: Any) -> str:
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
-    def __init__(self, size: int = 512) -> None:
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+#: The validator cache keeps at most this many bytes of schemas (as canonical JSON) alive.
+VALIDATOR_CACHE_BYTES = 4 * 1024 * 1024
+#: How many schema digests :func:`check_tool_schema` remembers as checked (32 bytes each).
+CHECKED_SCHEMAS = 2048
+
+
+class _ValidatorCache:
+    """Least-recently-used validators by (digest of the canonical schema text, formats checked), bounded
+    by count and by the total size of the schemas they hold; a schema over the budget is never cached."""
+
+    def __init__(self, size: int = 512, max_bytes: int = VALIDATOR_CACHE_BYTES) -> None:
         self._size = size
-        self._items: OrderedDict[tuple[str, bool], Validator] = OrderedDict()
+        self._max_bytes = max_bytes
+        self.held_bytes = 0
+        self._items: OrderedDict[tuple[bytes, bool], tuple[Validator, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def get(self, schema: Mapping[str, Any], *, check_formats: bool) -> Validator:
-        key = (json.dumps(schema, sort_keys=True, separators=(",", ":")), check_formats)
+        text = _canonical(schema)
+        key = (_digest(text), check_formats)
         found = self._items.get(key)
         if found is not None:
             self._items.move_to_end(key)
-            return found
+            return found[0]
         cls = validator_class(schema)
         checker = cls.FORMAT_CHECKER if check_formats else None
         made: Validator = cls(schema, registry=NO_FETCH_REGISTRY, format_checker=checker)
-        self._items[key] = made
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
+        if len(text) <= self._max_bytes:
+            self._items[key] = (made, len(text))
+            self.held_bytes += len(text)
+            while len(self._items) > self._size or self.held_bytes > self._max_bytes:
+                _, (_, size) = self._items.popitem(last=False)
+                self.held_bytes -= size
         return made
 
 
 _VALIDATORS = _ValidatorCache()
-_CHECKED: OrderedDict[str, None] = OrderedDict()  # canonical texts of schemas that passed check_tool_schema
+_CHECKED: OrderedDict[bytes, None] = OrderedDict()  # digests of schemas that passed check_tool_schema
 
 
 def validator(schema: Mapping[str, Any], *, check_formats: bool = False) -> Validator:
@@ -136,11 +199,12 @@ def check_tool_schema(parameters: Any, where: str, tool_name: str) -> None:
         check_json(parameters, where, max_nodes=MAX_SCHEMA_NODES)
     except InvalidInputError as exc:
         raise ToolSchemaError(f"tool {tool_name!r}: parameters {exc.message}", where=exc.where) from None
-    text = json.dumps(parameters, sort_keys=True, separators=(",", ":"))
-    if text in _CHECKED:
-        _CHECKED.move_to_end(text)
+    digest = _digest(_canonical(parameters))
+    if digest in _CHECKED:
+        _CHECKED.move_to_end(digest)
         return
     _check_references(parameters, where, tool_name)
+    _check_pattern_nesting(parameters, where, tool_name)
     cls = validator_class(parameters)
     try:
         cls.check_schema(dict(parameters))
@@ -149,15 +213,41 @@ def check_tool_schema(parameters: Any, where: str, tool_name: str) -> None:
             f"tool {tool_name!r}: parameters is not valid JSON Schema: {exc.message}",
             where=path_text(where, list(exc.path)),
         ) from None
+    except RecursionError:  # a backstop: deep patterns are refused above, deep schemas by check_json
+        raise ToolSchemaError(f"tool {tool_name!r}: parameters is nested too deeply to check", where=where) from None
     kind = parameters.get("type", "object")
     if kind != "object":
         raise ToolSchemaError(
             f"tool {tool_name!r}: parameters must describe an object (type 'object'), not {kind!r}",
             where=f"{where}.type",
         )
-    _CHECKED[text] = None
-    if len(_CHECKED) > 2048:
+    _CHECKED[digest] = None
+    if len(_CHECKED) > CHECKED_SCHEMAS:
         _CHECKED.popitem(last=False)
+
+
+def _check_pattern_nesting(schema: Mapping[str, Any], where: str, tool_name: str) -> None:
+    """Refuse a ``pattern`` (or ``patternProperties`` key) nested deeper than :data:`MAX_PATTERN_NESTING`,
+    before the meta-schema's ``format: regex`` check recurses on it."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(schema, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, Mapping):
+            found: list[tuple[str, tuple[Any, ...]]] = []
+            if isinstance(node.get("pattern"), str):
+                found.append((node["pattern"], (*path, "pattern")))
+            if isinstance(node.get("patternProperties"), Mapping):
+                found.extend((key, (*path, "patternProperties", key)) for key in node["patternProperties"])
+            for pattern, at in found:
+                if pattern_nesting(pattern) > MAX_PATTERN_NESTING:
+                    raise ToolSchemaError(
+                        f"tool {tool_name!r}: a pattern nests groups {pattern_nesting(pattern)} deep; "
+                        f"at most {MAX_PATTERN_NESTING} are allowed",
+                        where=path_text(where, at),
+                    )
+            stack.extend((child, (*path, key)) for key, child in node.items())
+        elif isinstance(node, list):
+            stack.extend((child, (*path, i)) for i, child in enumerate(node))
 
 
 def _check_references(schema: Mapping[str, Any], where: str, tool_name: str) -> None:
