@@ -287,3 +287,28 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+# ------------------------------------------------------------------ flood (appended for issue #27, 9d)
+
+FLOOD_ITEMS = 200_000
+
+
+def flood_server() -> Server[Any]:
+    """One tool, ``flood``, whose result is FLOOD_ITEMS one-character text items (about 6 MB of JSON).
+
+    Run it with ``python -c "import mcp_test_servers as s; s.run_flood()"`` from this folder.
+    """
+    tools = [types.Tool(name="flood", description="Many tiny items.", input_schema={"type": "object"})]
+
+    async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=tools)
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        return types.CallToolResult(content=[types.TextContent(type="text", text="x") for _ in range(FLOOD_ITEMS)])
+
+    return Server("flood", on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+def run_flood() -> None:
+    anyio.run(serve_lowlevel_stdio, flood_server())

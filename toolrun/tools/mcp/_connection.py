@@ -16,8 +16,8 @@ import asyncio
 import logging
 import math
 import sys
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -27,10 +27,11 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.message import SessionMessage
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ..._errors import MCPServerError
-from ._content import error_text, result_text
+from ._content import error_text, result_text, trim_raw_result
 from ._spec import ServerSpec
 
 logger = logging.getLogger("toolrun.mcp")
@@ -146,7 +147,7 @@ class ServerConnection:
         from ... import __version__
 
         client = Client(
-            transport,
+            _trimming(transport, spec.max_response_bytes),
             cache=None,
             message_handler=self._on_message,
             client_info=mcp_types.Implementation(name="toolrun", version=__version__),
@@ -245,6 +246,57 @@ class ServerConnection:
             text = result_text(result, limit)
         self._log("MCP %s: %s answered %d characters", self.label, name, len(text))
         return text
+
+
+@asynccontextmanager
+async def _trimming(transport: Any, limit: int) -> AsyncIterator[tuple[Any, Any]]:
+    """The transport, with each result's content items trimmed to what ``limit`` bytes can show
+    as they are read, before the SDK makes objects of them (see :func:`trim_raw_result`).
+
+    The SDK has no bound on the size of one message: a line (stdio) or body (HTTP) is read
+    whole and parsed before any of this can look at it.
+    """
+    async with transport as (read_stream, write_stream):
+        yield _TrimmingReadStream(read_stream, limit), write_stream
+
+
+class _TrimmingReadStream:
+    """A transport's read stream whose responses pass through :func:`trim_raw_result`."""
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    def _trim(self, item: Any) -> Any:
+        if isinstance(item, SessionMessage) and isinstance(item.message, mcp_types.JSONRPCResponse):
+            result = item.message.result
+            trimmed = trim_raw_result(result, self._limit)
+            if trimmed is not result:
+                item.message = item.message.model_copy(update={"result": trimmed})
+        return item
+
+    async def receive(self) -> Any:
+        return self._trim(await self._inner.receive())
+
+    def __aiter__(self) -> _TrimmingReadStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        return self._trim(await self._inner.__anext__())
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _TrimmingReadStream:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        result: bool | None = await self._inner.__aexit__(*exc_info)
+        return result
+
+    def __getattr__(self, name: str) -> Any:  # last_context, close() and the like, as the inner stream has them
+        return getattr(self._inner, name)
 
 
 def _describe(exc: BaseException) -> str:

@@ -18,12 +18,51 @@ _to_json = json.JSONEncoder(ensure_ascii=False).encode
 EMPTY_RESULT = "[the tool returned no content]"
 
 
+#: Where :func:`trim_raw_result` notes, in a result's ``_meta``, how many content items it left unread.
+OMITTED_KEY = "toolrun/omitted_content_items"
+# A content item that is not text is summarised in a line of at least this many characters.
+_SUMMARY_CHARS = 16
+
+
+def trim_raw_result(result: dict[str, Any], limit: int) -> dict[str, Any]:
+    """A raw ``tools/call`` result (the JSON-RPC ``result`` object, before the SDK validates it) with only
+    as many content items as can show in ``limit`` bytes; the number left out goes in ``_meta``.
+
+    The SDK turns every content item into a pydantic object before toolrun sees any of them:
+    200,000 one-character items cost hundreds of MB to be cut to 32 KiB afterwards.
+    """
+    content = result.get("content")
+    if not isinstance(content, list):
+        return result
+    shown = 0
+    for kept, item in enumerate(content):
+        if shown > limit:  # what is kept already fills the limit (characters are at least a byte each)
+            meta = result.get("_meta")
+            return {
+                **result,
+                "content": content[:kept],
+                "_meta": {**(meta if isinstance(meta, dict) else {}), OMITTED_KEY: [len(content) - kept, len(content)]},
+            }
+        text = item.get("text") if isinstance(item, dict) else None
+        shown += 1 + (len(text) if isinstance(text, str) else _SUMMARY_CHARS)
+    return result
+
+
 def result_text(result: Any, limit: int) -> str:
-    """The model's text for a ``CallToolResult``: the content, or ``{"error": ...}`` when ``isError``."""
+    """The model's text for a ``CallToolResult``: the content, or ``{"error": ...}`` when ``isError``.
+
+    Conversion stops once the text is over ``limit``: the rest would be cut anyway.
+    """
     parts: list[str] = []
+    size = 0
+    omitted: tuple[int, int] | None
     structured = result.structured_content
     said = structured is None
-    for block in result.content or ():
+    blocks = result.content or ()
+    for read, block in enumerate(blocks):
+        if size > limit:
+            omitted = (len(blocks) - read, len(blocks))
+            break
         kind = getattr(block, "type", None)
         if kind != "text":
             parts.append(_summary(block, kind))
@@ -34,28 +73,49 @@ def result_text(result: Any, limit: int) -> str:
             said = True
         else:
             parts.append(block.text)
-    if not said:
-        parts.append(_structured_json(structured))
+        size += len(parts[-1]) + 1
+    else:
+        omitted = _omitted_before(result)
+        if not said and size <= limit:
+            parts.append(_structured_json(structured))
     text = "\n".join(parts)
     if result.is_error:
-        return error_text(text or "the tool reported an error without a message", limit)
-    return capped(text, limit) if text else EMPTY_RESULT
+        return error_text(text or "the tool reported an error without a message", limit, omitted)
+    return capped(text, limit, omitted) if text else EMPTY_RESULT
 
 
-def error_text(message: str, limit: int) -> str:
+def _omitted_before(result: Any) -> tuple[int, int] | None:
+    """The (unread, total) content items :func:`trim_raw_result` noted in the result's ``_meta``."""
+    meta = getattr(result, "meta", None)
+    noted = meta.get(OMITTED_KEY) if isinstance(meta, dict) else None
+    if isinstance(noted, list) and len(noted) == 2 and all(type(n) is int for n in noted):
+        return noted[0], noted[1]
+    return None
+
+
+def error_text(message: str, limit: int, omitted: tuple[int, int] | None = None) -> str:
     """``{"error": message}``, the message cut to ``limit`` bytes like a result."""
-    return _to_json({"error": capped(message, limit)})
+    return _to_json({"error": capped(message, limit, omitted)})
 
 
-def capped(text: str, limit: int) -> str:
-    """``text`` cut to its first ``limit`` UTF-8 bytes (never mid-character), marked as the OpenAPI tools mark it."""
-    if len(text) * 4 <= limit:  # cannot be over: skip the encoding
+def capped(text: str, limit: int, omitted: tuple[int, int] | None = None) -> str:
+    """``text`` cut to its first ``limit`` UTF-8 bytes (never mid-character), marked as the OpenAPI tools mark it.
+
+    ``omitted`` is ``(unread, total)`` content items that were left out before the text was made.
+    """
+    if len(text) * 4 <= limit and omitted is None:  # cannot be over: skip the encoding
         return text
     data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= limit:
+    if len(data) <= limit and omitted is None:
         return text
     kept = data[:limit].decode("utf-8", "ignore")  # a cut character is dropped, not garbled
-    return kept + f"\n[response truncated: showing the first {limit} bytes of {len(data)} bytes]"
+    if omitted is None:
+        return kept + f"\n[response truncated: showing the first {limit} bytes of {len(data)} bytes]"
+    unread, total = omitted
+    return kept + (
+        f"\n[response truncated: showing the first {min(limit, len(data))} bytes; "
+        f"{unread:,} of its {total:,} content items were not read]"
+    )
 
 
 def _summary(block: Any, kind: Any) -> str:
