@@ -90,7 +90,7 @@ async def main(reps: int) -> None:
 
     # 1. decode through AI.run's engine vs llama-cpp-python directly, interleaved.
     text_request = GenerationRequest(normalize_messages(PROMPT), sampling=greedy)
-    prompt = engine.render_prompt(text_request)
+    prompt = engine.render_prompt(text_request).plain_text()
     ours, theirs = [], []
     for _ in range(reps):
         engine.clear_cache()

@@ -204,8 +204,10 @@ async def throughput(
     try:
         for name, inputs in workloads.items():
             request = build_request(parse_inputs(inputs), function_calling=True)
-            prompt = render_prompt(engine.format, template.source, request, eos_token=template.eos_token)
-            grammar = engine._grammar(request).text if request.must_call else None
+            prompt = render_prompt(
+                engine.format, template.source, request, control=engine.control, eos_token=template.eos_token
+            ).defanged()
+            grammar = engine.grammars.call(request).text if request.must_call else None
             body = engine._completion_body(prompt, request, grammar, request.sampling.max_tokens)
             gate = asyncio.Semaphore(clients)
 

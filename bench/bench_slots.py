@@ -157,7 +157,7 @@ async def bench_ttft(args: argparse.Namespace) -> dict[str, Any]:
 
     ai = AsyncAI()
     engine = await ai.engine(DEFAULT_MODEL)
-    tokens = engine.count_tokens(engine.render_prompt(_generation_request(request_inputs(0, 0))))
+    tokens = len(engine.prompt_tokens(_generation_request(request_inputs(0, 0))))
     print(f"  prompt: {tokens} tokens; engine: {engine.describe()}", flush=True)
     results: dict[str, Any] = {"prompt_tokens": tokens, "engine": engine.describe(), "clients": {}}
     for clients in args.clients:

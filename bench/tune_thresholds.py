@@ -57,7 +57,7 @@ def opening_probability(engine: Any, messages: list[dict[str, Any]], tools: list
     if hasattr(engine, "next_token_logits"):  # the slots engine reads them on its own worker
         logits = engine.next_token_logits(request)
     else:
-        tokens = llm.tokenize(engine.render_prompt(request).encode(), add_bos=False, special=True)
+        tokens = engine.prompt_tokens(request)
         engine._prefill(llm, tokens)
         # The logits as the engine's sampler reads them (llm.scores is not filled for the last token here).
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm.n_vocab(),))

@@ -10,7 +10,7 @@ import pytest
 from toolrun.ai import Catalog
 from toolrun.ai._inputs import build_request, parse_inputs
 from toolrun.engines._prompt import render_prompt
-from toolrun.formats import get_format
+from toolrun.formats import ControlTokens, get_format
 
 HINT = "When the request asks for the same thing for several items, make a separate call for each one."
 WEATHER = {
@@ -32,7 +32,8 @@ def prompt(fmt: str = "hermes", tools: list[dict[str, Any]] | None = None, **inp
     offered = tools if tools is not None else [WEATHER]
     request = build_request(parse_inputs({"messages": ASKED, "tools": offered, **inputs}), function_calling=True)
     format_ = get_format(fmt)
-    return render_prompt(format_, format_.fallback_template, request, parallel_hint=HINT)
+    control = ControlTokens(pattern=format_.control_pattern)
+    return render_prompt(format_, format_.fallback_template, request, control=control, parallel_hint=HINT).plain_text()
 
 
 def test_the_hint_ends_the_turn_that_lists_the_tools() -> None:

@@ -13,6 +13,7 @@ from ._base import CallGrammar, ParseResult, ToolCallFormat
 from ._grammar import schema_grammar
 from ._json import coerce_calls, scan_json
 from ._prompt import fold_tool_results
+from ._shield import ControlTokens, ShieldedPrompt
 from ._stream import PlainTextParser, StreamParser
 from ._template import render_chat_template
 from .hermes import HermesFormat
@@ -46,11 +47,13 @@ for _cls in (HermesFormat, Llama3JsonFormat, MistralFormat):
 
 __all__ = [
     "CallGrammar",
+    "ControlTokens",
     "HermesFormat",
     "Llama3JsonFormat",
     "MistralFormat",
     "ParseResult",
     "PlainTextParser",
+    "ShieldedPrompt",
     "StreamParser",
     "ToolCallFormat",
     "coerce_calls",

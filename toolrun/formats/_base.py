@@ -60,6 +60,9 @@ class ToolCallFormat(ABC):
     #: What closes the tool list in a rendered prompt, and what then ends that turn: instructions of
     #: toolrun's own (:meth:`add_instructions`) go between them. None: the format does not place any.
     tools_turn: ClassVar[tuple[str, str] | None] = None
+    #: A regex for the family's control-token texts, for engines that do not hold the model's vocabulary
+    #: (remote ones): such text in a request is broken up before the prompt is sent (see ``_shield``).
+    control_pattern: ClassVar[str] = r"<\|[^|\s<>]{1,64}\|>"
 
     @abstractmethod
     def parse(self, text: str) -> ParseResult:

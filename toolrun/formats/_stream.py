@@ -186,7 +186,9 @@ class StreamParser:
             self._calls_out += 1
         return events
 
-    def finish(self) -> list[Event]:
+    def finish(self, *, cut: bool = False) -> list[Event]:
+        """What is left to say at the end of the output; ``cut``: it ended at ``max_tokens``, so a call
+        region that holds no whole call is a call cut short, never text to show."""
         events: list[Event] = []
         if self._region is None:
             if len(self._text) > self._emitted:
@@ -194,7 +196,7 @@ class StreamParser:
                 self._emitted = len(self._text)
             return events
         events.extend(self._new_calls(final=True))
-        if self._calls_out == 0 and self._region:
+        if self._calls_out == 0 and self._region and not cut:
             # The region never held a valid call: it was text after all.
             events.append(TextEvent(response=self._region))
         return events
@@ -210,5 +212,5 @@ class PlainTextParser:
     def feed(self, delta: str) -> list[Event]:
         return [TextEvent(response=delta)] if delta else []
 
-    def finish(self) -> list[Event]:
+    def finish(self, *, cut: bool = False) -> list[Event]:
         return []

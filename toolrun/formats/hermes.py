@@ -90,6 +90,8 @@ class HermesFormat(ToolCallFormat):
     call_closers = ("</tool_call>", "</arguments>", "</function>")
     fallback_template = FALLBACK_TEMPLATE
     tools_turn = ("</tools>", "<|im_end|>")
+    # ChatML's <|…|> markers, and the tags Qwen2.5's vocabulary holds as tokens of their own.
+    control_pattern = r"<\|[^|\s<>]{1,64}\|>|</?tool_call>|</?tool_response>"
 
     def __init__(self, tool_names: Sequence[str] = ()) -> None:
         #: The tools of the request, when known: a drift's name slot is checked against them.

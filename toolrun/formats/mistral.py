@@ -35,6 +35,8 @@ class MistralFormat(ToolCallFormat):
     call_closers = ("]",)
     fallback_template = FALLBACK_TEMPLATE
     call_separator = ", "
+    # [INST], [TOOL_CALLS], [AVAILABLE_TOOLS], … and the sentence markers.
+    control_pattern = r"\[/?[A-Z_]{2,32}\]|</?s>"
 
     def parse(self, text: str) -> ParseResult:
         pos = text.find("[TOOL_CALLS]")

@@ -37,8 +37,15 @@ from typing import Any
 from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
 from ..._grounding import conversation_text
 from ..._wire import Event, FinishReason, IndexedToolCall, final_event
-from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, schema_grammar
+from ...formats import (
+    ControlTokens,
+    PlainTextParser,
+    ShieldedPrompt,
+    StreamParser,
+    ToolCallFormat,
+)
 from .._base import Engine, GenerationRequest
+from .._grammars import GrammarCache, RequestGrammars
 from .._judgment import (
     first_call_fits,
     further_call_kept,
@@ -149,8 +156,9 @@ class LlamaCppEngine(Engine):
         self._template: str | None = None
         self._bos = ""
         self._eos = ""
+        self._control = ControlTokens()
         self._load_lock = threading.Lock()
-        self._grammar_cache: dict[tuple[Any, ...], CallGrammar] = {}
+        self.grammars = GrammarCache(tool_format)
 
     # ------------------------------------------------------------ loading
 
@@ -181,6 +189,7 @@ class LlamaCppEngine(Engine):
                 if not template or "tools" not in template:
                     template = self.format.fallback_template
                 self._template = template
+                self._control = ControlTokens(llm.control_texts())
                 self._bos = _token_text(llm, llm.token_bos())
                 self._eos = _token_text(llm, llm.token_eos())
                 self._llm = llm
@@ -188,34 +197,26 @@ class LlamaCppEngine(Engine):
 
     # --------------------------------------------------------- prompting
 
-    def render_prompt(self, request: GenerationRequest) -> str:
+    def render_prompt(self, request: GenerationRequest) -> ShieldedPrompt:
         self.load()
         return render_prompt(
             self.format,
             self._template or "",
             request,
+            control=self._control,
             bos_token=self._bos,
             eos_token=self._eos,
             parallel_hint=self.parallel_hint,
         )
 
-    def _prompt_tokens(self, llm: Any, request: GenerationRequest) -> list[int]:
-        return list(llm.tokenize(self.render_prompt(request).encode(), add_bos=False, special=True))
-
-    def count_tokens(self, text: str) -> int:
+    def prompt_tokens(self, request: GenerationRequest) -> list[int]:
+        """The prompt's token ids: the template's control tokens parsed, the request's text only ever as text
+        (see :mod:`toolrun.formats._shield`)."""
         llm = self.load()
-        return len(llm.tokenize(text.encode(), add_bos=False, special=True))
-
-    def _grammar(self, request: GenerationRequest) -> CallGrammar:
-        tools = request.callable_tools
-        key = (tuple((t.name, id(t.parameters)) for t in tools), request.parallel_tool_calls)
-        cached = self._grammar_cache.get(key)
-        if cached is None:
-            cached = self.format.grammar(tools, parallel=request.parallel_tool_calls)
-            if len(self._grammar_cache) > 64:
-                self._grammar_cache.clear()
-            self._grammar_cache[key] = cached
-        return cached
+        return self.render_prompt(request).tokens(
+            special=lambda text: llm.tokenize(text.encode(), add_bos=False, special=True),
+            plain=lambda text: llm.tokenize(text.encode(), add_bos=False, special=False),
+        )
 
     # --------------------------------------------------------- generation
 
@@ -250,7 +251,9 @@ class LlamaCppEngine(Engine):
             except RuntimeError:
                 pass
 
-        job = Job(lambda seq: self._decode(request, seq, emit, cancelled), cancelled, on_done)
+        # Grammars come from schemas the request carries: built here, never on the thread that decodes for all.
+        grammars = await asyncio.to_thread(self.grammars.for_request, request)
+        job = Job(lambda seq: self._decode(request, grammars, seq, emit, cancelled), cancelled, on_done)
         scheduler.submit(job)
         try:
             while True:
@@ -266,14 +269,19 @@ class LlamaCppEngine(Engine):
             await asyncio.shield(finished)
 
     def _decode(
-        self, request: GenerationRequest, seq: SequenceHandle, emit: Callable[[Any], None], cancelled: threading.Event
+        self,
+        request: GenerationRequest,
+        grammars: RequestGrammars,
+        seq: SequenceHandle,
+        emit: Callable[[Any], None],
+        cancelled: threading.Event,
     ) -> Generator[Need, None, None]:
         """One request's decode loop, run by the scheduler: it yields what it needs evaluated (its
         prompt, then each token it keeps) and reads its logits through ``seq`` when resumed."""
         import llama_cpp as lc
 
         llm = self.load()
-        prompt_tokens = self._prompt_tokens(llm, request)
+        prompt_tokens = self.prompt_tokens(request)
         max_tokens = request.sampling.max_tokens
         if len(prompt_tokens) + max_tokens > self._n_ctx:
             raise ContextOverflowError(len(prompt_tokens), max_tokens, self._n_ctx)
@@ -285,12 +293,13 @@ class LlamaCppEngine(Engine):
         parser: StreamParser | PlainTextParser = PlainTextParser()
         if use_tools:
             parser = self.format.stream_parser([t.name for t in request.tools])
+        call_grammar = grammars.call
         if constrained_from_start:
-            grammar = self._grammar(request)
-            grammar_text = grammar.text
-            parser.stream_arguments = grammar.exact
-        elif request.response_schema is not None:
-            grammar_text = schema_grammar(request.response_schema)
+            assert call_grammar is not None  # a request that must call has tools
+            grammar_text = call_grammar.text
+            parser.stream_arguments = call_grammar.exact
+        elif grammars.schema is not None:
+            grammar_text = grammars.schema
 
         # With tools off, the model must not open a call (it may want to, having seen earlier calls):
         # the openers that are single tokens (Qwen's <tool_call>) are banned outright.
@@ -340,9 +349,9 @@ class LlamaCppEngine(Engine):
                         # Decided: a call. It is written under the grammar from this very token.
                         watching, in_calls = False, True
                         sampler.close()
-                        grammar = self._grammar(request)
-                        sampler = TokenSampler(llm, call_sampling, grammar.text, logits=seq.logits_pointer)
-                        parser.stream_arguments = grammar.exact
+                        assert call_grammar is not None
+                        sampler = TokenSampler(llm, call_sampling, call_grammar.text, logits=seq.logits_pointer)
+                        parser.stream_arguments = call_grammar.exact
                         if checking:
                             assert isinstance(parser, StreamParser)
                             trial = _Trial(parser.snapshot(), 0, first=True)
@@ -376,7 +385,7 @@ class LlamaCppEngine(Engine):
                             text = ""
                             decoder.reset()
                             prompt_tokens = yield from _switch_prompt(
-                                seq, self._prompt_tokens(llm, replace(request, tools=[]))
+                                seq, self.prompt_tokens(replace(request, tools=[]))
                             )
                             sampler.close()
                             sampler = TokenSampler(
@@ -423,9 +432,9 @@ class LlamaCppEngine(Engine):
                     parser.reset_region()
                     yield from _rewind(seq, len(prompt_tokens) + keep)
                     sampler.close()
-                    grammar = self._grammar(request)
-                    sampler = TokenSampler(llm, call_sampling, grammar.text, logits=seq.logits_pointer)
-                    parser.stream_arguments = grammar.exact
+                    assert call_grammar is not None
+                    sampler = TokenSampler(llm, call_sampling, call_grammar.text, logits=seq.logits_pointer)
+                    parser.stream_arguments = call_grammar.exact
                     in_calls = True
                     if checking and not parser.calls_emitted:
                         trial = _Trial(parser.snapshot(), keep, first=True)
@@ -444,7 +453,7 @@ class LlamaCppEngine(Engine):
             if sampler.grammar is not None and sampler.rejections:
                 log.debug("grammar rejected the model's first choice %d times", sampler.rejections)
             sampler.close()
-        for event in parser.finish():
+        for event in parser.finish(cut=finish == "length"):
             send(event)
         if parser.calls_emitted and finish == "stop":
             finish = "tool_calls"
@@ -484,7 +493,7 @@ class LlamaCppEngine(Engine):
         threshold = self.ask_relevance
         if self.ask_relevance_unsaid > threshold and not required_values_said(call, request, grounding):
             threshold = self.ask_relevance_unsaid
-        prompt = self._prompt_tokens(llm, GenerationRequest(messages=messages))
+        prompt = self.prompt_tokens(GenerationRequest(messages=messages))
         saved = seq.save()
         # Every question starts with the same worked answers (a few hundred tokens): their KV is computed
         # once and copied in, so a question costs what its own lines cost.
@@ -506,9 +515,7 @@ class LlamaCppEngine(Engine):
 
     def _relevance_head(self, llm: Any, prompt: list[int]) -> list[int]:
         """The tokens every relevance question's prompt starts with: the worked answers and the next turn's opening."""
-        bare = self._prompt_tokens(
-            llm, GenerationRequest(messages=[*relevance_examples(), {"role": "user", "content": ""}])
-        )
+        bare = self.prompt_tokens(GenerationRequest(messages=[*relevance_examples(), {"role": "user", "content": ""}]))
         return prompt[: common_prefix(bare, prompt)]
 
     def _decisions(self, llm: Any) -> DecisionTokens:
@@ -563,9 +570,9 @@ class LlamaCppEngine(Engine):
 
     def next_token_logits(self, request: GenerationRequest) -> Any:
         """The model's raw logits for the first token of its answer to ``request`` (a copy); blocking."""
-        llm = self.load()
+        self.load()
         assert self._scheduler is not None
-        prompt = self._prompt_tokens(llm, request)
+        prompt = self.prompt_tokens(request)
         result: list[Any] = []
         ended = threading.Event()
         errors: list[BaseException] = []

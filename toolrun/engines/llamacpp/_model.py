@@ -36,6 +36,19 @@ class LlamaModel:
     def detokenize(self, tokens: list[int], special: bool = True) -> bytes:
         return bytes(self._model.detokenize(tokens, special=special))
 
+    def control_texts(self) -> list[str]:
+        """The texts of the tokens llama.cpp parses out of text when asked to parse special tokens (control,
+        user-defined and unknown ones: its own ``cache_special_tokens`` rule)."""
+        import llama_cpp as lc
+
+        vocab = self._model.vocab
+        parsed = lc.LLAMA_TOKEN_ATTR_CONTROL | lc.LLAMA_TOKEN_ATTR_USER_DEFINED | lc.LLAMA_TOKEN_ATTR_UNKNOWN
+        texts = []
+        for token in range(self.n_vocab()):
+            if lc.llama_vocab_get_attr(vocab, token) & parsed:
+                texts.append(self.detokenize([token], special=True).decode("utf-8", "replace"))
+        return texts
+
     def n_vocab(self) -> int:
         return int(self._model.n_vocab())
 

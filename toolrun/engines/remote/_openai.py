@@ -55,8 +55,16 @@ import httpx
 from ..._errors import EngineError, InvalidInputError
 from ..._grounding import conversation_text
 from ..._wire import Event, FinishReason, encode_arguments, final_event
-from ...formats import CallGrammar, PlainTextParser, StreamParser, ToolCallFormat, get_format, schema_grammar
+from ...formats import (
+    CallGrammar,
+    ControlTokens,
+    PlainTextParser,
+    StreamParser,
+    ToolCallFormat,
+    get_format,
+)
 from .._base import Engine, GenerationRequest, NamedTool, SamplingParams
+from .._grammars import GrammarCache, RequestGrammars
 from .._judgment import first_call_fits, further_call_kept
 from .._prompt import render_prompt
 from ._calls import CallAccumulator
@@ -202,6 +210,8 @@ class OpenAICompatibleEngine(Engine):
         self.tool_parsing: ToolParsing = parsing
         self.model = model
         self.format = get_format(tool_format) if isinstance(tool_format, str) else tool_format
+        #: Control-token texts of the format's family: in a request's text they are broken up before sending.
+        self.control = ControlTokens(pattern=self.format.control_pattern)
         self.context_window = context_window
         self.api_key_env = api_key_env
         self._chat_template_path = chat_template
@@ -242,7 +252,7 @@ class OpenAICompatibleEngine(Engine):
         )
         self._template: PromptTemplate | None = None
         self._template_lock = asyncio.Lock()
-        self._grammars: dict[tuple[Any, ...], CallGrammar] = {}
+        self.grammars = GrammarCache(self.format)
 
     def __repr__(self) -> str:
         return (
@@ -410,17 +420,6 @@ class OpenAICompatibleEngine(Engine):
             )
         return choose_template(self.format, None, "", "")
 
-    def _grammar(self, request: GenerationRequest) -> CallGrammar:
-        tools = request.callable_tools
-        key = (tuple((t.name, id(t.parameters)) for t in tools), request.parallel_tool_calls)
-        cached = self._grammars.get(key)
-        if cached is None:
-            cached = self.format.grammar(tools, parallel=request.parallel_tool_calls)
-            if len(self._grammars) > 64:
-                self._grammars.clear()
-            self._grammars[key] = cached
-        return cached
-
     def _completion_body(
         self, prompt: str, request: GenerationRequest, grammar: str | None, max_tokens: int, *, calls: bool = False
     ) -> dict[str, Any]:
@@ -519,20 +518,27 @@ class OpenAICompatibleEngine(Engine):
     async def _generate_toolrun(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         template = await self.prompt_template()
         prompt = render_prompt(
-            self.format, template.source, request, eos_token=template.eos_token, parallel_hint=self.parallel_hint
-        )
+            self.format,
+            template.source,
+            request,
+            control=self.control,
+            eos_token=template.eos_token,
+            parallel_hint=self.parallel_hint,
+        ).defanged()
         constrains = self.dialect.grammar is not None
+        # Built off the event loop: the schemas come from whoever sent the request.
+        grammars = await asyncio.to_thread(self.grammars.for_request, request) if constrains else RequestGrammars()
         max_tokens = request.sampling.max_tokens
         parser: StreamParser | PlainTextParser = PlainTextParser()
         if request.uses_tools:
             parser = self.format.stream_parser([t.name for t in request.tools])
         grammar_text: str | None = None
         if request.must_call and constrains:
-            grammar = self._grammar(request)
+            grammar = _call_grammar(grammars)
             grammar_text = grammar.text
             parser.stream_arguments = grammar.exact
-        elif request.response_schema is not None and constrains:
-            grammar_text = schema_grammar(request.response_schema)
+        elif grammars.schema is not None:
+            grammar_text = grammars.schema
         watching = request.uses_tools and not request.must_call and constrains
         # As the local engine: the turn's first call is held until it fits the request, and after the
         # model's last call one more is tried, kept when new and grounded (toolrun.engines._judgment).
@@ -556,7 +562,7 @@ class OpenAICompatibleEngine(Engine):
         ):
             choice = await self._first_token_choice(prompt, request, parser)
             if choice is True:  # a call it is: constrained from the first token
-                grammar = self._grammar(request)
+                grammar = _call_grammar(grammars)
                 grammar_text = grammar.text
                 parser.stream_arguments = grammar.exact
                 watching = False
@@ -589,7 +595,7 @@ class OpenAICompatibleEngine(Engine):
         if opener_at is not None and isinstance(parser, StreamParser):
             # The model opened a call: write it again from the opener, under the grammar.
             kept = sum(1 for s in starts if s < opener_at)
-            grammar = self._grammar(request)
+            grammar = _call_grammar(grammars)
             parser.reset_region()
             parser.stream_arguments = grammar.exact
             tally = tally.restart(kept)
@@ -619,13 +625,15 @@ class OpenAICompatibleEngine(Engine):
         if gate.ended:  # a further call was not kept: the turn ends before it
             yield tally.final(calls=bool(gate.calls))
             return
-        for event in gate.pass_events(parser.finish()):
+        for event in gate.pass_events(parser.finish(cut=tally.finish == "length")):
             yield event
         if gate.held:  # the output ended inside a held call: nothing to check
             for event in gate.release():
                 yield event
         if trying and calls_grammar and tally.finish != "length" and isinstance(parser, StreamParser):
-            async for event in self._try_more_calls(prompt + text, request, parser, tally, gate):
+            async for event in self._try_more_calls(
+                prompt + text, request, parser, tally, gate, _call_grammar(grammars)
+            ):
                 yield event
         yield tally.final(calls=parser.calls_emitted > 0)
 
@@ -636,7 +644,9 @@ class OpenAICompatibleEngine(Engine):
         with, so the model answers from a prompt without the tools (what the repeat guard does too).
         """
         template = await self.prompt_template()
-        prompt = render_prompt(self.format, template.source, replace(request, tools=[]), eos_token=template.eos_token)
+        prompt = render_prompt(
+            self.format, template.source, replace(request, tools=[]), control=self.control, eos_token=template.eos_token
+        ).defanged()
         async for event in self._text_turn(prompt, request):
             yield event
 
@@ -647,9 +657,9 @@ class OpenAICompatibleEngine(Engine):
         parser: StreamParser,
         tally: _Tally,
         gate: _CallGate,
+        grammar: CallGrammar,
     ) -> AsyncGenerator[Event, None]:
         """After the model's last call, ask for one more under the grammar; keep it while it is new and grounded."""
-        grammar = self._grammar(request)
         separator = self.format.call_separator
         grounding = conversation_text(request.messages)
         turn_calls = list(gate.calls)
@@ -797,6 +807,11 @@ def finish_reason(reason: str, calls: bool) -> FinishReason:
 def _strip_v1(url: str) -> str:
     url = url.rstrip("/")
     return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def _call_grammar(grammars: RequestGrammars) -> CallGrammar:
+    assert grammars.call is not None  # built for every request with tools, which a call needs
+    return grammars.call
 
 
 __all__ = ["DIALECTS", "Dialect", "OpenAICompatibleEngine", "ToolParsing", "UpstreamKind", "dialect_for", "display_url"]
