@@ -9,18 +9,26 @@ imported lazily so the formats layer stays usable without llama.cpp loaded
   likely tokens: the engine samples unconstrained first and only pays for the
   grammar when that token is rejected, so a grammar that agrees with the
   model's habits is also a fast grammar;
-* a schema feature the converter cannot handle degrades that tool's arguments
-  to "any JSON object" instead of failing the request.
+* a ``pattern`` is translated by :mod:`._pattern` (bounded, and exact where it
+  can be) instead of the converter's own ``_visit_pattern``, which writes counts
+  out as nested groups (``a{0,20000}`` crashed llama.cpp's parser) and passes
+  ``\\d`` through as text llama.cpp refuses; one it cannot express makes that
+  property "any JSON string", validated after the call;
+* a schema feature the converter cannot handle, or a tool whose rules would take
+  the grammar past :data:`MAX_GRAMMAR_CHARS`, degrades that tool's arguments to
+  "any JSON object" instead of failing the request.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._types import ToolSpec
+from ._pattern import PatternNotExpressible, translate_pattern
 
 log = logging.getLogger("toolrun.formats")
 
@@ -37,11 +45,7 @@ class GrammarBuilder:
     """Collects rules for one grammar: each tool's argument rule plus the format's own rules."""
 
     def __init__(self) -> None:
-        from llama_cpp.llama_grammar import SchemaConverter
-
-        converter: Any = SchemaConverter  # llama-cpp-python's converter is untyped
-        self._converter: Any = converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
-        self._converter._rules["space"] = SPACE_RULE
+        self._converter: Any = _converter_class()()
         self._args_rules: dict[str, str] = {}
         #: Whether every tool's schema is enforced by the grammar in full (see CallGrammar).
         self.exact = True
@@ -55,6 +59,8 @@ class GrammarBuilder:
         # normalised; the converter's own remote fetching is off too (allow_fetch=False).
         schema: Any = json.loads(json.dumps(tool.parameters))
         snapshot = dict(self._converter._rules)
+        snapshot_chars = self._converter.text_chars
+        self._converter.patterns_exact = True
         try:
             if _has_remote_ref(schema):  # never reached through the binding, which refuses them first
                 raise ValueError("a $ref outside the schema")
@@ -62,9 +68,14 @@ class GrammarBuilder:
                 self.exact = False
             schema = self._converter.resolve_refs(schema, f"tool:{tool.name}")
             rule: str = self._converter.visit(schema, base)
+            if self._converter.text_chars > MAX_GRAMMAR_CHARS:
+                raise ValueError(f"the grammar would pass {MAX_GRAMMAR_CHARS} characters")
+            if not self._converter.patterns_exact:
+                self.exact = False
         except Exception as exc:  # noqa: BLE001 - any converter failure means "too fancy", never a runtime error
             log.warning("tool %r: schema not expressible as a grammar (%s); using any JSON object", tool.name, exc)
             self._converter._rules = snapshot
+            self._converter.text_chars = snapshot_chars
             self.exact = False
             rule = self._converter.visit({"type": "object"}, base + "-loose")
         self._args_rules[tool.name] = rule
@@ -87,6 +98,62 @@ class GrammarBuilder:
         self._converter._rules["root"] = root
         text: str = self._converter.format_grammar()
         return text
+
+
+#: The most text (rule names and bodies) one grammar may hold. A tool whose rules would take it past
+#: this gets "any JSON object" instead: ordinary tools take a few hundred bytes to a few kilobytes
+#: each, and llama.cpp parses and keeps every byte, for every request that uses the grammar.
+MAX_GRAMMAR_CHARS = 2 * 1024 * 1024
+
+
+@functools.cache
+def _converter_class() -> Any:
+    """llama.cpp's converter with patterns translated by :mod:`._pattern` and its text counted
+    (a class made on first use: llama.cpp is imported lazily)."""
+    from llama_cpp.llama_grammar import PRIMITIVE_RULES, SchemaConverter
+
+    class BoundedConverter(SchemaConverter):
+        def __init__(self) -> None:
+            base: Any = super()  # llama-cpp-python's converter is untyped
+            base.__init__(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+            self._rules["space"] = SPACE_RULE
+            #: Characters of rule names and bodies added so far (see MAX_GRAMMAR_CHARS).
+            self.text_chars = 0
+            #: False once a pattern was not translated exactly, or not at all.
+            self.patterns_exact = True
+
+        def _add_rule(self, name: str, rule: str) -> str:
+            count = len(self._rules)
+            base: Any = super()
+            key: str = base._add_rule(name, rule)
+            if len(self._rules) > count:
+                self.text_chars += len(key) + len(rule) + 5  # " ::= "
+            return key
+
+        def _visit_pattern(self, pattern: Any, name: str) -> str:
+            added: list[str] = []
+
+            def add_rule(rule_name: str, body: str) -> str:
+                count = len(self._rules)
+                key = self._add_rule(rule_name, body)
+                if len(self._rules) > count:
+                    added.append(key)
+                return key
+
+            try:
+                if not isinstance(pattern, str):
+                    raise PatternNotExpressible("not a string")
+                translated = translate_pattern(pattern, add_rule, name)
+            except PatternNotExpressible as exc:
+                log.info("pattern %.80r not expressible as a grammar (%s); any string, validated after", pattern, exc)
+                for key in added:  # helper rules of the abandoned translation
+                    self.text_chars -= len(key) + len(self._rules.pop(key)) + 5
+                self.patterns_exact = False
+                return self._add_rule(name, self._add_primitive("string", PRIMITIVE_RULES["string"]))
+            self.patterns_exact = self.patterns_exact and translated.exact
+            return self._add_rule(name, translated.body)
+
+    return BoundedConverter
 
 
 # Keywords llama.cpp's converter turns into grammar rules that allow exactly what the schema allows
@@ -129,6 +196,8 @@ def _fully_enforced(schema: Any) -> bool:
         node = stack.pop()
         if isinstance(node, dict):
             for key, value in node.items():
+                if key == "pattern" and _pattern_enforced(node):
+                    continue  # translated exactly or not, GrammarBuilder learns from the converter
                 if key not in _ENFORCED:
                     return False
                 if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
@@ -138,6 +207,16 @@ def _fully_enforced(schema: Any) -> bool:
         elif isinstance(node, list):
             stack.extend(node)
     return True
+
+
+# Keywords the converter acts on before it looks at "pattern", or that it ignores once it has.
+_BEFORE_PATTERN = ("$ref", "oneOf", "anyOf", "allOf", "const", "enum", "properties", "additionalProperties")
+_BESIDE_PATTERN = ("items", "prefixItems", "minLength", "maxLength")
+
+
+def _pattern_enforced(node: dict[str, Any]) -> bool:
+    """Whether the converter builds ``node``'s rule from its ``pattern`` and nothing else it would leave out."""
+    return node.get("type", "string") == "string" and not any(k in node for k in _BEFORE_PATTERN + _BESIDE_PATTERN)
 
 
 #: llama.cpp's converter writes ``maxLength: 65535`` out as 65,535 optional repetitions (half a megabyte
