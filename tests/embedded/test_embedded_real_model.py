@@ -7,7 +7,6 @@ the shape of the history, more than at the 0.5B model's wording.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
@@ -169,7 +168,7 @@ async def test_a_hanging_tool_times_out_and_the_run_finishes(async_ai):
         await asyncio.Event().wait()  # never set
         return "unreachable"
 
-    started = time.perf_counter()
+    # No time bound: the tool never returns, so finishing at all proves it was abandoned.
     out = await run_with_tools(
         async_ai,
         DEFAULT_MODEL,
@@ -187,7 +186,6 @@ async def test_a_hanging_tool_times_out_and_the_run_finishes(async_ai):
         == '{"error": "\'get_news\' did not finish within 0.5 s and was abandoned"}'
     )
     assert out["response"]
-    assert time.perf_counter() - started < 120  # finished at all, and not by waiting on the tool
 
 
 async def test_a_hallucinated_tool_name_is_explained_and_the_model_recovers(async_ai):

@@ -94,18 +94,23 @@ async def test_64_concurrent_clients(real_server: LiveServer) -> None:
             r = await client.post(f"{base}/v1/chat/completions", json=chat)
         return r.status_code, time.perf_counter() - started, {**r.json(), "retry-after": r.headers.get("retry-after")}
 
-    started = time.perf_counter()
     limits = httpx.Limits(max_connections=64)
+    # The client's timeout is the hang guard; how long the admitted requests take is not asserted:
+    # on a loaded 2-core machine the four of them took 180 s.
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {API_KEY}"}, timeout=600, limits=limits) as client:
         results = await asyncio.gather(*(one(client, i) for i in range(64)))
-    elapsed = time.perf_counter() - started
 
     statuses = [status for status, _, _ in results]
     assert set(statuses) <= {200, 429}, statuses
     assert 4 <= statuses.count(200) < 64 and statuses.count(429) > 0
-    for status, seconds, body in results:
+    # "At once" by behaviour, not by a time bound: every refusal came back before any admitted request
+    # finished, so none of them waited for a slot.
+    refused = [seconds for status, seconds, _ in results if status == 429]
+    admitted = [seconds for status, seconds, _ in results if status == 200]
+    assert max(refused) < min(admitted), (max(refused), min(admitted))
+    for status, _, body in results:
         if status == 429:
-            assert seconds < 10 and int(body["retry-after"]) >= 1
+            assert int(body["retry-after"]) >= 1
             continue
         if "choices" in body:
             (call,) = body["choices"][0]["message"]["tool_calls"]
@@ -114,4 +119,3 @@ async def test_64_concurrent_clients(real_server: LiveServer) -> None:
             (call,) = body["result"]["tool_calls"]
             name, arguments = call["name"], call["arguments"]
         assert name == "get_weather" and is_lisbon(arguments), body
-    assert elapsed < 180
