@@ -14,11 +14,13 @@ import asyncio
 import json
 import statistics
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 
 from toolrun import DEFAULT_MODEL, AsyncAI
 from toolrun._types import normalize_messages, normalize_tools
 from toolrun.engines import GenerationRequest, SamplingParams
+from toolrun.engines.turn import RequestGrammars
 
 PROMPT = [{"role": "user", "content": "Write a detailed, step by step explanation of how a hash map works."}]
 TOOL = {
@@ -102,31 +104,32 @@ async def main(reps: int) -> None:
     )
 
     # 2. the same tool call with the grammar (tool_choice=required) and without it (the model's own output).
-    as_users_run_it = (engine.try_another_call, engine.check_relevance)
-    engine.try_another_call = False  # one call each way: a tried extra call would be timed but not counted
-    # No relevance hold either: without a grammar the model writes a ```json fence that closes only at the end
-    # of its output, where a held call is dropped; what is measured here is the grammar's cost alone.
-    engine.check_relevance = False
+    as_users_run_it = engine.policy
+    # One call each way (a tried extra call would be timed but not counted), and no relevance hold either:
+    # without a grammar the model writes a ```json fence that closes only at the end of its output, where a
+    # held call is dropped; what is measured here is the grammar's cost alone.
+    engine.policy = replace(engine.policy, try_another_call=False, check_relevance=False)
     tools = normalize_tools([TOOL])
     constrained = GenerationRequest(normalize_messages(CALL_PROMPT), tools, tool_choice="required", sampling=greedy)
     free = GenerationRequest(normalize_messages(CALL_PROMPT), tools, tool_choice="auto", sampling=greedy)
-    free_engine_grammar = engine._grammar
+    free_engine_grammar = engine.grammars.for_request
     with_g, without_g = [], []
     async for _ in engine.generate(constrained):  # warm the prompt into the KV cache
         pass
     for _ in range(reps):
         with_g.append(await generation_rate(engine, constrained))
-        engine._grammar = lambda request: SimpleNamespace(text=None, exact=False)  # the call, with no grammar at all
+        # The call, with no grammar at all.
+        engine.grammars.for_request = lambda request: RequestGrammars(SimpleNamespace(text=None, exact=False))
         try:
             without_g.append(await generation_rate(engine, free))
         finally:
-            engine._grammar = free_engine_grammar
+            engine.grammars.for_request = free_engine_grammar
     print(
         f"tool-call tok/s grammar {statistics.median(with_g):6.1f}   free {statistics.median(without_g):6.1f}"
         f"   ratio {statistics.median(with_g) / statistics.median(without_g):.3f}  (goal >= 0.9)"
     )
 
-    engine.try_another_call, engine.check_relevance = as_users_run_it
+    engine.policy = as_users_run_it
 
     # 3. TTFT of a tool loop's second round: warm (prefix in the KV cache) vs cold.
     first_round = await ai.run(DEFAULT_MODEL, {"messages": CALL_PROMPT, "tools": [TOOL], "temperature": 0})

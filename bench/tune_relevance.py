@@ -65,14 +65,15 @@ async def collect(model: str, categories: list[str], offset: int, limit: int) ->
     from toolrun import AsyncAI
     from toolrun._grounding import conversation_text
     from toolrun.ai._inputs import build_request, parse_inputs
-    from toolrun.engines._judgment import first_call_fits, required_values_said
+    from toolrun.engines.turn._judgment import first_call_fits, required_values_said
     from toolrun.eval import BfclData, to_tool
 
     data = BfclData.default()
     rows: list[dict[str, Any]] = []
     async with AsyncAI() as ai:
         # The model's own call, held back by nothing but the decision to call: the question is asked here.
-        ai.catalog.add(replace(ai.catalog.get(model), check_relevance=False, ask_relevance=0.0))
+        entry = ai.catalog.get(model)
+        ai.catalog.add(replace(entry, policy=replace(entry.policy, check_relevance=False, ask_relevance=0.0)))
         engine = await ai.engine(model)
         for category in categories:
             started = time.perf_counter()
@@ -196,11 +197,11 @@ def main() -> None:
     from toolrun import Catalog
 
     entry = Catalog().get(args.model)
-    shipped = accuracy(rows, entry.ask_relevance, entry.ask_relevance_unsaid)
-    alone = accuracy(rows, entry.ask_relevance, 0.0)
+    shipped = accuracy(rows, entry.policy.ask_relevance, entry.policy.ask_relevance_unsaid)
+    alone = accuracy(rows, entry.policy.ask_relevance, 0.0)
     for label, result in (
-        (f"the catalog's {entry.ask_relevance:.2f} / {entry.ask_relevance_unsaid:.2f}", shipped),
-        (f"{entry.ask_relevance:.2f} for every call", alone),
+        (f"the catalog's {entry.policy.ask_relevance:.2f} / {entry.policy.ask_relevance_unsaid:.2f}", shipped),
+        (f"{entry.policy.ask_relevance:.2f} for every call", alone),
     ):
         cells = ", ".join(f"{c} {v:.1f}" for c, v in result["accuracy"].items())
         print(f"{label}: {cells}; mean {result['mean']:.2f}")

@@ -48,7 +48,7 @@ def opening_probability(engine: Any, messages: list[dict[str, Any]], tools: list
     import numpy as np
 
     from toolrun.ai._inputs import build_request, parse_inputs
-    from toolrun.engines.llamacpp._decide import probability_mass
+    from toolrun.engines.turn._decide import probability_mass
 
     request = build_request(
         parse_inputs({"messages": messages, "tools": tools, "temperature": 0}), function_calling=True
@@ -70,8 +70,8 @@ def relevance_yes(
     """The model's "yes" share when asked afresh whether the first call's tool was made for the request
     (``ask_relevance``); 1.0 when there is nothing to ask."""
     from toolrun.ai._inputs import build_request, parse_inputs
-    from toolrun.engines._judgment import relevance_messages
-    from toolrun.engines.llamacpp._decide import yes_share
+    from toolrun.engines.turn._decide import yes_share
+    from toolrun.engines.turn._judgment import relevance_messages
 
     request = build_request(parse_inputs({"messages": messages, "tools": tools}), function_calling=True)
     conversation = relevance_messages(call, request)
@@ -145,7 +145,7 @@ async def collect(
 def first_call_fits(call: dict[str, Any], messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> bool:
     """The engines' relevance check on the turn's first call (``check_relevance``)."""
     from toolrun.ai._inputs import build_request, parse_inputs
-    from toolrun.engines._judgment import first_call_fits as fits
+    from toolrun.engines.turn._judgment import first_call_fits as fits
 
     request = build_request(parse_inputs({"messages": messages, "tools": tools}), function_calling=True)
     return fits(call, request)

@@ -27,14 +27,15 @@ SAID = [{"role": "user", "content": "Work it out for me: 10 by 5."}]
 
 @pytest.fixture(scope="module")
 async def checked(async_ai: AsyncAI) -> AsyncIterator[AsyncAI]:
-    assert async_ai.catalog.get(DEFAULT_MODEL).check_relevance  # the default model checks
+    assert async_ai.catalog.get(DEFAULT_MODEL).policy.check_relevance  # the default model checks
     yield async_ai
 
 
 async def test_without_the_check_the_model_fills_a_tool_that_does_not_fit() -> None:
     # What the check is for: the same request, unchecked, gets a call with made-up values.
     catalog = Catalog()
-    catalog.add(replace(catalog.get(DEFAULT_MODEL), check_relevance=False))
+    entry = catalog.get(DEFAULT_MODEL)
+    catalog.add(replace(entry, policy=replace(entry.policy, check_relevance=False)))
     async with AsyncAI(catalog=catalog) as ai:
         out = await ai.run(DEFAULT_MODEL, {"messages": CAPITAL, "tools": [AREA], "temperature": 0})
     assert [c["name"] for c in out["tool_calls"]] == ["calculate_triangle_area"], out

@@ -77,5 +77,5 @@ def test_parallel_hint_is_a_catalog_setting_and_part_of_the_judgement(tmp_path: 
     config = tmp_path / "config.toml"
     config.write_text(f'[models."@local/qwen2.5-coder-0.5b-instruct"]\nparallel_hint = "{HINT}"\n')
     entry = Catalog.load(config).get("@local/qwen2.5-coder-0.5b-instruct")
-    assert entry.parallel_hint == HINT
-    assert entry.judgement()["parallel_hint"] == HINT
+    assert entry.policy.parallel_hint == HINT
+    assert entry.policy.as_dict()["parallel_hint"] == HINT

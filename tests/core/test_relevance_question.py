@@ -12,7 +12,7 @@ from toolrun._grounding import conversation_text
 from toolrun.ai import Catalog
 from toolrun.ai._inputs import build_request, parse_inputs
 from toolrun.engines._base import GenerationRequest
-from toolrun.engines._judgment import (
+from toolrun.engines.turn._judgment import (
     RELEVANCE_EXAMPLES,
     named_and_said,
     relevance_messages,
@@ -60,9 +60,9 @@ def test_ask_relevance_is_a_catalog_setting_and_part_of_the_judgement(tmp_path: 
         '[models."@local/qwen2.5-coder-0.5b-instruct"]\nask_relevance = 0.4\nask_relevance_unsaid = 0.7\n'
     )
     entry = Catalog.load(config).get("@local/qwen2.5-coder-0.5b-instruct")
-    assert (entry.ask_relevance, entry.ask_relevance_unsaid) == (0.4, 0.7)
-    assert entry.judgement()["ask_relevance"] == 0.4
-    assert entry.judgement()["ask_relevance_unsaid"] == 0.7
+    assert (entry.policy.ask_relevance, entry.policy.ask_relevance_unsaid) == (0.4, 0.7)
+    assert entry.policy.as_dict()["ask_relevance"] == 0.4
+    assert entry.policy.as_dict()["ask_relevance_unsaid"] == 0.7
 
 
 def test_a_description_over_several_lines_stays_on_its_parameter_line() -> None:

@@ -56,7 +56,7 @@ async def test_fetched_verified_and_calls_the_seed_tool(second_ai):
 async def test_a_tool_that_only_shares_words_with_the_request_gets_a_text_answer(second_ai):
     # "triangle" is shared and 3 and 4 were said, so the word check alone keeps the 1.5B's area call; asked
     # afresh whether the area tool was made for a perimeter (ask_relevance), it says no.
-    assert second_ai.catalog.get(MODEL).ask_relevance > 0
+    assert second_ai.catalog.get(MODEL).policy.ask_relevance > 0
     perimeter = [{"role": "user", "content": "What is the perimeter of a triangle with sides 3, 4 and 5?"}]
     for _ in range(3):  # at the default temperature, as users run it
         out = await second_ai.run(MODEL, {"messages": perimeter, "tools": [TRIANGLE_AREA]})
@@ -108,7 +108,7 @@ async def test_the_questions_worked_answers_are_evaluated_once_and_change_nothin
         await fresh.aclose()
     shares = re.findall(r"relevance of calculate_triangle_area: yes (\d\.\d+)", caplog.text)
     assert len(shares) == 3 and len(set(shares)) == 1, shares
-    assert float(shares[0]) >= second_ai.catalog.get(MODEL).ask_relevance
+    assert float(shares[0]) >= second_ai.catalog.get(MODEL).policy.ask_relevance
 
 
 #: The area tool asked for with no base or height: the model makes them up.
@@ -121,10 +121,13 @@ async def test_a_call_with_made_up_required_values_is_asked_to_clear_a_higher_ba
     # call is kept only if the question's "yes" reaches ask_relevance_unsaid, above ask_relevance. The
     # garden bed's share lies between the two (0.63 here): one threshold for every call would keep it.
     entry = second_ai.catalog.get(MODEL)
-    assert entry.ask_relevance_unsaid > entry.ask_relevance > 0
+    assert entry.policy.ask_relevance_unsaid > entry.policy.ask_relevance > 0
     caplog.set_level(logging.DEBUG, logger="toolrun.engines.llamacpp")
     for _ in range(2):  # at the default temperature, as users run it
-        for messages, bar in ((COVER_REQUEST, entry.ask_relevance), (UNSAID_AREA, entry.ask_relevance_unsaid)):
+        for messages, bar in (
+            (COVER_REQUEST, entry.policy.ask_relevance),
+            (UNSAID_AREA, entry.policy.ask_relevance_unsaid),
+        ):
             caplog.clear()
             out = await second_ai.run(MODEL, {"messages": messages, "tools": [TRIANGLE_AREA]})
             asked = re.findall(
@@ -136,7 +139,7 @@ async def test_a_call_with_made_up_required_values_is_asked_to_clear_a_higher_ba
             if messages is COVER_REQUEST:
                 assert share >= bar and [c["name"] for c in out["tool_calls"]] == ["calculate_triangle_area"], out
             else:
-                assert entry.ask_relevance <= share < bar, share
+                assert entry.policy.ask_relevance <= share < bar, share
                 assert out["tool_calls"] == [] and out["response"], out
 
 
@@ -164,7 +167,7 @@ TWO_GENRES = [
 
 @pytest.mark.model
 async def test_the_parallel_hint_gets_one_call_per_item(second_ai):
-    assert second_ai.catalog.get(MODEL).parallel_hint
+    assert second_ai.catalog.get(MODEL).policy.parallel_hint
     for _ in range(2):  # at the default temperature, as users run it
         out = await second_ai.run(MODEL, {"messages": TWO_GENRES, "tools": [MOST_PLAYED]})
         assert sorted((c["name"], c["arguments"]["genre"], c["arguments"]["region"]) for c in out["tool_calls"]) == [
@@ -177,7 +180,8 @@ async def test_the_parallel_hint_gets_one_call_per_item(second_ai):
 async def test_without_the_parallel_hint_the_second_call_is_missed():
     # The same request to an entry without the hint: what the hint buys, seen on the real model.
     ai = AsyncAI()
-    ai.catalog.add(replace(ai.catalog.get(MODEL), parallel_hint=""))
+    entry = ai.catalog.get(MODEL)
+    ai.catalog.add(replace(entry, policy=replace(entry.policy, parallel_hint="")))
     try:
         for _ in range(2):  # at the default temperature, as users run it
             out = await ai.run(MODEL, {"messages": TWO_GENRES, "tools": [MOST_PLAYED]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolrun.engines.llamacpp._decide import DecisionTokens, continue_share
+from toolrun.engines.turn._decide import DecisionTokens, continue_share
 
 # Token ids of a toy vocabulary: 0 "<" (opens a call), 1 "\n" (the separator), 2 end of turn, 3 "x".
 TOKENS = DecisionTokens(openers=[0], end=[2], separators=[1], yes=[], no=[])

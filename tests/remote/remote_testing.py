@@ -145,8 +145,9 @@ def served_entry(
     the model runs."""
     from toolrun import DEFAULT_MODEL
     from toolrun.ai import Catalog, ModelEntry, RemoteEndpoint
+    from toolrun.engines.turn import CallPolicy
 
-    judgement = Catalog().get(DEFAULT_MODEL).judgement() if judged else {}
+    policy = Catalog().get(DEFAULT_MODEL).policy if judged else CallPolicy()
     endpoint = RemoteEndpoint(
         (url + "/v1",),
         "default",
@@ -155,4 +156,4 @@ def served_entry(
         chat_template=gguf,
         read_timeout=read_timeout,
     )
-    return ModelEntry(name=name, description=f"{tool_parsing} mode through {upstream}", remote=endpoint, **judgement)
+    return ModelEntry(name=name, description=f"{tool_parsing} mode through {upstream}", remote=endpoint, policy=policy)

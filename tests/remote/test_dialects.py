@@ -22,6 +22,7 @@ from stubs import Stub, sse_response
 from toolrun.ai import Catalog, collect
 from toolrun.engines import GenerationRequest
 from toolrun.engines.remote import OpenAICompatibleEngine
+from toolrun.engines.turn import CallPolicy
 from toolrun.formats import get_format
 from toolrun.server import read_server_section
 
@@ -230,7 +231,7 @@ async def test_call_threshold_decides_from_the_upstreams_logprobs(serve, p_call:
 
     stub = Stub(answer)
     server = serve(stub.app())
-    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="vllm", call_threshold=0.3)
+    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="vllm", policy=CallPolicy(call_threshold=0.3))
     try:
         out = dict(await collect(engine.generate(seed_request())))
     finally:
@@ -273,7 +274,7 @@ async def test_call_threshold_with_llama_cpp_probabilities(serve) -> None:
 
     stub = Stub(answer)
     server = serve(stub.app())
-    engine = OpenAICompatibleEngine(server.url, "m", upstream="llama.cpp", call_threshold=0.3)
+    engine = OpenAICompatibleEngine(server.url, "m", upstream="llama.cpp", policy=CallPolicy(call_threshold=0.3))
     try:
         out = dict(await collect(engine.generate(seed_request())))
     finally:
@@ -289,7 +290,9 @@ async def test_call_threshold_is_not_asked_of_llama_cpp_python(serve, caplog) ->
 
     stub = Stub(answer)
     server = serve(stub.app())
-    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="llama-cpp-python", call_threshold=0.3)
+    engine = OpenAICompatibleEngine(
+        server.url + "/v1", "m", upstream="llama-cpp-python", policy=CallPolicy(call_threshold=0.3)
+    )
     try:
         out = dict(await collect(engine.generate(seed_request())))
     finally:

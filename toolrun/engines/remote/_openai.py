@@ -53,7 +53,6 @@ from typing import Any, Literal, TypeAlias
 import httpx
 
 from ..._errors import EngineError, InvalidInputError
-from ..._grounding import conversation_text
 from ..._wire import Event, FinishReason, encode_arguments, final_event
 from ...formats import (
     CallGrammar,
@@ -64,9 +63,8 @@ from ...formats import (
     get_format,
 )
 from .._base import Engine, GenerationRequest, NamedTool, SamplingParams
-from .._grammars import GrammarCache, RequestGrammars
-from .._judgment import first_call_fits, further_call_kept
 from .._prompt import render_prompt
+from ..turn import CallPolicy, GrammarCache, RequestGrammars, TurnGate, Verdict, without_repeats
 from ._calls import CallAccumulator
 from ._errors import openai_error, openai_stream_error
 from ._http import RetryPolicy, Timeouts, UpstreamPool, display_url
@@ -189,11 +187,7 @@ class OpenAICompatibleEngine(Engine):
         tool_format: str | ToolCallFormat = "hermes",
         chat_template: str | None = None,
         context_window: int | None = None,
-        call_threshold: float = 0.0,
-        check_relevance: bool = False,
-        try_another_call: bool = False,
-        call_temperature: float | None = None,
-        parallel_hint: str = "",
+        policy: CallPolicy | None = None,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -215,25 +209,18 @@ class OpenAICompatibleEngine(Engine):
         self.context_window = context_window
         self.api_key_env = api_key_env
         self._chat_template_path = chat_template
-        #: As the local engine's: with tool_choice "auto", call when the model's probability of opening a
-        #: call at its first token is at least this, else answer in text (0: follow the model's own pick).
-        self.call_threshold = call_threshold
-        #: As the local engine's (``toolrun`` parsing only): the turn's first call is kept only if it fits
-        #: the request, a further call is tried after the model's last, calls are written at this temperature.
-        self.check_relevance = check_relevance
-        self.try_another_call = try_another_call
-        self.call_temperature = call_temperature
-        #: As the local engine's (``toolrun`` parsing only): a sentence after the tool list when the request
-        #: offers one tool and allows several calls of it.
-        self.parallel_hint = parallel_hint
-        if call_threshold > 0 and self.dialect.logprobs is None:
+        #: As the local engine's (``toolrun`` parsing only): which calls a turn makes and keeps. Settings that
+        #: read the model's logits beyond the first token (``ask_relevance``, ``another_call_threshold``)
+        #: need a local engine.
+        self.policy = policy = policy or CallPolicy()
+        if policy.call_threshold > 0 and self.dialect.logprobs is None:
             log.warning(
                 "%s: call_threshold needs token probabilities, which %s does not return; the model's "
                 "own choice is followed",
                 model,
                 self.dialect.name,
             )
-        if parallel_hint and self.tool_parsing == "native":
+        if policy.parallel_hint and self.tool_parsing == "native":
             # The server renders the prompt itself: there is no tool list of toolrun's to end with the hint.
             log.warning("%s: parallel_hint applies in tool_parsing 'toolrun' only; this entry runs without it", model)
         key = api_key if api_key is not None else (os.environ.get(api_key_env) if api_key_env else None)
@@ -270,7 +257,7 @@ class OpenAICompatibleEngine(Engine):
         elif request.raw_prompt is not None:
             events = self._generate_raw(request)
         else:
-            events = self._generate_native(request)
+            events = without_repeats(self._generate_native, request)
         try:
             async for event in events:
                 yield event
@@ -424,7 +411,9 @@ class OpenAICompatibleEngine(Engine):
         self, prompt: str, request: GenerationRequest, grammar: str | None, max_tokens: int, *, calls: bool = False
     ) -> dict[str, Any]:
         stops = stop_strings(self.format)
-        sampling = self._sampling(request.sampling.for_calls(self.call_temperature) if calls else request.sampling)
+        sampling = self._sampling(
+            request.sampling.for_calls(self.policy.call_temperature) if calls else request.sampling
+        )
         if self.dialect.llama_native:
             body: dict[str, Any] = {
                 "prompt": prompt,
@@ -487,7 +476,7 @@ class OpenAICompatibleEngine(Engine):
                 yield piece
 
     async def _first_token_choice(
-        self, prompt: str, request: GenerationRequest, parser: StreamParser
+        self, prompt: str, request: GenerationRequest, parser: StreamParser, gate: TurnGate
     ) -> bool | str | None:
         """The local engine's decision, from the upstream's log-probabilities of the first token.
 
@@ -504,7 +493,7 @@ class OpenAICompatibleEngine(Engine):
             return None
         openers = self.format.inline_openers + self.format.start_openers + parser.extra_openers
         opening = {token for token in top if _may_open(token, openers)}
-        if sum(math.exp(lp) for token, lp in top.items() if token in opening) >= self.call_threshold:
+        if gate.decide(sum(math.exp(lp) for token, lp in top.items() if token in opening)):
             return True
         others = [(lp, token) for token, lp in top.items() if token not in opening and token]
         if not others:
@@ -523,119 +512,28 @@ class OpenAICompatibleEngine(Engine):
             request,
             control=self.control,
             eos_token=template.eos_token,
-            parallel_hint=self.parallel_hint,
+            parallel_hint=self.policy.parallel_hint,
         ).defanged()
         constrains = self.dialect.grammar is not None
         # Built off the event loop: the schemas come from whoever sent the request.
         grammars = await asyncio.to_thread(self.grammars.for_request, request) if constrains else RequestGrammars()
-        max_tokens = request.sampling.max_tokens
-        parser: StreamParser | PlainTextParser = PlainTextParser()
-        if request.uses_tools:
-            parser = self.format.stream_parser([t.name for t in request.tools])
-        grammar_text: str | None = None
-        if request.must_call and constrains:
-            grammar = _call_grammar(grammars)
-            grammar_text = grammar.text
-            parser.stream_arguments = grammar.exact
-        elif grammars.schema is not None:
-            grammar_text = grammars.schema
-        watching = request.uses_tools and not request.must_call and constrains
-        # As the local engine: the turn's first call is held until it fits the request, and after the
-        # model's last call one more is tried, kept when new and grounded (toolrun.engines._judgment).
-        trying = self.try_another_call and constrains and request.may_add_calls
-        gate = _CallGate(
-            request,
-            check_first=self.check_relevance and request.uses_tools and not request.must_call,
-            check_further=trying,
+        # Without a grammar a call cannot be continued or tried again: those settings wait for one.
+        policy = self.policy if constrains else replace(self.policy, try_another_call=False, call_threshold=0.0)
+        turn = _ToolrunTurn(
+            self, request, prompt, grammars, TurnGate(policy, request, reads_logits=False, hold_each_call=True)
         )
-
-        tally = _Tally()
-        text = ""  # everything the model wrote this turn (the continuation prompts build on it)
-        starts: list[int] = []  # where each piece's text begins, to count the pieces before an opener
-        opener_at: int | None = None
-        calls_grammar = False  # whether the last completion wrote calls under the grammar
-        if (
-            watching
-            and self.call_threshold > 0
-            and self.dialect.logprobs is not None
-            and isinstance(parser, StreamParser)
-        ):
-            choice = await self._first_token_choice(prompt, request, parser)
-            if choice is True:  # a call it is: constrained from the first token
-                grammar = _call_grammar(grammars)
-                grammar_text = grammar.text
-                parser.stream_arguments = grammar.exact
-                watching = False
-                calls_grammar = True
-            elif isinstance(choice, str):  # an answer: it starts with a token that opens no call
-                tally.add(_Piece(choice))
-                starts.append(0)
-                text = choice
-                for event in gate.pass_events(parser.feed(choice)):
-                    yield event
-                max_tokens = max(1, max_tokens - 1)
-        first = self._complete(prompt + text, request, grammar_text, max_tokens, calls=calls_grammar)
-        try:
-            async for piece in first:
-                tally.add(piece)
-                if not piece.text:
-                    continue
-                starts.append(len(text))
-                text += piece.text
-                for event in gate.pass_events(parser.feed(piece.text)):
-                    yield event
-                if gate.stopped:
-                    break
-                if watching and isinstance(parser, StreamParser) and parser.in_call_region:
-                    opener_at = self.format.find_opener(text, parser.extra_openers)
-                    break
-        finally:
-            await first.aclose()
-
-        if opener_at is not None and isinstance(parser, StreamParser):
-            # The model opened a call: write it again from the opener, under the grammar.
-            kept = sum(1 for s in starts if s < opener_at)
-            grammar = _call_grammar(grammars)
-            parser.reset_region()
-            parser.stream_arguments = grammar.exact
-            tally = tally.restart(kept)
-            text = text[:opener_at]
-            second = self._complete(
-                prompt + text, request, grammar.text, max(1, request.sampling.max_tokens - kept), calls=True
-            )
-            calls_grammar = True
-            try:
-                async for piece in second:
-                    tally.add(piece)
-                    text += piece.text
-                    for event in gate.pass_events(parser.feed(piece.text)):
-                        yield event
-                    if gate.stopped:
-                        break
-            finally:
-                await second.aclose()
-
-        if gate.rejected:
-            if gate.text_sent:  # a call that does not fit, after some text: the turn ends with the text
-                yield tally.final(calls=False)
-                return
-            async for event in self._answer_in_text(request):
+        final: Event | None = None
+        async for event in turn.run(constrains):
+            if "usage" in event:
+                final = event
+            else:
                 yield event
-            return
-        if gate.ended:  # a further call was not kept: the turn ends before it
-            yield tally.final(calls=bool(gate.calls))
-            return
-        for event in gate.pass_events(parser.finish(cut=tally.finish == "length")):
-            yield event
-        if gate.held:  # the output ended inside a held call: nothing to check
-            for event in gate.release():
+        if turn.gate.only_repeats:
+            log.info("the model only repeated calls it has results for; answering without tools")
+            async for event in self._generate_toolrun(replace(request, tool_choice="none")):
                 yield event
-        if trying and calls_grammar and tally.finish != "length" and isinstance(parser, StreamParser):
-            async for event in self._try_more_calls(
-                prompt + text, request, parser, tally, gate, _call_grammar(grammars)
-            ):
-                yield event
-        yield tally.final(calls=parser.calls_emitted > 0)
+        elif final is not None:
+            yield final
 
     async def _answer_in_text(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         """The turn answered in text after its first call was found not to fit the request.
@@ -650,101 +548,176 @@ class OpenAICompatibleEngine(Engine):
         async for event in self._text_turn(prompt, request):
             yield event
 
-    async def _try_more_calls(
+
+class _ToolrunTurn:
+    """One turn in toolrun's mode over completions: the same decisions as the local engine's
+    (:class:`~toolrun.engines.turn.TurnGate`), carried out by asking for more completions — the call
+    written again from its opener under the grammar, one more call tried after the last."""
+
+    def __init__(
         self,
-        prompt: str,
+        engine: OpenAICompatibleEngine,
         request: GenerationRequest,
-        parser: StreamParser,
-        tally: _Tally,
-        gate: _CallGate,
-        grammar: CallGrammar,
+        prompt: str,
+        grammars: RequestGrammars,
+        gate: TurnGate,
+    ) -> None:
+        self.engine = engine
+        self.request = request
+        self.prompt = prompt
+        self.grammars = grammars
+        self.gate = gate
+        self.parser: StreamParser | PlainTextParser = (
+            engine.format.stream_parser([t.name for t in request.tools]) if request.uses_tools else PlainTextParser()
+        )
+        self.tally = _Tally()
+        self.text = ""  # everything the model wrote this turn (the continuation prompts build on it)
+        self.starts: list[int] = []  # where each piece's text begins, to count the pieces before an opener
+        self.calls_grammar = False  # whether the last completion wrote calls under the grammar
+        self.stop: Verdict | None = None  # a held call was not kept: how the turn ends
+        self.opener_at: int | None = None  # where the model opened a call after some text
+
+    async def run(self, constrains: bool) -> AsyncGenerator[Event, None]:
+        request = self.request
+        grammar_text: str | None = None
+        if request.must_call and constrains:
+            grammar = _call_grammar(self.grammars)
+            grammar_text = grammar.text
+            self.parser.stream_arguments = grammar.exact
+        elif self.grammars.schema is not None:
+            grammar_text = self.grammars.schema
+        watching = request.uses_tools and not request.must_call and constrains
+        max_tokens = request.sampling.max_tokens
+        if self.gate.deciding and self.engine.dialect.logprobs is not None and isinstance(self.parser, StreamParser):
+            choice = await self.engine._first_token_choice(self.prompt, request, self.parser, self.gate)
+            if choice is True:  # a call it is: constrained from the first token
+                grammar = _call_grammar(self.grammars)
+                grammar_text = grammar.text
+                self.parser.stream_arguments = grammar.exact
+                watching = False
+                self.calls_grammar = True
+            elif isinstance(choice, str):  # an answer: it starts with a token that opens no call
+                self.tally.add(_Piece(choice))
+                self.starts.append(0)
+                self.text = choice
+                for event in self._pass(self.parser.feed(choice)):
+                    yield event
+                max_tokens = max(1, max_tokens - 1)
+        async for event in self._completion(grammar_text, max_tokens, calls=self.calls_grammar, watch=watching):
+            yield event
+        if self.opener_at is not None:
+            async for event in self._continue_from_opener(self.opener_at):
+                yield event
+        async for event in self._end():
+            yield event
+
+    async def _completion(
+        self, grammar: str | None, max_tokens: int, *, calls: bool, watch: bool = False
     ) -> AsyncGenerator[Event, None]:
-        """After the model's last call, ask for one more under the grammar; keep it while it is new and grounded."""
-        separator = self.format.call_separator
-        grounding = conversation_text(request.messages)
-        turn_calls = list(gate.calls)
-        budget = request.sampling.max_tokens - tally.completion_total()
+        """One completion of the prompt and what the turn wrote so far, its events through the gate;
+        ``watch``: it stops where the model opens a call (:attr:`opener_at`)."""
+        pieces = self.engine._complete(self.prompt + self.text, self.request, grammar, max_tokens, calls=calls)
+        try:
+            async for piece in pieces:
+                self.tally.add(piece)
+                if not piece.text:
+                    continue
+                self.starts.append(len(self.text))
+                self.text += piece.text
+                for event in self._pass(self.parser.feed(piece.text)):
+                    yield event
+                if self.stop is not None:
+                    break
+                if watch and self.parser.in_call_region:
+                    self.opener_at = self.engine.format.find_opener(self.text, self._stream_parser().extra_openers)
+                    break
+        finally:
+            await pieces.aclose()
+
+    async def _continue_from_opener(self, opener_at: int) -> AsyncGenerator[Event, None]:
+        """The model opened a call after some text: write it again from the opener, under the grammar."""
+        kept = sum(1 for s in self.starts if s < opener_at)
+        grammar = _call_grammar(self.grammars)
+        parser = self._stream_parser()
+        parser.reset_region()
+        parser.stream_arguments = grammar.exact
+        self.tally = self.tally.restart(kept)
+        self.text = self.text[:opener_at]
+        self.calls_grammar = True
+        budget = max(1, self.request.sampling.max_tokens - kept)
+        async for event in self._completion(grammar.text, budget, calls=True):
+            yield event
+
+    async def _end(self) -> AsyncGenerator[Event, None]:
+        gate = self.gate
+        if self.stop is Verdict.ANSWER_IN_TEXT:
+            async for event in self.engine._answer_in_text(self.request):
+                yield event
+            return
+        if self.stop is Verdict.END_BEFORE:
+            yield self.tally.final(calls=bool(gate.sent_calls))
+            return
+        for event in self._pass(self.parser.finish(cut=self.tally.finish == "length")):
+            yield event
+        if gate.holding:  # the output ended inside a held call that never became whole
+            for event in gate.flush():
+                yield event
+        if self.calls_grammar and self.tally.finish != "length" and self.request.may_add_calls:
+            async for event in self._try_more_calls():
+                yield event
+        yield self.tally.final(calls=bool(gate.sent_calls))
+
+    async def _try_more_calls(self) -> AsyncGenerator[Event, None]:
+        """After the model's last call, ask for one more under the grammar; keep it while the gate keeps it."""
+        if not self.gate.policy.try_another_call or not isinstance(self.parser, StreamParser):
+            return
+        grammar = _call_grammar(self.grammars)
+        parser = self.parser
+        separator = self.engine.format.call_separator
+        budget = self.request.sampling.max_tokens - self.tally.completion_total()
+        prompt = self.prompt + self.text
         while budget > 1:
             state = parser.snapshot()
             before = parser.calls_emitted
-            events: list[Event] = list(parser.feed(separator))
+            self.gate.hold(first=False)
+            self.gate.events(parser.feed(separator))
             written = separator
             pieces = 0
-            trial = self._complete(prompt + written, request, grammar.text, budget, calls=True)
+            trial = self.engine._complete(prompt + written, self.request, grammar.text, budget, calls=True)
             async with aclosing(trial):
                 async for piece in trial:
                     pieces += bool(piece.text)
                     written += piece.text
-                    events.extend(parser.feed(piece.text))
+                    self.gate.events(parser.feed(piece.text))
                     if parser.calls_emitted > before:
                         break
-            calls = [c for e in events if "tool_calls" in e for c in e["tool_calls"]]
-            if len(calls) != 1 or not further_call_kept(calls[0], turn_calls, request, grounding):
+            if self.gate.held_call is None or self.gate.judge(after_text=True) is not Verdict.KEEP:
+                self.gate.discard()
                 parser.restore(state)
                 return
-            for event in events:
+            for event in self.gate.release():
                 yield event
-            turn_calls.extend(calls)
-            tally.extra += pieces
+            self.tally.extra += pieces
             budget -= pieces
             prompt += written
 
-
-class _CallGate:
-    """Holds a call back until it is complete and lets it through if it is kept, as the local engine does:
-    the turn's first call if it fits the request (``check_first``), each further one if it is new and
-    grounded (``check_further``, with ``try_another_call``: the model may write several calls in one
-    completion, each of which the local engine would have tried)."""
-
-    def __init__(self, request: GenerationRequest, *, check_first: bool, check_further: bool) -> None:
-        self._request = request
-        self._check_first = check_first
-        self._check_further = check_further
-        self._grounding: str | None = None
-        self.held: list[Event] = []
-        self.calls: list[Mapping[str, Any]] = []  # the turn's calls let through
-        self.rejected = False  # the first call did not fit: the turn is answered in text
-        self.ended = False  # a further call was not kept: the turn ends before it
-        self.text_sent = False
-
-    @property
-    def stopped(self) -> bool:
-        return self.rejected or self.ended
-
-    def pass_events(self, events: list[Event]) -> list[Event]:
-        out: list[Event] = []
-        for event in events:
-            if self.stopped:
+    def _pass(self, events: list[Event]) -> list[Event]:
+        """Events through the gate; a held call judged when whole (a turn that stopped passes nothing)."""
+        if self.stop is not None:
+            return []
+        out = self.gate.events(events)
+        while self.gate.held_call is not None:
+            verdict = self.gate.judge(after_text=self.gate.text_sent)
+            if verdict is not Verdict.KEEP:
+                out += self.gate.discard()
+                self.stop = verdict
                 break
-            is_call = "tool_call_delta" in event or "tool_calls" in event
-            if self.held or (is_call and (self._check_further if self.calls else self._check_first)):
-                self.held.append(event)
-                if "tool_calls" in event:
-                    if self._kept(event["tool_calls"][0]):
-                        out.extend(self.release())
-                    else:
-                        self.rejected, self.ended = not self.calls, bool(self.calls)
-                        self.held = []
-                continue
-            if "tool_calls" in event:
-                self.calls.extend(event["tool_calls"])
-            self.text_sent = self.text_sent or bool(event.get("response"))
-            out.append(event)
+            out += self.gate.release()
         return out
 
-    def _kept(self, call: Mapping[str, Any]) -> bool:
-        if not self.calls:
-            return first_call_fits(call, self._request)
-        if self._grounding is None:
-            self._grounding = conversation_text(self._request.messages)
-        return further_call_kept(call, self.calls, self._request, self._grounding)
-
-    def release(self) -> list[Event]:
-        held, self.held = self.held, []
-        for event in held:
-            if "tool_calls" in event:
-                self.calls.extend(event["tool_calls"])
-        return held
+    def _stream_parser(self) -> StreamParser:
+        assert isinstance(self.parser, StreamParser)
+        return self.parser
 
 
 class _Tally:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,7 @@ import httpx
 from ..._errors import ModelUnavailableError
 from ..._wire import Event, Message, encode_arguments, final_event
 from .._base import Engine, GenerationRequest, NamedTool
+from ..turn import without_repeats
 from ._calls import CallAccumulator
 from ._errors import cloudflare_error, cloudflare_stream_error
 from ._http import RetryPolicy, Timeouts, UpstreamPool
@@ -178,7 +179,11 @@ class WorkersAIEngine(Engine):
 
     # ---------------------------------------------------------- answers
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        # Workers AI parses calls itself: repeats of answered calls are dropped here, as the turn policy does.
+        return without_repeats(self._generate, request)
+
+    async def _generate(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         calls = CallAccumulator()
         prompt_tokens = completion_tokens = 0
         pieces = 0

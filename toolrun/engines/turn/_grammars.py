@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..formats import CallGrammar, ToolCallFormat, schema_grammar
-from ._base import GenerationRequest
+from ...formats import CallGrammar, ToolCallFormat, schema_grammar
+from .._base import GenerationRequest
 
 #: Grammar text kept across requests, per engine. A grammar is bounded by the formats layer; the budget
 #: bounds how many are kept (a typical tool list's grammar is a few KB).

@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .._grounding import asks_something_new, fits_request, is_grounded, names_tool, schema_constants, tool_words
-from .._types import ToolSpec
-from .._wire import Message
-from ._base import GenerationRequest
+from ..._grounding import asks_something_new, fits_request, is_grounded, names_tool, schema_constants, tool_words
+from ..._types import ToolSpec
+from ..._wire import Message
+from .._base import GenerationRequest
 
 
 def _tool(request: GenerationRequest, name: str) -> ToolSpec | None:

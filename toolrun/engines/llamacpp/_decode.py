@@ -1,0 +1,349 @@
+"""One request's decode loop on a slot: tokens in, events out, the turn's decisions asked of its gate.
+
+The loop runs on the scheduler's thread as a generator: it yields what it needs evaluated (its prompt,
+then each token it keeps) and reads its logits through the sequence handle when resumed. What the turn
+does — decide at the first token, write a call under the grammar, hold it and judge it, try one more,
+answer in text from a prompt without the tools — is :class:`~toolrun.engines.turn.TurnGate`'s to say;
+how (rewinding the KV cache to an opener, switching prompts in place, forbidding tokens) is this loop's.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ..._errors import ContextOverflowError
+from ..._wire import Event, FinishReason, final_event
+from ...formats import PlainTextParser, StreamParser
+from .._base import GenerationRequest
+from ..turn import Next, RequestGrammars, TurnGate, Verdict
+from ..turn._decide import continue_share, probability_mass
+from ._prefix_cache import common_prefix
+from ._sampler import TokenSampler
+from ._scheduler import Need, SequenceHandle
+
+if TYPE_CHECKING:
+    from ._engine import LlamaCppEngine
+
+log = logging.getLogger("toolrun.engines.llamacpp")
+
+
+class Cancelled(Exception):
+    """The request was cancelled (its client went away): the loop stops where it is."""
+
+
+@dataclass
+class _Held:
+    """Where the loop stood when the gate began holding a call, to go back there if it is not kept."""
+
+    parser_state: object
+    generated: int  # tokens generated before it
+
+
+class LocalTurn:
+    """The decode loop of one request (see the module doc)."""
+
+    def __init__(
+        self,
+        engine: LlamaCppEngine,
+        request: GenerationRequest,
+        grammars: RequestGrammars,
+        seq: SequenceHandle,
+        emit: Callable[[Any], None],
+        cancelled: threading.Event,
+    ) -> None:
+        self.engine = engine
+        self.llm = engine.load()
+        self.request = request
+        self.grammars = grammars
+        self.seq = seq
+        self._emit = emit
+        self.cancelled = cancelled
+        self.gate = TurnGate(engine.policy, request, reads_logits=True)
+        self.parser: StreamParser | PlainTextParser = (
+            engine.format.stream_parser([t.name for t in request.tools]) if request.uses_tools else PlainTextParser()
+        )
+        self.generated: list[int] = []
+        self.starts: list[int] = []  # text offset where each generated token's text begins
+        self.text = ""
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.call_sampling = request.sampling.for_calls(engine.policy.call_temperature)
+        self.watching = request.uses_tools and not request.must_call  # text, until the model opens a call
+        self.in_calls = request.must_call  # writing calls under the grammar
+        self.held: _Held | None = None
+        self.calls_seen = 0
+        self.finish: FinishReason = "stop"
+        needs_decisions = self.gate.deciding or self.gate.watches_calls or engine.policy.check_relevance
+        self.decisions = engine.decisions(self.llm) if request.uses_tools and needs_decisions else None
+        self.sampler: TokenSampler | None = None
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> Generator[Need, None, None]:
+        prompt = self.engine.prompt_tokens(self.request)
+        max_tokens = self.request.sampling.max_tokens
+        if len(prompt) + max_tokens > self.engine.context_window_tokens:
+            raise ContextOverflowError(len(prompt), max_tokens, self.engine.context_window_tokens)
+        self.prompt_count = len(prompt)  # the request's, even if its answer is written from another prompt
+        self.prompt = prompt
+        yield self.seq.prompt(prompt)
+        self._start_sampler()
+        try:
+            yield from self._tokens(max_tokens)
+            self._finish_output()
+            if self.gate.only_repeats:
+                yield from self._answer_again_without_tools()
+                self._finish_output()
+        finally:
+            self._close_sampler()
+        if self.gate.sent_calls and self.finish == "stop":
+            self.finish = "tool_calls"
+        self._emit(final_event(self.prompt_count, len(self.generated), self.finish))
+
+    def _tokens(self, max_tokens: int) -> Generator[Need, None, None]:
+        import llama_cpp as lc
+
+        vocab = self.llm._model.vocab
+        while True:
+            if self.cancelled.is_set():
+                raise Cancelled
+            if len(self.generated) >= max_tokens:
+                self.finish = "length"
+                return
+            forbid = yield from self._decisions_before_token()
+            if isinstance(forbid, _EndTurn):
+                return
+            assert self.sampler is not None
+            token = self.sampler.sample(forbid)
+            if lc.llama_vocab_is_eog(vocab, token):
+                return
+            self._write(token)
+            if self.watching and self.parser.in_call_region:
+                yield from self._constrain_from_opener()
+                continue
+            if len(self.generated) >= max_tokens:  # nothing follows this token: no need to evaluate it
+                self.finish = "length"
+                return
+            yield self.seq.eval([token])
+
+    def _decisions_before_token(self) -> Generator[Need, None, list[int] | _EndTurn | None]:
+        """What the gate decides before the next token: tokens to forbid for it, or the end of the turn."""
+        decisions = self.decisions
+        if decisions is None:
+            return None
+        if self.gate.deciding and not self.generated:
+            assert self.sampler is not None
+            if self.gate.decide(probability_mass(self.sampler.raw_logits(), decisions.openers)):
+                self._constrain()  # decided: a call, written under the grammar from this very token
+                if self.gate.holds_first:
+                    self._hold(first=True)
+                return None
+            return decisions.openers  # decided: an answer in text
+        if not (self.in_calls and self.gate.watches_calls and self.parser.calls_emitted > self.calls_seen):
+            return None
+        self.calls_seen = self.parser.calls_emitted
+        if self.held is not None:
+            verdict = yield from self._judge_held()
+            if verdict is Verdict.END_BEFORE:
+                return _END_TURN
+            if verdict is Verdict.ANSWER_IN_TEXT:
+                yield from self._answer_in_text()
+                return decisions.openers
+        step = self.gate.after_call(lambda: continue_share(self._raw_logits(), decisions))
+        if step is Next.ANOTHER:
+            return decisions.end  # decided: another call
+        if step is Next.TRY:
+            self.held = _Held(self._stream_parser().snapshot(), len(self.generated))
+            return decisions.end  # try one more
+        if step is Next.DONE:
+            return _END_TURN
+        return None
+
+    # ------------------------------------------------------------------ calls
+
+    def _judge_held(self) -> Generator[Need, None, Verdict]:
+        """The held call is whole: keep it (its events go out), or go back to before it."""
+        held = self.held
+        assert held is not None
+        self.held = None
+        after_text = held.generated > 0
+        verdict = self.gate.judge(after_text=after_text)
+        if verdict is Verdict.ASK:
+            call = self.gate.held_call
+            assert call is not None
+            share = yield from self.engine.ask_relevance(self.llm, self.seq, call, self.request)
+            verdict = Verdict.KEEP if share is None else self.gate.answer(share, after_text=after_text)
+        if verdict is Verdict.KEEP:
+            for event in self.gate.release():
+                self._emit(event)
+            return verdict
+        self.gate.discard()
+        if verdict is Verdict.END_BEFORE:
+            self._stream_parser().restore(held.parser_state)
+            del self.generated[held.generated :], self.starts[held.generated :]
+        return verdict
+
+    def _constrain_from_opener(self) -> Generator[Need, None, None]:
+        """The model opened a call after some text: go back to the opener and write the call under the grammar."""
+        parser = self._stream_parser()
+        pos = self.engine.format.find_opener(self.text, parser.extra_openers)
+        assert pos is not None  # in the call region: an opener was seen
+        keep = _token_containing(self.starts, pos)
+        del self.generated[keep:], self.starts[keep:]
+        self.text = self.text[:pos]
+        self.decoder.reset()
+        parser.reset_region()
+        yield from rewind(self.seq, len(self.prompt) + keep)
+        self._constrain()
+        if self.gate.holds_first and not parser.calls_emitted:
+            self._hold(first=True, generated=keep)
+
+    def _constrain(self) -> None:
+        grammar = self.grammars.call
+        assert grammar is not None  # built for every request with tools
+        self.watching, self.in_calls = False, True
+        self._close_sampler()
+        self.sampler = TokenSampler(self.llm, self.call_sampling, grammar.text, logits=self.seq.logits_pointer)
+        self.parser.stream_arguments = grammar.exact
+
+    def _hold(self, *, first: bool, generated: int | None = None) -> None:
+        self.gate.hold(first=first)
+        count = len(self.generated) if generated is None else generated
+        self.held = _Held(self._stream_parser().snapshot(), count)
+
+    # ------------------------------------------------------------------ text
+
+    def _answer_in_text(self) -> Generator[Need, None, None]:
+        """The first call was not for this request: answer it in text, from the prompt without the tools
+        (with them in sight, the small model writes the call out as text instead)."""
+        self._reset_output()
+        self.prompt = yield from switch_prompt(self.seq, self.engine.prompt_tokens(replace(self.request, tools=[])))
+        self._close_sampler()
+        self.sampler = TokenSampler(
+            self.llm, self.request.sampling, None, self.engine.opener_tokens(self.llm), logits=self.seq.logits_pointer
+        )
+        self.watching = self.in_calls = False
+
+    def _answer_again_without_tools(self) -> Generator[Need, None, None]:
+        """Every call repeated one already answered: the turn is written again without tools, as a fresh
+        request with ``tool_choice: "none"`` would be, so the model answers instead of looping."""
+        log.info("the model only repeated calls it has results for; answering without tools")
+        request = replace(self.request, tool_choice="none")
+        self._reset_output()
+        self.prompt = yield from switch_prompt(self.seq, self.engine.prompt_tokens(request))
+        self.prompt_count = len(self.prompt)
+        self._close_sampler()
+        grammar = self.grammars.schema
+        self.sampler = TokenSampler(
+            self.llm, request.sampling, grammar, self.engine.opener_tokens(self.llm), logits=self.seq.logits_pointer
+        )
+        self.watching = self.in_calls = False
+        self.finish = "stop"
+        yield from self._tokens(request.sampling.max_tokens)
+
+    def _finish_output(self) -> None:
+        held = self.held
+        if held is not None:  # the output ended inside a held call: it is not kept
+            self.held = None
+            self.gate.discard()
+            self._stream_parser().restore(held.parser_state)
+            del self.generated[held.generated :], self.starts[held.generated :]
+            self.finish = "stop"
+        for event in self.parser.finish(cut=self.finish == "length"):
+            self.send(event)
+
+    def _reset_output(self) -> None:
+        self.parser = PlainTextParser()
+        del self.generated[:], self.starts[:]
+        self.text = ""
+        self.decoder.reset()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _start_sampler(self) -> None:
+        request = self.request
+        grammar: str | None = None
+        banned: list[int] = []
+        if request.must_call:
+            assert self.grammars.call is not None
+            grammar = self.grammars.call.text
+            self.parser.stream_arguments = self.grammars.call.exact
+        elif self.grammars.schema is not None:
+            grammar = self.grammars.schema
+        if not request.uses_tools:
+            # With tools off, the model must not open a call (it may want to, having seen earlier calls):
+            # the openers that are single tokens (Qwen's <tool_call>) are banned outright.
+            banned = self.engine.opener_tokens(self.llm)
+        sampling = self.call_sampling if request.must_call else request.sampling
+        self.sampler = TokenSampler(self.llm, sampling, grammar, banned, logits=self.seq.logits_pointer)
+
+    def _close_sampler(self) -> None:
+        sampler, self.sampler = self.sampler, None
+        if sampler is None:
+            return
+        if sampler.grammar is not None and sampler.rejections:
+            log.debug("grammar rejected the model's first choice %d times", sampler.rejections)
+        sampler.close()
+
+    def _raw_logits(self) -> Any:
+        assert self.sampler is not None
+        return self.sampler.raw_logits()
+
+    def _write(self, token: int) -> None:
+        piece = self.decoder.decode(self.llm.detokenize([token], special=True))
+        self.generated.append(token)
+        self.starts.append(len(self.text))
+        self.text += piece
+        for event in self.parser.feed(piece):
+            self.send(event)
+
+    def send(self, event: Event) -> None:
+        for out in self.gate.events([event]):
+            self._emit(out)
+
+    def _stream_parser(self) -> StreamParser:
+        assert isinstance(self.parser, StreamParser)
+        return self.parser
+
+
+class _EndTurn:
+    """Returned by :meth:`LocalTurn._decisions_before_token` when the turn ends before the next token."""
+
+
+_END_TURN = _EndTurn()
+
+
+def switch_prompt(seq: SequenceHandle, prompt: list[int]) -> Generator[Need, None, list[int]]:
+    """Make ``seq`` hold ``prompt`` instead of what it holds: keep the common prefix, evaluate the rest."""
+    common = min(common_prefix(seq.tokens, prompt), len(prompt) - 1)  # the last token again, for its logits
+    seq.truncate(common)
+    for start in range(common, len(prompt), _SWITCH_CHUNK):
+        yield seq.eval(prompt[start : start + _SWITCH_CHUNK])
+    return prompt
+
+
+#: Tokens evaluated per step when a request switches prompts (the step's batch holds the others' tokens too).
+_SWITCH_CHUNK = 128
+
+
+def rewind(seq: SequenceHandle, n_tokens: int) -> Generator[Need, None, None]:
+    """Drop the KV after the first ``n_tokens``, evaluating the last one kept again to refresh its logits."""
+    last = seq.tokens[n_tokens - 1]
+    seq.truncate(n_tokens - 1)
+    yield seq.eval([last])
+
+
+def _token_containing(starts: list[int], pos: int) -> int:
+    """Index of the generated token whose text holds offset ``pos`` (it and all after it are dropped)."""
+    keep = 0
+    for i, s in enumerate(starts):
+        if s <= pos:
+            keep = i
+    return keep
+
+
+__all__ = ["Cancelled", "LocalTurn", "rewind", "switch_prompt"]
