@@ -24,9 +24,8 @@ from ._errors import (
     ToolrunError,
     ToolSchemaError,
 )
+from ._version import __version__ as __version__
 from .ai import AI, DEFAULT_MODEL, AsyncAI, Catalog, ModelEntry
-
-__version__ = "0.1.0"
 
 # The embedded helpers are re-exported lazily: importing toolrun stays cheap.
 _EMBEDDED = {

@@ -184,7 +184,7 @@ async def run_bfcl(
     (per category, every case's calls, answer text, verdict and timing), with the settings that
     produced them.
     """
-    from .. import __version__
+    from .._version import __version__
 
     data = data or BfclData.default()
     categories = list(dict.fromkeys(categories))

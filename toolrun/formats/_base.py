@@ -13,13 +13,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from .._types import ToolSpec
 from .._wire import FunctionCall
-
-if TYPE_CHECKING:
-    from ._stream import StreamParser
+from ._stream import StreamParser
 
 
 @dataclass
@@ -128,6 +126,4 @@ class ToolCallFormat(ABC):
         return tuple(f'{{"name": "{name}"' for name in tool_names)
 
     def stream_parser(self, tool_names: list[str] | None = None) -> StreamParser:
-        from ._stream import StreamParser
-
         return StreamParser(self, self.bare_call_openers(tool_names or []))

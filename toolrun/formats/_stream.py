@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from .._wire import CallDeltaEvent, CallEvent, Event, TextEvent, new_call_id
+from .._wire import CallDeltaEvent, CallEvent, Event, FunctionCall, TextEvent, new_call_id
 
-if TYPE_CHECKING:
-    from ._base import ToolCallFormat
+
+class _Parsed(Protocol):
+    @property
+    def calls(self) -> list[FunctionCall]: ...
+
+
+class CallSyntax(Protocol):
+    """What the stream parser needs of a format (:class:`~toolrun.formats.ToolCallFormat` has it)."""
+
+    @property
+    def call_closers(self) -> tuple[str, ...]: ...
+
+    def find_opener(self, text: str, extra: tuple[str, ...] = ()) -> int | None: ...
+
+    def pending_opener(self, text: str, extra: tuple[str, ...] = ()) -> int: ...
+
+    def parse(self, text: str) -> _Parsed: ...
+
 
 _NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _ARGUMENTS = re.compile(r'"(?:arguments|parameters)"\s*:\s*')
@@ -99,7 +115,7 @@ class StreamParser:
     they are decoded; the complete call follows with the same id.
     """
 
-    def __init__(self, fmt: ToolCallFormat, extra_openers: tuple[str, ...] = ()) -> None:
+    def __init__(self, fmt: CallSyntax, extra_openers: tuple[str, ...] = ()) -> None:
         self.format = fmt
         self.stream_arguments = False
         self._extra = extra_openers

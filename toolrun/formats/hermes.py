@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._types import ToolSpec
 from .._wire import FunctionCall, decode_arguments
 from ._base import CallGrammar, ParseResult, ToolCallFormat
 from ._grammar import GrammarBuilder
 from ._json import coerce_calls, scan_json
-
-if TYPE_CHECKING:
-    from ._stream import StreamParser
+from ._stream import StreamParser
 
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 _FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n?(.*?)(?:```|$)", re.DOTALL)
@@ -98,8 +96,6 @@ class HermesFormat(ToolCallFormat):
         self.tool_names = tuple(tool_names)
 
     def stream_parser(self, tool_names: list[str] | None = None) -> StreamParser:
-        from ._stream import StreamParser
-
         names = tool_names or []
         return StreamParser(HermesFormat(names), self.bare_call_openers(names))
 

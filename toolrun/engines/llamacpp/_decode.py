@@ -14,22 +14,39 @@ import logging
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..._errors import ContextOverflowError
-from ..._wire import Event, FinishReason, final_event
-from ...formats import PlainTextParser, StreamParser
+from ..._wire import Event, FinishReason, IndexedToolCall, final_event
+from ...formats import PlainTextParser, StreamParser, ToolCallFormat
 from .._base import GenerationRequest
-from ..turn import Next, RequestGrammars, TurnGate, Verdict
-from ..turn._decide import continue_share, probability_mass
+from ..turn import CallPolicy, Next, RequestGrammars, TurnGate, Verdict
+from ..turn._decide import DecisionTokens, continue_share, probability_mass
 from ._prefix_cache import common_prefix
 from ._sampler import TokenSampler
 from ._scheduler import Need, SequenceHandle
 
-if TYPE_CHECKING:
-    from ._engine import LlamaCppEngine
-
 log = logging.getLogger("toolrun.engines.llamacpp")
+
+
+class _Engine(Protocol):
+    """What the loop needs of :class:`~toolrun.engines.llamacpp.LlamaCppEngine`."""
+
+    policy: CallPolicy
+    format: ToolCallFormat
+    context_window_tokens: int
+
+    def load(self) -> Any: ...
+
+    def prompt_tokens(self, request: GenerationRequest) -> list[int]: ...
+
+    def decisions(self, llm: Any) -> DecisionTokens: ...
+
+    def opener_tokens(self, llm: Any) -> list[int]: ...
+
+    def ask_relevance(
+        self, llm: Any, seq: SequenceHandle, call: IndexedToolCall, request: GenerationRequest
+    ) -> Generator[Need, None, float | None]: ...
 
 
 class Cancelled(Exception):
@@ -49,7 +66,7 @@ class LocalTurn:
 
     def __init__(
         self,
-        engine: LlamaCppEngine,
+        engine: _Engine,
         request: GenerationRequest,
         grammars: RequestGrammars,
         seq: SequenceHandle,

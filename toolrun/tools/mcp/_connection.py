@@ -144,7 +144,7 @@ class ServerConnection:
             assert spec.url is not None
             http = await stack.enter_async_context(create_mcp_http_client(headers=dict(spec.headers) or None))
             transport = streamable_http_client(spec.url, http_client=http)
-        from ... import __version__
+        from ..._version import __version__
 
         client = Client(
             _trimming(transport, spec.max_response_bytes),
