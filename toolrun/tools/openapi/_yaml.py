@@ -19,7 +19,8 @@ the node it names, which JSON cannot hold.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import yaml
 from yaml.events import (
@@ -68,100 +69,102 @@ def _event_parser(data: str | bytes) -> Any:
     return yaml.SafeLoader(data)  # pragma: no cover - its Parser half gives the same events
 
 
+class _Anchors:
+    """What anchors name, and the bookkeeping that keeps their aliases bounded (see the module's docstring)."""
+
+    def __init__(self, max_depth: int, max_alias_nodes: int) -> None:
+        self.max_depth = max_depth
+        self.max_alias_nodes = max_alias_nodes
+        self.named: dict[str, Any] = {}
+        self.unfinished: set[int] = set()  # ids of anchored containers still being read
+        self._measured: dict[int, tuple[int, int, Any]] = {}  # id -> (values, depth, the container: keeps the id)
+        self._expanded = 0  # values that aliases stand for so far
+
+    def open(self, event: Any, container: Any, tags: tuple[str | None, ...], stack: list[Any]) -> None:
+        """Start reading ``container`` (a mapping's or sequence's start ``event``) on top of ``stack``."""
+        if event.tag not in tags:
+            raise YamlError(f"unsupported YAML tag {event.tag!r}", event.start_mark)
+        if len(stack) >= self.max_depth:
+            raise YamlError(f"the document is nested more than {self.max_depth} levels deep", event.start_mark)
+        if event.anchor is not None:
+            self.named[event.anchor] = container
+            self.unfinished.add(id(container))
+        stack.append(container)
+
+    def expand(self, event: Any, depth: int) -> Any:
+        """The value alias ``event`` names, met ``depth`` levels deep, once it is known to fit the limits."""
+        if event.anchor not in self.named:
+            raise YamlError(f"found undefined alias {event.anchor!r}", event.start_mark)
+        value = self.named[event.anchor]
+        if value.__class__ is dict or value.__class__ is list:
+            if id(value) in self.unfinished:
+                raise YamlError(
+                    f"alias *{event.anchor} is used inside the node it names: "
+                    "a structure that contains itself, which JSON cannot hold",
+                    event.start_mark,
+                )
+            size, levels = _measure(value, self._measured)
+            if depth + levels > self.max_depth:
+                raise YamlError(
+                    f"alias *{event.anchor} nests the document more than {self.max_depth} levels deep",
+                    event.start_mark,
+                )
+        else:
+            size = 1
+        self._expanded += size
+        if self._expanded > self.max_alias_nodes:
+            raise YamlError(
+                f"the document's aliases stand for more than {self.max_alias_nodes:,} values "
+                "(each alias counts everything it names: a 'billion laughs' document)",
+                event.start_mark,
+            )
+        return value
+
+
 def load(data: str | bytes, *, max_depth: int = MAX_DEPTH, max_alias_nodes: int = MAX_ALIAS_NODES) -> Any:
     """The single document in ``data``, like ``yaml.safe_load`` (timestamps stay strings).
 
     Raises :class:`YamlError` (with the line and column) for what JSON cannot hold and for
     documents past the limits (see the module's docstring).
     """
-    parser = _event_parser(data)
-    get = parser.get_event
-    anchors: dict[str, Any] = {}
-    open_anchors: set[int] = set()  # ids of anchored containers still being read
-    measured: dict[int, tuple[int, int, Any]] = {}  # id -> (values, depth, the container: keeps the id taken)
-    expanded = 0  # values that aliases stand for so far
+    get = _event_parser(data).get_event
+    anchors = _Anchors(max_depth, max_alias_nodes)
+    named, unfinished = anchors.named, anchors.unfinished
     stack: list[Any] = []  # open containers
     keys: list[Any] = []  # per open mapping: the pending key (_NO_KEY when none)
     merges: list[Any] = []  # per open mapping: mappings merged in with "<<", or None
     root: Any = _NO_VALUE
     documents = 0
+    # One loop over the events, scalars first: this is the hot path of every YAML document.
     while True:
         event = get()
         cls = event.__class__
         if cls is ScalarEvent:
             value = _scalar(event)
             if event.anchor is not None:
-                anchors[event.anchor] = value
+                named[event.anchor] = value
         elif cls is MappingStartEvent:
-            if event.tag not in _MAP_TAGS:
-                raise YamlError(f"unsupported YAML tag {event.tag!r}", event.start_mark)
-            if len(stack) >= max_depth:
-                raise YamlError(f"the document is nested more than {max_depth} levels deep", event.start_mark)
-            container: Any = {}
-            if event.anchor is not None:
-                anchors[event.anchor] = container
-                open_anchors.add(id(container))
-            stack.append(container)
+            anchors.open(event, {}, _MAP_TAGS, stack)
             keys.append(_NO_KEY)
             merges.append(None)
             continue
         elif cls is SequenceStartEvent:
-            if event.tag not in _SEQ_TAGS:
-                raise YamlError(f"unsupported YAML tag {event.tag!r}", event.start_mark)
-            if len(stack) >= max_depth:
-                raise YamlError(f"the document is nested more than {max_depth} levels deep", event.start_mark)
-            container = []
-            if event.anchor is not None:
-                anchors[event.anchor] = container
-                open_anchors.add(id(container))
-            stack.append(container)
+            anchors.open(event, [], _SEQ_TAGS, stack)
             continue
         elif cls is MappingEndEvent:
             value = stack.pop()
             keys.pop()
             merged = merges.pop()
             if merged:
-                # "<<" keys never win over the mapping's own; the first merged mapping wins over later ones.
-                base: dict[Any, Any] = {}
-                for source in reversed(merged):
-                    base.update(source)
-                for k in list(base):
-                    if k in value:
-                        del base[k]
-                base.update(value)
-                value.clear()
-                value.update(base)
-            if open_anchors:
-                open_anchors.discard(id(value))
+                _merge_into(value, merged)
+            if unfinished:
+                unfinished.discard(id(value))
         elif cls is SequenceEndEvent:
             value = stack.pop()
-            if open_anchors:
-                open_anchors.discard(id(value))
+            if unfinished:
+                unfinished.discard(id(value))
         elif cls is AliasEvent:
-            if event.anchor not in anchors:
-                raise YamlError(f"found undefined alias {event.anchor!r}", event.start_mark)
-            value = anchors[event.anchor]
-            if value.__class__ is dict or value.__class__ is list:
-                if id(value) in open_anchors:
-                    raise YamlError(
-                        f"alias *{event.anchor} is used inside the node it names: "
-                        "a structure that contains itself, which JSON cannot hold",
-                        event.start_mark,
-                    )
-                size, depth = _measure(value, measured)
-                if len(stack) + depth > max_depth:
-                    raise YamlError(
-                        f"alias *{event.anchor} nests the document more than {max_depth} levels deep", event.start_mark
-                    )
-            else:
-                size = 1
-            expanded += size
-            if expanded > max_alias_nodes:
-                raise YamlError(
-                    f"the document's aliases stand for more than {max_alias_nodes:,} values "
-                    "(each alias counts everything it names: a 'billion laughs' document)",
-                    event.start_mark,
-                )
+            value = anchors.expand(event, len(stack))
         elif cls is DocumentStartEvent:
             documents += 1
             if documents > 1:
@@ -172,6 +175,7 @@ def load(data: str | bytes, *, max_depth: int = MAX_DEPTH, max_alias_nodes: int 
         else:  # StreamStart, DocumentEnd
             continue
 
+        # Where the value goes: the root, a sequence, a mapping's pending key, or under that key.
         if not stack:
             root = value
             continue
@@ -181,21 +185,39 @@ def load(data: str | bytes, *, max_depth: int = MAX_DEPTH, max_alias_nodes: int 
             continue
         key = keys[-1]
         if key is _NO_KEY:
-            if value is _MERGE:
-                keys[-1] = _MERGE
-                continue
-            if isinstance(value, (dict, list)):
+            if value.__class__ is dict or value.__class__ is list:
                 raise YamlError("found an unhashable key (a mapping or list)", event.start_mark)
-            keys[-1] = value
+            keys[-1] = value  # _MERGE for "<<"
             continue
         keys[-1] = _NO_KEY
         if key is _MERGE:
-            sources = value if isinstance(value, list) else [value]
-            if not all(isinstance(s, dict) for s in sources):
-                raise YamlError("'<<' expects a mapping or a list of mappings", event.start_mark)
-            merges[-1] = (merges[-1] or []) + sources
+            merges[-1] = _merge_sources(merges[-1], value, event)
             continue
         top[key] = value
+
+
+def _merge_sources(merged: list[dict[Any, Any]] | None, value: Any, event: Any) -> list[dict[Any, Any]]:
+    """``merged`` and the mapping or mappings of a ``<<`` key's ``value``."""
+    sources = value if isinstance(value, list) else [value]
+    if not all(isinstance(s, dict) for s in sources):
+        raise YamlError("'<<' expects a mapping or a list of mappings", event.start_mark)
+    return (merged or []) + sources
+
+
+def _merge_into(mapping: dict[Any, Any], merged: list[dict[Any, Any]]) -> None:
+    """Put the mappings merged in with ``<<`` under ``mapping``'s own keys, in place.
+
+    ``<<`` keys never win over the mapping's own; the first merged mapping wins over later ones.
+    """
+    base: dict[Any, Any] = {}
+    for source in reversed(merged):
+        base.update(source)
+    for k in list(base):
+        if k in mapping:
+            del base[k]
+    base.update(mapping)
+    mapping.clear()
+    mapping.update(base)
 
 
 def _measure(root: Any, measured: dict[int, tuple[int, int, Any]]) -> tuple[int, int]:
@@ -277,11 +299,7 @@ def _construct(tag: str, value: str, event: Any) -> Any:
 
 
 def _int(text: str, event: Any) -> int:
-    value = text.replace("_", "")
-    sign = 1
-    if value[:1] in "+-":
-        sign = -1 if value[0] == "-" else 1
-        value = value[1:]
+    sign, value = _signed(text.replace("_", ""))
     try:
         if value == "0":
             return 0
@@ -291,32 +309,38 @@ def _int(text: str, event: Any) -> int:
             return sign * int(value[2:], 16)
         if value[0] == "0":
             return sign * int(value, 8)
-        if ":" in value:
-            total = 0
-            for part in value.split(":"):
-                total = total * 60 + int(part)
-            return sign * total
-        return sign * int(value)
+        return sign * _base_60(value, int)
     except ValueError:
         raise YamlError(f"invalid integer {text!r}", event.start_mark) from None
 
 
 def _float(text: str, event: Any) -> float:
-    value = text.replace("_", "").lower()
-    sign = 1.0
-    if value[:1] in "+-":
-        sign = -1.0 if value[0] == "-" else 1.0
-        value = value[1:]
+    sign, value = _signed(text.replace("_", "").lower())
     if value == ".inf":
         return sign * math.inf
     if value == ".nan":
         return math.nan
     try:
-        if ":" in value:
-            total = 0.0
-            for part in value.split(":"):
-                total = total * 60 + float(part)
-            return sign * total
-        return sign * float(value)
+        return sign * _base_60(value, float)
     except ValueError:
         raise YamlError(f"invalid number {text!r}", event.start_mark) from None
+
+
+def _signed(value: str) -> tuple[int, str]:
+    """``(sign, the rest)`` of a YAML number, which may start with ``+`` or ``-``."""
+    if value[:1] in "+-":
+        return (-1 if value[0] == "-" else 1), value[1:]
+    return 1, value
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _base_60(value: str, parse: Callable[[str], _Number]) -> _Number:
+    """``value`` read by ``parse``, or as YAML 1.1's sexagesimal form when it has colons (``1:30`` is 90)."""
+    if ":" not in value:
+        return parse(value)
+    total = parse("0")
+    for part in value.split(":"):
+        total = total * 60 + parse(part)
+    return total
