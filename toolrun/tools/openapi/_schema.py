@@ -26,7 +26,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..._json import MAX_DEPTH as _JSON_MAX_DEPTH
@@ -300,24 +300,22 @@ class SchemaConverter:
     def _conv_plain(self, node: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         get = node.get
+        _put_type(get, out)
+        self._put_text(get, out)
+        _put_bounds(get, out)
+        self._put_values(node, out)
+        self._put_properties(get, out)
+        self._put_subschemas(get, out)
+        if "type" not in out and ("properties" in out or "additionalProperties" in out) and "allOf" not in out:
+            out["type"] = "object"
+        if "allOf" in out:
+            members = out.pop("allOf")
+            merged = _merge([out, *members])
+            out = merged if merged is not None else {**out, "allOf": members}
+        return out
 
-        # type, with OpenAPI's "file" and 3.0's nullable
-        kind = get("type")
-        if isinstance(kind, str):
-            if kind in TYPES:
-                out["type"] = kind
-            elif kind == "file":
-                out["type"] = "string"
-                out["format"] = "binary"
-        elif isinstance(kind, list):
-            kinds = list(dict.fromkeys(k for k in kind if isinstance(k, str) and k in TYPES))
-            if kinds:
-                out["type"] = kinds[0] if len(kinds) == 1 else kinds
-        if get("nullable") is True and "type" in out:
-            kinds = out["type"] if isinstance(out["type"], list) else [out["type"]]
-            if "null" not in kinds:
-                out["type"] = [*kinds, "null"]
-
+    def _put_text(self, get: Callable[[str], Any], out: dict[str, Any]) -> None:
+        """The description, titles, formats and pattern, counted as this node's own text."""
         description = trim(get("description"))
         if description:
             out["description"] = description
@@ -328,29 +326,11 @@ class SchemaConverter:
         pattern = get("pattern")
         if isinstance(pattern, str) and valid_text(pattern) and _usable_pattern(pattern):
             out["pattern"] = pattern
-        self._add(0, sum(len(v) for v in out.values() if isinstance(v, str)))  # this node's own text
-        for key in _NUM_KEYS:
-            value = get(key)
-            if _is_number(value):
-                out[key] = value
-        for key, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
-            value = get(key)
-            if _is_number(value):
-                out[key] = value
-            elif value is True and bound in out:  # draft 4 / OpenAPI 3.0 form
-                out[key] = out.pop(bound)
-        value = get("multipleOf")
-        if _is_number(value) and value is not None and value > 0:
-            out["multipleOf"] = value
-        for key in _COUNT_KEYS:
-            count = _count(get(key))
-            if count is not None:
-                out[key] = count
-        for key in _BOOL_KEYS:
-            value = get(key)
-            if isinstance(value, bool):
-                out[key] = value
-        enum = get("enum")
+        self._add(0, sum(len(v) for v in out.values() if isinstance(v, str)))
+
+    def _put_values(self, node: Mapping[str, Any], out: dict[str, Any]) -> None:
+        """``enum``, ``const`` and ``default``: only plain JSON values, counted in the schema's size."""
+        enum = node.get("enum")
         if isinstance(enum, list) and enum:
             values = [v for v in (self._value(v) for v in enum) if v is not MISSING]
             if values:
@@ -361,7 +341,8 @@ class SchemaConverter:
                 if value is not MISSING:
                     out[key] = value
 
-        # applicators
+    def _put_properties(self, get: Callable[[str], Any], out: dict[str, Any]) -> None:
+        """``properties`` and ``required``, less what a request cannot send (readOnly, unwritable names)."""
         props = get("properties")
         required = [r for r in get("required") or () if isinstance(r, str)] if isinstance(get("required"), list) else []
         if isinstance(props, Mapping):
@@ -380,6 +361,9 @@ class SchemaConverter:
         if required:
             out["required"] = list(dict.fromkeys(required))
             self._add(0, sum(len(r) + 4 for r in out["required"]))
+
+    def _put_subschemas(self, get: Callable[[str], Any], out: dict[str, Any]) -> None:
+        """The other applicators: each sub-schema converted in turn (``items``' tuple form as ``prefixItems``)."""
         pattern_props = get("patternProperties")
         if isinstance(pattern_props, Mapping):
             out["patternProperties"] = {
@@ -408,16 +392,52 @@ class SchemaConverter:
             if isinstance(value, list) and value:
                 out[key] = [self._conv(v) for v in value]
 
-        if "type" not in out and ("properties" in out or "additionalProperties" in out) and "allOf" not in out:
-            out["type"] = "object"
-        if "allOf" in out:
-            members = out.pop("allOf")
-            merged = _merge([out, *members])
-            out = merged if merged is not None else {**out, "allOf": members}
-        return out
-
 
 # ----------------------------------------------------------------- helpers
+
+
+def _put_type(get: Callable[[str], Any], out: dict[str, Any]) -> None:
+    """``type``, with OpenAPI's ``file`` as a binary string and 3.0's ``nullable`` as a ``null`` type."""
+    kind = get("type")
+    if isinstance(kind, str):
+        if kind in TYPES:
+            out["type"] = kind
+        elif kind == "file":
+            out["type"] = "string"
+            out["format"] = "binary"
+    elif isinstance(kind, list):
+        kinds = list(dict.fromkeys(k for k in kind if isinstance(k, str) and k in TYPES))
+        if kinds:
+            out["type"] = kinds[0] if len(kinds) == 1 else kinds
+    if get("nullable") is True and "type" in out:
+        kinds = out["type"] if isinstance(out["type"], list) else [out["type"]]
+        if "null" not in kinds:
+            out["type"] = [*kinds, "null"]
+
+
+def _put_bounds(get: Callable[[str], Any], out: dict[str, Any]) -> None:
+    """The numeric, count and boolean keywords whose values are valid (draft 4's boolean exclusive bounds too)."""
+    for key in _NUM_KEYS:
+        value = get(key)
+        if _is_number(value):
+            out[key] = value
+    for key, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = get(key)
+        if _is_number(value):
+            out[key] = value
+        elif value is True and bound in out:  # draft 4 / OpenAPI 3.0 form
+            out[key] = out.pop(bound)
+    value = get("multipleOf")
+    if _is_number(value) and value is not None and value > 0:
+        out["multipleOf"] = value
+    for key in _COUNT_KEYS:
+        count = _count(get(key))
+        if count is not None:
+            out[key] = count
+    for key in _BOOL_KEYS:
+        value = get(key)
+        if isinstance(value, bool):
+            out[key] = value
 
 
 _TOO_BIG, _TOO_DEEP = -1, -2
