@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..._errors import InvalidInputError
+from .._patterns import compiled_pattern
 
 #: What the model reads of one result, like the OpenAPI tools' ``max_response_bytes``.
 MAX_RESPONSE_BYTES = 32 * 1024
@@ -149,7 +150,7 @@ def _spec(entry: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> 
             where=f"{where}prefix",
         )
     patterns = tuple(
-        _pattern(p, f"{where}match_patterns[{i}]")
+        compiled_pattern(p, f"{where}match_patterns[{i}]")
         for i, p in enumerate(_list(entry.get("match_patterns"), f"{where}match_patterns"))
     )
     common = {"prefix": prefix, "match_patterns": patterns, **defaults}
@@ -234,17 +235,6 @@ def _list(value: Any, where: str) -> list[Any]:
     if isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
         return list(value)
     raise InvalidInputError("match_patterns must be a list of regular expressions", where=where)
-
-
-def _pattern(pattern: Any, where: str) -> re.Pattern[str]:
-    if isinstance(pattern, re.Pattern):
-        return pattern
-    if isinstance(pattern, str):
-        try:
-            return re.compile(pattern)
-        except re.error as exc:
-            raise InvalidInputError(f"not a valid regular expression: {exc}", where=where) from None
-    raise InvalidInputError(f"a pattern must be a string or re.Pattern, not {type(pattern).__name__}", where=where)
 
 
 def _timeout(value: Any, where: str) -> float | None:

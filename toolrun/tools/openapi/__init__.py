@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from ..._errors import InvalidInputError, OpenAPISpecError
+from .._patterns import compiled_pattern
 from .._tool import Tool
 from ._call import MAX_RESPONSE_BYTES, CallSettings, MatcherURL, Override, make_tool_function
 from ._convert import GROUPS, Operation, ServerResolver, assign_names, make_server
@@ -124,7 +125,7 @@ async def create_tools_from_openapi_spec(
     properties of the JSON body go in the body, and the rest is the query (ai-utils sends all
     of them as the query).
     """
-    patterns = [_pattern(p, i) for i, p in enumerate(match_patterns or ())]
+    patterns = [compiled_pattern(p, f"match_patterns[{i}]") for i, p in enumerate(match_patterns or ())]
     rules = [_override(o, i) for i, o in enumerate(overrides or ())]
     for name, value in (
         ("max_depth", max_depth),
@@ -193,21 +194,6 @@ def build_tools(
             Tool(name, op.description, function=make_tool_function(op, settings), parameters_factory=op.schema)
         )
     return tools
-
-
-def _pattern(pattern: Any, index: int) -> re.Pattern[str]:
-    if isinstance(pattern, re.Pattern):
-        return pattern
-    if isinstance(pattern, str):
-        try:
-            return re.compile(pattern)
-        except re.error as exc:
-            raise InvalidInputError(
-                f"not a valid regular expression: {exc}", where=f"match_patterns[{index}]"
-            ) from None
-    raise InvalidInputError(
-        f"a pattern must be a string or re.Pattern, not {type(pattern).__name__}", where=f"match_patterns[{index}]"
-    )
 
 
 def _override(rule: Any, index: int) -> Override:
