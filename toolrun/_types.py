@@ -19,7 +19,16 @@ from typing import Any
 from ._errors import InvalidInputError
 from ._json import check_json
 from ._schema import check_tool_schema
-from ._wire import Message, MessageToolCall, function_body, new_call_id, require_arguments
+from ._wire import (
+    Message,
+    MessageToolCall,
+    function_body,
+    message_tool_call,
+    openai_tool,
+    read_message_call,
+    require_arguments,
+    tool_call,
+)
 
 TOOL_NAME_PATTERN = re.compile(r"[a-zA-Z0-9_.:-]{1,128}")  # use fullmatch: "$" would let a trailing newline through
 
@@ -33,10 +42,7 @@ class ToolSpec:
     parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
 
     def as_openai(self) -> dict[str, Any]:
-        return {
-            "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": dict(self.parameters)},
-        }
+        return openai_tool(self)
 
 
 # --------------------------------------------------------------------- tools
@@ -166,44 +172,17 @@ def _assistant_calls(msg: Mapping[str, Any], content: str, where: str) -> tuple[
             cwhere = f"{where}.tool_calls[{j}]"
             if not isinstance(call, Mapping):
                 raise InvalidInputError("a tool call must be an object", where=cwhere)
-            body = function_body(call)
-            if not isinstance(body.get("name"), str):
-                raise InvalidInputError("a tool call needs a function name", where=cwhere)
-            arguments_at = f"{cwhere}.function.arguments" if body is not call else f"{cwhere}.arguments"
-            calls.append(
-                {
-                    "id": str(call.get("id") or new_call_id()),
-                    "type": "function",
-                    "function": {
-                        "name": body["name"],
-                        "arguments": require_arguments(body.get("arguments"), arguments_at),
-                    },
-                }
-            )
+            calls.append(read_message_call(call, cwhere))
         return calls, content
     parsed = _as_call_json(content)
     if isinstance(msg.get("tool_call"), str):
         # Workers AI's short form: {"role": "assistant", "content": "" or the call's JSON, "tool_call": "name"}.
         name = msg["tool_call"]
         args = parsed["arguments"] if parsed and parsed["name"] == name else {}
-        return [
-            {
-                "id": new_call_id(),
-                "type": "function",
-                "function": {"name": name, "arguments": require_arguments(args, f"{where}.content")},
-            }
-        ], ""
+        return [message_tool_call(tool_call(name, require_arguments(args, f"{where}.content")))], ""
     if parsed is not None:
-        return [
-            {
-                "id": str(parsed.get("id") or new_call_id()),
-                "type": "function",
-                "function": {
-                    "name": parsed["name"],
-                    "arguments": require_arguments(parsed["arguments"], f"{where}.content"),
-                },
-            }
-        ], ""
+        arguments = require_arguments(parsed["arguments"], f"{where}.content")
+        return [message_tool_call(tool_call(parsed["name"], arguments, str(parsed.get("id") or "") or None))], ""
     return [], content
 
 

@@ -1,10 +1,12 @@
 """The shapes that cross toolrun's seams: tool calls, messages and stream events — and their conversions.
 
 Inside toolrun a call's ``arguments`` is always a ``dict``. It becomes JSON text
-only at the wire edges: the OpenAI endpoint, remote engines, and the argument
-fragments streamed while a call is being decoded. Both dialects users speak
-are read here and nowhere else: Workers AI's flat ``{"name", "arguments"}``
-and OpenAI's ``{"id", "type": "function", "function": {"name", "arguments": "<json>"}}``.
+only at the wire edges: the OpenAI endpoint, remote engines, the conversation
+``run_with_tools`` hands back, and the argument fragments streamed while a call
+is being decoded. Every converter between toolrun's shapes and a dialect lives
+here (the "dialects" section: one function per direction per dialect): Workers
+AI's flat ``{"name", "arguments"}`` and OpenAI's
+``{"id", "type": "function", "function": {"name", "arguments": "<json>"}}``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import itertools
 import json
 import secrets
 from collections.abc import Mapping
-from typing import Any, Literal, NotRequired, TypeAlias, TypedDict, final
+from typing import Any, Literal, NotRequired, Protocol, TypeAlias, TypedDict, final
 
 from ._errors import InvalidInputError
 
@@ -94,17 +96,34 @@ def encode_arguments(arguments: Mapping[str, Any]) -> str:
     return _to_json(arguments)
 
 
+def tool_call(name: str, arguments: dict[str, Any], call_id: str | None = None) -> ToolCall:
+    """A toolrun call; a fresh id where the caller has none."""
+    return {"id": call_id or new_call_id(), "name": name, "arguments": arguments}
+
+
+def indexed_call(call: FunctionCall, index: int, call_id: str) -> IndexedToolCall:
+    """A parsed call as a stream event carries it: numbered within its turn."""
+    return {"index": index, "id": call_id, "name": call["name"], "arguments": call["arguments"]}
+
+
+def result_call(call: IndexedToolCall) -> ToolCall:
+    """A stream event's call as ``AI.run`` returns it (the turn's numbering dropped)."""
+    return {"id": call["id"], "name": call["name"], "arguments": call["arguments"]}
+
+
 def message_tool_call(call: ToolCall) -> MessageToolCall:
+    """A toolrun call inside a normalised assistant message (arguments stay a dict)."""
     return {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}
 
 
-def openai_tool_call(call: ToolCall) -> dict[str, Any]:
-    """OpenAI's wire shape: ``arguments`` as JSON text."""
-    return {
-        "id": call["id"],
-        "type": "function",
-        "function": {"name": call["name"], "arguments": encode_arguments(call["arguments"])},
-    }
+def read_message_call(item: Mapping[str, Any], where: str) -> MessageToolCall:
+    """A call from a user's assistant turn, in either dialect (OpenAI's nesting or Workers AI's flat shape)."""
+    body = function_body(item)
+    if not isinstance(body.get("name"), str):
+        raise InvalidInputError("a tool call needs a function name", where=where)
+    arguments_at = f"{where}.function.arguments" if body is not item else f"{where}.arguments"
+    arguments = require_arguments(body.get("arguments"), arguments_at)
+    return message_tool_call(tool_call(body["name"], arguments, str(item.get("id") or "") or None))
 
 
 # ------------------------------------------------------------------ messages
@@ -190,6 +209,106 @@ class RunResult(TypedDict):
     finish_reason: FinishReason
 
 
+# ------------------------------------------------------------------ dialects
+# One converter per direction per dialect. Into toolrun, both chat dialects are read by the same code
+# (read_message_call here, normalize_tool/normalize_messages in _types): OpenAI's nesting or Workers
+# AI's flat shape, told apart by function_body. Out of toolrun, each dialect has its writers below;
+# a new API (OpenAI Responses, Anthropic Messages) adds its own section of the same kind.
+
+
+class ToolFields(Protocol):
+    """What a tool description needs (``ToolSpec``, ``Tool``): never its function."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def parameters(self) -> Mapping[str, Any]: ...
+
+
+# toolrun -> OpenAI Chat Completions
+
+
+def openai_tool(tool: ToolFields) -> dict[str, Any]:
+    """A tool in OpenAI's nesting ``{"type": "function", "function": {...}}``."""
+    return {
+        "type": "function",
+        "function": {"name": tool.name, "description": tool.description, "parameters": dict(tool.parameters)},
+    }
+
+
+def openai_tool_choice(name: str) -> dict[str, Any]:
+    """``tool_choice`` naming one tool (Workers AI reads the same shape)."""
+    return {"type": "function", "function": {"name": name}}
+
+
+def openai_message_call(call: MessageToolCall) -> dict[str, Any]:
+    """A call in OpenAI's wire shape: ``arguments`` as JSON text."""
+    function = call["function"]
+    return {
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": function["name"], "arguments": encode_arguments(function["arguments"])},
+    }
+
+
+def openai_tool_call(call: ToolCall) -> dict[str, Any]:
+    """A toolrun call in OpenAI's wire shape."""
+    return openai_message_call(message_tool_call(call))
+
+
+def openai_message(message: Message) -> dict[str, Any]:
+    """A normalised message as OpenAI's chat API takes it: each call's arguments as JSON text."""
+    out: dict[str, Any] = {"role": message["role"], "content": message["content"]}
+    if message.get("tool_calls"):
+        out["tool_calls"] = [openai_message_call(c) for c in message["tool_calls"]]
+    if message.get("name"):
+        out["name"] = message["name"]
+    if message.get("tool_call_id"):
+        out["tool_call_id"] = message["tool_call_id"]
+    return out
+
+
+def openai_assistant_message(text: str, calls: list[ToolCall]) -> dict[str, Any]:
+    """A whole answer as a ``chat.completion``'s message: ``content`` is null when only calls came back."""
+    message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else ""), "refusal": None}
+    if calls:
+        message["tool_calls"] = [openai_tool_call(c) for c in calls]
+    return message
+
+
+def openai_call_opener(index: int, call_id: str, name: str) -> dict[str, Any]:
+    """The first streamed delta of a call: its id and name, no arguments yet."""
+    return {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+
+
+def openai_arguments_delta(index: int, arguments: str) -> dict[str, Any]:
+    """A streamed delta carrying (a fragment of) a call's arguments, as JSON text."""
+    return {"index": index, "function": {"arguments": arguments}}
+
+
+# toolrun -> Workers AI
+
+
+def workers_ai_tool(tool: ToolFields) -> dict[str, Any]:
+    """A tool in Workers AI's flat shape ``{"name", "description", "parameters"}``."""
+    return {"name": tool.name, "description": tool.description, "parameters": dict(tool.parameters)}
+
+
+def workers_ai_message(message: Message) -> dict[str, Any]:
+    """A normalised message for ``ai/run``: Workers AI reads assistant calls in OpenAI's nesting."""
+    return openai_message(message)
+
+
+def workers_ai_event(event: Event) -> dict[str, Any] | None:
+    """A stream event as Workers AI's SSE sends it, or None: it streams each call whole, never as deltas."""
+    if "tool_call_delta" in event:
+        return None
+    # Every Workers AI stream event has "response"; tool-call events carry an empty one.
+    return {"response": "", **event}
+
+
 __all__ = [
     "CallDelta",
     "CallDeltaEvent",
@@ -204,14 +323,29 @@ __all__ = [
     "RunResult",
     "TextEvent",
     "ToolCall",
+    "ToolFields",
     "Usage",
     "decode_arguments",
     "encode_arguments",
     "final_event",
     "function_body",
+    "indexed_call",
     "message_tool_call",
     "new_call_id",
+    "openai_arguments_delta",
+    "openai_assistant_message",
+    "openai_call_opener",
+    "openai_message",
+    "openai_message_call",
+    "openai_tool",
     "openai_tool_call",
+    "openai_tool_choice",
+    "read_message_call",
     "require_arguments",
+    "result_call",
+    "tool_call",
     "usage",
+    "workers_ai_event",
+    "workers_ai_message",
+    "workers_ai_tool",
 ]

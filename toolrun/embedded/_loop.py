@@ -35,7 +35,8 @@ from typing import Any, Unpack
 
 from .._errors import EngineError, InvalidInputError
 from .._types import check_unique_names, message_list
-from .._wire import encode_arguments
+from .._wire import message_tool_call, openai_message_call, openai_tool, tool_call
+from ..ai import AI, AsyncAI
 from ..tools import Tool, as_tool, tool_name_and_description
 from ._client import ModelClient, call_model, is_async_client
 from ._execute import PendingCall, read_tool_calls, run_calls
@@ -84,7 +85,12 @@ class ToolLoop:
         self.ai = ai
         self.model = model
         self.options = options
+        # The conversation. The assistant turns the loop adds keep their calls' arguments as dicts: toolrun's
+        # own AI reads them as they are; JSON text is written only for a foreign client and for the caller.
         self.messages = _initial_messages(inputs)
+        self._given = len(self.messages)  # the caller's messages, passed on as they came
+        self._encoded: list[dict[str, Any]] = []  # self.messages with arguments as JSON text, so far
+        self._reads_dicts = isinstance(ai, (AI, AsyncAI))
         self.tools = _collect_tools(inputs.get("tools"))
         self.tool_choice = inputs.get("tool_choice")
         self.forwarded = {k: v for k, v in inputs.items() if k not in _MANAGED_INPUTS}
@@ -111,10 +117,7 @@ class ToolLoop:
         # Schemas are not meta-validated here: the binding does that on the request
         # (naming the tool and the fault), and doing it twice costs more than the rest of a round.
         offered_by_name = {t.name: t for t in offered}
-        tool_payload = [
-            {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
-            for t in offered
-        ]
+        tool_payload = [openai_tool(t) for t in offered]
 
         rounds_left = self.options.max_recursive_tool_runs
         round_number = 0
@@ -145,10 +148,20 @@ class ToolLoop:
 
     def _request(self, *, stream: bool, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         # A fresh list each call: a client may keep the request, and we go on appending.
-        request = {**self.forwarded, "messages": list(self.messages), "stream": stream}
+        messages = list(self.messages) if self._reads_dicts else self._wire_messages()
+        request = {**self.forwarded, "messages": messages, "stream": stream}
         if tools is not None:
             request["tools"] = tools
         return request
+
+    def _wire_messages(self) -> list[dict[str, Any]]:
+        """The conversation as OpenAI's chat API has it (a fresh list); each turn is converted once."""
+        for i in range(len(self._encoded), len(self.messages)):
+            message = self.messages[i]
+            if i >= self._given and message.get("tool_calls"):
+                message = {**message, "tool_calls": [openai_message_call(c) for c in message["tool_calls"]]}
+            self._encoded.append(message)
+        return list(self._encoded)
 
     async def _trim(self, trim_function: TrimFunction) -> list[Tool]:
         started = time.perf_counter()
@@ -226,14 +239,7 @@ class ToolLoop:
             {
                 "role": "assistant",
                 "content": response.get("response") or "",
-                "tool_calls": [
-                    {
-                        "id": c.id,
-                        "type": "function",
-                        "function": {"name": str(c.name), "arguments": encode_arguments(c.arguments or {})},
-                    }
-                    for c in calls
-                ],
+                "tool_calls": [message_tool_call(tool_call(str(c.name), c.arguments or {}, c.id)) for c in calls],
             }
         )
         started = time.perf_counter()
@@ -263,7 +269,11 @@ class ToolLoop:
                 # Answered in a tool round (or the client does not stream): replay it as
                 # events. Its usage is already counted, so the stream must not add it again.
                 return ToolRunStream(
-                    events_of(response), self.messages, sum_usage(self.usages), self._log_done, count_usage=False
+                    events_of(response),
+                    self._wire_messages(),
+                    sum_usage(self.usages),
+                    self._log_done,
+                    count_usage=False,
                 )
             if hasattr(response, "__aiter__"):
                 events: AsyncIterator[Any] = aiter(response)
@@ -274,10 +284,10 @@ class ToolLoop:
                     f"{type(self.ai).__name__}.run(stream=True) returned {type(response).__name__}; "
                     "expected an iterator of events"
                 )
-            return ToolRunStream(events, self.messages, sum_usage(self.usages), self._log_done)
+            return ToolRunStream(events, self._wire_messages(), sum_usage(self.usages), self._log_done)
         result = dict(response)
         self.messages.append({"role": "assistant", "content": response.get("response") or ""})
-        result["messages"] = self.messages
+        result["messages"] = self._wire_messages()
         result["total_usage"] = sum_usage(self.usages)
         self._log_done(result["total_usage"])
         return result

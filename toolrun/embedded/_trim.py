@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._types import ToolSpec
+from .._wire import openai_tool, openai_tool_choice
 from ..tools import tool_name_and_description
 from ._client import call_model
 
@@ -61,26 +63,23 @@ async def auto_trim_tools(
         f'Choose the tools needed to complete the task in the conversation below, and call "{CHOOSE_TOOL_NAME}" '
         f"with their names.\n\nTools:\n{listing}\n\nConversation:\n{conversation}"
     )
-    choose_tool = {
-        "type": "function",
-        "function": {
-            "name": CHOOSE_TOOL_NAME,
-            "description": "Choose the best tools for the task",
-            "parameters": {
-                "type": "object",
-                "properties": {"tools": {"type": "array", "items": {"type": "string", "enum": names}}},
-                "required": ["tools"],
-            },
+    choose_tool = ToolSpec(
+        CHOOSE_TOOL_NAME,
+        "Choose the best tools for the task",
+        {
+            "type": "object",
+            "properties": {"tools": {"type": "array", "items": {"type": "string", "enum": names}}},
+            "required": ["tools"],
         },
-    }
+    )
     response = await call_model(
         ai,
         model,
         {
             "messages": [{"role": "user", "content": prompt}],
             "stream": False,
-            "tools": [choose_tool],
-            "tool_choice": {"type": "function", "function": {"name": CHOOSE_TOOL_NAME}},
+            "tools": [openai_tool(choose_tool)],
+            "tool_choice": openai_tool_choice(CHOOSE_TOOL_NAME),
         },
     )
     chosen = _chosen_names(response)

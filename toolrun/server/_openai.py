@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -20,12 +19,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._errors import InvalidInputError, ModelNotFoundError
-from .._wire import Event, encode_arguments, openai_tool_call
-from ._endpoint import endpoint, log
-from ._errors import as_toolrun_error, openai_error, openai_error_body
-from ._limits import Ticket
+from .._wire import (
+    Event,
+    Usage,
+    encode_arguments,
+    openai_arguments_delta,
+    openai_assistant_message,
+    openai_call_opener,
+)
+from ._endpoint import endpoint
+from ._errors import openai_error, openai_error_body
 from ._state import ServerState
-from ._streaming import EventStreamResponse, sse_frame
+from ._streaming import EventStreamResponse, event_frames, sse_frame
 
 API = "openai"
 
@@ -133,7 +138,7 @@ def _completion_id() -> str:
 @endpoint(API, "chat_completions", openai_error)
 async def chat_completions(request: Request, state: ServerState) -> Response:
     body = await state.read_body(request)
-    model, inputs, stream, include_usage = to_binding_inputs(body)
+    model, inputs, _, include_usage = to_binding_inputs(body)
     field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     state.cap_max_tokens(inputs, field=field)
     try:
@@ -142,51 +147,64 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
         if field != "max_tokens" and exc.where == "max_tokens":
             exc.where = field  # the binding knows the field as max_tokens; the client sent the newer name
         raise
-    completion_id, created = _completion_id(), int(time.time())
-    if not stream:
-        calls = result.get("tool_calls") or []
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": result.get("response") or (None if calls else ""),
-            "refusal": None,
-        }
-        if calls:
-            message["tool_calls"] = [openai_tool_call(c) for c in calls]
+    chunks = _ChunkWriter(_completion_id(), int(time.time()), model)
+    if isinstance(result, dict):  # the whole result: the request did not ask to stream
         return JSONResponse(
             {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "system_fingerprint": None,
+                **chunks.envelope("chat.completion"),
                 "choices": [
                     {
                         "index": 0,
-                        "message": message,
+                        "message": openai_assistant_message(result["response"], result["tool_calls"]),
                         "logprobs": None,
-                        "finish_reason": result.get("finish_reason") or ("tool_calls" if calls else "stop"),
+                        "finish_reason": result["finish_reason"],
                     }
                 ],
-                "usage": result.get("usage") or {},
+                "usage": result["usage"],
             }
         )
-    frames = _chunks(
-        state, ticket, result, completion_id=completion_id, created=created, model=model, include_usage=include_usage
+    frames = event_frames(
+        result,
+        _ChunkRenderer(chunks, include_usage).render,
+        opening=[chunks.chunk({"role": "assistant", "content": ""})],
+        on_usage=lambda used: state.metrics.observe_usage(ticket.model, used, ticket.held_seconds),
+        error_body=openai_error_body,
     )
     return EventStreamResponse(frames, on_finish=lambda _: ticket.release())
 
 
-async def _chunks(
-    state: ServerState,
-    ticket: Ticket,
-    events: AsyncIterator[Event],
-    *,
-    completion_id: str,
-    created: int,
-    model: str,
-    include_usage: bool,
-) -> AsyncIterator[bytes]:
-    """Binding events as ``chat.completion.chunk``s.
+class _ChunkWriter:
+    """The envelope every ``chat.completion`` and ``chat.completion.chunk`` of one answer shares."""
+
+    def __init__(self, completion_id: str, created: int, model: str) -> None:
+        self.completion_id = completion_id
+        self.created = created
+        self.model = model
+
+    def envelope(self, kind: str) -> dict[str, Any]:
+        return {
+            "id": self.completion_id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+        }
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return self._frame({**self.envelope("chat.completion.chunk"), "choices": [choice]})
+
+    def usage_chunk(self, used: Usage) -> bytes:
+        """``stream_options.include_usage``'s last chunk: no choices, the answer's usage."""
+        return self._frame({**self.envelope("chat.completion.chunk"), "choices": [], "usage": used})
+
+    @staticmethod
+    def _frame(payload: dict[str, Any]) -> bytes:
+        return sse_frame(json.dumps(payload, ensure_ascii=False))
+
+
+class _ChunkRenderer:
+    """Binding events as ``chat.completion.chunk``s (after the one that names the assistant's role).
 
     Tool calls go out as OpenAI streams them: a first delta with id and name,
     then the arguments. Where the engine streamed the arguments as they were
@@ -194,97 +212,37 @@ async def _chunks(
     follow in one delta when the checked call arrives.
     """
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return sse_frame(
-            json.dumps(
-                {
-                    "id": completion_id,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "system_fingerprint": None,
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-                },
-                ensure_ascii=False,
-            )
-        )
+    def __init__(self, chunks: _ChunkWriter, include_usage: bool) -> None:
+        self.chunks = chunks
+        self.include_usage = include_usage
+        self.opened: set[int] = set()  # calls whose id and name went out
+        self.streamed: set[int] = set()  # calls whose arguments went out as fragments
 
-    opened: set[int] = set()  # calls whose id and name went out
-    streamed: set[int] = set()  # calls whose arguments went out as fragments
-    try:
-        yield chunk({"role": "assistant", "content": ""})
-        async for event in events:
-            if "tool_call_delta" in event:
-                part = event["tool_call_delta"]
-                if part["index"] not in opened:
-                    opened.add(part["index"])
-                    yield chunk(
-                        {
-                            "tool_calls": [
-                                {
-                                    "index": part["index"],
-                                    "id": part["id"],
-                                    "type": "function",
-                                    "function": {"name": part["name"], "arguments": ""},
-                                }
-                            ]
-                        }
-                    )
-                streamed.add(part["index"])
-                yield chunk({"tool_calls": [{"index": part["index"], "function": {"arguments": part["arguments"]}}]})
-            elif "tool_calls" in event:
-                for call in event["tool_calls"]:
-                    index = call["index"]
-                    if index in streamed:
-                        continue
-                    if index not in opened:
-                        opened.add(index)
-                        yield chunk(
-                            {
-                                "tool_calls": [
-                                    {
-                                        "index": index,
-                                        "id": call["id"],
-                                        "type": "function",
-                                        "function": {"name": call["name"], "arguments": ""},
-                                    }
-                                ]
-                            }
-                        )
-                    yield chunk(
-                        {
-                            "tool_calls": [
-                                {"index": index, "function": {"arguments": encode_arguments(call["arguments"])}}
-                            ]
-                        }
-                    )
-            elif "usage" in event:
-                state.metrics.observe_usage(ticket.model, event["usage"], ticket.held_seconds)
-                yield chunk({}, finish=event["finish_reason"])
-                if include_usage:
-                    yield sse_frame(
-                        json.dumps(
-                            {
-                                "id": completion_id,
-                                "object": "chat.completion.chunk",
-                                "created": created,
-                                "model": model,
-                                "system_fingerprint": None,
-                                "choices": [],
-                                "usage": event["usage"],
-                            }
-                        )
-                    )
-            elif event["response"]:
-                yield chunk({"content": event["response"]})
-        yield sse_frame("[DONE]")
-    except Exception as exc:  # noqa: BLE001 - headers are sent: report in-band, as OpenAI does
-        error = as_toolrun_error(exc)
-        if error is not exc:
-            log.exception("stream failed")
-        yield sse_frame(json.dumps(openai_error_body(error)))
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
+    def render(self, event: Event) -> list[bytes]:
+        if "tool_call_delta" in event:
+            part = event["tool_call_delta"]
+            self.streamed.add(part["index"])
+            deltas = [*self._open(part["index"], part["id"], part["name"])]
+            deltas.append(openai_arguments_delta(part["index"], part["arguments"]))
+        elif "tool_calls" in event:
+            deltas = []
+            for call in event["tool_calls"]:
+                if call["index"] not in self.streamed:
+                    deltas.extend(self._open(call["index"], call["id"], call["name"]))
+                    deltas.append(openai_arguments_delta(call["index"], encode_arguments(call["arguments"])))
+        elif "usage" in event:
+            finish = self.chunks.chunk({}, finish=event["finish_reason"])
+            return [finish, self.chunks.usage_chunk(event["usage"])] if self.include_usage else [finish]
+        else:
+            return [self.chunks.chunk({"content": event["response"]})] if event["response"] else []
+        return [self.chunks.chunk({"tool_calls": [delta]}) for delta in deltas]
+
+    def _open(self, index: int, call_id: str, name: str) -> list[dict[str, Any]]:
+        """The call's opening delta (id and name), the first time the call shows up."""
+        if index in self.opened:
+            return []
+        self.opened.add(index)
+        return [openai_call_opener(index, call_id, name)]
 
 
 # ------------------------------------------------------------------ models

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from .._errors import ToolrunError
+from .._wire import Event, Usage
+from ._errors import as_toolrun_error
 
 T = TypeVar("T")
 log = logging.getLogger("toolrun.server")
@@ -112,3 +117,36 @@ class EventStreamResponse(Response):
 
 def sse_frame(data: str) -> bytes:
     return f"data: {data}\n\n".encode()
+
+
+async def event_frames(
+    events: AsyncIterator[Event],
+    render: Callable[[Event], Iterable[bytes]],
+    *,
+    on_usage: Callable[[Usage], None],
+    error_body: Callable[[ToolrunError], dict[str, Any]],
+    opening: Iterable[bytes] = (),
+) -> AsyncIterator[bytes]:
+    """The binding's events as one API's SSE frames, then ``data: [DONE]``.
+
+    ``opening`` goes out first, whatever the events do; ``render`` writes an
+    event in the API's dialect; ``on_usage`` sees the
+    final event's usage (the metrics). A failure after the status line went out
+    is reported in-band in the API's error shape, as both OpenAI and Cloudflare do.
+    """
+    try:
+        for frame in opening:
+            yield frame
+        async for event in events:
+            if "usage" in event:
+                on_usage(event["usage"])
+            for frame in render(event):
+                yield frame
+        yield sse_frame("[DONE]")
+    except Exception as exc:  # the status line is gone: report in-band and end the stream
+        error = as_toolrun_error(exc)
+        if error is not exc:
+            log.exception("stream failed")
+        yield sse_frame(json.dumps(error_body(error)))
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -18,11 +17,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._errors import InvalidInputError
-from ._endpoint import endpoint, log
-from ._errors import as_toolrun_error, cloudflare_error, cloudflare_error_body
-from ._limits import Ticket
+from .._wire import Event, workers_ai_event
+from ._endpoint import endpoint
+from ._errors import cloudflare_error, cloudflare_error_body
 from ._state import ServerState
-from ._streaming import EventStreamResponse, sse_frame
+from ._streaming import EventStreamResponse, event_frames, sse_frame
 
 API = "workers_ai"
 PREFIX = "/client/v4/accounts/{account_id}/ai"
@@ -40,27 +39,19 @@ async def run_model(request: Request, state: ServerState) -> Response:
     result, ticket = await state.run(request, model, inputs)
     if isinstance(result, dict):
         return JSONResponse(envelope(result))
-    return EventStreamResponse(_frames(state, ticket, result), on_finish=lambda _: ticket.release())
+    frames = event_frames(
+        result,
+        _frames,
+        on_usage=lambda used: state.metrics.observe_usage(ticket.model, used, ticket.held_seconds),
+        error_body=cloudflare_error_body,
+    )
+    return EventStreamResponse(frames, on_finish=lambda _: ticket.release())
 
 
-async def _frames(state: ServerState, ticket: Ticket, events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    """Workers AI's SSE: one ``data: {"response": ...}`` per event, then ``data: [DONE]``."""
-    try:
-        async for event in events:
-            if "tool_call_delta" in event:
-                continue  # Workers AI streams each call whole
-            if "usage" in event:
-                state.metrics.observe_usage(ticket.model, event["usage"], ticket.held_seconds)
-            # Every Workers AI stream event has "response"; tool-call events carry an empty one.
-            yield sse_frame(json.dumps({"response": "", **event}, ensure_ascii=False))
-        yield sse_frame("[DONE]")
-    except Exception as exc:  # noqa: BLE001 - the status line is gone: report in-band and end the stream
-        error = as_toolrun_error(exc)
-        if error is not exc:
-            log.exception("stream failed")
-        yield sse_frame(json.dumps(cloudflare_error_body(error)))
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
+def _frames(event: Event) -> list[bytes]:
+    """Workers AI's SSE: one ``data: {"response": ...}`` per event."""
+    payload = workers_ai_event(event)
+    return [] if payload is None else [sse_frame(json.dumps(payload, ensure_ascii=False))]
 
 
 # ------------------------------------------------------------------ models

@@ -53,7 +53,7 @@ from typing import Any, Literal, TypeAlias
 import httpx
 
 from ..._errors import EngineError, InvalidInputError
-from ..._wire import Event, FinishReason, encode_arguments, final_event
+from ..._wire import Event, FinishReason, final_event, openai_message, openai_tool, openai_tool_choice
 from ...formats import (
     CallGrammar,
     ControlTokens,
@@ -64,10 +64,11 @@ from ...formats import (
 )
 from .._base import Engine, GenerationRequest, NamedTool, SamplingParams
 from .._prompt import render_prompt
+from .._registry import EngineSpec, register_engine
 from ..turn import CallPolicy, GrammarCache, RequestGrammars, TurnGate, Verdict, without_repeats
 from ._calls import CallAccumulator
 from ._errors import openai_error, openai_stream_error
-from ._http import RetryPolicy, Timeouts, UpstreamPool, display_url
+from ._http import RetryPolicy, Timeouts, UpstreamPool, connection_policy, display_url
 from ._template import PromptTemplate, choose_template, read_chat_template, stop_strings
 
 log = logging.getLogger("toolrun.engines.remote")
@@ -291,25 +292,9 @@ class OpenAICompatibleEngine(Engine):
     # ------------------------------------------------------------------ native
 
     def _chat_body(self, request: GenerationRequest) -> dict[str, Any]:
-        messages: list[dict[str, Any]] = []
-        for message in request.messages:
-            out: dict[str, Any] = dict(message)
-            if message.get("tool_calls"):
-                out["tool_calls"] = [
-                    {
-                        "id": c["id"],
-                        "type": "function",
-                        "function": {
-                            "name": c["function"]["name"],
-                            "arguments": encode_arguments(c["function"]["arguments"]),
-                        },
-                    }
-                    for c in message["tool_calls"]
-                ]
-            messages.append(out)
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": messages,
+            "messages": [openai_message(m) for m in request.messages],
             "stream": True,
             "max_tokens": request.sampling.max_tokens,
             **self._sampling(request.sampling),
@@ -317,11 +302,9 @@ class OpenAICompatibleEngine(Engine):
         if self.dialect.stream_usage:
             body["stream_options"] = {"include_usage": True}
         if request.uses_tools:
-            body["tools"] = [t.as_openai() for t in request.tools]
+            body["tools"] = [openai_tool(t) for t in request.tools]
             choice = request.tool_choice
-            body["tool_choice"] = (
-                {"type": "function", "function": {"name": choice.name}} if isinstance(choice, NamedTool) else choice
-            )
+            body["tool_choice"] = openai_tool_choice(choice.name) if isinstance(choice, NamedTool) else choice
             if not request.parallel_tool_calls:
                 body["parallel_tool_calls"] = False
         if request.response_schema is not None:
@@ -820,3 +803,31 @@ def _llama_top(payload: Mapping[str, Any]) -> dict[str, float] | None:
 def _may_open(token: str, openers: tuple[str, ...]) -> bool:
     """Whether a first token begins one of the ways this format opens a call (tags, fences, bare JSON)."""
     return bool(token.strip()) and any(opener.startswith(token) for opener in openers)
+
+
+def _openai_compatible_engine(spec: EngineSpec) -> OpenAICompatibleEngine:
+    remote = spec.require_remote()
+    timeouts, retry = connection_policy(remote)
+    return OpenAICompatibleEngine(
+        list(remote.base_urls),
+        remote.model,
+        api_key_env=remote.api_key_env,
+        upstream=remote.upstream,
+        tool_parsing=remote.tool_parsing,
+        tool_format=spec.tool_format,
+        chat_template=remote.chat_template,
+        context_window=spec.context_window,
+        policy=spec.policy,
+        timeouts=timeouts,
+        retry=retry,
+    )
+
+
+# Every dialect is an engine kind, chosen by a catalog entry's ``upstream``: a new flavour is one DIALECTS entry.
+for _upstream in DIALECTS:
+    register_engine(
+        _upstream,
+        _openai_compatible_engine,
+        source="servers",
+        aliases=[alias for alias, name in UPSTREAM_ALIASES.items() if name == _upstream],
+    )

@@ -29,12 +29,13 @@ from typing import Any
 import httpx
 
 from ..._errors import ModelUnavailableError
-from ..._wire import Event, Message, encode_arguments, final_event
+from ..._wire import Event, final_event, openai_tool_choice, workers_ai_message, workers_ai_tool
 from .._base import Engine, GenerationRequest, NamedTool
+from .._registry import EngineSpec, register_engine
 from ..turn import without_repeats
 from ._calls import CallAccumulator
 from ._errors import cloudflare_error, cloudflare_stream_error
-from ._http import RetryPolicy, Timeouts, UpstreamPool
+from ._http import RetryPolicy, Timeouts, UpstreamPool, connection_policy
 from ._openai import finish_reason
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
@@ -118,26 +119,6 @@ class WorkersAIEngine(Engine):
 
     # ------------------------------------------------------------- inputs
 
-    @staticmethod
-    def _message(message: Message) -> dict[str, Any]:
-        out: dict[str, Any] = {"role": message["role"], "content": message["content"]}
-        if message.get("tool_calls"):
-            out["tool_calls"] = [
-                {
-                    "id": c["id"],
-                    "type": "function",
-                    "function": {
-                        "name": c["function"]["name"],
-                        "arguments": encode_arguments(c["function"]["arguments"]),
-                    },
-                }
-                for c in message["tool_calls"]
-            ]
-        for key in ("name", "tool_call_id"):
-            if message.get(key):
-                out[key] = message[key]
-        return out
-
     def inputs(self, request: GenerationRequest) -> dict[str, Any]:
         """The body of ``ai/run``: Workers AI's input schema, sending only what differs from its defaults."""
         s = request.sampling
@@ -145,7 +126,7 @@ class WorkersAIEngine(Engine):
         if request.raw_prompt is not None:
             inputs = {"prompt": request.raw_prompt, "raw": True}
         else:
-            inputs = {"messages": [self._message(m) for m in request.messages]}
+            inputs = {"messages": [workers_ai_message(m) for m in request.messages]}
         inputs["max_tokens"] = s.max_tokens
         inputs["temperature"] = s.temperature
         if s.top_p != 1.0:
@@ -161,12 +142,10 @@ class WorkersAIEngine(Engine):
         if s.presence_penalty:
             inputs["presence_penalty"] = s.presence_penalty
         if request.uses_tools:
-            inputs["tools"] = [
-                {"name": t.name, "description": t.description, "parameters": dict(t.parameters)} for t in request.tools
-            ]
+            inputs["tools"] = [workers_ai_tool(t) for t in request.tools]
             choice = request.tool_choice
             if isinstance(choice, NamedTool):
-                inputs["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+                inputs["tool_choice"] = openai_tool_choice(choice.name)
             elif choice == "required":
                 inputs["tool_choice"] = "required"
             if not request.parallel_tool_calls:
@@ -239,6 +218,18 @@ def _normalise(result: Mapping[str, Any]) -> tuple[str, Any, Mapping[str, Any] |
         text = json.dumps(response, ensure_ascii=False)
     finish = result.get("finish_reason") if isinstance(result.get("finish_reason"), str) else None
     return text, result.get("tool_calls"), usage, finish
+
+
+def _workers_ai_engine(spec: EngineSpec) -> WorkersAIEngine:
+    remote, account = spec.require_remote(), spec.account
+    timeouts, retry = connection_policy(remote)
+    credentials = WorkersAICredentials.resolve(account.account_id, account.api_token, account.base_url)
+    return WorkersAIEngine(
+        remote.model, credentials, context_window=spec.context_window, timeouts=timeouts, retry=retry
+    )
+
+
+register_engine("workers-ai", _workers_ai_engine, source="hosted")
 
 
 __all__ = ["ACCOUNT_ENV", "BASE_URL_ENV", "DEFAULT_BASE_URL", "TOKEN_ENV", "WorkersAICredentials", "WorkersAIEngine"]
