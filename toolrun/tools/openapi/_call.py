@@ -28,9 +28,10 @@ import httpx
 
 from ..._errors import InvalidInputError, ToolExecutionError
 from ..._json import check_json
-from ._address import new_client, url_host
+from ._address import new_client
 from ._convert import GROUPS, Operation, Param
 from ._read import BodyError, read_capped
+from ._redirect import InvalidRedirect, redirect_target, url_origin
 
 logger = logging.getLogger("toolrun.openapi")
 
@@ -562,11 +563,6 @@ def _apply_scheme(
 # ------------------------------------------------------------ sending
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    port = url.port or {"http": 80, "https": 443}.get(url.scheme)
-    return url.scheme, url_host(url), port
-
-
 async def _send(request: _Request, op: Operation, settings: CallSettings) -> str:
     client = settings.client or shared_client(settings.allow_link_local)
     assert op.server.origin is not None
@@ -576,7 +572,7 @@ async def _send(request: _Request, op: Operation, settings: CallSettings) -> str
     content, files = request.content, request.files
     headers = request.headers
     for _ in range(MAX_REDIRECTS + 1):
-        if _origin(url) != origin:  # defence in depth: the URL is built from the server base
+        if url_origin(url) != origin:  # defence in depth: the URL is built from the server base
             return json.dumps(
                 {
                     "error": f"refused to send a request to {url.copy_with(query=None)}: "
@@ -592,15 +588,14 @@ async def _send(request: _Request, op: Operation, settings: CallSettings) -> str
             # idna raises its own error for a broken "xn--" host in a Location header
             return json.dumps({"error": f"the server's answer cannot be read: {type(exc).__name__}: {exc}"})
         try:
-            location = resp.headers.get("location")
-            if resp.is_redirect and location:
-                try:
-                    target = url.join(location)
-                except httpx.InvalidURL:
-                    return json.dumps(
-                        {"error": f"the server redirected to an invalid URL {location!r}", "status": resp.status_code}
-                    )
-                if _origin(target) != origin:
+            try:
+                target = redirect_target(resp, url)
+            except InvalidRedirect as exc:
+                return json.dumps(
+                    {"error": f"the server redirected to an invalid URL {exc.location!r}", "status": resp.status_code}
+                )
+            if target is not None:
+                if url_origin(target) != origin:
                     return json.dumps(
                         {
                             "error": f"the server redirected to {target.copy_with(query=None)}, another origin; "

@@ -14,6 +14,7 @@ import httpx
 from ..._errors import OpenAPISpecError
 from ._address import check_url, new_client
 from ._read import BodyError, read_capped
+from ._redirect import InvalidRedirect, redirect_target, url_origin
 
 MAX_SPEC_BYTES = 64 * 1024 * 1024
 MAX_SPEC_REDIRECTS = 10
@@ -92,10 +93,6 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         raise OpenAPISpecError(f"cannot read {path}: {exc.strerror or exc}", where="spec") from None
 
 
-def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:
-    return url.scheme, url.raw_host, url.port or {"http": 80, "https": 443}.get(url.scheme)
-
-
 async def _fetch(
     url: str,
     *,
@@ -121,21 +118,21 @@ async def _fetch(
                 headers={"Accept": "application/json, application/yaml;q=0.9, */*;q=0.5"},
             )
             # As httpx does when it follows redirects: credentials never go on to another origin.
-            crossed = _origin(current) != _origin(httpx.URL(url))
+            crossed = url_origin(current) != url_origin(httpx.URL(url))
             if crossed:
                 request.headers.pop("Authorization", None)
             resp = await http.send(
                 request, stream=True, follow_redirects=False, auth=None if crossed else httpx.USE_CLIENT_DEFAULT
             )
             try:
-                location = resp.headers.get("location")
-                if resp.is_redirect and location:
-                    try:
-                        current = current.join(location)
-                    except httpx.InvalidURL:
-                        raise OpenAPISpecError(
-                            f"fetching {url} redirected to an invalid URL {location[:200]!r}", where="spec"
-                        ) from None
+                try:
+                    target = redirect_target(resp, current)
+                except InvalidRedirect as exc:
+                    raise OpenAPISpecError(
+                        f"fetching {url} redirected to an invalid URL {exc.location[:200]!r}", where="spec"
+                    ) from None
+                if target is not None:
+                    current = target
                     if current.scheme not in ("http", "https"):
                         raise OpenAPISpecError(
                             f"fetching {url} redirected to {current.scheme!r}, not http(s)", where="spec"
