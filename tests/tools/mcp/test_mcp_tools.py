@@ -6,17 +6,17 @@ No mocks: the servers are mcp_test_servers.py, written with the SDK's server sid
 from __future__ import annotations
 
 import asyncio
-import http.server
+import inspect
 import json
 import logging
 import os
 import re
 import signal
 import sys
-import threading
 import time
 
 import pytest
+from _servers import HttpStandIn, same_answer
 from mcp_testing import SCRIPTED, process_gone, scripted_ai, server_command
 
 from toolrun import InvalidInputError
@@ -258,29 +258,13 @@ async def test_a_list_changed_notice_updates_the_tool_list_in_place(era) -> None
 # ------------------------------------------------------------------ hostile servers
 
 
-class RecordingServer:
+class RecordingServer(HttpStandIn):
     """A loopback HTTP server that records every request: a schema's $ref must never reach it."""
 
     def __init__(self) -> None:
-        self.requests: list[str] = []
-        recorder = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                recorder.requests.append(self.path)
-                body = b'{"type": "string"}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/schema.json"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(same_answer())
+        self.requests = self.paths
+        self.url = f"{self.url}/schema.json"
 
 
 async def test_hostile_schemas_are_skipped_with_a_warning_and_never_fetched(caplog) -> None:
@@ -302,7 +286,7 @@ async def test_hostile_schemas_are_skipped_with_a_warning_and_never_fetched(capl
                 )
                 assert [m["content"] for m in out["messages"] if m["role"] == "tool"] == ["called get/weather now"]
     finally:
-        recorder.server.shutdown()
+        recorder.close()
     assert recorder.requests == []
     skipped = {r.getMessage().split("tool '")[1].split("'")[0] for r in caplog.records if "skipped" in r.getMessage()}
     assert skipped == {"remote_ref", "file_ref", "too_deep", "bad_schema"}
@@ -330,6 +314,17 @@ def test_the_sync_face_reports_a_server_that_will_not_start() -> None:
         create_tools_from_mcp_sync(command=[sys.executable, "-c", "raise SystemExit(3)"]),
     ):
         pass
+
+
+def test_the_sync_face_takes_exactly_the_async_faces_arguments() -> None:
+    # One list of arguments serves both faces: help() shows them, and they are checked alike.
+    sync, async_ = inspect.signature(create_tools_from_mcp_sync), inspect.signature(create_tools_from_mcp)
+    assert sync.parameters == async_.parameters
+    assert sync.return_annotation == "MCPToolsSync"
+    with pytest.raises(TypeError, match="comand"):
+        create_tools_from_mcp_sync(comand=WEATHER)
+    with pytest.raises(InvalidInputError, match="prefix"):
+        create_tools_from_mcp_sync(command=WEATHER, prefix="no spaces")
 
 
 # ------------------------------------------------------------------ starting fails clearly

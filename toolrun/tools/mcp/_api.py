@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from .._tool import Tool
 from ._spec import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, server_specs
@@ -16,6 +17,24 @@ from ._spec import connect_timeout as _connect_timeout
 from ._toolset import Toolset
 
 _STOP_WAIT = 60.0  # seconds the sync face waits for servers to stop: stdio shutdown is bounded well below
+
+_Arguments = ParamSpec("_Arguments")
+_Result = TypeVar("_Result")
+
+
+def _arguments_of(
+    source: Callable[_Arguments, object],
+) -> Callable[[Callable[..., _Result]], Callable[_Arguments, _Result]]:
+    """Give the decorated function ``source``'s parameters, for type checkers and ``help()`` alike:
+    a face that passes its arguments on whole then needs no copy of the list."""
+
+    def decorate(function: Callable[..., _Result]) -> Callable[_Arguments, _Result]:
+        returns = inspect.signature(function).return_annotation
+        signature = inspect.signature(source).replace(return_annotation=returns)
+        function.__signature__ = signature  # type: ignore[attr-defined]  # what inspect.signature reads first
+        return function
+
+    return decorate
 
 
 class MCPTools:
@@ -189,39 +208,11 @@ class MCPToolsSync:
         return repr(self._async).replace("MCPTools(", "MCPToolsSync(", 1)
 
 
-def create_tools_from_mcp_sync(
-    *,
-    command: str | Sequence[str] | None = None,
-    url: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    env: Mapping[str, str] | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-    prefix: str = "",
-    match_patterns: Iterable[str | re.Pattern[str]] | None = None,
-    servers: Iterable[Mapping[str, Any]] | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    max_response_bytes: int = MAX_RESPONSE_BYTES,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    verbose: bool = False,
-) -> MCPToolsSync:
+@_arguments_of(create_tools_from_mcp)
+def create_tools_from_mcp_sync(**arguments: Any) -> MCPToolsSync:
     """:func:`create_tools_from_mcp` for code without an event loop; same arguments.
 
     >>> with create_tools_from_mcp_sync(command=["python", "weather_server.py"]) as tools:
     ...     out = run_with_tools_sync(ai, model, {"messages": [...], "tools": tools})
     """
-    return MCPToolsSync(
-        create_tools_from_mcp(
-            command=command,
-            url=url,
-            headers=headers,
-            env=env,
-            cwd=cwd,
-            prefix=prefix,
-            match_patterns=match_patterns,
-            servers=servers,
-            timeout=timeout,
-            max_response_bytes=max_response_bytes,
-            connect_timeout=connect_timeout,
-            verbose=verbose,
-        )
-    )
+    return MCPToolsSync(create_tools_from_mcp(**arguments))
