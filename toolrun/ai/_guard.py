@@ -14,7 +14,7 @@ Which calls a turn makes — repeats of answered calls dropped among them — is
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from referencing.exceptions import Unresolvable
@@ -61,7 +61,7 @@ def _as_numbers(value: Any, schema: Any) -> Any:
     return value
 
 
-async def checked_events(engine: Engine, request: GenerationRequest) -> AsyncIterator[Event]:
+async def checked_events(engine: Engine, request: GenerationRequest) -> AsyncGenerator[Event, None]:
     """The engine's events with every call checked (see the module doc): the valid ones, numbered in order,
     go out together before the last event."""
     tools = {t.name: t for t in request.tools}

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Required, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,13 +39,58 @@ class RunInputs(BaseModel):
     response_format: dict[str, Any] | None = None
 
 
-def parse_inputs(inputs: Any) -> RunInputs:
+class _InputFields(TypedDict, total=False):
+    """:class:`RunInputs` as a dict literal's type: lets ``AI.run`` tell its two answers apart by ``stream``.
+
+    Its fields hold no ``Any``: an argument whose type holds one matches every overload, and mypy then
+    gives up on the answer's type.
+    """
+
+    messages: Sequence[Mapping[str, object]]
+    prompt: str
+    raw: bool
+    #: JSON Schema tool definitions (Workers AI's or OpenAI's shape), ToolSpecs, or Python callables.
+    tools: Sequence[object]
+    tool_choice: str | Mapping[str, object]
+    parallel_tool_calls: bool
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int | None
+    repetition_penalty: float
+    frequency_penalty: float
+    presence_penalty: float
+    response_format: Mapping[str, object] | None
+
+
+class StreamInputs(_InputFields, total=False):
+    """Inputs with ``"stream": True``: ``AI.run`` returns the events as they come."""
+
+    stream: Required[Literal[True]]
+
+
+class ResultInputs(_InputFields, total=False):
+    """Inputs without ``stream`` (or with ``"stream": False``): ``AI.run`` returns the whole result."""
+
+    stream: Literal[False]
+
+
+def parse_inputs(inputs: object) -> RunInputs:
+    """The inputs checked and typed; a :class:`RunInputs` (checked by pydantic when it was built) as it is."""
+    parsed = inputs if isinstance(inputs, RunInputs) else _validate(inputs)
+    if (parsed.messages is None) == (parsed.prompt is None):
+        raise InvalidInputError("give exactly one of 'messages' or 'prompt'", where="inputs")
+    return parsed
+
+
+def _validate(inputs: object) -> RunInputs:
     if not isinstance(inputs, Mapping):
         raise InvalidInputError(f"inputs must be an object, not {type(inputs).__name__}", where="inputs")
     # Everything but the tools (which may be objects carrying code) must be plain, bounded JSON.
     check_json({k: v for k, v in inputs.items() if k != "tools"}, "")
     try:
-        parsed = RunInputs.model_validate(dict(inputs))
+        return RunInputs.model_validate(dict(inputs))
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "inputs"
@@ -55,9 +100,6 @@ def parse_inputs(inputs: Any) -> RunInputs:
         if err["type"] == "extra_forbidden":
             message = f"unknown input field; accepted fields are {', '.join(RunInputs.model_fields)}"
         raise InvalidInputError(message, where=where) from None
-    if (parsed.messages is None) == (parsed.prompt is None):
-        raise InvalidInputError("give exactly one of 'messages' or 'prompt'", where="inputs")
-    return parsed
 
 
 def _tool_choice(raw: Any, tool_names: list[str]) -> ToolChoice:
@@ -145,4 +187,4 @@ def build_request(inputs: RunInputs, *, function_calling: bool) -> GenerationReq
     )
 
 
-__all__ = ["RunInputs", "build_request", "parse_inputs"]
+__all__ = ["ResultInputs", "RunInputs", "StreamInputs", "build_request", "parse_inputs"]

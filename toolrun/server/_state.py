@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, NamedTuple
 
 from starlette.requests import Request
 
 from .._errors import InvalidInputError, ModelFetchError, ModelUnavailableError, OverloadedError
-from ..ai import AsyncAI, RunInputs
+from .._wire import Event, RunResult
+from ..ai import AsyncAI, RunInputs, parse_inputs
 from ._auth import Authenticator
 from ._config import ServerConfig
 from ._limits import AdmissionControl, Ticket, read_json_object
@@ -18,6 +19,14 @@ from ._metrics import Metrics
 from ._streaming import run_unless_disconnected
 
 log = logging.getLogger("toolrun.server")
+
+
+class Admitted(NamedTuple):
+    """A request the server admitted and ran: the whole result (its slot already released), or the events
+    of a stream, which hold the slot until the caller releases ``ticket``."""
+
+    result: RunResult | AsyncGenerator[Event, None]
+    ticket: Ticket
 
 
 class ServerState:
@@ -55,11 +64,12 @@ class ServerState:
 
     # ---------------------------------------------------------------- run
 
-    async def run(self, request: Request, model: str, inputs: dict[str, Any]) -> tuple[Any, Ticket]:
-        """Admit, then run on the binding; the caller owns the returned ticket (release it when done).
+    async def run(self, request: Request, model: str, inputs: dict[str, Any]) -> Admitted:
+        """Admit, then hand the binding the checked inputs (a :class:`RunInputs`); the caller owns the
+        returned ticket (release it when done).
 
-        Non-streaming: returns the result dict with the slot already released.
-        Streaming: returns the binding's event iterator with the slot still held.
+        Non-streaming: the result with the slot already released.
+        Streaming: the binding's event generator with the slot still held.
         """
         name = self.ai.catalog.get(model).name  # unknown model: 404 before taking a slot
         try:
@@ -69,14 +79,14 @@ class ServerState:
             raise
         try:
             await self.load(name)
-            result = await run_unless_disconnected(request, self.ai.run(name, inputs))
+            result = await run_unless_disconnected(request, self.ai.run(name, parse_inputs(inputs)))
         except BaseException:
             ticket.release()
             raise
-        if isinstance(result, Mapping):
+        if isinstance(result, dict):
             ticket.release()
-            self.metrics.observe_usage(name, result.get("usage"), ticket.held_seconds)
-        return result, ticket
+            self.metrics.observe_usage(name, result["usage"], ticket.held_seconds)
+        return Admitted(result, ticket)
 
     async def load(self, name: str) -> None:
         """Load the model from weights already on this machine; download them only if the operator allowed it.

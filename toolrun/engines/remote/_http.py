@@ -32,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ..._errors import EngineError, OverloadedError, ToolrunError
+from .._registry import RemoteEndpoint
 
 log = logging.getLogger("toolrun.engines.remote")
 
@@ -71,6 +72,14 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**attempt)] (AWS architecture blog's recipe)."""
         return random.uniform(0.0, min(self.backoff_max, self.backoff_base * 2**attempt))
+
+
+def connection_policy(remote: RemoteEndpoint) -> tuple[Timeouts, RetryPolicy]:
+    """A catalog entry's timeouts and retries, the defaults where it sets none."""
+    defaults = Timeouts()
+    timeouts = Timeouts(connect=remote.connect_timeout or defaults.connect, read=remote.read_timeout or defaults.read)
+    retry = RetryPolicy() if remote.max_retries is None else RetryPolicy(max_retries=remote.max_retries)
+    return timeouts, retry
 
 
 def display_url(url: str) -> str:

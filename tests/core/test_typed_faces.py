@@ -1,0 +1,48 @@
+"""What a type checker sees of the binding (issue #28, item 4): ``run`` answers ``RunResult`` or a stream of
+the event types by the inputs' ``stream``, and ``AI(...)`` names its arguments. Checked with mypy itself on a
+small client, the way a user's code meets toolrun."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mypy import api
+
+CLIENT = """
+from typing import Any
+from toolrun.ai import AI, AsyncAI, StreamInputs
+
+
+async def client(aai: AsyncAI, loose: dict[str, Any], typed: StreamInputs) -> None:
+    reveal_type(await aai.run("m", {"messages": [{"role": "user", "content": "hi"}], "tools": []}))
+    reveal_type(await aai.run("m", {"prompt": "hi", "stream": True, "max_tokens": 5}))
+    reveal_type(await aai.run("m", typed))
+    reveal_type(await aai.run("m", loose))
+
+
+def sync_client(ai: AI) -> None:
+    reveal_type(ai.run("m", {"prompt": "hi", "stream": False}))
+    for event in ai.run("m", {"prompt": "hi", "stream": True}):
+        reveal_type(event)
+    AI(provider="workers-ai", api_token="x")
+    AI(providr="workers-ai")
+"""
+
+
+def test_run_is_typed_by_stream_and_ai_names_its_arguments(tmp_path: Path) -> None:
+    source = tmp_path / "client.py"
+    source.write_text(CLIENT)
+    out, _, _ = api.run(["--strict", str(source)])  # the project's mypy cache, when there is one, makes it quick
+    revealed = re.findall(r"Revealed type is \"(.+)\"", out)
+    events = "TextEvent.*CallDeltaEvent.*CallEvent.*FinalEvent"
+    assert len(revealed) == 6, out
+    assert revealed[0].startswith("TypedDict(toolrun._wire.RunResult"), revealed[0]
+    assert re.match(rf"typing.AsyncGenerator\[.*{events}.*, None\]$", revealed[1]), revealed[1]
+    assert re.match(rf"typing.AsyncGenerator\[.*{events}.*, None\]$", revealed[2]), revealed[2]
+    # Inputs whose stream is not known until run time: one or the other, for the caller to tell apart.
+    assert revealed[3].startswith("TypedDict(toolrun._wire.RunResult") and "AsyncGenerator" in revealed[3]
+    assert revealed[4].startswith("TypedDict(toolrun._wire.RunResult"), revealed[4]
+    assert re.match(rf"TypedDict\(toolrun._wire.{events}", revealed[5]), revealed[5]
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and 'Unexpected keyword argument "providr" for "AI"' in errors[0], out
