@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from .._errors import InvalidInputError, ToolrunError
 from ..ai import AsyncAI
-from . import _openai, _workers_ai
+from . import _openai, _playground, _workers_ai
 from ._auth import is_loopback
 from ._browser import BrowserGuard
 from ._config import ServerConfig, read_server_section
@@ -129,6 +129,7 @@ def create_app(
     routes: list[Any] = [
         *_workers_ai.routes(),
         *_openai.routes(),
+        *_playground.routes(),  # the page at /playground, and / redirecting there
         Route("/health", _health, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
     ]
