@@ -20,7 +20,9 @@ demo: pull-default
 	@$(PY) examples/demo.py
 
 # Lint first: a red lint fails CI before the (slow) tests start.
+# scripts/browser.sh installs Debian's chromium + chromium-driver for the playground's browser test.
 test: lint pull
+	@bash scripts/browser.sh
 	@$(PY) -m pytest -q
 
 # ruff (lint and format check) on everything, mypy --strict on the package.
