@@ -69,6 +69,7 @@ from ..turn import CallPolicy, GrammarCache, RequestGrammars, TurnGate, Verdict,
 from ._calls import CallAccumulator
 from ._errors import openai_error, openai_stream_error
 from ._http import RetryPolicy, Timeouts, UpstreamPool, connection_policy, display_url
+from ._probe import FirstTokenProbe, TokenizeRoute
 from ._template import PromptTemplate, choose_template, read_chat_template, stop_strings
 
 log = logging.getLogger("toolrun.engines.remote")
@@ -95,6 +96,9 @@ class Dialect:
     stream_usage: bool = True
     #: The request fields asking for the top ``k`` token log-probabilities; None: not available.
     logprobs: Callable[[int], dict[str, Any]] | None = None
+    #: The tokenizer endpoint, with ``logit_bias`` on completions: without log-probabilities, the
+    #: call-or-answer decision is asked of a biased greedy probe (:mod:`._probe`); None: not available.
+    tokenize: TokenizeRoute | None = None
 
 
 _EMPTY_ALTERNATIVE = re.compile(r"::=(\s*)\|")
@@ -141,10 +145,18 @@ DIALECTS: dict[str, Dialect] = {
         llama_native=True,
         reports_template=True,
         logprobs=lambda k: {"n_probs": k},
+        tokenize=TokenizeRoute("/tokenize", "content"),
     ),
-    # Its server computes log-probabilities only for a model loaded with logits_all (n_ctx x vocabulary floats).
+    # Its server computes log-probabilities only for a model loaded with logits_all (n_ctx x vocabulary floats);
+    # it decides through the probe: ``/extras/tokenize`` (at the root, not under /v1) and ``logit_bias``.
     "llama-cpp-python": Dialect(
-        "llama-cpp-python", "toolrun", "/chat/completions", "/completions", lambda g: {"grammar": g}, stream_usage=False
+        "llama-cpp-python",
+        "toolrun",
+        "/chat/completions",
+        "/completions",
+        lambda g: {"grammar": g},
+        stream_usage=False,
+        tokenize=TokenizeRoute("/extras/tokenize", "input"),
     ),
 }
 #: Candidates asked for when deciding between a call and an answer (openers beyond these weigh ~nothing).
@@ -214,9 +226,9 @@ class OpenAICompatibleEngine(Engine):
         #: read the model's logits beyond the first token (``ask_relevance``, ``another_call_threshold``)
         #: need a local engine.
         self.policy = policy = policy or CallPolicy()
-        if policy.call_threshold > 0 and self.dialect.logprobs is None:
+        if policy.call_threshold > 0 and self.dialect.logprobs is None and self.dialect.tokenize is None:
             log.warning(
-                "%s: call_threshold needs token probabilities, which %s does not return; the model's "
+                "%s: call_threshold needs token probabilities or a tokenizer, which %s lacks; the model's "
                 "own choice is followed",
                 model,
                 self.dialect.name,
@@ -241,6 +253,7 @@ class OpenAICompatibleEngine(Engine):
         self._template: PromptTemplate | None = None
         self._template_lock = asyncio.Lock()
         self.grammars = GrammarCache(self.format)
+        self.probe = FirstTokenProbe(self.format.inline_openers + self.format.start_openers)
 
     def __repr__(self) -> str:
         return (
@@ -461,12 +474,67 @@ class OpenAICompatibleEngine(Engine):
     async def _first_token_choice(
         self, prompt: str, request: GenerationRequest, parser: StreamParser, gate: TurnGate
     ) -> bool | str | None:
-        """The local engine's decision, from the upstream's log-probabilities of the first token.
+        """The local engine's decision at the first token, by what the upstream offers: its
+        log-probabilities of the first token, else a biased greedy probe (:mod:`._probe`).
 
         True: call (the model's probability of opening a call is at least ``call_threshold``).
         A string: answer in text, starting with the most likely token that opens no call (sampled
-        among the candidates at a temperature above 0). None: no probabilities came back.
+        at a temperature above 0). None: undecided (the model's own choice is followed).
         """
+        if self.dialect.logprobs is not None:
+            return await self._choice_from_logprobs(prompt, request, parser, gate)
+        route = self.dialect.tokenize
+        if route is None:
+            return None
+
+        async def tokenize(text: str) -> list[int] | None:
+            return await self._tokenize(route, text)
+
+        async def one_token(fields: Mapping[str, Any], greedy: bool) -> str | None:
+            return await self._one_token(prompt, request, fields, greedy=greedy)
+
+        return await self.probe.choose(gate, tokenize, one_token, request.sampling.temperature)
+
+    async def _tokenize(self, route: TokenizeRoute, text: str) -> list[int] | None:
+        """``text``'s token ids by the upstream's own tokenizer; None (logged) when it cannot say."""
+        upstream = self.pool.pick()
+        try:
+            response = await upstream.client.post(_strip_v1(upstream.base_url) + route.path, json=route.body(text))
+            response.raise_for_status()
+            tokens = response.json().get("tokens")
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            log.debug("%s%s: cannot tokenize (%s)", upstream.name, route.path, type(exc).__name__)
+            return None
+        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+            return None
+        return tokens
+
+    async def _one_token(
+        self, prompt: str, request: GenerationRequest, fields: Mapping[str, Any], *, greedy: bool
+    ) -> str | None:
+        """One token of ``prompt``'s completion with ``fields`` added (``greedy``: at temperature 0 on the
+        raw logits, no penalties); its text, or None when nothing came back."""
+        body = self._completion_body(prompt, request, None, 1)
+        body.update(fields)
+        if greedy:
+            body.update(temperature=0.0, frequency_penalty=0.0, presence_penalty=0.0)
+            if "repeat_penalty" in body:
+                body["repeat_penalty"] = 1.0
+        text: str | None = None
+        payloads = self.pool.stream(self.dialect.completion_path, body)
+        async with aclosing(payloads):
+            async for payload in payloads:
+                if self.dialect.llama_native:
+                    piece = _llama_piece(payload).text
+                else:
+                    piece = "".join(c.get("text") or "" for c in payload.get("choices") or () if isinstance(c, Mapping))
+                text = (text or "") + piece
+        return text
+
+    async def _choice_from_logprobs(
+        self, prompt: str, request: GenerationRequest, parser: StreamParser, gate: TurnGate
+    ) -> bool | str | None:
+        """The decision from the first token's top log-probabilities (None: none came back)."""
         top: dict[str, float] | None = None
         probe = self._complete(prompt, request, None, 1, top_logprobs=DECISION_TOP_K)
         async with aclosing(probe):
@@ -571,7 +639,7 @@ class _ToolrunTurn:
             grammar_text = self.grammars.schema
         watching = request.uses_tools and not request.must_call and constrains
         max_tokens = request.sampling.max_tokens
-        if self.gate.deciding and self.engine.dialect.logprobs is not None and isinstance(self.parser, StreamParser):
+        if self.gate.deciding and isinstance(self.parser, StreamParser):
             choice = await self.engine._first_token_choice(self.prompt, request, self.parser, self.gate)
             if choice is True:  # a call it is: constrained from the first token
                 grammar = _call_grammar(self.grammars)
