@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from _servers import GITHUB_USERS, HttpStandIn, send
 
 from toolrun import AI, DEFAULT_MODEL, AsyncAI
 
@@ -26,54 +29,17 @@ def ai(async_ai):
 class GithubStandIn:
     """A loopback HTTP server that answers like api.github.com's ``GET /users/{username}``."""
 
-    USERS = {
-        "cloudflare": {
-            "login": "cloudflare",
-            "id": 314135,
-            "type": "Organization",
-            "name": "Cloudflare",
-            "location": "San Francisco",
-            "public_repos": 513,
-            "followers": 9400,
-            "blog": "https://www.cloudflare.com",
-        },
-        "torvalds": {
-            "login": "torvalds",
-            "id": 1024025,
-            "type": "User",
-            "name": "Linus Torvalds",
-            "location": "Portland, OR",
-            "public_repos": 8,
-            "followers": 250000,
-        },
-    }
+    USERS = GITHUB_USERS
 
     def __init__(self) -> None:
-        import http.server
-        import json
-        import threading
+        self._server = HttpStandIn(self._answer)
+        self.requests = self._server.paths
+        self.url = self._server.url
 
-        standin = self
-        self.requests: list[str] = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                standin.requests.append(self.path)
-                parts = self.path.strip("/").split("/")
-                user = standin.USERS.get(parts[1].lower()) if len(parts) == 2 and parts[0] == "users" else None
-                body = json.dumps(user or {"message": "Not Found"}).encode()
-                self.send_response(200 if user else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+    def _answer(self, handler) -> None:
+        parts = handler.path.strip("/").split("/")
+        user = self.USERS.get(parts[1].lower()) if len(parts) == 2 and parts[0] == "users" else None
+        send(handler, 200 if user else 404, json.dumps(user or {"message": "Not Found"}).encode())
 
     def get_user(self, username: str) -> dict:
         import httpx
@@ -81,7 +47,7 @@ class GithubStandIn:
         return httpx.get(f"{self.url}/users/{username}", headers={"User-Agent": "toolrun-tests"}).json()
 
     def close(self) -> None:
-        self._server.shutdown()
+        self._server.close()
 
 
 @pytest.fixture(scope="session")

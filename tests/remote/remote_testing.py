@@ -9,12 +9,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Any
 
 import httpx
-import uvicorn
+from _servers import UvicornThread
 
 SECRET = "sk-remote-test-5c1b9e0f7d2a4e6b"
 
@@ -99,26 +98,10 @@ class LlamaCppPythonServer:
             return f.read()[-chars:]
 
 
-class ThreadServer:
-    """An ASGI app under uvicorn on its own thread and event loop, on 127.0.0.1."""
+class ThreadServer(UvicornThread):
+    """An ASGI app under uvicorn on 127.0.0.1; stopping cuts open connections (an upstream going away)."""
 
-    def __init__(self, app: Any, port: int = 0, *, config: Any = None) -> None:
-        config = config or uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="remote-test-server", daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.server.force_exit = True
-        self.thread.join(timeout=30)
+    force_exit = True
 
 
 def wait_until(condition: Any, timeout: float = 10.0) -> bool:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _servers import started_for_the_test
 from server_testing import API_KEY, LiveServer, scripted_ai
 
 from toolrun.ai import AsyncAI
@@ -15,16 +16,11 @@ from toolrun.server import create_app
 @pytest.fixture
 def start_server() -> Iterator[Callable[..., LiveServer]]:
     """``start_server(ai, **create_app_options)`` → a running LiveServer, stopped after the test."""
-    servers: list[LiveServer] = []
 
     def start(ai: AsyncAI, **options: Any) -> LiveServer:
-        server = LiveServer(create_app(ai, **options))
-        servers.append(server)
-        return server
+        return LiveServer(create_app(ai, **options))
 
-    yield start
-    for server in servers:
-        server.stop()
+    yield from started_for_the_test(start, LiveServer.stop)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import uvicorn
+from _servers import UvicornThread
 
 from toolrun._wire import final_event
 from toolrun.ai import AsyncAI, Catalog, ModelEntry
@@ -30,25 +30,11 @@ WEATHER_TOOL = {
 }
 
 
-class LiveServer:
-    """A uvicorn server for one app, on its own thread and event loop, as a deployment would run it."""
+class LiveServer(UvicornThread):
+    """A uvicorn server for one app with ``toolrun serve``'s own settings, as a deployment would run it."""
 
     def __init__(self, app: Any) -> None:
-        config = uvicorn_config(app, "127.0.0.1", 0, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="toolrun-test-server", daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        super().__init__(config=uvicorn_config(app, "127.0.0.1", 0, log_level="warning"))
 
 
 def weather_script(request: GenerationRequest) -> ScriptedReply:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import socket
-import threading
 from typing import Any
 
 import httpx
 import pytest
+from _servers import Listener
 from server_testing import API_KEY, SCRIPTED, LiveServer, scripted_ai
 
 from toolrun.ai import ModelEntry
@@ -65,26 +64,6 @@ def openai_error(response: httpx.Response, status: int = 400) -> dict[str, Any]:
     return response.json()["error"]
 
 
-class Listener:
-    def __init__(self) -> None:
-        self.hits: list[str] = []
-        listener = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                listener.hits.append(self.path)
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b'{"type": "string"}')
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-
 def test_the_issue_reproduction_fetches_nothing_and_is_a_400(server) -> None:
     listener = Listener()
     body = {
@@ -110,7 +89,7 @@ def test_the_issue_reproduction_fetches_nothing_and_is_a_400(server) -> None:
     error = openai_error(post_openai(server, {"model": FORCED_MODEL, **body}))
     assert error["param"] == "tools[0].parameters.properties.city['$ref']" and "file:///etc/passwd" in error["message"]
     assert listener.hits == []
-    listener._server.shutdown()
+    listener.close()
 
 
 def test_a_lone_surrogate_as_a_json_escape(server) -> None:

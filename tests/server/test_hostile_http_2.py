@@ -6,10 +6,8 @@ Every test runs a real uvicorn on 127.0.0.1 (the ``start_server`` fixture) and t
 
 from __future__ import annotations
 
-import http.server
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _servers import HttpStandIn, same_answer
 from openai import OpenAI
 from server_testing import API_KEY, SCRIPTED, WEATHER_TOOL, LiveServer, scripted_ai
 
@@ -35,30 +34,12 @@ ATTACKER = "http://attacker.example"
 # ------------------------------------------------- 6. a request never downloads
 
 
-class RecordingIndex:
+class RecordingIndex(HttpStandIn):
     """A loopback HTTP server standing in for the package index and Hugging Face: it records every request."""
 
     def __init__(self) -> None:
-        self.requests: list[str] = []
-        recorder = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                recorder.requests.append(self.path)
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(same_answer(404, b""))
+        self.requests = self.paths
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _servers import started_for_the_test
 from mcp_testing import CallLog, HttpServer, children, wait_until
 
 
@@ -25,16 +26,7 @@ def no_child_left_behind() -> Iterator[None]:
 @pytest.fixture
 def http_server() -> Iterator[Callable[..., HttpServer]]:
     """``http_server(kind, *args, env=...)`` -> a running HttpServer, killed after the test."""
-    started: list[HttpServer] = []
-
-    def start(kind: str, *args: str, env: dict[str, str] | None = None) -> HttpServer:
-        server = HttpServer(kind, *args, env=env)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.kill()
+    yield from started_for_the_test(HttpServer, HttpServer.kill)
 
 
 @pytest.fixture

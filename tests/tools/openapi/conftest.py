@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import functools
 import gzip
-import http.server
 import json
 import tarfile
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from _servers import GITHUB_USERS, HttpStandIn, send
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -61,90 +60,40 @@ class ApiServer:
       /spec.json, /spec.yaml the document set with ``serve_spec``
     """
 
+    # The OpenAPI tests were written against this one location; the stand-in of tests/conftest.py says
+    # "San Francisco" (a real model reads both answers: their greedy outputs stay as they were).
     USERS: ClassVar[dict[str, dict[str, Any]]] = {
-        "cloudflare": {
-            "login": "cloudflare",
-            "id": 314135,
-            "type": "Organization",
-            "name": "Cloudflare",
-            "location": "San Francisco, CA",
-            "public_repos": 513,
-            "followers": 9400,
-            "blog": "https://www.cloudflare.com",
-        },
-        "torvalds": {
-            "login": "torvalds",
-            "id": 1024025,
-            "type": "User",
-            "name": "Linus Torvalds",
-            "location": "Portland, OR",
-            "public_repos": 8,
-            "followers": 250000,
-        },
+        **GITHUB_USERS,
+        "cloudflare": {**GITHUB_USERS["cloudflare"], "location": "San Francisco, CA"},
     }
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.specs: dict[str, tuple[bytes, str]] = {}
-        server = self
+        self._stand_in = HttpStandIn(self._handle, keep_alive=True)
+        self.port = self._stand_in.port
+        self.url = self._stand_in.url
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                split = urlsplit(self.path)
-                record = {
-                    "method": self.command,
-                    "raw_path": split.path,
-                    "raw_query": split.query,
-                    "query": parse_qsl(split.query, keep_blank_values=True),
-                    "headers": {k.lower(): v for k, v in self.headers.items()},
-                    "body": body.decode("utf-8", "replace"),
-                }
-                server.requests.append(record)
-                server.route(self, split.path, dict(parse_qsl(split.query)), record)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle  # noqa: N815
-
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that gave up (the timeout tests) is expected, not news
-
-        self._httpd = Server(("127.0.0.1", 0), Handler)
-        self.port = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
+    def _handle(self, handler: Any) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        split = urlsplit(handler.path)
+        record = {
+            "method": handler.command,
+            "raw_path": split.path,
+            "raw_query": split.query,
+            "query": parse_qsl(split.query, keep_blank_values=True),
+            "headers": {k.lower(): v for k, v in handler.headers.items()},
+            "body": body.decode("utf-8", "replace"),
+        }
+        self.requests.append(record)
+        self.route(handler, split.path, dict(parse_qsl(split.query)), record)
 
     def serve_spec(self, name: str, content: bytes | str, content_type: str = "application/json") -> str:
         self.specs[name] = (content.encode() if isinstance(content, str) else content, content_type)
         return f"{self.url}/{name}"
 
-    @staticmethod
-    def send(
-        handler: Any,
-        status: int,
-        body: bytes,
-        content_type: str = "application/json",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        if status in (204, 304):
-            body = b""  # these statuses have no body; sending one breaks the connection's next answer
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            handler.send_header(k, v)
-        handler.end_headers()
-        if handler.command != "HEAD":
-            handler.wfile.write(body)
+    send = staticmethod(send)
 
     def route(self, h: Any, path: str, q: dict[str, str], record: dict[str, Any]) -> None:
         if path.startswith("/echo"):
@@ -194,8 +143,7 @@ class ApiServer:
             self.send(h, 404, b'{"message": "no such route"}')
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._stand_in.close()
 
 
 @functools.lru_cache(maxsize=4)
