@@ -6,7 +6,7 @@ import copy
 import re
 from typing import Protocol
 
-from .._wire import CallDeltaEvent, CallEvent, Event, FunctionCall, TextEvent, new_call_id
+from .._wire import CallDeltaEvent, CallEvent, Event, FunctionCall, TextEvent, indexed_call, new_call_id
 
 
 class _Parsed(Protocol):
@@ -193,11 +193,7 @@ class StreamParser:
         events: list[Event] = []
         for call in ready[self._calls_out :]:
             index = self._calls_out
-            event: CallEvent = {
-                "tool_calls": [
-                    {"index": index, "id": self._call_id(index), "name": call["name"], "arguments": call["arguments"]}
-                ]
-            }
+            event: CallEvent = {"tool_calls": [indexed_call(call, index, self._call_id(index))]}
             events.append(event)
             self._calls_out += 1
         return events
