@@ -108,7 +108,7 @@ def indexed_call(call: FunctionCall, index: int, call_id: str) -> IndexedToolCal
 
 def result_call(call: IndexedToolCall) -> ToolCall:
     """A stream event's call as ``AI.run`` returns it (the turn's numbering dropped)."""
-    return {"id": call["id"], "name": call["name"], "arguments": call["arguments"]}
+    return {"name": call["name"], "arguments": call["arguments"], "id": call["id"]}  # Workers AI's order
 
 
 def message_tool_call(call: ToolCall) -> MessageToolCall:

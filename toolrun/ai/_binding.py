@@ -10,7 +10,7 @@ from typing import Any, TypeVar, overload
 
 from .._config import config_path
 from .._errors import ModelFetchError, ModelUnavailableError
-from .._wire import Event, FinishReason, RunResult, ToolCall, usage
+from .._wire import Event, FinishReason, RunResult, ToolCall, result_call, usage
 from ..engines import Engine, EngineKind, EngineSpec, HostedAccount, engine_kind
 from ._catalog import DEFAULT_MODEL, Catalog, ModelEntry
 from ._fetch import Progress, fetch_huggingface, fetch_pypi_shards, hf_cached_path, pypi_cached_path
@@ -227,7 +227,7 @@ async def collect(events: AsyncIterator[Event]) -> RunResult:
     finish: FinishReason = "stop"
     async for event in events:
         if "tool_calls" in event:
-            calls.extend({"name": c["name"], "arguments": c["arguments"], "id": c["id"]} for c in event["tool_calls"])
+            calls.extend(result_call(call) for call in event["tool_calls"])
         elif "usage" in event:
             result_usage = event["usage"]
             finish = event["finish_reason"]
