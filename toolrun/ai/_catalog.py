@@ -133,14 +133,27 @@ class ModelEntry:
         }
 
 
-def _hf(name: str, description: str, repo: str, filename: str, fmt: str, ctx: int, fc: bool = True) -> ModelEntry:
+def _hf(
+    name: str,
+    description: str,
+    repo: str,
+    filename: str,
+    fmt: str,
+    ctx: int,
+    fc: bool = True,
+    *,
+    sha256: str | None = None,
+) -> ModelEntry:
+    """A built-in GGUF on Hugging Face, taken from ``main``: no commit could be confirmed for any of them from
+    where this catalog is written (huggingface.co is out of reach). ``sha256`` is given only where a public record
+    confirmed it; without one toolrun says "unverified" when it downloads the file instead of guessing a hash."""
     return ModelEntry(
         name=name,
         description=description,
         tool_format=fmt,
         function_calling=fc,
         context_window=ctx,
-        huggingface=HuggingFaceFile(repo, filename),
+        huggingface=HuggingFaceFile(repo, filename, sha256=sha256),
     )
 
 
@@ -208,6 +221,8 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
         "mistralai_Mistral-Small-3.1-24B-Instruct-2503-Q4_K_M.gguf",
         "mistral",
         32768,
+        # As LocalAI's model gallery (gallery/index.yaml) records it for this repository and file.
+        sha256="c5743c1bf39db0ae8a5ade5df0374b8e9e492754a199cfdad7ef393c1590f7c0",
     ),
     _hf(
         "@cf/qwen/qwen2.5-coder-32b-instruct",
