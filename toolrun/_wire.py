@@ -309,6 +309,133 @@ def workers_ai_event(event: Event) -> dict[str, Any] | None:
     return {"response": "", **event}
 
 
+# OpenAI Responses <-> toolrun (/v1/responses: input items in, output items out)
+
+_RESPONSES_TEXT_PARTS = ("input_text", "output_text", "text")
+_RESPONSES_ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
+
+
+def _responses_text(content: Any, where: str) -> str:
+    """A Responses message's or tool output's content: a string, or text parts (``input_text``...)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidInputError("content must be a string or a list of text parts", where=where)
+    texts: list[str] = []
+    for i, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+        if isinstance(part, Mapping) and kind in _RESPONSES_TEXT_PARTS and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif isinstance(part, Mapping) and kind == "refusal" and isinstance(part.get("refusal"), str):
+            texts.append(part["refusal"])
+        else:
+            raise InvalidInputError(
+                f"only text content parts (input_text, output_text) are supported, not {kind!r}", where=f"{where}[{i}]"
+            )
+    return "".join(texts)
+
+
+def _responses_string(item: Mapping[str, Any], key: str, where: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{key} must be a non-empty string", where=f"{where}.{key}")
+    return value
+
+
+def _responses_item(item: Any, where: str, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One input item as a chat message, or None where it joined the assistant turn before it."""
+    if not isinstance(item, Mapping):
+        raise InvalidInputError(f"an input item must be an object, not {type(item).__name__}", where=where)
+    kind = item.get("type", "message")
+    if kind == "message":
+        role = item.get("role")
+        if role not in _RESPONSES_ROLES:
+            raise InvalidInputError(
+                f"role must be one of {', '.join(_RESPONSES_ROLES)}; got {role!r}", where=f"{where}.role"
+            )
+        return {"role": _RESPONSES_ROLES[role], "content": _responses_text(item.get("content"), f"{where}.content")}
+    if kind == "function_call":
+        arguments = require_arguments(item.get("arguments"), f"{where}.arguments")
+        name = _responses_string(item, "name", where)
+        call_id = _responses_string(item, "call_id", where)
+        call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        previous = messages[-1] if messages else None
+        if previous is not None and previous["role"] == "assistant":  # one turn: its text, then its calls
+            previous.setdefault("tool_calls", []).append(call)
+            return None
+        return {"role": "assistant", "content": "", "tool_calls": [call]}
+    if kind == "function_call_output":
+        output = _responses_text(item.get("output"), f"{where}.output")
+        return {"role": "tool", "tool_call_id": _responses_string(item, "call_id", where), "content": output}
+    raise InvalidInputError(
+        f"unsupported input item type {kind!r}; this server reads message, function_call and "
+        "function_call_output items (it keeps no state: item_reference cannot be resolved)",
+        where=f"{where}.type",
+    )
+
+
+def responses_messages(items: Any, instructions: Any = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Responses' ``instructions`` and ``input`` (a string or items) as chat messages in OpenAI's shape,
+    which the binding reads, and the field each came from (``instructions``, ``input[2]``) for its errors.
+
+    A ``function_call`` item joins the assistant turn before it (its text, then its calls), as chat
+    templates expect; a ``function_call_output`` item becomes a tool message.
+    """
+    messages: list[dict[str, Any]] = []
+    origins: list[str] = []
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise InvalidInputError("instructions must be a string", where="instructions")
+        if instructions:
+            messages.append({"role": "system", "content": instructions})
+            origins.append("instructions")
+    if isinstance(items, str):
+        return [*messages, {"role": "user", "content": items}], [*origins, "input"]
+    if not isinstance(items, list) or not items:
+        raise InvalidInputError("input must be a string or a non-empty list of items", where="input")
+    for i, item in enumerate(items):
+        message = _responses_item(item, f"input[{i}]", messages)
+        if message is not None:
+            messages.append(message)
+            origins.append(f"input[{i}]")
+    return messages, origins
+
+
+def responses_text_part(text: str) -> dict[str, Any]:
+    """An ``output_text`` content part."""
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def responses_message_item(item_id: str, parts: list[dict[str, Any]], status: str = "completed") -> dict[str, Any]:
+    """An assistant ``message`` output item (``parts`` empty while it is being streamed)."""
+    return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": parts}
+
+
+def responses_function_call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: str = "completed"
+) -> dict[str, Any]:
+    """A ``function_call`` output item: ``arguments`` as JSON text, ``call_id`` the id its output answers."""
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
+
+
+def responses_usage(used: Usage) -> dict[str, Any]:
+    """Usage in the Responses API's names (no cached or reasoning tokens here)."""
+    return {
+        "input_tokens": used["prompt_tokens"],
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": used["completion_tokens"],
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": used["total_tokens"],
+    }
+
+
 __all__ = [
     "CallDelta",
     "CallDeltaEvent",
@@ -342,6 +469,11 @@ __all__ = [
     "openai_tool_choice",
     "read_message_call",
     "require_arguments",
+    "responses_function_call_item",
+    "responses_message_item",
+    "responses_messages",
+    "responses_text_part",
+    "responses_usage",
     "result_call",
     "tool_call",
     "usage",

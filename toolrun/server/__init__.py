@@ -9,6 +9,7 @@ Endpoints
   GET  /client/v4/accounts/{account_id}/ai/models/search      Cloudflare's model search (+ ``function_calling``)
   POST /client/v4/accounts/{account_id}/ai/v1/chat/completions
   POST /v1/chat/completions                                   OpenAI Chat Completions (tools, streaming)
+  POST /v1/responses                                          OpenAI Responses (stateless; tools, streaming)
   GET  /v1/models, /v1/models/{model}
   GET  /health, /metrics (Prometheus text)
 
@@ -34,7 +35,7 @@ from starlette.routing import Route
 
 from .._errors import InvalidInputError, ToolrunError
 from ..ai import AsyncAI
-from . import _openai, _playground, _workers_ai
+from . import _openai, _playground, _responses, _workers_ai
 from ._auth import is_loopback
 from ._browser import BrowserGuard
 from ._config import ServerConfig, read_server_section
@@ -129,6 +130,7 @@ def create_app(
     routes: list[Any] = [
         *_workers_ai.routes(),
         *_openai.routes(),
+        *_responses.routes(),  # OpenAI's Responses API (stateless)
         *_playground.routes(),  # the page at /playground, and / redirecting there
         Route("/health", _health, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),

@@ -24,7 +24,7 @@ from ..turn import CallPolicy, Next, RequestGrammars, TurnGate, Verdict
 from ..turn._decide import DecisionTokens, continue_share, probability_mass
 from ._prefix_cache import common_prefix
 from ._sampler import TokenSampler
-from ._scheduler import Need, SequenceHandle
+from ._scheduler import Need, SavedSequence, SequenceHandle
 
 log = logging.getLogger("toolrun.engines.llamacpp")
 
@@ -46,7 +46,7 @@ class _Engine(Protocol):
 
     def ask_relevance(
         self, llm: Any, seq: SequenceHandle, call: IndexedToolCall, request: GenerationRequest
-    ) -> Generator[Need, None, float | None]: ...
+    ) -> Generator[Need, None, tuple[float, SavedSequence] | None]: ...
 
 
 class Cancelled(Exception):
@@ -192,8 +192,10 @@ class LocalTurn:
         if verdict is Verdict.ASK:
             call = self.gate.held_call
             assert call is not None
-            share = yield from self.engine.ask_relevance(self.llm, self.seq, call, self.request)
-            verdict = Verdict.KEEP if share is None else self.gate.answer(share, after_text=after_text)
+            asked = yield from self.engine.ask_relevance(self.llm, self.seq, call, self.request)
+            verdict = Verdict.KEEP if asked is None else self.gate.answer(asked[0], after_text=after_text)
+            if asked is not None and verdict is Verdict.KEEP:
+                yield from go_back(self.seq, asked[1])
         if verdict is Verdict.KEEP:
             for event in self.gate.release():
                 self._emit(event)
@@ -347,6 +349,12 @@ def switch_prompt(seq: SequenceHandle, prompt: list[int]) -> Generator[Need, Non
 _SWITCH_CHUNK = 128
 
 
+def go_back(seq: SequenceHandle, saved: SavedSequence) -> Generator[Need, None, None]:
+    """Make ``seq`` hold again what it held before a detour (a question in a conversation of its own)."""
+    seq.restore(saved)
+    yield from rewind(seq, seq.n_tokens)
+
+
 def rewind(seq: SequenceHandle, n_tokens: int) -> Generator[Need, None, None]:
     """Drop the KV after the first ``n_tokens``, evaluating the last one kept again to refresh its logits."""
     last = seq.tokens[n_tokens - 1]
@@ -363,4 +371,4 @@ def _token_containing(starts: list[int], pos: int) -> int:
     return keep
 
 
-__all__ = ["Cancelled", "LocalTurn", "rewind", "switch_prompt"]
+__all__ = ["Cancelled", "LocalTurn", "go_back", "rewind", "switch_prompt"]

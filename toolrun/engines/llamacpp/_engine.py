@@ -41,10 +41,10 @@ from ..turn import CallPolicy, GrammarCache
 from ..turn._decide import DecisionTokens, decision_tokens, yes_share
 from ..turn._judgment import relevance_examples, relevance_messages
 from ._context import kv_bytes_per_token
-from ._decode import Cancelled, LocalTurn, rewind, switch_prompt
+from ._decode import Cancelled, LocalTurn, switch_prompt
 from ._model import LlamaModel
 from ._prefix_cache import common_prefix
-from ._scheduler import Job, Need, Scheduler, SequenceHandle
+from ._scheduler import Job, Need, SavedSequence, Scheduler, SequenceHandle
 from ._slots import REPACKED_ROW_GROUP
 
 log = logging.getLogger("toolrun.engines.llamacpp")
@@ -222,9 +222,11 @@ class LlamaCppEngine(Engine):
 
     def ask_relevance(
         self, llm: Any, seq: SequenceHandle, call: IndexedToolCall, request: GenerationRequest
-    ) -> Generator[Need, None, float | None]:
+    ) -> Generator[Need, None, tuple[float, SavedSequence] | None]:
         """Ask the model, in a conversation of its own, whether ``call``'s tool was made for the request: its
-        share of "yes" (None: no question can be put). The sequence is given back as it was afterwards."""
+        share of "yes" and what the sequence held before (None: no question can be put). The sequence is left
+        holding the question: a call that is kept goes back to ``saved`` (:func:`._decode.go_back`); one that is
+        not switches to the answer's prompt from where it is."""
         messages = relevance_messages(call, request)
         if messages is None:
             return None
@@ -242,9 +244,7 @@ class LlamaCppEngine(Engine):
         yield from switch_prompt(seq, prompt)
         share = yes_share(seq.logits(), self.decisions(llm))
         log.debug("relevance of %s: yes %.3f", call["name"], share)
-        seq.restore(saved)
-        yield from rewind(seq, seq.n_tokens)
-        return share
+        return share, saved
 
     def _relevance_head(self, prompt: list[int]) -> list[int]:
         """The tokens every relevance question's prompt starts with: the worked answers and the next turn's opening."""

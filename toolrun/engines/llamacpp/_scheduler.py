@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from ._prefix_cache import CacheStats, Logits, PrefixCache
 from ._slots import MIN_PIECE, Slot, canonical_stop, prompt_batches, prompt_pieces, reusable
 
 log = logging.getLogger("toolrun.engines.llamacpp")
+
+#: What a sequence held, to go back to after a detour: its tokens, their count, and their KV state.
+SavedSequence: TypeAlias = tuple[list[int], int, bytes]
 
 
 @dataclass
@@ -93,13 +96,13 @@ class SequenceHandle:
             return kept
         return self._scheduler.context.logits(self._job.logits_index)
 
-    def save(self) -> tuple[list[int], int, bytes]:
+    def save(self) -> SavedSequence:
         """A copy of what the sequence holds (its tokens and their KV), to :meth:`restore` after a detour."""
         slot = self._job.slot
         assert slot is not None
         return list(slot.tokens), slot.canonical, self._scheduler.context.save(slot.seq)
 
-    def restore(self, saved: tuple[list[int], int, bytes]) -> None:
+    def restore(self, saved: SavedSequence) -> None:
         """Make the sequence hold again what :meth:`save` copied (its logits are then stale: evaluate a token)."""
         slot = self._job.slot
         assert slot is not None
