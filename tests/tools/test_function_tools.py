@@ -220,7 +220,7 @@ def test_bad_tools_are_refused_with_the_reason():
         tool(lambda *a: a, name="star")
     with pytest.raises(ToolSchemaError, match="not valid JSON Schema"):
         tool(print, name="p", parameters={"type": "object", "properties": {"a": {"type": "strung"}}})
-    with pytest.raises(ToolSchemaError, match="cannot build a JSON Schema"):
+    with pytest.raises(ToolSchemaError, match=r"parameter 'lock' uses .*, a class with no JSON form"):
         tool(_takes_a_lock)
     with pytest.raises(InvalidInputError, match="carries no code"):
         as_tool({"type": "function", "function": {"name": "x"}})

@@ -44,6 +44,7 @@ from typing import Any
 
 from .._config import read_config
 from .._errors import InvalidInputError, ModelNotFoundError
+from .._suggest import did_you_mean, suggestion
 from ..engines import RemoteEndpoint, engine_kind
 from ..engines.turn import CallPolicy
 from ._fetch import HuggingFaceFile, PyPIShards
@@ -337,10 +338,16 @@ class Catalog:
             entry = workers_ai_entry(name)
             self.add(entry)
         if entry is None:
-            close = [n for n in self._entries if name.split("/")[-1].lower() in n.lower()]
-            hint = f"; did you mean {', '.join(close[:3])}?" if close else "; `toolrun models` lists them"
-            raise ModelNotFoundError(f"no model named {name!r} in the catalog{hint}", where="model")
+            raise ModelNotFoundError(f"no model named {name!r} in the catalog{self._hint(name)}", where="model")
         return entry
+
+    def _hint(self, name: str) -> str:
+        """The names most like ``name`` (a dropped dot, a typo), else the names containing its last part."""
+        hint = did_you_mean(name, [*self._entries, *self._aliases])
+        if hint:
+            return hint
+        containing = [n for n in self._entries if name.split("/")[-1].lower() in n.lower()]
+        return suggestion(containing[:3]) or "; `toolrun models` lists them"
 
     def __contains__(self, name: str) -> bool:
         return self._aliases.get(name, name) in self._entries

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._errors import InvalidInputError, ToolChoiceError
 from .._json import check_json
+from .._suggest import did_you_mean
 from .._types import ToolSpec, normalize_messages, normalize_tool, normalize_tools
 from .._wire import Message, function_body
 from ..engines import GenerationRequest, NamedTool, SamplingParams, ToolChoice
@@ -121,7 +122,8 @@ def _tool_choice(raw: Any, tool_names: list[str]) -> ToolChoice:
         if name not in tool_names:
             known = ", ".join(tool_names) or "no tools were given"
             raise ToolChoiceError(
-                f"tool_choice names {name!r}, which is not among the tools ({known})", where="tool_choice.function.name"
+                f"tool_choice names {name!r}, which is not among the tools ({known}){did_you_mean(name, tool_names)}",
+                where="tool_choice.function.name",
             )
         return NamedTool(name)
     raise ToolChoiceError("tool_choice must be a string or an object", where="tool_choice")

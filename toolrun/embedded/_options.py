@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias, TypedDict
 
 from .._errors import InvalidInputError
+from .._suggest import did_you_mean
 
 #: ai-utils' README documents 1; its code (1.0.1) uses 0. We follow the README:
 #: a round in which the model calls nothing ends the run at once, so the extra
@@ -68,6 +69,22 @@ class RunOptions:
     trim_function: TrimFunction | None = None
     tool_timeout: float | None = DEFAULT_TOOL_TIMEOUT
 
+    def __new__(cls, *args: Any, **options: Any) -> RunOptions:
+        # Runs before the generated __init__, whose own complaint would be a bare TypeError.
+        if args:
+            raise InvalidInputError(
+                f"options are keyword arguments ({', '.join(_OPTION_NAMES)}); got {len(args)} positional",
+                where="run_with_tools",
+            )
+        for name in options:
+            if name not in _OPTION_NAMES:
+                raise InvalidInputError(
+                    f"unknown option {name!r}{did_you_mean(name, _OPTION_NAMES)} (options: {', '.join(_OPTION_NAMES)})",
+                    where=name,
+                )
+        # object.__new__ by name: a slots dataclass is a rebuilt class, where a bare super() fails.
+        return object.__new__(cls)
+
     def __post_init__(self) -> None:
         for flag in ("strict_validation", "stream_final_response", "verbose"):
             if not isinstance(getattr(self, flag), bool):
@@ -85,3 +102,6 @@ class RunOptions:
                 f"must be a function (tools, ai, model, messages) -> tools, not {type(self.trim_function).__name__}",
                 where="trim_function",
             )
+
+
+_OPTION_NAMES = tuple(RunOptionsArgs.__annotations__)

@@ -186,7 +186,14 @@ def _schema_from_signature(
                 "use ordinary parameters or pass parameters=...",
                 where=f"tool.{param.name}",
             )
-        annotation = hints.get(param.name, Any)
+        if param.name not in hints:
+            raise ToolSchemaError(
+                f"tool {tool_name!r}: parameter {param.name!r} has no type hint, so the model would not know what "
+                f"to pass; annotate it (e.g. `{param.name}: str`, or `{param.name}: Any` to accept any JSON value), "
+                "or pass parameters=...",
+                where=f"tool.{param.name}",
+            )
+        annotation = hints[param.name]
         doc = None if _described_by_hint(annotation) else argument_docs.get(param.name)
         explicit = param.default if isinstance(param.default, FieldInfo) else None
         if explicit is not None:
@@ -197,7 +204,6 @@ def _schema_from_signature(
             field = FieldInfo.merge_field_infos(explicit, pydantic.Field(**extra))
         else:
             default = ... if param.default is inspect.Parameter.empty else param.default
-            # description=None would still count as set and hide an Annotated[..., Field(description=...)].
             # description=None would still count as set and hide an Annotated[..., Field(description=...)].
             described: dict[str, Any] = {"description": doc} if doc else {}
             field = pydantic.Field(default, alias=param.name, **described)
@@ -212,7 +218,7 @@ def _schema_from_signature(
         )
         schema = model.model_json_schema()
     except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as exc:
-        raise ToolSchemaError(
+        raise _unschematic_parameter(tool_name, fields, field_names) or ToolSchemaError(
             f"tool {tool_name!r}: cannot build a JSON Schema from the type hints: {exc}", where="tool"
         ) from None
 
@@ -226,6 +232,38 @@ def _schema_from_signature(
         }
 
     return _tidy_schema(schema), coerce
+
+
+def _unschematic_parameter(
+    tool_name: str, fields: Mapping[str, Any], field_names: list[tuple[str, str, bool]]
+) -> ToolSchemaError | None:
+    """The first parameter whose type has no JSON Schema (a plain class), explained in toolrun's terms."""
+    for field_name, param_name, _ in field_names:
+        culprit = _without_schema(fields[field_name][0])
+        if culprit is not None:
+            shown = getattr(culprit, "__name__", None) or repr(culprit)
+            return ToolSchemaError(
+                f"tool {tool_name!r}: parameter {param_name!r} uses {shown}, a class with no JSON form a model could "
+                "write; use a pydantic BaseModel, a dataclass or a TypedDict with typed fields in its place, take "
+                "its fields as separate parameters, or pass parameters=... with a JSON Schema",
+                where=f"tool.{param_name}",
+            )
+    return None
+
+
+def _without_schema(annotation: Any) -> Any:
+    """The innermost type in ``annotation`` (``list[Point]``: ``Point``) that has no JSON Schema, or None."""
+    try:
+        pydantic.TypeAdapter(annotation).json_schema()
+        return None
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError):
+        pass
+    for argument in typing.get_args(annotation):
+        if isinstance(argument, type) or typing.get_origin(argument) is not None:
+            inner = _without_schema(argument)
+            if inner is not None:
+                return inner
+    return annotation
 
 
 def _described_by_hint(annotation: Any) -> bool:
