@@ -54,6 +54,7 @@ def run_server(
         "cors_origins": (cors_origins or []) + config.get("cors_origins", []),
         "header_timeout": header_timeout or config.get("header_timeout", ServerConfig.header_timeout),
         "body_timeout": body_timeout or config.get("body_timeout", ServerConfig.body_timeout),
+        "keepalive_interval": config.get("keepalive_interval", ServerConfig.keepalive_interval),
     }
     ServerConfig(**browser_and_fetching)  # a bad origin or timeout fails here, before the banner
     if not is_loopback(host) and not keys:

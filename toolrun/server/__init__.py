@@ -90,6 +90,7 @@ def create_app(
     cors_origins: Iterable[str] = (),
     header_timeout: float = ServerConfig.header_timeout,
     body_timeout: float = ServerConfig.body_timeout,
+    keepalive_interval: float = ServerConfig.keepalive_interval,
 ) -> Starlette:
     """The ASGI app. ``ai`` defaults to a new :class:`AsyncAI` that the app closes on shutdown.
 
@@ -98,7 +99,8 @@ def create_app(
     names it). ``preload`` names models to load at startup, downloading their
     weights if needed, so the first request does not pay for it; a request
     loads only weights that are here, unless ``allow_download``.
-    ``header_timeout`` and ``body_timeout`` apply under :func:`uvicorn_config`.
+    ``header_timeout`` and ``body_timeout`` apply under :func:`uvicorn_config`;
+    a stream silent for ``keepalive_interval`` seconds gets an SSE comment.
     """
     owns_ai = ai is None
     binding = ai if ai is not None else AsyncAI()
@@ -111,6 +113,7 @@ def create_app(
         cors_origins=tuple(cors_origins),
         header_timeout=header_timeout,
         body_timeout=body_timeout,
+        keepalive_interval=keepalive_interval,
     )
     state = ServerState(binding, config)
     to_preload = list(preload)

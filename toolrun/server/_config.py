@@ -15,6 +15,7 @@
     cors_origins = ["http://localhost:5173"]   # web pages that may call the server from a browser
     header_timeout = 10.0         # seconds for a request's headers to arrive, then 408
     body_timeout = 30.0           # seconds for its body to arrive once the headers are in, then 408
+    keepalive_interval = 5.0      # seconds a stream may stay silent before an SSE comment keeps it alive
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from urllib.parse import urlsplit
 from .._config import read_config
 from .._errors import InvalidInputError
 from ._http import BODY_TIMEOUT_S, HEADER_TIMEOUT_S
+from ._streaming import KEEPALIVE_S
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,15 @@ class ServerConfig:
     #: Seconds for a request's headers, then for its body, to arrive before a 408 closes the connection.
     header_timeout: float = HEADER_TIMEOUT_S
     body_timeout: float = BODY_TIMEOUT_S
+    #: Seconds a stream may wait for its first event, or stay silent, before an SSE comment keeps it alive.
+    keepalive_interval: float = KEEPALIVE_S
 
     def __post_init__(self) -> None:
         for name in ("max_queue", "max_body_bytes", "max_tokens_cap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"must be a whole number of at least 1, not {value!r}", where=name)
-        for name in ("header_timeout", "body_timeout"):
+        for name in ("header_timeout", "body_timeout", "keepalive_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise InvalidInputError(f"must be a positive number of seconds, not {value!r}", where=name)
@@ -90,6 +94,7 @@ _KEYS = {
     "cors_origins": list,
     "header_timeout": float,
     "body_timeout": float,
+    "keepalive_interval": float,
 }
 _KIND_NAMES = {str: "a string", int: "an integer", list: "a list", bool: "true or false", float: "a number"}
 

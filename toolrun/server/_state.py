@@ -16,7 +16,7 @@ from ._auth import Authenticator
 from ._config import ServerConfig
 from ._limits import AdmissionControl, Ticket, read_json_object
 from ._metrics import Metrics
-from ._streaming import run_unless_disconnected
+from ._streaming import run_unless_disconnected, stream_unless_disconnected
 
 log = logging.getLogger("toolrun.server")
 
@@ -79,7 +79,14 @@ class ServerState:
             raise
         try:
             await self.load(name)
-            result = await run_unless_disconnected(request, self.ai.run(name, parse_inputs(inputs)))
+            parsed = parse_inputs(inputs)
+            result: RunResult | AsyncGenerator[Event, None]
+            if parsed.stream:  # a slow first event starts the response anyway, to keep it alive meanwhile
+                result = await stream_unless_disconnected(
+                    request, self.ai.run(name, parsed), self.config.keepalive_interval
+                )
+            else:
+                result = await run_unless_disconnected(request, self.ai.run(name, parsed))
         except BaseException:
             ticket.release()
             raise
