@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any, Literal, NotRequired, Protocol, TypeAlias, TypedDict, final
 
-from ._errors import InvalidInputError
+from ._errors import InvalidInputError, ToolChoiceError
 
 # --------------------------------------------------------------------- calls
 
@@ -436,7 +436,240 @@ def responses_usage(used: Usage) -> dict[str, Any]:
     }
 
 
+# Anthropic Messages <-> toolrun (/v1/messages: content blocks in, content blocks out)
+# Into toolrun: the request's system, messages, tools and tool_choice as the binding's inputs, each block
+# checked here so that a fault names the client's own field (messages[2].content[1].input).
+
+AnthropicStopReason: TypeAlias = Literal["end_turn", "tool_use", "max_tokens", "stop_sequence"]
+
+_ANTHROPIC_STOP_REASONS: dict[str, AnthropicStopReason] = {
+    "stop": "end_turn",
+    "tool_calls": "tool_use",
+    "length": "max_tokens",
+}
+_ANTHROPIC_BLOCKS = ("text", "tool_use", "tool_result")
+
+
+def _anthropic_block_type(block: Any, where: str, allowed: tuple[str, ...], place: str) -> str:
+    """A content block's ``type``, when it is one of ``allowed`` here (``place`` says where that is)."""
+    if not isinstance(block, Mapping):
+        raise InvalidInputError(f"a content block must be an object, not {type(block).__name__}", where=where)
+    kind = block.get("type")
+    if kind in allowed:
+        return str(kind)
+    if kind in _ANTHROPIC_BLOCKS:
+        raise InvalidInputError(f"a {kind} block cannot be in {place}; it takes {', '.join(allowed)}", where=where)
+    raise InvalidInputError(
+        f"unsupported content block type {kind!r}; this server reads text, tool_use and tool_result blocks "
+        "(no images, documents or thinking)",
+        where=f"{where}.type",
+    )
+
+
+def _anthropic_block_text(block: Mapping[str, Any], where: str) -> str:
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise InvalidInputError("a text block's text must be a string", where=f"{where}.text")
+    return text
+
+
+def _anthropic_text(content: Any, where: str, place: str) -> str:
+    """A string, or text blocks joined by newlines: what Anthropic allows in ``system`` and a tool_result."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidInputError("must be a string or a list of text blocks", where=where)
+    texts: list[str] = []
+    for i, block in enumerate(content):
+        _anthropic_block_type(block, f"{where}[{i}]", ("text",), place)
+        texts.append(_anthropic_block_text(block, f"{where}[{i}]"))
+    return "\n".join(texts)
+
+
+def _anthropic_tool_result(block: Mapping[str, Any], where: str) -> Message:
+    """A tool_result as a tool message; one with ``is_error`` reads ``{"error": ...}``, as run_with_tools
+    reports a failed tool to the model."""
+    call_id = block.get("tool_use_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise InvalidInputError(
+            "a tool_result needs the tool_use_id of the call it answers", where=f"{where}.tool_use_id"
+        )
+    content = block.get("content")
+    text = "" if content is None else _anthropic_text(content, f"{where}.content", "a tool_result")
+    is_error = block.get("is_error", False)
+    if not isinstance(is_error, bool):
+        raise InvalidInputError("is_error must be true or false", where=f"{where}.is_error")
+    return {"role": "tool", "content": _to_json({"error": text}) if is_error else text, "tool_call_id": call_id}
+
+
+def _anthropic_tool_use(block: Mapping[str, Any], where: str) -> MessageToolCall:
+    for key in ("id", "name"):
+        if not isinstance(block.get(key), str) or not block[key]:
+            raise InvalidInputError(f"a tool_use block needs a non-empty string {key}", where=f"{where}.{key}")
+    arguments = block.get("input")
+    if not isinstance(arguments, Mapping):
+        raise InvalidInputError(
+            "a tool_use block's input must be an object (the call's arguments)", where=f"{where}.input"
+        )
+    return message_tool_call(tool_call(block["name"], dict(arguments), block["id"]))
+
+
+def _anthropic_user_turn(blocks: list[Any], where: str) -> list[tuple[Message, str]]:
+    """A user turn's blocks, in order: runs of text as user messages, each tool_result as a tool message."""
+    turn: list[tuple[Message, str]] = []
+    texts: list[str] = []
+    for j, block in enumerate(blocks):
+        at = f"{where}[{j}]"
+        if _anthropic_block_type(block, at, ("text", "tool_result"), "a user message") == "text":
+            texts.append(_anthropic_block_text(block, at))
+            continue
+        if texts:
+            turn.append(({"role": "user", "content": "\n".join(texts)}, where))
+            texts = []
+        turn.append((_anthropic_tool_result(block, at), at))
+    if texts or not turn:
+        turn.append(({"role": "user", "content": "\n".join(texts)}, where))
+    return turn
+
+
+def _anthropic_assistant_turn(blocks: list[Any], where: str) -> Message:
+    """An assistant turn's text and tool_use blocks as one assistant message (its text, then its calls)."""
+    texts: list[str] = []
+    calls: list[MessageToolCall] = []
+    for j, block in enumerate(blocks):
+        at = f"{where}[{j}]"
+        if _anthropic_block_type(block, at, ("text", "tool_use"), "an assistant message") == "text":
+            texts.append(_anthropic_block_text(block, at))
+        else:
+            calls.append(_anthropic_tool_use(block, at))
+    message: Message = {"role": "assistant", "content": "\n".join(texts)}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def anthropic_messages(system: Any, messages: Any) -> tuple[list[Message], list[str]]:
+    """Anthropic's ``system`` and ``messages`` as the binding's messages, and the field each came from
+    (``system``, ``messages[1].content[2]``) for the binding's errors.
+
+    A user turn's tool_result blocks become tool messages, its text a user message; an assistant turn's
+    tool_use blocks become its calls. The last message must be the user's: this server does not continue
+    a partial assistant turn (Anthropic's prefill).
+    """
+    out: list[Message] = []
+    origins: list[str] = []
+    if system is not None:
+        text = _anthropic_text(system, "system", "system")
+        if text:
+            out.append({"role": "system", "content": text})
+            origins.append("system")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidInputError("messages must be a non-empty list of messages", where="messages")
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, Mapping):
+            raise InvalidInputError(f"a message must be an object, not {type(message).__name__}", where=where)
+        role, content = message.get("role"), message.get("content")
+        if role not in ("user", "assistant"):
+            raise InvalidInputError(f"role must be 'user' or 'assistant', not {role!r}", where=f"{where}.role")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        if not isinstance(blocks, list):
+            raise InvalidInputError("content must be a string or a list of content blocks", where=f"{where}.content")
+        if role == "user":
+            for converted, origin in _anthropic_user_turn(blocks, f"{where}.content"):
+                out.append(converted)
+                origins.append(origin)
+        else:
+            out.append(_anthropic_assistant_turn(blocks, f"{where}.content"))
+            origins.append(f"{where}.content")
+    if messages[-1].get("role") != "user":
+        raise InvalidInputError(
+            "the last message must be the user's: continuing an assistant turn (prefill) is not supported",
+            where=f"messages[{len(messages) - 1}].role",
+        )
+    return out, origins
+
+
+def anthropic_tool(tool: Any, index: int) -> dict[str, Any]:
+    """A client tool ``{"name", "description", "input_schema"}`` in Workers AI's flat shape; the binding
+    checks its name and schema. Anthropic's server tools (``web_search_…``, ``bash_…``) are refused by type."""
+    where = f"tools[{index}]"
+    if not isinstance(tool, Mapping):
+        raise InvalidInputError(f"a tool must be an object, not {type(tool).__name__}", where=where)
+    kind = tool.get("type")
+    if kind not in (None, "custom"):
+        raise InvalidInputError(
+            f"tool type {kind!r} is one of Anthropic's server tools, which this server does not run; "
+            "describe a client tool with name, description and input_schema",
+            where=f"{where}.type",
+        )
+    schema = tool.get("input_schema")
+    if not isinstance(schema, Mapping):
+        raise InvalidInputError(
+            "a tool needs an input_schema: the JSON Schema object of its input", where=f"{where}.input_schema"
+        )
+    return {"name": tool.get("name"), "description": tool.get("description"), "parameters": dict(schema)}
+
+
+def anthropic_tool_choice(choice: Any) -> tuple[str | dict[str, Any], bool]:
+    """``(the binding's tool_choice, parallel_tool_calls)`` from Anthropic's ``{"type": "auto" | "any" |
+    "tool" | "none", "name", "disable_parallel_tool_use"}``: ``any`` is required, ``tool`` a named tool."""
+    if choice is None:
+        return "auto", True
+    if not isinstance(choice, Mapping):
+        raise ToolChoiceError('tool_choice must be an object such as {"type": "auto"}', where="tool_choice")
+    single = choice.get("disable_parallel_tool_use", False)
+    if not isinstance(single, bool):
+        raise ToolChoiceError("must be true or false", where="tool_choice.disable_parallel_tool_use")
+    kind = choice.get("type")
+    if kind == "tool":
+        name = choice.get("name")
+        if not isinstance(name, str) or not name:
+            raise ToolChoiceError('a "tool" tool_choice needs the name of the tool', where="tool_choice.name")
+        return openai_tool_choice(name), not single
+    if kind in ("auto", "any", "none"):
+        return ("required" if kind == "any" else str(kind)), not single
+    raise ToolChoiceError(f"tool_choice type must be auto, any, tool or none, not {kind!r}", where="tool_choice.type")
+
+
+# toolrun -> Anthropic Messages
+
+
+def anthropic_tool_use(call_id: str, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``tool_use`` content block (``arguments`` empty in a stream's ``content_block_start``)."""
+    return {"type": "tool_use", "id": call_id, "name": name, "input": dict(arguments)}
+
+
+def anthropic_text_block(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def anthropic_content(text: str, calls: list[ToolCall]) -> list[dict[str, Any]]:
+    """A whole answer's content blocks: its text (if any), then one tool_use per call."""
+    blocks = [anthropic_text_block(text)] if text else []
+    blocks.extend(anthropic_tool_use(call["id"], call["name"], call["arguments"]) for call in calls)
+    return blocks
+
+
+def anthropic_stop_reason(finish: FinishReason) -> AnthropicStopReason:
+    return _ANTHROPIC_STOP_REASONS[finish]
+
+
+def anthropic_usage(used: Usage) -> dict[str, int]:
+    return {"input_tokens": used["prompt_tokens"], "output_tokens": used["completion_tokens"]}
+
+
+def anthropic_text_delta(text: str) -> dict[str, Any]:
+    return {"type": "text_delta", "text": text}
+
+
+def anthropic_input_json_delta(fragment: str) -> dict[str, Any]:
+    """A fragment of a tool_use's input as JSON text (the fragments join to the whole input)."""
+    return {"type": "input_json_delta", "partial_json": fragment}
+
+
 __all__ = [
+    "AnthropicStopReason",
     "CallDelta",
     "CallDeltaEvent",
     "CallEvent",
@@ -452,6 +685,16 @@ __all__ = [
     "ToolCall",
     "ToolFields",
     "Usage",
+    "anthropic_content",
+    "anthropic_input_json_delta",
+    "anthropic_messages",
+    "anthropic_stop_reason",
+    "anthropic_text_block",
+    "anthropic_text_delta",
+    "anthropic_tool",
+    "anthropic_tool_choice",
+    "anthropic_tool_use",
+    "anthropic_usage",
     "decode_arguments",
     "encode_arguments",
     "final_event",

@@ -1,4 +1,4 @@
-"""``toolrun serve``: the AI binding over HTTP, in Workers AI's and OpenAI's dialects.
+"""``toolrun serve``: the AI binding over HTTP, in Workers AI's, OpenAI's and Anthropic's dialects.
 
 >>> from toolrun.server import create_app
 >>> app = create_app(api_keys=["secret"])          # any ASGI server can run it
@@ -10,6 +10,7 @@ Endpoints
   POST /client/v4/accounts/{account_id}/ai/v1/chat/completions
   POST /v1/chat/completions                                   OpenAI Chat Completions (tools, streaming)
   POST /v1/responses                                          OpenAI Responses (stateless; tools, streaming)
+  POST /v1/messages, /v1/messages/count_tokens                Anthropic Messages (tools, streaming; x-api-key)
   GET  /v1/models, /v1/models/{model}
   GET  /health, /metrics (Prometheus text)
 
@@ -35,7 +36,7 @@ from starlette.routing import Route
 
 from .._errors import InvalidInputError, ToolrunError
 from ..ai import AsyncAI
-from . import _openai, _playground, _responses, _workers_ai
+from . import _anthropic, _openai, _playground, _responses, _workers_ai
 from ._auth import is_loopback
 from ._browser import BrowserGuard
 from ._config import ServerConfig, read_server_section
@@ -134,6 +135,7 @@ def create_app(
         *_workers_ai.routes(),
         *_openai.routes(),
         *_responses.routes(),  # OpenAI's Responses API (stateless)
+        *_anthropic.routes(),  # Anthropic's Messages API
         *_playground.routes(),  # the page at /playground, and / redirecting there
         Route("/health", _health, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),

@@ -1,4 +1,5 @@
-"""Who may use the server: bearer tokens, or — without any — clients on this machine only."""
+"""Who may use the server: API keys (a bearer token, or Anthropic's ``x-api-key`` header), or — without
+any — clients on this machine only."""
 
 from __future__ import annotations
 
@@ -38,11 +39,22 @@ class Authenticator:
                     "start it with --api-key to accept remote clients"
                 )
             return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthenticationError("missing API key: send the header 'Authorization: Bearer <key>'")
-        given = token.strip().encode()
+        given = _presented_key(request).encode()
         # Compare against every key in constant time, so timing says nothing about which is close.
         if not any([hmac.compare_digest(given, key) for key in self._keys]):  # noqa: C419 - all of them, always
             raise AuthenticationError("invalid API key")
+
+
+def _presented_key(request: Request) -> str:
+    """The key the request presents: ``Authorization: Bearer <key>`` (OpenAI's, Cloudflare's), else
+    ``x-api-key: <key>`` (Anthropic's SDKs and Claude Code send that one)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    api_key = request.headers.get("x-api-key", "").strip()
+    if api_key:
+        return api_key
+    raise AuthenticationError(
+        "missing API key: send the header 'Authorization: Bearer <key>' "
+        "(or, as Anthropic's clients do, 'x-api-key: <key>')"
+    )

@@ -4,7 +4,8 @@ The binding raises :class:`~toolrun._errors.ToolrunError` subclasses that
 already carry an HTTP status, a short code and a ``where``; the server adds
 only the errors that exist at the HTTP level (auth, body size, JSON syntax,
 the OpenAI request's own shape) and renders every one of them in the caller's
-dialect: Cloudflare's v4 envelope or OpenAI's ``{"error": {...}}``.
+dialect: Cloudflare's v4 envelope, OpenAI's ``{"error": {...}}`` or Anthropic's
+``{"type": "error", "error": {...}}``.
 """
 
 from __future__ import annotations
@@ -120,10 +121,33 @@ def openai_error_body(exc: ToolrunError) -> dict[str, Any]:
     return {"error": {"message": str(exc), "type": _dialect(exc)[1], "param": exc.where, "code": exc.code}}
 
 
+# Anthropic's error types by HTTP status (its SDKs pick the exception class by status, people read the type).
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_body(exc: ToolrunError) -> dict[str, Any]:
+    """Anthropic's ``{"type": "error", "error": {"type", "message"}}``; the message names the field."""
+    kind = _ANTHROPIC_TYPES.get(exc.status_code) or ("invalid_request_error" if exc.status_code < 500 else "api_error")
+    return {"type": "error", "error": {"type": kind, "message": str(exc)}}
+
+
 def error_renderer(path: str) -> Callable[[ToolrunError], JSONResponse]:
-    """Cloudflare's envelope under /client/v4 (except its OpenAI-compatible /ai/v1), OpenAI's elsewhere."""
+    """Cloudflare's envelope under /client/v4 (except its OpenAI-compatible /ai/v1), Anthropic's under
+    /v1/messages, OpenAI's elsewhere."""
     if path.startswith("/client/v4") and "/ai/v1/" not in path:
         return cloudflare_error
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return anthropic_error
     return openai_error
 
 
@@ -133,3 +157,7 @@ def cloudflare_error(exc: ToolrunError) -> JSONResponse:
 
 def openai_error(exc: ToolrunError) -> JSONResponse:
     return JSONResponse(openai_error_body(exc), status_code=exc.status_code, headers=_headers(exc))
+
+
+def anthropic_error(exc: ToolrunError) -> JSONResponse:
+    return JSONResponse(anthropic_error_body(exc), status_code=exc.status_code, headers=_headers(exc))
