@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from .._version import __version__
 from ..ai import DEFAULT_MODEL
 from ._console import fail_on_toolrun_errors
 from ._eval import eval_app
@@ -20,10 +21,28 @@ app = typer.Typer(
     epilog="Docs: every command has --help with examples. Default model: " + DEFAULT_MODEL,
     rich_markup_mode="rich",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"toolrun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", help="Print toolrun's version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Workers AI-style function calling on local models: an HTTP server, a shell runner, a model catalog."""
 
 
 @app.command(
@@ -136,6 +155,10 @@ def serve(
     epilog=(
         "[bold]Examples[/bold]\n\n"
         '  toolrun run default "Write a haiku about CPUs" --stream\n\n'
+        """  toolrun run default "Who is Cloudflare on github?" --json --tool '{"name": "getGithubUser", """
+        """"description": "Public facts about a GitHub account.", "parameters": {"type": "object", "properties": """
+        """{"username": {"type": "string"}}, "required": ["username"]}}'\n\n"""
+        '  toolrun run default "What\'s the weather in Lisbon?" --tool tools.json\n\n'
         '  toolrun run default "What\'s the weather in Lisbon?" --tool weather:get_weather\n\n'
         '  toolrun run default "Add 2 and 40" --tool ./mytools.py:add --tool ./mytools.py:multiply\n\n'
         '  toolrun run default "Who is torvalds on GitHub?" --openapi https://api.apis.guru/v2/specs/github.com/'
@@ -153,8 +176,10 @@ def run(
         typer.Option(
             "--tool",
             "-t",
-            help="A Python function the model may call, as module:function or path/file.py:function "
-            "(repeatable). A name bound to a list of tools adds them all.",
+            help="A tool (repeatable). A Python function, as module:function or path/file.py:function (a name "
+            "bound to a list adds them all), is run when the model calls it. A JSON tool, inline or a .json file "
+            "(Workers AI's or OpenAI's shape, or a list), is only described: the model's calls are printed, not "
+            "run (traditional function calling).",
         ),
     ] = None,
     openapi: Annotated[
@@ -189,10 +214,20 @@ def run(
         int, typer.Option(help="Tool rounds after the first before the model must answer.", min=0)
     ] = 1,
     json_output: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON instead.")] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="CPU threads for local models \\[default: all cores]; fewer can be faster on a busy machine.",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a model from the shell, letting it call your Python functions, OpenAPI operations and MCP servers' tools.
 
-    Each tool call and its result are shown as they happen; the answer follows.
+    Each tool call and its result are shown as they happen; the answer follows. With JSON tools the calls
+    are printed instead of run ([bold]traditional function calling[/bold]; --json prints
+    {"tool_calls": [{"name", "arguments", "id"}], "response", ...}).
     """
     from ._run import run_command
 
@@ -212,6 +247,7 @@ def run(
             seed=seed,
             max_rounds=max_rounds,
             json_output=json_output,
+            threads=threads,
         )
 
 

@@ -22,7 +22,9 @@ def fail_on_toolrun_errors() -> Iterator[None]:
     try:
         yield
     except ToolrunError as exc:
-        err_console.print(f"[bold red]error[/bold red] [dim]({exc.code})[/dim]: {escape(str(exc))}", highlight=False)
+        err_console.print(
+            f"[bold red]error[/bold red] [dim]({exc.code})[/dim]: {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print("[dim]interrupted[/dim]")

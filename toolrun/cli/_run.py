@@ -16,14 +16,17 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.markup import escape
 
 from .._errors import InvalidInputError
 from ._console import console, err_console
+
+if TYPE_CHECKING:
+    from .._wire import Event
 
 _RESULT_PREVIEW_CHARS = 300
 
@@ -44,6 +47,7 @@ def run_command(
     seed: int | None,
     max_rounds: int,
     json_output: bool,
+    threads: int | None = None,
 ) -> None:
     if stream and json_output:
         raise InvalidInputError(
@@ -69,6 +73,7 @@ def run_command(
             sampling={"max_tokens": max_tokens, "temperature": temperature, "seed": seed},
             max_rounds=max_rounds,
             json_output=json_output,
+            threads=threads,
         )
     )
 
@@ -86,12 +91,32 @@ async def _run(
     sampling: dict[str, Any],
     max_rounds: int,
     json_output: bool,
+    threads: int | None = None,
 ) -> None:
+    tools: list[Any] = []
+    for ref in tool_refs:
+        tools.extend(load_tools(ref))
+    schema_only = [t for t in tools if isinstance(t, dict)]
+    if schema_only:
+        if len(schema_only) < len(tools) or openapi_specs or mcp_servers:
+            raise InvalidInputError(
+                "JSON tools are only described to the model and their calls printed (traditional function "
+                "calling), Python, OpenAPI and MCP tools are run: give one kind or the other",
+                where="--tool",
+            )
+        await _call_once(
+            model,
+            prompt,
+            schema_only,
+            stream=stream,
+            system=system,
+            sampling=sampling,
+            json_output=json_output,
+            threads=threads,
+        )
+        return
     # The MCP servers live as long as the run: started here, stopped (and reaped) on the way out.
     async with contextlib.AsyncExitStack() as servers:
-        tools: list[Any] = []
-        for ref in tool_refs:
-            tools.extend(load_tools(ref))
         for spec in openapi_specs:
             tools.extend(await _openapi_tools(spec, match_patterns))
         if mcp_servers:
@@ -105,6 +130,7 @@ async def _run(
             sampling=sampling,
             max_rounds=max_rounds,
             json_output=json_output,
+            threads=threads,
         )
 
 
@@ -118,18 +144,18 @@ async def _run_with(
     sampling: dict[str, Any],
     max_rounds: int,
     json_output: bool,
+    threads: int | None = None,
 ) -> None:
     from ..ai import AsyncAI
     from ..embedded import ToolRunStream, run_with_tools
 
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    inputs: dict[str, Any] = {"messages": messages, **{k: v for k, v in sampling.items() if v is not None}}
+    inputs = _inputs(prompt, system, sampling)
     if tools:
         inputs["tools"] = tools
         names = ", ".join(escape(t.name) for t in tools)
         err_console.print(f"[dim]{len(tools)} tool{'s' if len(tools) != 1 else ''}: {names}[/dim]")
 
-    ai = AsyncAI()
+    ai = AsyncAI(n_threads=threads)
     narrator = Narrator(ai)
     started = time.perf_counter()
     try:
@@ -157,6 +183,83 @@ async def _run_with(
         f"{usage.get('prompt_tokens', 0)} prompt + {usage.get('completion_tokens', 0)} completion tokens · "
         f"{time.perf_counter() - started:.1f} s[/dim]"
     )
+
+
+def _inputs(prompt: str, system: str | None, sampling: dict[str, Any]) -> dict[str, Any]:
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    return {"messages": messages, **{k: v for k, v in sampling.items() if v is not None}}
+
+
+async def _call_once(
+    model: str,
+    prompt: str,
+    tools: list[dict[str, Any]],
+    *,
+    stream: bool,
+    system: str | None,
+    sampling: dict[str, Any],
+    json_output: bool,
+    threads: int | None,
+) -> None:
+    """Traditional function calling: one model call, whose tool calls are printed for the caller to run."""
+    from ..ai import AsyncAI, collect
+
+    inputs = {**_inputs(prompt, system, sampling), "tools": tools}
+    names = ", ".join(escape(str(t.get("name") or t.get("function", {}).get("name"))) for t in tools)
+    err_console.print(f"[dim]{len(tools)} tool{'s' if len(tools) != 1 else ''} (calls printed, not run): {names}[/dim]")
+    ai = AsyncAI(n_threads=threads)
+    started = time.perf_counter()
+    status = err_console.status(f"[dim]{escape(model)} is thinking…[/dim]", spinner="dots")
+    try:
+        status.start()
+        # One path for both: the stream's events folded into the result, printing the text if asked to.
+        events = cast("AsyncIterator[Event]", await ai.run(model, {**inputs, "stream": True}))
+        if stream:
+            status.stop()
+        result = await collect(_printing_text(events) if stream else events)
+    finally:
+        status.stop()
+        await ai.aclose()
+    calls = [{"name": c["name"], "arguments": c["arguments"], "id": c["id"]} for c in result["tool_calls"]]
+    if json_output:
+        shown = {"tool_calls": calls, **{k: v for k, v in result.items() if k != "tool_calls"}}
+        console.print_json(json.dumps(shown, ensure_ascii=False, default=str))
+    else:
+        for call in calls:
+            console.print(_call_text(call), markup=False, highlight=False, soft_wrap=True)
+        if result["response"] and not stream:
+            console.print(result["response"], markup=False, highlight=False, soft_wrap=True)
+    usage = result["usage"]
+    err_console.print(
+        f"[dim]{len(calls)} tool call{'s' if len(calls) != 1 else ''} · {usage['prompt_tokens']} prompt + "
+        f"{usage['completion_tokens']} completion tokens · {time.perf_counter() - started:.1f} s[/dim]"
+    )
+
+
+async def _printing_text(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """The events unchanged, each piece of answer text printed as it arrives."""
+    async for event in events:
+        text = event.get("response") if "usage" not in event else None
+        if isinstance(text, str) and text:
+            console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+        yield event
+    console.print()
+
+
+def _call_text(call: Mapping[str, Any]) -> str:
+    """``name(key="value", ...)``: a call as the user reads it."""
+    args = call.get("arguments")
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError:
+            pass
+    shown = (
+        ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
+        if isinstance(args, Mapping)
+        else json.dumps(args)
+    )
+    return f"{call.get('name')}({shown})"
 
 
 class Narrator:
@@ -189,20 +292,9 @@ class Narrator:
             self._status = None
 
     def _show_call(self, call: Mapping[str, Any]) -> None:
-        args = call.get("arguments")
-        if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except json.JSONDecodeError:
-                pass
-        shown = (
-            ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
-            if isinstance(args, Mapping)
-            else json.dumps(args)
-        )
+        name, _, arguments = _call_text(call).partition("(")
         err_console.print(
-            f"[bold yellow]→[/bold yellow] [bold]{escape(str(call.get('name')))}[/bold]({escape(shown)})",
-            highlight=False,
+            f"[bold yellow]→[/bold yellow] [bold]{escape(name)}[/bold]({escape(arguments)}", highlight=False
         )
 
     def _show_new_results(self, messages: list[Mapping[str, Any]]) -> None:
@@ -228,9 +320,18 @@ class Narrator:
 
 
 def load_tools(ref: str) -> list[Any]:
-    """The tools named by ``module:attr`` or ``path/to/file.py:attr`` (a function, a Tool, or a list of them)."""
+    """The tools ``--tool`` names: JSON (inline or a ``.json`` file), described only, as plain dicts;
+    or ``module:attr`` / ``path/to/file.py:attr`` (a function, a Tool, or a list of them), to run."""
     from ..tools import as_tool
 
+    text = ref.strip()
+    if text.startswith(("{", "[")):
+        return _json_tools(text, "--tool")
+    if text.endswith(".json"):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise InvalidInputError(f"no such file: {path}", where=f"--tool {ref}")
+        return _json_tools(path.read_text(encoding="utf-8"), f"--tool {ref}")
     where = f"--tool {ref}"
     module_part, sep, attr = ref.rpartition(":")
     if not sep or not module_part or not attr:
@@ -245,6 +346,25 @@ def load_tools(ref: str) -> list[Any]:
         obj = getattr(obj, part)
     items = list(obj) if isinstance(obj, (list, tuple)) else [obj]
     return [as_tool(item, where=where) for item in items]
+
+
+def _json_tools(text: str, where: str) -> list[dict[str, Any]]:
+    """A tool in Workers AI's flat shape or OpenAI's ``{"type": "function", "function": ...}``, or a list of them."""
+    from .._types import normalize_tool
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"not valid JSON: {exc}", where=where) from None
+    items = value if isinstance(value, list) else [value]
+    for index, item in enumerate(items):
+        try:
+            normalize_tool(item, index)
+        except InvalidInputError as exc:
+            raise InvalidInputError(exc.message, where=f"{where}: {exc.where}") from None
+    if not items:
+        raise InvalidInputError("the list of tools is empty", where=where)
+    return [dict(item) for item in items]
 
 
 def _import(module_part: str, where: str) -> Any:
