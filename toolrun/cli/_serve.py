@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 
 from rich.console import RenderableType
 from rich.markup import escape
@@ -67,6 +69,7 @@ def run_server(
     ai = AsyncAI(n_threads=threads)
     for name in models:
         ai.catalog.get(name)  # an unknown --model fails here, before the banner, with the catalog's hint
+    _check_port_free(host, port)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     err_console.print(_banner(host, port, models, bool(keys), limits["max_queue"]))
     # The server closes only a binding it created itself; this one is ours to close.
@@ -76,6 +79,22 @@ def run_server(
         import asyncio
 
         asyncio.run(ai.aclose())
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Bind the address once, as uvicorn will, so a busy port is one line before the banner, not uvicorn's errno."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        # create_server sets SO_REUSEADDR as uvicorn does: a port in TIME_WAIT counts as free for both.
+        socket.create_server((host, port), family=family).close()
+    except socket.gaierror as exc:
+        raise InvalidInputError(f"cannot resolve {host!r}: {exc.strerror}", where="--host") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            message = f"port {port} on {host} is already in use; stop what holds it or choose another with --port"
+        else:
+            message = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        raise InvalidInputError(message, where="--port") from None
 
 
 def _banner(host: str, port: int, models: list[str], auth: bool, max_queue: int) -> Panel:
