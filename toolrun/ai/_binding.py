@@ -28,6 +28,9 @@ class AsyncAI:
     loaded, so the next round of a tool loop reuses its KV cache.
     """
 
+    #: Assistant turns may carry calls' arguments as dicts, not JSON text (``run_with_tools`` asks).
+    reads_dict_arguments = True
+
     def __init__(
         self,
         *,
@@ -101,6 +104,22 @@ class AsyncAI:
             remote=entry.remote,
             account=self._account,
         )
+
+    def ready(self, model: str) -> bool:
+        """Whether ``model`` can answer without a download: loaded, a remote entry, or its weights are here.
+
+        A remote entry counts as ready without a network probe (listing models must stay cheap).
+        """
+        entry = self.catalog.get(model)
+        if entry.name in self._engines or entry.remote is not None:
+            return True
+        if engine_kind(entry.engine).source != "weights":
+            return False  # an engine registered in another process, or not yet
+        try:
+            self.weights(entry.name, download=False)
+        except ModelUnavailableError:
+            return False
+        return True
 
     def weights(self, model: str, *, download: bool | None = None, progress: Progress | None = None) -> str:
         """The local GGUF path for ``model``, fetching it when that is allowed.
@@ -242,6 +261,8 @@ class AI:
     It runs an event loop on a private thread; ``run`` blocks until the result
     is there, or returns a plain iterator of events when ``stream`` is set.
     """
+
+    reads_dict_arguments = True
 
     def __init__(
         self,

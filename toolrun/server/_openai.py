@@ -147,7 +147,8 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
         if field != "max_tokens" and exc.where == "max_tokens":
             exc.where = field  # the binding knows the field as max_tokens; the client sent the newer name
         raise
-    chunks = _ChunkWriter(_completion_id(), int(time.time()), model)
+    # The model that answered, by its catalog name: an alias ("default") names no model a client could compare.
+    chunks = _ChunkWriter(_completion_id(), int(time.time()), ticket.model)
     if isinstance(result, dict):  # the whole result: the request did not ask to stream
         return JSONResponse(
             {
@@ -248,12 +249,14 @@ class _ChunkRenderer:
 # ------------------------------------------------------------------ models
 
 
-def _openai_model(entry: Any, created: int) -> dict[str, Any]:
+def _openai_model(entry: Any, created: int, ready: bool) -> dict[str, Any]:
+    """OpenAI's model object and toolrun's fields; ``ready``: it answers without a download (remote or weights here)."""
     return {
         "id": entry.name,
         "object": "model",
         "created": created,
         "owned_by": "toolrun",
+        "ready": ready,
         "function_calling": entry.function_calling,
         "context_window": entry.context_window,
     }
@@ -262,7 +265,8 @@ def _openai_model(entry: Any, created: int) -> dict[str, Any]:
 @endpoint(API, "models", openai_error)
 async def list_models(request: Request, state: ServerState) -> Response:
     created = int(state.started_at)
-    return JSONResponse({"object": "list", "data": [_openai_model(e, created) for e in state.ai.catalog]})
+    data = [_openai_model(e, created, state.ai.ready(e.name)) for e in state.ai.catalog]
+    return JSONResponse({"object": "list", "data": data})
 
 
 @endpoint(API, "model", openai_error)
@@ -270,7 +274,8 @@ async def get_model(request: Request, state: ServerState) -> Response:
     name = request.path_params["model"]
     if name not in state.ai.catalog:
         raise ModelNotFoundError(f"no model named {name!r}; GET /v1/models lists them", where="model")
-    return JSONResponse(_openai_model(state.ai.catalog.get(name), int(state.started_at)))
+    entry = state.ai.catalog.get(name)
+    return JSONResponse(_openai_model(entry, int(state.started_at), state.ai.ready(entry.name)))
 
 
 def routes() -> list[Route]:

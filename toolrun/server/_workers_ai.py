@@ -82,9 +82,12 @@ def _int_param(request: Request, name: str, default: int, *, low: int, high: int
     return value
 
 
-def cloudflare_model(entry: Any) -> dict[str, Any]:
-    """A catalog entry in Cloudflare's model-search shape, with a stable id derived from the name."""
-    model: dict[str, Any] = entry.as_dict()
+def cloudflare_model(entry: Any, ready: bool) -> dict[str, Any]:
+    """A catalog entry in Cloudflare's model-search shape, with a stable id derived from the name.
+
+    ``ready`` is toolrun's addition: the model answers without a download (a remote entry, or weights here).
+    """
+    model: dict[str, Any] = {**entry.as_dict(), "ready": ready}
     model["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, "toolrun:" + entry.name))
     model["task"] = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "toolrun-task:" + entry.task)), **model["task"]}
     model.setdefault("tags", [])
@@ -108,7 +111,7 @@ async def search_models(request: Request, state: ServerState) -> Response:
     window = found[(page - 1) * per_page : page * per_page]
     return JSONResponse(
         envelope(
-            [cloudflare_model(e) for e in window],
+            [cloudflare_model(e, state.ai.ready(e.name)) for e in window],
             result_info={"page": page, "per_page": per_page, "count": len(window), "total_count": len(found)},
         )
     )
