@@ -10,9 +10,13 @@
 3. contention — an ordinary tool-call request to ``toolrun serve`` on the default model, idle and
    while three clients send the soak test's hostile requests (tests/server/test_soak.py): the
    median latency of each and their ratio (issue #27 asks for at most 2x).
+4. stream-apis — the same prompts streamed through chat completions, OpenAI's Responses and
+   Anthropic's Messages on one ``toolrun serve`` (default model, greedy, the APIs in rotation):
+   tokens/s of each and the ratio to chat (issue #30 asks for at least 0.97).
 
     python bench/bench_server.py overhead
     python bench/bench_server.py contention
+    python bench/bench_server.py stream-apis
     python bench/bench_server.py compare --install-deps   # installs llama-cpp-python[server]'s extras
     python bench/bench_server.py all --json bench/server-results.json
 
@@ -34,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -256,6 +260,14 @@ def _overhead_requests() -> dict[str, tuple[str, dict[str, Any]]]:
         "openai chat stream (text)": (
             "/v1/chat/completions",
             {"model": SCRIPTED, "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        ),
+        "openai responses stream (text)": (
+            "/v1/responses",
+            {"model": SCRIPTED, "input": "hi", "stream": True},
+        ),
+        "anthropic messages stream (text)": (
+            "/v1/messages",
+            {"model": SCRIPTED, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64, "stream": True},
         ),
     }
 
@@ -560,6 +572,102 @@ def bench_compare(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+# ------------------------------------------------------------ stream-apis
+
+
+def _messages_body(model: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": True}  # fmt: skip
+
+
+def _responses_body(model: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+    return {"model": model, "input": prompt, "max_output_tokens": max_tokens, "temperature": 0, "stream": True}
+
+
+#: The streaming APIs compared on one server: (path, request body for a model, prompt and max_tokens).
+STREAM_APIS: dict[str, tuple[str, Callable[[str, str, int], dict[str, Any]]]] = {
+    "chat": (
+        "/v1/chat/completions",
+        lambda model, prompt, max_tokens: {
+            **_chat_body(model, prompt, max_tokens),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ),
+    "messages": ("/v1/messages", _messages_body),
+    "responses": ("/v1/responses", _responses_body),
+}
+
+
+def _streamed_tokens(line: str) -> int | None:
+    """The completion tokens a stream's usage line reports: chat's include_usage chunk, Anthropic's
+    message_delta, or a Responses event's ``response.usage``; None for any other line."""
+    if not line.startswith("data: ") or '"usage"' not in line:
+        return None
+    data = json.loads(line[len("data: ") :])
+    used = data.get("usage") or (data.get("response") or {}).get("usage")
+    if not used:
+        return None
+    found = used.get("completion_tokens", used.get("output_tokens"))
+    return found if isinstance(found, int) else None
+
+
+async def _stream_once(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> tuple[float, int]:
+    """(seconds from the request to the stream's last byte, completion tokens it reported)."""
+    started = time.perf_counter()
+    tokens = 0
+    async with client.stream("POST", url, json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            found = _streamed_tokens(line)
+            if found is not None:
+                tokens = found
+    return time.perf_counter() - started, tokens
+
+
+def bench_stream_apis(args: argparse.Namespace) -> dict[str, Any]:
+    """The same prompts streamed through each API of one ``toolrun serve`` on the default model, greedy,
+    one client, the APIs in rotation each round (so drifting load falls on all): tokens/s of each, and
+    each one's ratio to chat completions (issue #30 asks for at least 0.97)."""
+    from toolrun import DEFAULT_MODEL
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    rows: dict[str, list[tuple[float, int]]] = {name: [] for name in STREAM_APIS}
+
+    async def measure() -> None:
+        async with httpx.AsyncClient(headers=AUTH, timeout=900) as client:
+            for path, body in STREAM_APIS.values():  # warm-up: first-use allocations, the template's prefix
+                await _stream_once(client, base + path, body(DEFAULT_MODEL, PROMPTS[0], 16))
+            names = list(STREAM_APIS)
+            for round_no in range(args.rounds):
+                for name in names[round_no % len(names) :] + names[: round_no % len(names)]:
+                    path, body = STREAM_APIS[name]
+                    for i in range(args.stream_prompts):
+                        prompt = PROMPTS[(round_no * args.stream_prompts + i) % len(PROMPTS)]
+                        request = body(DEFAULT_MODEL, prompt, args.max_tokens)
+                        rows[name].append(await _stream_once(client, base + path, request))
+                print(f"  round {round_no + 1}/{args.rounds} done ({load_average()})", flush=True)
+
+    with server_process(toolrun_serve_command(port, DEFAULT_MODEL, str(args.threads)), base + "/health"):
+        wait_for_quiet(args.wait_quiet)
+        asyncio.run(measure())
+    results: dict[str, Any] = {"max_tokens": args.max_tokens, "load_average_after": load_average(), "apis": {}}
+    for name, measured in rows.items():
+        seconds, tokens = sum(r[0] for r in measured), sum(r[1] for r in measured)
+        results["apis"][name] = {"requests": len(measured), "tokens": tokens, "seconds": seconds,
+                                 "tokens_per_s": tokens / seconds, "raw": measured}  # fmt: skip
+    chat = results["apis"]["chat"]["tokens_per_s"]
+    for name, summary in results["apis"].items():
+        summary["ratio_to_chat"] = summary["tokens_per_s"] / chat
+        print(
+            f"  {name:10s} {summary['tokens_per_s']:6.1f} tok/s  ({summary['requests']} streams, "
+            f"{summary['tokens']} tokens)  {summary['ratio_to_chat']:.3f}x chat",
+            flush=True,
+        )
+    return results
+
+
 # ------------------------------------------------------------ contention
 
 
@@ -625,10 +733,11 @@ def main() -> None:
     # SIGTERM as an exception, so the servers this started are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["overhead", "compare", "contention", "all"])
+    parser.add_argument("what", choices=["overhead", "compare", "contention", "stream-apis", "all"])
     parser.add_argument("--contention-samples", type=int, default=5, help="ordinary requests idle, then under load")
     parser.add_argument("--overhead-requests", type=int, default=1000, help="requests at 1 client (x4 at 64)")
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--stream-prompts", type=int, default=2, help="stream-apis: prompts per API per round")
     parser.add_argument("--rounds", type=int, default=3, help="alternations between the two servers")
     parser.add_argument("--one-client-requests", type=int, default=2, help="per round, at 1 client")
     parser.add_argument("--four-client-rounds", type=int, default=1, help="requests per client per round, at 4")
@@ -667,6 +776,9 @@ def main() -> None:
     if args.what in ("compare", "all"):
         print(f"Real model, greedy, max_tokens {args.max_tokens}, {args.threads} threads:", flush=True)
         results["compare"] = bench_compare(args)
+    if args.what in ("stream-apis", "all"):
+        print(f"Streaming APIs side by side, default model, greedy, max_tokens {args.max_tokens}:", flush=True)
+        results["stream_apis"] = bench_stream_apis(args)
     if args.what in ("contention", "all"):
         print(f"Ordinary request under hostile load, default model, {args.threads} threads:", flush=True)
         results["contention"] = bench_contention(args)
