@@ -36,7 +36,6 @@ from typing import Any, Unpack
 from .._errors import EngineError, InvalidInputError
 from .._types import check_unique_names, message_list
 from .._wire import message_tool_call, openai_message_call, openai_tool, tool_call
-from ..ai import AI, AsyncAI
 from ..tools import Tool, as_tool, tool_name_and_description
 from ._client import ModelClient, call_model, is_async_client
 from ._execute import PendingCall, read_tool_calls, run_calls
@@ -90,7 +89,7 @@ class ToolLoop:
         self.messages = _initial_messages(inputs)
         self._given = len(self.messages)  # the caller's messages, passed on as they came
         self._encoded: list[dict[str, Any]] = []  # self.messages with arguments as JSON text, so far
-        self._reads_dicts = isinstance(ai, (AI, AsyncAI))
+        self._reads_dicts = getattr(ai, "reads_dict_arguments", False) is True
         self.tools = _collect_tools(inputs.get("tools"))
         self.tool_choice = inputs.get("tool_choice")
         self.forwarded = {k: v for k, v in inputs.items() if k not in _MANAGED_INPUTS}
