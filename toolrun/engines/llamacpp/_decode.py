@@ -170,7 +170,7 @@ class LocalTurn:
             if verdict is Verdict.ANSWER_IN_TEXT:
                 yield from self._answer_in_text()
                 return decisions.openers
-        step = self.gate.after_call(lambda: continue_share(self._raw_logits(), decisions))
+        step = self.gate.after_call(lambda: self._go_on_share(decisions))
         if step is Next.ANOTHER:
             return decisions.end  # decided: another call
         if step is Next.TRY:
@@ -189,10 +189,14 @@ class LocalTurn:
         self.held = None
         after_text = held.generated > 0
         verdict = self.gate.judge(after_text=after_text)
+        call = self.gate.held_call
+        assert call is not None
+        if self.gate.kept_named:
+            log.debug("relevance of %s: named and its values said, kept without asking", call["name"])
         if verdict is Verdict.ASK:
-            call = self.gate.held_call
-            assert call is not None
             asked = yield from self.engine.ask_relevance(self.llm, self.seq, call, self.request)
+            if asked is not None:
+                log.debug("relevance of %s: yes %.3f (keep at %.2f)", call["name"], asked[0], self.gate.ask_threshold)
             verdict = Verdict.KEEP if asked is None else self.gate.answer(asked[0], after_text=after_text)
             if asked is not None and verdict is Verdict.KEEP:
                 yield from go_back(self.seq, asked[1])
@@ -307,6 +311,11 @@ class LocalTurn:
         if sampler.grammar is not None and sampler.rejections:
             log.debug("grammar rejected the model's first choice %d times", sampler.rejections)
         sampler.close()
+
+    def _go_on_share(self, decisions: DecisionTokens) -> float:
+        share = continue_share(self._raw_logits(), decisions)
+        log.debug("another call: share %.3f (go on at %.2f)", share, self.engine.policy.another_call_threshold)
+        return share
 
     def _raw_logits(self) -> Any:
         assert self.sampler is not None

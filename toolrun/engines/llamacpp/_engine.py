@@ -242,9 +242,7 @@ class LlamaCppEngine(Engine):
         else:
             seq.restore(examples[1])
         yield from switch_prompt(seq, prompt)
-        share = yes_share(seq.logits(), self.decisions(llm))
-        log.debug("relevance of %s: yes %.3f", call["name"], share)
-        return share, saved
+        return yes_share(seq.logits(), self.decisions(llm)), saved
 
     def _relevance_head(self, prompt: list[int]) -> list[int]:
         """The tokens every relevance question's prompt starts with: the worked answers and the next turn's opening."""

@@ -62,6 +62,8 @@ class TurnGate:
         self.policy = policy
         self.hold_each_call = hold_each_call
         self.ask_threshold: float | None = None
+        #: The held first call was kept without asking: the user named its tool and said its values.
+        self.kept_named = False
         self.request = request
         watching = request.uses_tools and not request.must_call
         #: Decide at the first token whether this turn calls (``auto`` with a threshold).
@@ -173,6 +175,7 @@ class TurnGate:
         if it is new and grounded (:mod:`._judgment`)."""
         call = self.held_call
         assert call is not None
+        self.kept_named = False
         if not self._held_first:
             if self._grounding is None:
                 self._grounding = conversation_text(self.request.messages)
@@ -195,6 +198,7 @@ class TurnGate:
         if self._grounding is None:
             self._grounding = conversation_text(self.request.messages)
         if named_and_said(call, self.request, self._grounding):
+            self.kept_named = True
             return None
         threshold = self.policy.ask_relevance
         unsaid = self.policy.ask_relevance_unsaid
