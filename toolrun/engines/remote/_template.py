@@ -16,11 +16,14 @@ template is replaced by the format's fallback, as the local engine does.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..._errors import InvalidInputError
+from ..._errors import ModelUnavailableError
 from ...formats import ToolCallFormat
+
+log = logging.getLogger("toolrun.engines.remote")
 
 #: End-of-turn text per format: what the upstream stops at, and the ``eos_token`` templates write.
 END_OF_TURN: dict[str, tuple[str, ...]] = {
@@ -45,7 +48,7 @@ def read_chat_template(path: str) -> tuple[str, str]:
     """``(template, eos_token)`` from a Jinja file or a GGUF's metadata."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise InvalidInputError(f"chat_template {path!r} is not a file")
+        raise _unusable(path, "is not a file")
     if file.suffix.lower() == ".gguf":
         from llama_cpp import Llama
 
@@ -61,12 +64,21 @@ def read_chat_template(path: str) -> tuple[str, str]:
         finally:
             llm.close()
         if not template:
-            raise InvalidInputError(f"{path} has no tokenizer.chat_template in its metadata")
+            raise _unusable(path, "has no tokenizer.chat_template in its metadata")
         return str(template), eos
     text = file.read_text(encoding="utf-8")
     if len(text) > MAX_TEMPLATE_CHARS:
-        raise InvalidInputError(f"chat_template {path!r} is {len(text)} characters; is it really a template?")
+        raise _unusable(path, f"is {len(text)} characters; is it really a template?")
     return text, ""
+
+
+def _unusable(path: str, why: str) -> ModelUnavailableError:
+    """The model's configured chat template cannot be used. Its path is the operator's business: it goes to
+    the log, and the error a client may see names only what is wrong."""
+    log.error("chat_template %r %s", path, why)
+    return ModelUnavailableError(
+        f"this model's chat_template (a file in the server's config) {why}; see the server log"
+    )
 
 
 def choose_template(fmt: ToolCallFormat, source: str | None, eos_token: str, origin: str) -> PromptTemplate:
