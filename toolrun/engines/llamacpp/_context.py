@@ -21,6 +21,10 @@ import numpy as np
 
 from ..._errors import EngineError
 
+#: The most tokens one evaluation can want logits for: a speculative draft and the token before it
+#: (:mod:`._speculative`); 24 rows of the 0.5B's 152k logits are 15 MB.
+MAX_LOGIT_ROWS = 24
+
 
 class Batch:
     """A ``llama_batch`` filled token by token: (token, position, sequence, wants logits)."""
@@ -70,9 +74,10 @@ class SequenceContext:
         params.n_batch = n_batch
         params.n_ubatch = n_batch
         params.n_seq_max = n_seq
-        # Logits are read for one token per sequence per batch at most: reserving room for a whole
-        # batch of them (n_batch x 152k floats) would cost 300 MB for nothing.
-        params.n_outputs_max = n_seq
+        # Logits are read for one token per sequence per batch, or for each token of one speculative
+        # draft being verified: reserving room for a whole batch of them (n_batch x 152k floats) would
+        # cost 300 MB for nothing.
+        params.n_outputs_max = max(n_seq, MAX_LOGIT_ROWS)
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
         params.kv_unified = False

@@ -22,9 +22,11 @@ from ...formats import PlainTextParser, StreamParser, ToolCallFormat
 from .._base import GenerationRequest
 from ..turn import CallPolicy, Next, RequestGrammars, TurnGate, Verdict
 from ..turn._decide import DecisionTokens, continue_share, probability_mass
+from ._fast_forward import GrammarProbe
 from ._prefix_cache import common_prefix
 from ._sampler import TokenSampler
 from ._scheduler import Need, SavedSequence, SequenceHandle
+from ._speculative import Speculation, SpeculationStats, call_skeletons
 
 log = logging.getLogger("toolrun.engines.llamacpp")
 
@@ -35,8 +37,12 @@ class _Engine(Protocol):
     policy: CallPolicy
     format: ToolCallFormat
     context_window_tokens: int
+    speculative: bool
+    speculation_stats: SpeculationStats
 
     def load(self) -> Any: ...
+
+    def grammar_probe(self) -> GrammarProbe: ...
 
     def prompt_tokens(self, request: GenerationRequest) -> list[int]: ...
 
@@ -97,6 +103,8 @@ class LocalTurn:
         needs_decisions = self.gate.deciding or self.gate.watches_calls or engine.policy.check_relevance
         self.decisions = engine.decisions(self.llm) if request.uses_tools and needs_decisions else None
         self.sampler: TokenSampler | None = None
+        #: Drafts after each sampled token (None: speculation is off for this engine).
+        self.speculation: Speculation | None = None
 
     # ------------------------------------------------------------------ the loop
 
@@ -107,6 +115,14 @@ class LocalTurn:
             raise ContextOverflowError(len(prompt), max_tokens, self.engine.context_window_tokens)
         self.prompt_count = len(prompt)  # the request's, even if its answer is written from another prompt
         self.prompt = prompt
+        if self.engine.speculative:
+            calls = call_skeletons(self.request.callable_tools) if self.request.uses_tools else ""
+            self.speculation = Speculation(
+                self.engine.grammar_probe(),
+                prompt,
+                self.engine.speculation_stats,
+                self.llm.tokenize(calls.encode(), add_bos=False, special=False) if calls else [],
+            )
         yield self.seq.prompt(prompt)
         self._start_sampler()
         try:
@@ -117,11 +133,22 @@ class LocalTurn:
                 self._finish_output()
         finally:
             self._close_sampler()
+        if self.speculation is not None:
+            mine = self.speculation.mine
+            log.debug(
+                "speculation: forced %d of %d drafted, lookup %d of %d, %d batches",
+                mine.forced_accepted,
+                mine.forced,
+                mine.accepted,
+                mine.drafted,
+                mine.verifications,
+            )
         if self.gate.sent_calls and self.finish == "stop":
             self.finish = "tool_calls"
         self._emit(final_event(self.prompt_count, len(self.generated), self.finish))
 
     def _tokens(self, max_tokens: int) -> Generator[Need, None, None]:
+        """Sample and write tokens until the turn ends; a draft's pending KV is gone when this returns."""
         import llama_cpp as lc
 
         vocab = self.llm._model.vocab
@@ -130,22 +157,68 @@ class LocalTurn:
                 raise Cancelled
             if len(self.generated) >= max_tokens:
                 self.finish = "length"
+                self._drop_draft()
                 return
+            if self._may_detour():  # the gate may ask a question or switch prompts: no draft in the KV
+                self._drop_draft()
             forbid = yield from self._decisions_before_token()
             if isinstance(forbid, _EndTurn):
+                self._drop_draft()
                 return
             assert self.sampler is not None
             token = self.sampler.sample(forbid)
             if lc.llama_vocab_is_eog(vocab, token):
+                self._drop_draft()
                 return
             self._write(token)
             if self.watching and self.parser.in_call_region:
+                self._drop_draft()
                 yield from self._constrain_from_opener()
                 continue
             if len(self.generated) >= max_tokens:  # nothing follows this token: no need to evaluate it
                 self.finish = "length"
+                self._drop_draft()
                 return
+            if not self._kept_from_draft(token):
+                yield from self._evaluate(token, max_tokens)
+
+    # ------------------------------------------------------------------ speculation
+
+    def _evaluate(self, token: int, max_tokens: int) -> Generator[Need, None, None]:
+        """Evaluate ``token``, and after it a draft of what may follow, in one batch (see ``_speculative``)."""
+        speculation = self.speculation
+        if speculation is None:
             yield self.seq.eval([token])
+            return
+        assert self.sampler is not None
+        room = min(
+            max_tokens - len(self.generated) - 1,  # the last token is never evaluated
+            self.engine.context_window_tokens - self.seq.n_tokens - 1,
+        )
+        draft = speculation.draft(self.sampler.grammar, room)
+        yield self.seq.eval([token, *draft], all_logits=bool(draft))
+        if draft:
+            self.seq.select_logits(0)
+
+    def _kept_from_draft(self, token: int) -> bool:
+        """Whether ``token`` is the drafted one, already evaluated: then its logits are read from the batch."""
+        speculation = self.speculation
+        if speculation is None or not speculation.pending:
+            return False
+        if speculation.take(token):
+            self.seq.select_logits(speculation.row)
+            return True
+        self._drop_draft()
+        return False
+
+    def _drop_draft(self) -> None:
+        """Remove the KV cells of draft tokens evaluated but not kept (the current logits stay readable)."""
+        if self.speculation is not None and (dropped := self.speculation.drop()):
+            self.seq.truncate(self.seq.n_tokens - dropped)
+
+    def _may_detour(self) -> bool:
+        """Whether the gate is about to judge a finished call (which may put a question or switch prompts)."""
+        return self.in_calls and self.gate.watches_calls and self.parser.calls_emitted > self.calls_seen
 
     def _decisions_before_token(self) -> Generator[Need, None, list[int] | _EndTurn | None]:
         """What the gate decides before the next token: tokens to forbid for it, or the end of the turn."""
@@ -245,6 +318,7 @@ class LocalTurn:
         (with them in sight, the small model writes the call out as text instead)."""
         self._reset_output()
         self.prompt = yield from switch_prompt(self.seq, self.engine.prompt_tokens(replace(self.request, tools=[])))
+        self._restart_lookup()
         self._close_sampler()
         self.sampler = TokenSampler(
             self.llm, self.request.sampling, None, self.engine.opener_tokens(self.llm), logits=self.seq.logits_pointer
@@ -258,6 +332,7 @@ class LocalTurn:
         request = replace(self.request, tool_choice="none")
         self._reset_output()
         self.prompt = yield from switch_prompt(self.seq, self.engine.prompt_tokens(request))
+        self._restart_lookup()
         self.prompt_count = len(self.prompt)
         self._close_sampler()
         grammar = self.grammars.schema
@@ -278,6 +353,10 @@ class LocalTurn:
             self.finish = "stop"
         for event in self.parser.finish(cut=self.finish == "length"):
             self.send(event)
+
+    def _restart_lookup(self) -> None:
+        if self.speculation is not None:
+            self.speculation.restart(self.prompt)
 
     def _reset_output(self) -> None:
         self.parser = PlainTextParser()
@@ -325,6 +404,8 @@ class LocalTurn:
         piece = self.decoder.decode(self.llm.detokenize([token], special=True))
         self.generated.append(token)
         self.starts.append(len(self.text))
+        if self.speculation is not None:
+            self.speculation.written(token)
         self.text += piece
         for event in self.parser.feed(piece):
             self.send(event)

@@ -42,10 +42,12 @@ from ..turn._decide import DecisionTokens, decision_tokens, yes_share
 from ..turn._judgment import relevance_examples, relevance_messages
 from ._context import kv_bytes_per_token
 from ._decode import Cancelled, LocalTurn, switch_prompt
+from ._fast_forward import GrammarProbe
 from ._model import LlamaModel
 from ._prefix_cache import common_prefix
 from ._scheduler import Job, Need, SavedSequence, Scheduler, SequenceHandle
 from ._slots import REPACKED_ROW_GROUP
+from ._speculative import SpeculationStats
 
 log = logging.getLogger("toolrun.engines.llamacpp")
 
@@ -67,6 +69,9 @@ class LlamaCppEngine(Engine):
     not depend on the other requests decoded in the same batch. Reuse is exact on either kind of weights;
     repacked ones evaluate prompts slower on an AVX-512 CPU (1.04x for the 0.5B, 1.38x for the 1.5B) and
     decode one sequence about 5 % quicker (see docs/slots.md).
+    ``speculative`` (``$TOOLRUN_SPECULATIVE``, default 1): evaluate the text a call's grammar forces and
+    drafts copied from the prompt in one batch, keeping what the model's own sampling agrees with
+    (:mod:`._speculative`); 0 decodes one token per step, for comparison and debugging.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class LlamaCppEngine(Engine):
         slots: int | None = None,
         prefix_cache_mb: float | None = None,
         batch_invariant: bool | None = None,
+        speculative: bool | None = None,
     ) -> None:
         self.model_path = model_path
         self.format = tool_format
@@ -103,6 +109,10 @@ class LlamaCppEngine(Engine):
         self.batch_invariant = (
             batch_invariant if batch_invariant is not None else bool(_env_number("TOOLRUN_BATCH_INVARIANT", 1))
         )
+        self.speculative = speculative if speculative is not None else bool(_env_number("TOOLRUN_SPECULATIVE", 1))
+        #: Tokens drafted and kept since the engine started (``stats()``, ``/metrics``).
+        self.speculation_stats = SpeculationStats()
+        self._probe: GrammarProbe | None = None
         self._llm: Any = None
         self._scheduler: Scheduler | None = None
         self._template: str | None = None
@@ -249,6 +259,12 @@ class LlamaCppEngine(Engine):
         bare = self.prompt_tokens(GenerationRequest(messages=[*relevance_examples(), {"role": "user", "content": ""}]))
         return prompt[: common_prefix(bare, prompt)]
 
+    def grammar_probe(self) -> GrammarProbe:
+        """What finds the text a grammar forces (its byte tokens are looked up once per model)."""
+        if self._probe is None:
+            self._probe = GrammarProbe(self.load())
+        return self._probe
+
     def decisions(self, llm: Any) -> DecisionTokens:
         if self._decision_tokens is None:
             self._decision_tokens = decision_tokens(llm, self.format)
@@ -286,13 +302,15 @@ class LlamaCppEngine(Engine):
             "slots_busy": sum(slot.busy for slot in scheduler.slots),
             "slot_kv_bytes": len(scheduler.slots) * scheduler.context.n_ctx_seq * self._kv_bytes_per_token(),
             "queued": scheduler.queued,
+            **self.speculation_stats.as_dict(),
         }
 
     def describe(self) -> str:
         """The slot configuration in words (for benchmarks and logs)."""
         return (
             f"{self.slots} slots x {self.context_window} tokens, prefix cache {self.prefix_cache_bytes >> 20} MB, "
-            f"{'batch-invariant' if self.batch_invariant else 'repacked'} weights, {self.n_threads} threads"
+            f"{'batch-invariant' if self.batch_invariant else 'repacked'} weights, {self.n_threads} threads, "
+            f"speculative decoding {'on' if self.speculative else 'off'}"
         )
 
     def clear_cache(self) -> None:

@@ -48,6 +48,8 @@ class Need:
 
     tokens: list[int]
     prompt: bool = False
+    #: Logits for every token, not only the last (a speculative draft's verification reads each row).
+    all_logits: bool = False
 
 
 Program = Generator[Need, None, None]
@@ -65,8 +67,8 @@ class SequenceHandle:
         return Need(list(tokens), prompt=True)
 
     @staticmethod
-    def eval(tokens: list[int]) -> Need:
-        return Need(list(tokens))
+    def eval(tokens: list[int], *, all_logits: bool = False) -> Need:
+        return Need(list(tokens), all_logits=all_logits)
 
     @property
     def tokens(self) -> list[int]:
@@ -89,6 +91,10 @@ class SequenceHandle:
         if kept is not None:
             return kept.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
         return self._scheduler.context.logits_pointer(self._job.logits_index)
+
+    def select_logits(self, offset: int) -> None:
+        """Read the logits of the ``offset``-th token of the last ``eval(..., all_logits=True)`` from now on."""
+        self._job.logits_index = self._job.first_logits_index + offset
 
     def logits(self) -> np.ndarray[Any, np.dtype[np.float32]]:
         kept = self._job.kept_logits
@@ -130,6 +136,8 @@ class Job:
     spans: deque[tuple[int, int]] = field(default_factory=deque)
     prompt: list[int] = field(default_factory=list)
     logits_index: int = -1
+    #: Batch index of the first token of its last evaluation (for ``SequenceHandle.select_logits``).
+    first_logits_index: int = -1
     #: The logits its prompt ended on, taken from the slot rather than evaluated (until it evaluates a token).
     kept_logits: np.ndarray[Any, np.dtype[np.float32]] | None = None
     reused: int = 0
@@ -360,10 +368,11 @@ class Scheduler:
             for job in group:
                 assert job.slot is not None and job.need is not None
                 slot, tokens = job.slot, job.need.tokens
-                base = len(slot.tokens)
+                base, every = len(slot.tokens), job.need.all_logits
                 for k, token in enumerate(tokens):
-                    index = batch.add(token, base + k, slot.seq, k == len(tokens) - 1)
+                    index = batch.add(token, base + k, slot.seq, every or k == len(tokens) - 1)
                 job.logits_index = index
+                job.first_logits_index = index - len(tokens) + 1
                 slot.tokens.extend(tokens)
                 self.decoded_tokens += len(tokens)
             context.decode()
