@@ -38,3 +38,18 @@ def test_cache_statistics_are_read_at_each_scrape() -> None:
     assert "@remote/other" not in text and "not_a_metric" not in text
     engine.values["cache_hits"] = 5
     assert 'toolrun_prefix_cache_hits_total{model="@local/model"} 5.0' in metrics.render().decode()
+
+
+def test_the_servers_metrics_read_the_bindings_engines() -> None:
+    """The collector above must be wired to the running server's engines, not only exist."""
+    from starlette.testclient import TestClient
+
+    from toolrun import AsyncAI
+    from toolrun.ai import ModelEntry
+    from toolrun.server import create_app
+
+    ai = AsyncAI()
+    ai.register(ModelEntry(name="@local/model", description="stats only"), _EngineWithStats())  # type: ignore[arg-type]
+    with TestClient(create_app(ai), base_url="http://127.0.0.1") as client:
+        text = client.get("/metrics").text
+    assert 'toolrun_prefix_cache_budget_bytes{model="@local/model"} 8192.0' in text

@@ -68,6 +68,10 @@ class AsyncAI:
         self.catalog.add(entry)
         self._engines[entry.name] = engine
 
+    def loaded_engines(self) -> dict[str, Engine]:
+        """The engines built so far, by model name (what ``/metrics`` reads statistics from)."""
+        return dict(self._engines)
+
     async def engine(self, model: str, *, download: bool | None = None) -> Engine:
         """The model's engine, loaded on first use; ``download`` is as for :meth:`weights`."""
         entry = self.catalog.get(model)

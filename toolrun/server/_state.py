@@ -34,6 +34,7 @@ class ServerState:
         self.ai = ai
         self.config = config
         self.metrics = Metrics()
+        self.metrics.watch_engines(ai.loaded_engines)
         self.admission = AdmissionControl(
             config.max_queue, on_change=lambda model, depth: self.metrics.queue_depth.labels(model).set(depth)
         )
