@@ -41,6 +41,7 @@ from ._auth import is_loopback
 from ._browser import BrowserGuard
 from ._config import ServerConfig, read_server_section
 from ._errors import MethodNotAllowedError, RouteNotFoundError, error_renderer
+from ._malloc import limit_malloc_arenas
 from ._state import ServerState
 
 log = logging.getLogger("toolrun.server")
@@ -204,6 +205,7 @@ def serve(
             "Pass --api-key (or set TOOLRUN_API_KEYS), or listen on 127.0.0.1",
             where="host",
         )
+    limit_malloc_arenas()  # before the server's threads exist (see ._malloc)
     app = create_app(ai, api_keys=keys, **app_options)
     uvicorn.Server(uvicorn_config(app, host, port, log_level=log_level)).run()
 
