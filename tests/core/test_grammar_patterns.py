@@ -276,7 +276,6 @@ def test_the_model_fills_a_zip_code_pattern(ai: Any) -> None:
         "messages": [{"role": "user", "content": "Look up the zip code 90210."}],
         "tools": [tool_with("^\\d{5}$")],
         "tool_choice": "required",
-        "temperature": 0,
         "max_tokens": 64,
     }
     result = ai.run(DEFAULT_MODEL, inputs)

@@ -355,13 +355,15 @@ def real_client(start_server, async_ai) -> anthropic.Anthropic:
 
 
 SEED = {"name": SEED_TOOL["name"], "description": SEED_TOOL["description"], "input_schema": SEED_TOOL["parameters"]}
-GREEDY: dict[str, Any] = {"max_tokens": 64, "extra_body": {"temperature": 0}}
+#: As users run it: toolrun's default sampling (temperature 0.6). The decision to call and the call's values do not
+#: depend on it (decided from the model's probabilities, written at call_temperature 0); the text does.
+DEFAULT_SAMPLING: dict[str, Any] = {"max_tokens": 64}
 
 
 @pytest.mark.model
 def test_seed_example_then_the_answer_from_the_tool_result(real_client: anthropic.Anthropic) -> None:
     ask = [{"role": "user", "content": SEED_PROMPT}]
-    first = real_client.messages.create(model=DEFAULT_MODEL, messages=ask, tools=[SEED], **GREEDY)
+    first = real_client.messages.create(model=DEFAULT_MODEL, messages=ask, tools=[SEED], **DEFAULT_SAMPLING)
     calls = [block for block in first.content if block.type == "tool_use"]
     assert first.stop_reason == "tool_use" and len(calls) == 1, first
     assert calls[0].name == "getGithubUser" and calls[0].input["username"].lower() == "cloudflare", first
@@ -378,7 +380,7 @@ def test_seed_example_then_the_answer_from_the_tool_result(real_client: anthropi
                 "content": [{"type": "tool_result", "tool_use_id": calls[0].id, "content": json.dumps(result)}],
             },
         ],
-        **GREEDY,
+        **DEFAULT_SAMPLING,
     )
     assert second.stop_reason in ("end_turn", "max_tokens") and second.content, second
     assert all(block.type == "text" for block in second.content), second
@@ -388,7 +390,7 @@ def test_seed_example_then_the_answer_from_the_tool_result(real_client: anthropi
 
 @pytest.mark.model
 def test_streamed_call_input_reassembles(real_client: anthropic.Anthropic) -> None:
-    with real_client.messages.stream(model=DEFAULT_MODEL, messages=ASK, tools=[WEATHER], **GREEDY) as stream:
+    with real_client.messages.stream(model=DEFAULT_MODEL, messages=ASK, tools=[WEATHER], **DEFAULT_SAMPLING) as stream:
         fragments = [
             e.delta.partial_json
             for e in stream
@@ -405,10 +407,10 @@ def test_streamed_call_input_reassembles(real_client: anthropic.Anthropic) -> No
 @pytest.mark.parametrize("choice", [{"type": "any"}, {"type": "tool", "name": "get_weather"}])
 def test_any_and_tool_choice_force_a_call(real_client: anthropic.Anthropic, choice: dict) -> None:
     chat = [{"role": "user", "content": "Say hello to me in French."}]
-    unforced = real_client.messages.create(model=DEFAULT_MODEL, messages=chat, tools=[WEATHER], **GREEDY)
+    unforced = real_client.messages.create(model=DEFAULT_MODEL, messages=chat, tools=[WEATHER], **DEFAULT_SAMPLING)
     assert [b.type for b in unforced.content] == ["text"], unforced  # on its own, the model just answers
     forced = real_client.messages.create(
-        model=DEFAULT_MODEL, messages=chat, tools=[WEATHER], tool_choice=choice, **GREEDY
+        model=DEFAULT_MODEL, messages=chat, tools=[WEATHER], tool_choice=choice, **DEFAULT_SAMPLING
     )
     (call,) = [block for block in forced.content if block.type == "tool_use"]
     assert call.name == "get_weather" and isinstance(call.input.get("city"), str), forced
@@ -419,6 +421,6 @@ def test_any_and_tool_choice_force_a_call(real_client: anthropic.Anthropic, choi
 def test_count_tokens_is_the_prompt_the_model_reads(real_client: anthropic.Anthropic) -> None:
     counted = real_client.messages.count_tokens(model=DEFAULT_MODEL, messages=ASK, tools=[WEATHER], system="Be brief.")
     answered = real_client.messages.create(
-        model=DEFAULT_MODEL, messages=ASK, tools=[WEATHER], system="Be brief.", **GREEDY
+        model=DEFAULT_MODEL, messages=ASK, tools=[WEATHER], system="Be brief.", **DEFAULT_SAMPLING
     )
     assert counted.input_tokens == answered.usage.input_tokens > 0

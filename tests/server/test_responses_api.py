@@ -221,12 +221,14 @@ def real_client(start_server, async_ai) -> OpenAI:
 
 
 SEED_FLAT = {"type": "function", **SEED_TOOL}
-GREEDY: dict[str, Any] = {"temperature": 0, "max_output_tokens": 96}
+#: As users run it: toolrun's default sampling (temperature 0.6). The decision to call and the call's values do not
+#: depend on it (decided from the model's probabilities, written at call_temperature 0); the text does.
+DEFAULT_SAMPLING: dict[str, Any] = {"max_output_tokens": 96}
 
 
 @pytest.mark.model
 def test_seed_example_then_round_trip(real_client: OpenAI) -> None:
-    first = real_client.responses.create(model=DEFAULT_MODEL, input=SEED_PROMPT, tools=[SEED_FLAT], **GREEDY)
+    first = real_client.responses.create(model=DEFAULT_MODEL, input=SEED_PROMPT, tools=[SEED_FLAT], **DEFAULT_SAMPLING)
     calls = [item for item in first.output if item.type == "function_call"]
     assert len(calls) == 1, first.output
     (call,) = calls
@@ -241,7 +243,7 @@ def test_seed_example_then_round_trip(real_client: OpenAI) -> None:
             call.model_dump(exclude_none=True),
             {"type": "function_call_output", "call_id": call.call_id, "output": json.dumps(user)},
         ],
-        **GREEDY,
+        **DEFAULT_SAMPLING,
     )
     assert [item.type for item in second.output] == ["message"], second.output
     assert second.output_text.strip()
@@ -253,7 +255,7 @@ def test_streamed_argument_deltas_reassemble(real_client: OpenAI) -> None:
     done: dict[str, str] = {}
     finished = None
     for event in real_client.responses.create(
-        model=DEFAULT_MODEL, input=SEED_PROMPT, tools=[SEED_FLAT], stream=True, **GREEDY
+        model=DEFAULT_MODEL, input=SEED_PROMPT, tools=[SEED_FLAT], stream=True, **DEFAULT_SAMPLING
     ):
         if event.type == "response.function_call_arguments.delta":
             deltas[event.item_id] = deltas.get(event.item_id, "") + event.delta
@@ -273,11 +275,11 @@ def test_streamed_argument_deltas_reassemble(real_client: OpenAI) -> None:
 def test_required_and_named_tool_choice_are_enforced(real_client: OpenAI) -> None:
     greeting = "Say hello to me in one short sentence."
     tools = [FLAT_WEATHER, SEED_FLAT]
-    free = real_client.responses.create(model=DEFAULT_MODEL, input=greeting, tools=tools, **GREEDY)
+    free = real_client.responses.create(model=DEFAULT_MODEL, input=greeting, tools=tools, **DEFAULT_SAMPLING)
     assert [item.type for item in free.output] == ["message"], "the request must not call by itself"
 
     required = real_client.responses.create(
-        model=DEFAULT_MODEL, input=greeting, tools=tools, tool_choice="required", **GREEDY
+        model=DEFAULT_MODEL, input=greeting, tools=tools, tool_choice="required", **DEFAULT_SAMPLING
     )
     calls = [item for item in required.output if item.type == "function_call"]
     assert calls and all(c.name in ("get_weather", "getGithubUser") for c in calls)
@@ -287,7 +289,7 @@ def test_required_and_named_tool_choice_are_enforced(real_client: OpenAI) -> Non
         input=greeting,
         tools=tools,
         tool_choice={"type": "function", "name": "get_weather"},
-        **GREEDY,
+        **DEFAULT_SAMPLING,
     )
     calls = [item for item in named.output if item.type == "function_call"]
     assert calls and {c.name for c in calls} == {"get_weather"}
