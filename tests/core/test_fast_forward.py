@@ -60,9 +60,7 @@ def _enum_tool(*members: str) -> dict[str, Any]:
     }
 
 
-pytestmark = pytest.mark.model
-
-
+@pytest.mark.model
 def test_the_seed_call_is_forced_up_to_its_first_free_byte(model: LlamaModel, grammar: Any) -> None:
     probe = GrammarProbe(model)
     sampler = grammar(SEED_TOOL)
@@ -74,6 +72,7 @@ def test_the_seed_call_is_forced_up_to_its_first_free_byte(model: LlamaModel, gr
     assert probe.forced_bytes(sampler) == b"\n</tool_call>"
 
 
+@pytest.mark.model
 def test_forced_tokens_are_the_models_plain_spelling(model: LlamaModel, grammar: Any) -> None:
     """llama.cpp's grammar spells a closing tag in plain pieces, never as the special token: the forced
     draft does too, or the model would reject every closing-tag draft."""
@@ -85,6 +84,7 @@ def test_forced_tokens_are_the_models_plain_spelling(model: LlamaModel, grammar:
     assert probe.admitted_prefix(sampler, tokens) == len(tokens)
 
 
+@pytest.mark.model
 def test_an_enum_is_forced_only_as_far_as_its_members_agree(model: LlamaModel, grammar: Any) -> None:
     probe = GrammarProbe(model)
     sampler = grammar(_enum_tool("north-east", "north-west"))
@@ -98,6 +98,7 @@ def test_an_enum_is_forced_only_as_far_as_its_members_agree(model: LlamaModel, g
     assert model.detokenize(probe.forced_tokens(one)).decode().startswith("Zürich café")
 
 
+@pytest.mark.model
 def test_a_forced_span_that_ends_inside_a_token_is_held_back_for_the_model(model: LlamaModel, grammar: Any) -> None:
     """The forced text ends at ' {' but the model writes ' {"' as one token: the draft's last forced
     token is held back and the call skeleton's ' {"' offered in its place (verification decides)."""
@@ -132,3 +133,18 @@ def test_lookup_prefers_the_output_then_the_preferred_text_then_the_prompt() -> 
 def test_call_skeletons_hold_each_key_with_a_placeholder() -> None:
     text = call_skeletons([ToolSpec(**SEED_TOOL)])
     assert text == '{"name": "getGithubUser", "arguments": {"username": ""}}'
+
+
+def test_metrics_read_the_speculation_counters() -> None:
+    from toolrun.engines.llamacpp._speculative import SpeculationStats
+    from toolrun.server._metrics import Metrics
+
+    class Engine:
+        def stats(self) -> dict[str, int]:
+            return SpeculationStats(forced=30, forced_accepted=28, drafted=9, accepted=4, verifications=7).as_dict()
+
+    metrics = Metrics()
+    metrics.watch_engines(lambda: {"@local/m": Engine()})
+    text = metrics.render().decode()
+    assert 'toolrun_speculative_forced_accepted_tokens_total{model="@local/m"} 28.0' in text
+    assert 'toolrun_speculative_accepted_tokens_total{model="@local/m"} 4.0' in text

@@ -111,6 +111,23 @@ _CACHE_METRICS: dict[str, tuple[str, str, bool]] = {
     "slots_busy": ("toolrun_slots_busy", "Slots running a request now.", False),
     "slot_kv_bytes": ("toolrun_slot_kv_bytes", "Bytes of the KV cache allocated for the slots.", False),
     "queued": ("toolrun_engine_queued", "Requests waiting for a free slot.", False),
+    "spec_forced_tokens": (
+        "toolrun_speculative_forced_tokens",
+        "Tokens of text a call's grammar forced, evaluated as drafts (grammar fast-forward).",
+        True,
+    ),
+    "spec_forced_accepted_tokens": (
+        "toolrun_speculative_forced_accepted_tokens",
+        "Forced draft tokens the model's own sampling kept.",
+        True,
+    ),
+    "spec_drafted_tokens": (
+        "toolrun_speculative_drafted_tokens",
+        "Tokens drafted by prompt lookup (copied from the output, a call skeleton or the prompt).",
+        True,
+    ),
+    "spec_accepted_tokens": ("toolrun_speculative_accepted_tokens", "Lookup draft tokens kept.", True),
+    "spec_verify_batches": ("toolrun_speculative_verify_batches", "Batches that evaluated a draft.", True),
 }
 
 
