@@ -32,6 +32,9 @@ class Stub:
 
     def app(self) -> Starlette:
         async def handle(request: Request) -> Response:
+            if request.method == "GET" and request.url.path == "/tokenizer_info":
+                # As vLLM started without --enable-tokenizer-info-endpoint: no template reported (not recorded).
+                return Response(status_code=404)
             body = await request.json() if request.method == "POST" else {}
             with self.lock:
                 n = len(self.requests)
