@@ -16,7 +16,6 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from ..._errors import ContextOverflowError
 from ..._wire import Event, FinishReason, IndexedToolCall, final_event
 from ...formats import PlainTextParser, StreamParser, ToolCallFormat
 from .._base import GenerationRequest
@@ -74,6 +73,7 @@ class LocalTurn:
         self,
         engine: _Engine,
         request: GenerationRequest,
+        prompt: list[int],
         grammars: RequestGrammars,
         seq: SequenceHandle,
         emit: Callable[[Any], None],
@@ -82,6 +82,8 @@ class LocalTurn:
         self.engine = engine
         self.llm = engine.load()
         self.request = request
+        #: The request's prompt, tokenized (and its size checked) before the request reached this thread.
+        self.prompt = prompt
         self.grammars = grammars
         self.seq = seq
         self._emit = emit
@@ -109,12 +111,9 @@ class LocalTurn:
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> Generator[Need, None, None]:
-        prompt = self.engine.prompt_tokens(self.request)
+        prompt = self.prompt
         max_tokens = self.request.sampling.max_tokens
-        if len(prompt) + max_tokens > self.engine.context_window_tokens:
-            raise ContextOverflowError(len(prompt), max_tokens, self.engine.context_window_tokens)
         self.prompt_count = len(prompt)  # the request's, even if its answer is written from another prompt
-        self.prompt = prompt
         if self.engine.speculative:
             calls = call_skeletons(self.request.callable_tools) if self.request.uses_tools else ""
             self.speculation = Speculation(

@@ -32,7 +32,7 @@ import threading
 from collections.abc import AsyncIterator, Generator
 from typing import Any
 
-from ..._errors import EngineError, ModelUnavailableError
+from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
 from ..._wire import Event, IndexedToolCall
 from ...formats import ControlTokens, ShieldedPrompt, ToolCallFormat
 from .._base import Engine, GenerationRequest
@@ -213,9 +213,16 @@ class LlamaCppEngine(Engine):
             except RuntimeError:
                 pass
 
-        # Grammars come from schemas the request carries: built here, never on the thread that decodes for all.
+        # The prompt and the grammars come from what the request carries (a 1 MB description tokenizes for a
+        # second, a schema's grammar may be large): made here, never on the thread that decodes for everyone.
+        prompt = await asyncio.to_thread(self.prompt_tokens, request)
+        max_tokens = request.sampling.max_tokens
+        if len(prompt) + max_tokens > self.context_window_tokens:
+            raise ContextOverflowError(len(prompt), max_tokens, self.context_window_tokens)
         grammars = await asyncio.to_thread(self.grammars.for_request, request)
-        job = Job(lambda seq: LocalTurn(self, request, grammars, seq, emit, cancelled).run(), cancelled, on_done)
+        job = Job(
+            lambda seq: LocalTurn(self, request, prompt, grammars, seq, emit, cancelled).run(), cancelled, on_done
+        )
         scheduler.submit(job)
         try:
             while True:
