@@ -6,7 +6,8 @@ template. In order of preference:
 1. the catalog entry's ``chat_template``: a Jinja file, or a ``.gguf`` whose
    ``tokenizer.chat_template`` metadata is read (the very template the upstream
    would apply, e.g. the GGUF llama.cpp serves);
-2. for llama.cpp's server, the template it reports at ``GET /props``;
+2. the template the server reports: llama.cpp's at ``GET /props``, vLLM's at
+   ``GET /tokenizer_info`` (served with ``--enable-tokenizer-info-endpoint``);
 3. the tool-call format's own fallback template (ChatML for ``hermes``, Meta's
    JSON prompt for ``llama3_json``, ``[AVAILABLE_TOOLS]`` for ``mistral``).
 
