@@ -1,0 +1,80 @@
+"""Which chat template toolrun mode renders with on vLLM (a loopback stand-in: no vLLM needed).
+
+vLLM reports the served model's template at ``GET /tokenizer_info`` when started with
+``--enable-tokenizer-info-endpoint``. Before, toolrun always used the format's ChatML fallback on vLLM,
+on which the 0.5B's first-token odds of calling the seed's tool are half its own template's (docs/vllm.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from _servers import UvicornThread
+from seed_testing import SEED_MESSAGES, SEED_TOOL
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from toolrun._types import normalize_tools
+from toolrun.ai import collect
+from toolrun.engines import GenerationRequest, SamplingParams
+from toolrun.engines.remote._openai import OpenAICompatibleEngine
+from toolrun.formats import get_format
+
+#: The model's own template, told apart from the fallback by a line of its own.
+OWN_TEMPLATE = get_format("hermes").fallback_template.replace("# Tools", "# Tools (the served model's own)")
+
+
+def stand_in(prompts: list[str], *, reports: bool) -> Starlette:
+    """A vLLM that reports its template (or, started without the flag, answers 404) and writes "Hello."."""
+
+    async def tokenizer_info(request: Request) -> Response:
+        if not reports:
+            return Response(status_code=404)
+        return JSONResponse({"chat_template": OWN_TEMPLATE, "eos_token": "<|im_end|>", "bos_token": "<|endoftext|>"})
+
+    async def completions(request: Request) -> Response:
+        body = await request.json()
+        prompts.append(body["prompt"])
+        chunks = [{"choices": [{"text": "Hello.", "finish_reason": "stop"}]}]
+        return Response("".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n",
+                        media_type="text/event-stream")  # fmt: skip
+
+    return Starlette(
+        routes=[Route("/tokenizer_info", tokenizer_info), Route("/v1/completions", completions, methods=["POST"])]
+    )
+
+
+async def generate(url: str) -> dict[str, Any]:
+    engine = OpenAICompatibleEngine(url + "/v1", "m", upstream="vllm")
+    request = GenerationRequest(
+        messages=SEED_MESSAGES, tools=normalize_tools([SEED_TOOL]), sampling=SamplingParams(temperature=0.0)
+    )
+    try:
+        return dict(await collect(engine.generate(request)))
+    finally:
+        await engine.aclose()
+
+
+@pytest.mark.parametrize("reports", [True, False])
+async def test_toolrun_mode_renders_with_the_template_vllm_reports(
+    reports: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    prompts: list[str] = []
+    server = UvicornThread(stand_in(prompts, reports=reports))
+    try:
+        with caplog.at_level(logging.WARNING, logger="toolrun.engines.remote"):
+            out = await generate(server.url)
+    finally:
+        server.stop()
+    assert out["response"] == "Hello." and prompts
+    if reports:
+        assert all("# Tools (the served model's own)" in p for p in prompts)
+        assert not caplog.records
+    else:  # as before: the format's fallback, and a warning that says how to get the model's own
+        assert not any("the served model's own" in p for p in prompts)
+        assert "--enable-tokenizer-info-endpoint" in caplog.text
