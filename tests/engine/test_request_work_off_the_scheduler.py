@@ -61,3 +61,20 @@ async def test_a_prompt_over_the_context_is_refused_before_it_is_queued(async_ai
     with pytest.raises(ContextOverflowError):
         await async_ai.run(DEFAULT_MODEL, inputs)
     assert (engine.stats()["queued"], engine.stats().get("cache_misses", 0)) == before  # never scheduled
+
+
+def test_an_oversized_piece_is_refused_after_a_few_chunks_not_tokenized_whole() -> None:
+    from toolrun.engines.llamacpp._engine import _COUNT_CHUNK_CHARS, _count_past
+
+    tokenized: list[int] = []
+
+    def words(text: str) -> list[int]:
+        tokenized.append(len(text))
+        return [0] * len(text.split())
+
+    text = " ".join(f"word{i}" for i in range(200_000))  # ~1.5 MB, 200,000 "tokens"
+    assert _count_past(text, 8_000, words) is not None
+    assert max(tokenized) <= _COUNT_CHUNK_CHARS and sum(tokenized) < len(text) / 4  # stopped early
+    tokenized.clear()
+    assert _count_past(text, 250_000, words) is None  # it fits: counted to the end, refused nothing
+    assert sum(tokenized) <= len(text)

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
@@ -171,13 +171,25 @@ class LlamaCppEngine(Engine):
             parallel_hint=self.policy.parallel_hint,
         )
 
-    def prompt_tokens(self, request: GenerationRequest) -> list[int]:
+    def prompt_tokens(self, request: GenerationRequest, *, limit: int | None = None) -> list[int]:
         """The prompt's token ids: the template's control tokens parsed, the request's text only ever as text
-        (see :mod:`toolrun.formats._shield`)."""
+        (see :mod:`toolrun.formats._shield`). With ``limit``, a prompt that cannot fit in ``limit`` tokens is
+        refused (:class:`ContextOverflowError`) before a large piece of it is tokenized whole."""
         llm = self.load()
+
+        def plain(text: str) -> list[int]:
+            if limit is not None and len(text) > _COUNT_CHUNK_CHARS:
+                over = _count_past(text, limit, plain_tokens)
+                if over is not None:
+                    window = self.context_window_tokens
+                    raise ContextOverflowError(over, window - limit, window)  # "at least" that many
+            return plain_tokens(text)
+
+        def plain_tokens(text: str) -> list[int]:
+            return list(llm.tokenize(text.encode(), add_bos=False, special=False))
+
         return self.render_prompt(request).tokens(
-            special=lambda text: llm.tokenize(text.encode(), add_bos=False, special=True),
-            plain=lambda text: llm.tokenize(text.encode(), add_bos=False, special=False),
+            special=lambda text: llm.tokenize(text.encode(), add_bos=False, special=True), plain=plain
         )
 
     # --------------------------------------------------------- generation
@@ -215,8 +227,9 @@ class LlamaCppEngine(Engine):
 
         # The prompt and the grammars come from what the request carries (a 1 MB description tokenizes for a
         # second, a schema's grammar may be large): made here, never on the thread that decodes for everyone.
-        prompt = await asyncio.to_thread(self.prompt_tokens, request)
         max_tokens = request.sampling.max_tokens
+        room = max(self.context_window_tokens - max_tokens, 0)
+        prompt = await asyncio.to_thread(lambda: self.prompt_tokens(request, limit=room))
         if len(prompt) + max_tokens > self.context_window_tokens:
             raise ContextOverflowError(len(prompt), max_tokens, self.context_window_tokens)
         grammars = await asyncio.to_thread(self.grammars.for_request, request)
@@ -375,3 +388,30 @@ def _token_text(llm: Any, token: int) -> str:
     if token < 0:
         return ""
     return str(llm.detokenize([token], special=True).decode("utf-8", "replace"))
+
+
+#: Pieces of request text longer than this are counted in chunks first (:func:`_count_past`).
+_COUNT_CHUNK_CHARS = 64 * 1024
+
+
+def _count_past(text: str, limit: int, tokenize: Callable[[str], list[int]]) -> int | None:
+    """The tokens counted so far if ``text`` alone cannot fit in ``limit`` tokens (else None), counting it in
+    chunks cut at whitespace and stopping as soon as the count is past the limit. A 1 MB description tokenized
+    whole grew the server by ~90 MB (the tokenizer's working memory, per request in flight) only to be
+    refused; a chunk costs 64 KB's worth.
+    A cut between two words is where the tokenizer splits anyway; each other cut can change the count by a
+    token or two, so the count must clear the limit by that much before the text is refused."""
+    count = 0
+    start = 0
+    chunks = 0
+    while start < len(text):
+        end = min(start + _COUNT_CHUNK_CHARS, len(text))
+        if end < len(text):
+            space = text.rfind(" ", start + 1, end)
+            end = space if space > start else end
+        count += len(tokenize(text[start:end]))
+        chunks += 1
+        start = end
+        if count - 2 * chunks > limit:
+            return count
+    return None
