@@ -41,7 +41,7 @@ from ._auth import is_loopback
 from ._browser import BrowserGuard
 from ._config import ServerConfig, read_server_section
 from ._errors import MethodNotAllowedError, RouteNotFoundError, error_renderer
-from ._malloc import limit_malloc_arenas
+from ._malloc import ReleaseAfterLargeBodies, limit_malloc_arenas
 from ._state import ServerState
 
 log = logging.getLogger("toolrun.server")
@@ -141,7 +141,10 @@ def create_app(
         Route("/health", _health, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
     ]
-    middleware = [Middleware(BrowserGuard, keyless=not config.api_keys, cors_origins=config.cors_origins)]
+    middleware = [
+        Middleware(ReleaseAfterLargeBodies),
+        Middleware(BrowserGuard, keyless=not config.api_keys, cors_origins=config.cors_origins),
+    ]
     if config.cors_origins:
         middleware.append(
             Middleware(
