@@ -10,6 +10,7 @@ HERE = Path(__file__).parent
 ORDER = [
     "bench_core.py",
     "bench_seed_example.py",
+    "bench_fast_calls.py",
     "bench_bfcl.py",
     "bench_embedded.py",
     "bench_openapi.py",
