@@ -28,9 +28,9 @@ async def test_prompts_and_grammars_are_made_off_the_decoding_thread(async_ai: A
     threads: list[str] = []
     prompt_tokens = engine.prompt_tokens
 
-    def recording_prompt(request: Any) -> Any:
+    def recording_prompt(request: Any, **options: Any) -> Any:
         threads.append(threading.current_thread().name)
-        return prompt_tokens(request)
+        return prompt_tokens(request, **options)
 
     monkeypatch.setattr(engine, "prompt_tokens", recording_prompt)
     built: list[str] = []
