@@ -82,9 +82,12 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
-async def _both(async_ai: Any, inputs: dict[str, Any]) -> tuple[Any, Any, dict[str, int]]:
+async def _both(
+    async_ai: Any, inputs: dict[str, Any], sampling: dict[str, Any] | None = None
+) -> tuple[Any, Any, dict[str, int]]:
+    """The request answered with speculation off, then on (greedy unless ``sampling`` says otherwise)."""
     engine = await async_ai.engine(DEFAULT_MODEL)
-    greedy = {**inputs, "temperature": 0}
+    greedy = {**inputs, **(sampling if sampling is not None else {"temperature": 0})}
     try:
         engine.speculative = False
         before = dict(engine.stats())
@@ -115,6 +118,16 @@ async def test_greedy_answers_are_identical_with_speculation(async_ai: Any, case
         # The seed's call copies nothing from the prompt ("cloudflare" is lower case there), but the call
         # skeleton gives '": "' after the key: the lookup's drafts are kept too.
         assert gained["spec_drafted_tokens"] > 0 and gained["spec_accepted_tokens"] > 0
+
+
+@pytest.mark.parametrize("case", ["seed", "five-arguments"])
+async def test_default_sampling_draws_the_same_answers_with_speculation(async_ai: Any, case: str) -> None:
+    """As users run it (temperature 0.6): the sampler runs at each drafted position as plain decoding
+    would, with the same random draws, so with a seed the answer is the same on and off, run after run."""
+    for seed in (1, 2, 3):
+        plain, fast, _ = await _both(async_ai, CASES[case], {"seed": seed})
+        assert _answer(fast) == _answer(plain), seed
+        assert plain["tool_calls"], seed
 
 
 async def test_streamed_arguments_still_arrive_in_pieces(async_ai: Any) -> None:
