@@ -25,36 +25,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-from seed_testing import SEED_MESSAGES, SEED_TOOL  # noqa: E402 - the tests' own copy of the seed's example
+from seed_testing import FLIGHTS_MESSAGES, FLIGHTS_TOOL, SEED_MESSAGES, SEED_TOOL  # noqa: E402 - the tests' own copies
 
 RESULTS = HERE / ".cache" / "fast-calls.json"
-FLIGHT_QUESTION = "Find business class flights from Lisbon to Tokyo on 2026-03-14 for 2 passengers."
-FLIGHTS = {
-    "name": "search_flights",
-    "description": "Search flights.",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "origin": {"type": "string"},
-            "destination": {"type": "string"},
-            "date": {"type": "string", "description": "YYYY-MM-DD"},
-            "passengers": {"type": "integer"},
-            "cabin": {"type": "string", "enum": ["economy", "economy_plus", "business"]},
-        },
-        "required": ["origin", "destination", "date", "passengers", "cabin"],
-    },
-}
 CASES: dict[str, dict[str, Any]] = {
     "seed": {"messages": SEED_MESSAGES, "tools": [SEED_TOOL]},
-    "five": {
-        "messages": [
-            {
-                "role": "user",
-                "content": "Find business class flights from Lisbon to Tokyo on 2026-03-14 for 2 passengers.",
-            }
-        ],
-        "tools": [FLIGHTS],
-    },
+    "five": {"messages": FLIGHTS_MESSAGES, "tools": [FLIGHTS_TOOL]},
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from seed_testing import SEED_MESSAGES, SEED_TOOL
+from seed_testing import FLIGHTS_MESSAGES, FLIGHTS_TOOL, SEED_MESSAGES, SEED_TOOL
 
 from toolrun import DEFAULT_MODEL
 
@@ -25,21 +25,6 @@ WEATHER = {
         "required": ["city"],
     },
 }
-FLIGHTS = {
-    "name": "search_flights",
-    "description": "Search flights.",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "origin": {"type": "string"},
-            "destination": {"type": "string"},
-            "date": {"type": "string", "description": "YYYY-MM-DD"},
-            "passengers": {"type": "integer"},
-            "cabin": {"type": "string", "enum": ["economy", "economy_plus", "business"]},
-        },
-        "required": ["origin", "destination", "date", "passengers", "cabin"],
-    },
-}
 WIND = {
     "name": "set_wind_direction",
     "description": "Set the wind vane's direction.",
@@ -52,15 +37,7 @@ WIND = {
 
 CASES: dict[str, dict[str, Any]] = {
     "seed": {"messages": SEED_MESSAGES, "tools": [SEED_TOOL]},
-    "five-arguments": {
-        "messages": [
-            {
-                "role": "user",
-                "content": "Find business class flights from Lisbon to Tokyo on 2026-03-14 for 2 passengers.",
-            }
-        ],
-        "tools": [FLIGHTS],
-    },
+    "five-arguments": {"messages": FLIGHTS_MESSAGES, "tools": [FLIGHTS_TOOL]},
     "after-text": {
         "messages": [
             {
