@@ -107,7 +107,8 @@ async def test_auto_call_is_written_again_under_the_grammar(serve, first_pieces:
 
     stub = Stub(answer)
     server = serve(stub.app())
-    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="vllm")
+    # call_threshold 0: no first-token decision, so the free text itself opens the call.
+    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="vllm", policy=CallPolicy(call_threshold=0.0))
     try:
         events = [e async for e in engine.generate(seed_request())]
     finally:
@@ -244,6 +245,38 @@ async def test_call_threshold_decides_from_the_upstreams_logprobs(serve, p_call:
         # An answer, starting with the most likely token that opens no call ("```" would: it is a fence).
         assert "structured_outputs" not in main and main["prompt"] == probe["prompt"] + "I"
         assert out["tool_calls"] == [] and out["response"] == "I don't know."
+
+
+@pytest.mark.parametrize(("p_call", "sampled", "calls"), [(0.55, "I", True), (0.45, "<tool_call>", False)])
+async def test_an_entry_without_judgement_settings_decides_at_even_odds_not_by_the_sampled_token(
+    serve, p_call: float, sampled: str, calls: bool
+) -> None:
+    """A remote entry in toolrun's mode that names no call_threshold (a user's config table) still decides
+    from the model's probability, at 0.5, whatever token the upstream happened to sample."""
+    import math
+
+    top = {"<tool_call>": math.log(p_call), "I": math.log(1 - p_call)}
+
+    async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
+        if n == 0:
+            assert body["max_tokens"] == 1 and body["logprobs"] == 20
+            return logprob_chunk(sampled, top)
+        return completion_chunks(split(CALL) if calls else [" don't", " know", "."])
+
+    stub = Stub(answer)
+    server = serve(stub.app())
+    catalog = Catalog()
+    table = {"base_url": server.url + "/v1", "remote_model": "m", "upstream": "vllm", "tool_parsing": "toolrun"}
+    catalog.update_from_config({"models": {"@my/vllm": table}}, "config.toml")
+    policy = catalog.get("@my/vllm").policy
+    assert policy.call_threshold == 0.5
+    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="vllm", policy=policy)
+    try:
+        out = dict(await collect(engine.generate(seed_request())))
+    finally:
+        await engine.aclose()
+    assert [c["name"] for c in out["tool_calls"]] == (["getGithubUser"] if calls else [])
+    assert ("structured_outputs" in stub.requests[1]) if calls else out["response"] == "I don't know.", out
 
 
 async def test_call_threshold_with_llama_cpp_probabilities(serve) -> None:

@@ -36,7 +36,7 @@ RUNS = 20
 def catalog_for(url: str) -> Catalog:
     """The two modes on one server; toolrun mode with the local default model's judgement settings (the
     catalog's call_threshold 0.15 and relevance check), so that the two engines differ only in where the
-    model runs. An entry without them samples the first token: 2 calls in 10 (issue #32, docs/vllm.md)."""
+    model runs. An entry without them decides at even odds (CallPolicy's default, 0.5; docs/vllm.md)."""
     catalog = Catalog()
     judged = catalog.get(DEFAULT_MODEL).policy
     for name, parsing in ((TOOLRUN, "toolrun"), (NATIVE, "native")):

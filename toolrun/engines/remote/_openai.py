@@ -232,7 +232,12 @@ class OpenAICompatibleEngine(Engine):
         #: read the model's logits beyond the first token (``ask_relevance``, ``another_call_threshold``)
         #: need a local engine.
         self.policy = policy = policy or CallPolicy()
-        if policy.call_threshold > 0 and self.dialect.logprobs is None and self.dialect.tokenize is None:
+        if (
+            self.tool_parsing == "toolrun"
+            and policy.call_threshold > 0
+            and self.dialect.logprobs is None
+            and self.dialect.tokenize is None
+        ):
             log.warning(
                 "%s: call_threshold needs token probabilities or a tokenizer, which %s lacks; the model's "
                 "own choice is followed",

@@ -9,6 +9,9 @@ from typing import Any
 
 from ..._errors import InvalidInputError
 
+#: The call-or-answer threshold of an entry that names none: "more likely a call than not".
+DEFAULT_CALL_THRESHOLD = 0.5
+
 
 @dataclass(frozen=True)
 class CallPolicy:
@@ -19,9 +22,11 @@ class CallPolicy:
     """
 
     #: With tool_choice "auto", call a tool when the model's own probability of opening a call (at its first
-    #: token) is at least this, else answer in text; 0 samples the choice. Deciding from the probability
-    #: makes the choice independent of temperature.
-    call_threshold: float = 0.0
+    #: token) is at least this, else answer in text. Deciding from the probability makes the choice
+    #: independent of temperature and of sampling luck. The default, 0.5, calls when the model more likely
+    #: opens a call than not (an entry without tuned settings: a custom GGUF, a remote server in toolrun's
+    #: mode); the local models' catalog entries carry values measured on BFCL. 0 samples the choice.
+    call_threshold: float = DEFAULT_CALL_THRESHOLD
     #: After a call, write another when the model's share of "go on" is at least this; 0 samples it.
     another_call_threshold: float = 0.0
     #: With ``auto``, hold the turn's first call until it is written and keep it only if it fits the
