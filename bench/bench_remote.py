@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests" / "remote"))
 sys.path.insert(0, str(ROOT / "tests"))
+from _ratios import OneRequest, alternating_rounds  # noqa: E402 - bench/'s own helper (bench/ is no package)
 from seed_testing import SEED_TOOL  # noqa: E402 - the tests' own copy of the seed's example
 
 RESULTS = HERE / ".cache" / "remote-results.json"
@@ -195,12 +194,6 @@ async def throughput(
                         pieces += 1
         return pieces
 
-    async def side(run: Any) -> tuple[float, int]:
-        started = time.perf_counter()
-        counts = await asyncio.gather(*(run() for _ in range(clients * per_client)))
-        # gather schedules all at once; the 4-client cap is a semaphore below.
-        return time.perf_counter() - started, sum(counts)
-
     try:
         for name, inputs in workloads.items():
             request = build_request(parse_inputs(inputs), function_calling=True)
@@ -209,48 +202,16 @@ async def throughput(
             ).defanged()
             grammar = engine.grammars.call(request).text if request.must_call else None
             body = engine._completion_body(prompt, request, grammar, request.sampling.max_tokens)
-            gate = asyncio.Semaphore(clients)
-
-            async def gated(coro_fn: Any, gate: asyncio.Semaphore = gate) -> int:
-                async with gate:
-                    return int(await coro_fn())
-
-            # Warm up both paths (the first prefill and the engine's first use are not throughput).
-            await gated(lambda inputs=inputs: through_toolrun(inputs))
-            await gated(lambda body=body: straight(body))
-            rows = []
-            for r in range(rounds):
-                order = ["toolrun", "direct"] if r % 2 == 0 else ["direct", "toolrun"]
-                measured = {}
-                for who in order:
-                    if who == "toolrun":
-
-                        def fn(inputs: dict[str, Any] = inputs) -> Any:
-                            return gated(lambda: through_toolrun(inputs))
-                    else:
-
-                        def fn(body: dict[str, Any] = body) -> Any:
-                            return gated(lambda: straight(body))
-
-                    seconds, pieces = await side(fn)
-                    measured[who] = {
-                        "seconds": round(seconds, 3),
-                        "tokens": pieces,
-                        "tok_s": round(pieces / seconds, 2),
-                    }
-                measured["ratio"] = round(measured["toolrun"]["tok_s"] / measured["direct"]["tok_s"], 3)
-                rows.append(measured)
-                print(
-                    f"  {name} round {r + 1}: toolrun {measured['toolrun']['tok_s']} tok/s, "
-                    f"direct {measured['direct']['tok_s']} tok/s → {measured['ratio']}×",
-                    flush=True,
-                )
-            out[name] = {
-                "rounds": rows,
-                "toolrun_tok_s": statistics.median(r["toolrun"]["tok_s"] for r in rows),
-                "direct_tok_s": statistics.median(r["direct"]["tok_s"] for r in rows),
-                "median_ratio": statistics.median(r["ratio"] for r in rows),
+            sides: dict[str, OneRequest] = {
+                "toolrun": lambda inputs=inputs: through_toolrun(inputs),  # type: ignore[misc]
+                "direct": lambda body=body: straight(body),  # type: ignore[misc]
             }
+            # Warm up both paths (the first prefill and the engine's first use are not throughput).
+            for one in sides.values():
+                await one()
+            out[name] = await alternating_rounds(
+                sides, rounds=rounds, clients=clients, per_client=per_client, label=name
+            )
     finally:
         await direct_client.aclose()
         await ai.aclose()

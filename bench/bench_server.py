@@ -676,6 +676,7 @@ def bench_contention(args: argparse.Namespace) -> dict[str, Any]:
     import threading
 
     sys.path.insert(0, str(ROOT / "tests" / "server"))
+    sys.path.insert(0, str(ROOT / "tests"))  # test_soak's _servers
     from test_soak import hostile_requests, ordinary_call, send, serve_subprocess
 
     def timed(client: httpx.Client, base_url: str) -> float:

@@ -17,18 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests" / "vllm"))
 sys.path.insert(0, str(ROOT / "tests"))
+from _ratios import OneRequest, alternating_rounds  # noqa: E402 - bench/'s own helper (bench/ is no package)
 from seed_testing import SEED_MESSAGES, SEED_TOOL  # noqa: E402 - the tests' own copy of the seed's example
 
 RESULTS = HERE / ".cache" / "vllm-results.json"
@@ -89,52 +88,20 @@ async def measure(url: str, served: str, clients: int, rounds: int, per_client: 
                     tokens = int(usage["completion_tokens"]) if usage else tokens
         return tokens
 
-    async def side(one: Callable[[], Awaitable[int]]) -> tuple[float, int]:
-        gate = asyncio.Semaphore(clients)
-
-        async def gated() -> int:
-            async with gate:
-                return await one()
-
-        started = time.perf_counter()
-        counts = await asyncio.gather(*(gated() for _ in range(clients * per_client)))
-        return time.perf_counter() - started, sum(counts)
-
     out: dict[str, Any] = {}
     try:
         for name, workload in WORKLOADS.items():
             inputs = {**workload, "max_tokens": max_tokens, "temperature": 0, "stream": True}
             body = await direct_body(ai, inputs)
-            sides: dict[str, Callable[[], Awaitable[int]]] = {
+            sides: dict[str, OneRequest] = {
                 "toolrun": lambda inputs=inputs: through_toolrun(inputs),  # type: ignore[misc]
                 "direct": lambda body=body: straight(body),  # type: ignore[misc]
             }
             for one in sides.values():  # warm-up: the first prefill and the engine's first use
                 await one()
-            rows = []
-            for r in range(rounds):
-                measured: dict[str, Any] = {}
-                for who in ("toolrun", "direct") if r % 2 == 0 else ("direct", "toolrun"):
-                    seconds, tokens = await side(sides[who])
-                    measured[who] = {
-                        "seconds": round(seconds, 3),
-                        "tokens": tokens,
-                        "tok_s": round(tokens / seconds, 2),
-                    }
-                measured["ratio"] = round(measured["toolrun"]["tok_s"] / measured["direct"]["tok_s"], 3)
-                rows.append(measured)
-                who_ = measured
-                print(
-                    f"  {clients} client(s), {name}, round {r + 1}: toolrun {who_['toolrun']['tok_s']} tok/s, "
-                    f"direct {who_['direct']['tok_s']} tok/s → {who_['ratio']}×",
-                    flush=True,
-                )
-            out[name] = {
-                "rounds": rows,
-                "toolrun_tok_s": statistics.median(r["toolrun"]["tok_s"] for r in rows),
-                "direct_tok_s": statistics.median(r["direct"]["tok_s"] for r in rows),
-                "median_ratio": statistics.median(r["ratio"] for r in rows),
-            }
+            out[name] = await alternating_rounds(
+                sides, rounds=rounds, clients=clients, per_client=per_client, label=f"{clients} client(s), {name}"
+            )
     finally:
         await client.aclose()
         await ai.aclose()

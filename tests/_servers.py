@@ -7,18 +7,33 @@
   (its ``hits`` are the proof of a fetch, if one happens).
 - :class:`UvicornThread`: an ASGI app under uvicorn on its own thread and event loop, as a deployment runs it.
 - :func:`started_for_the_test`: the fixture body that starts servers for a test and stops them after it.
+- :func:`free_port` and :class:`ServerProcess`: a real server (vLLM, llama.cpp's servers, ``toolrun serve``)
+  as a subprocess of the tests, in its own process group, healthy before the test goes on.
+- :class:`ForwardingProxy`: a reverse proxy on 127.0.0.1 in front of a real server, recording each request
+  and answering any of them itself where the test says so (a 429/503 burst, a count per upstream).
 """
 
 from __future__ import annotations
 
 import http.server
+import os
+import signal
+import socket
+import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar
 
+import httpx
 import uvicorn
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 Respond = Callable[[http.server.BaseHTTPRequestHandler], None]
 P = ParamSpec("P")
@@ -168,3 +183,145 @@ class Listener(HttpStandIn):
     def __init__(self, status: int = 200, body: bytes = b'{"type": "string"}') -> None:
         super().__init__(same_answer(status, body))
         self.hits = self.paths
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the OS's choice; a server started right after takes it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """A server on 127.0.0.1 as a subprocess of the tests: started, killed, restarted on one port.
+
+    Subclasses give :meth:`command` (and may change the class settings). The process gets its own process
+    group (``start_new_session``), so a server that forks workers (vLLM's engine core) goes as one, and its
+    output goes to a file: a pipe nobody reads fills up and blocks the server.
+    """
+
+    #: Names the server in errors and its log file.
+    name = "server"
+    #: GET here answers 200 once the server is ready.
+    health_path = "/health"
+    #: Hang guards, at least 10x the normal times; subclasses set their own.
+    health_timeout_s = 180.0
+    stop_timeout_s = 20.0
+    #: Extra environment variables, and the working directory (None: the tests').
+    env: Mapping[str, str] = {}
+    cwd: str | None = None
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        #: The server's root, ``http://127.0.0.1:PORT``.
+        self.root = f"http://127.0.0.1:{self.port}"
+        self.url = self.root
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.NamedTemporaryFile(prefix=f"{self.name}-", suffix=".log", delete=False)  # noqa: SIM115
+
+    def command(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float | None = None) -> Self:
+        """Start it and wait until it is healthy; returns ``self``."""
+        self.process = subprocess.Popen(
+            list(self.command()),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.cwd,
+            env={**os.environ, **self.env} if self.env else None,
+            start_new_session=True,
+        )
+        timeout = self.health_timeout_s if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.root + self.health_path, timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.name} was not healthy within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group, as a crash would: connections cut, nothing flushed."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=60)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        self._log.flush()
+        with open(self._log.name, errors="replace") as f:
+            return f.read()[-chars:]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+
+#: Answers a request itself (its number among those seen, from 0, and the request), or None to forward it.
+Intercept = Callable[[int, Request], Response | None]
+#: Hop-by-hop headers, and those httpx and starlette set again for the forwarded message.
+_NOT_FORWARDED = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"})
+
+
+class ForwardingProxy:
+    """A reverse proxy on 127.0.0.1 in front of ``target`` (a real server's root): every request's path is
+    recorded in ``paths`` (and each POST in ``posts``); ``intercept`` may answer one itself. Answers are
+    streamed through as they come; a target that cannot be reached is a 502, as nginx in front of it says.
+    """
+
+    def __init__(self, target: str, intercept: Intercept | None = None) -> None:
+        self.target = target.rstrip("/")
+        self.paths: list[str] = []
+        self.posts = 0
+        self._lock = threading.Lock()
+        self._intercept = intercept
+        self._server = UvicornThread(Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST"])]))
+        self._server.force_exit = True  # stopping cuts open streams, as an upstream going away does
+        self.port = self._server.port
+        self.root = self._server.url
+
+    async def _handle(self, request: Request) -> Response:
+        with self._lock:
+            n = len(self.paths)
+            self.paths.append(request.url.path)
+            self.posts += request.method == "POST"
+        if self._intercept is not None:
+            answer = self._intercept(n, request)
+            if answer is not None:
+                return answer
+        client = httpx.AsyncClient(timeout=httpx.Timeout(900.0, connect=5.0))
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
+        url = self.target + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            forwarded = client.build_request(request.method, url, headers=headers, content=await request.body())
+            answer_ = await client.send(forwarded, stream=True)
+        except httpx.TransportError as exc:
+            await client.aclose()
+            return Response(f"proxy: {self.target} cannot be reached ({type(exc).__name__})", status_code=502)
+        kept = {k: v for k, v in answer_.headers.items() if k.lower() not in _NOT_FORWARDED | {"content-encoding"}}
+
+        async def close() -> None:
+            await answer_.aclose()
+            await client.aclose()
+
+        return StreamingResponse(
+            answer_.aiter_bytes(), status_code=answer_.status_code, headers=kept, background=BackgroundTask(close)
+        )
+
+    def stop(self) -> None:
+        self._server.stop()

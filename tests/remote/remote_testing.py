@@ -1,101 +1,71 @@
-"""Helpers of the remote-engine tests: real upstreams on 127.0.0.1 — llama-cpp-python's server as a
-subprocess, toolrun's own server and small starlette stubs on uvicorn threads."""
+"""Helpers of the remote-engine tests: real upstreams on 127.0.0.1 — llama-cpp-python's server and llama.cpp's
+``llama-server`` as subprocesses, toolrun's own server and small starlette stubs on uvicorn threads."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
-import httpx
-from _servers import UvicornThread
+from _servers import ServerProcess, UvicornThread
 
 SECRET = "sk-remote-test-5c1b9e0f7d2a4e6b"
+BENCH_LLAMA_SERVER = Path(__file__).resolve().parents[2] / "bench" / "llama_server.py"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class LlamaCppPythonServer:
+class LlamaCppPythonServer(ServerProcess):
     """``python -m llama_cpp.server`` serving one GGUF on 127.0.0.1, as a subprocess of the tests."""
+
+    name = "llama_cpp.server"
+    health_path = "/v1/models"
 
     def __init__(
         self, model_path: str, port: int | None = None, *, n_ctx: int = 4096, threads: int | None = None
     ) -> None:
+        super().__init__(port)
         self.model_path = model_path
         self.threads = threads or min(2, os.cpu_count() or 1)
-        self.port = port or free_port()
         self.n_ctx = n_ctx
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="llama-cpp-server-", suffix=".log", delete=False)  # noqa: SIM115
 
-    def start(self, timeout: float = 180.0) -> LlamaCppPythonServer:
+    def command(self) -> Sequence[str]:
         threads = str(self.threads)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                self.model_path,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--n_ctx",
-                str(self.n_ctx),
-                "--n_threads",
-                threads,
-                "--n_threads_batch",
-                threads,
+        return [sys.executable, "-m", "llama_cpp.server", "--model", self.model_path, "--host", "127.0.0.1",
+                "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", threads,
+                "--n_threads_batch", threads,
                 # Its default cuts a running stream short whenever another request arrives: queue them.
-                "--interrupt_requests",
-                "False",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/v1/models", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"llama_cpp.server was not ready within {timeout:.0f} s:\n{self.log_tail()}")
+                "--interrupt_requests", "False"]  # fmt: skip
 
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: no graceful shutdown, connections cut."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+def cached_llama_server() -> Path | None:
+    """llama.cpp's ``llama-server`` as ``bench/llama_server.py`` builds and caches it (from the llama.cpp that
+    llama-cpp-python vendors); None until it is built (a long build on 2 cores: the tests skip meanwhile)."""
+    spec = importlib.util.spec_from_file_location("bench_llama_server", BENCH_LLAMA_SERVER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    binary = Path(module.cache_dir(version("llama-cpp-python"))) / "llama-server"
+    return binary if binary.is_file() else None
 
-    def log_tail(self, chars: int = 3000) -> str:
-        self._log.flush()
-        with open(self._log.name, errors="replace") as f:
-            return f.read()[-chars:]
+
+class LlamaServer(ServerProcess):
+    """The C++ ``llama-server`` (``binary``) serving one GGUF on 127.0.0.1, one slot, as a subprocess."""
+
+    name = "llama-server"
+
+    def __init__(self, binary: Path, gguf: str, *, extra: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.binary = binary
+        self.gguf = gguf
+        self.extra = list(extra)
+
+    def command(self) -> Sequence[str]:
+        return [str(self.binary), "--model", self.gguf, "--host", "127.0.0.1", "--port", str(self.port),
+                "--ctx-size", "4096", "--parallel", "1", "--threads", "2", "--no-webui", *self.extra]  # fmt: skip
 
 
 class ThreadServer(UvicornThread):

@@ -11,17 +11,11 @@ llama-cpp-python vendors: a long build on 2 cores, so the tests skip until it is
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from remote_testing import LlamaCppPythonServer, ThreadServer, free_port, served_entry
+from remote_testing import LlamaCppPythonServer, LlamaServer, ThreadServer, cached_llama_server, served_entry
 from seed_testing import SEED_MESSAGES, SEED_TOOL
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,49 +31,6 @@ from toolrun.engines.turn import CallPolicy
 
 JUDGED = "@remote/judged"
 RUNS = 20
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "llama_server.py"
-
-
-def _bench_llama_server() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_llama_server", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class LlamaServer:
-    """The C++ ``llama-server`` (cached build) serving one GGUF on 127.0.0.1, as a subprocess."""
-
-    def __init__(self, binary: Path, gguf: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)  # noqa: SIM115
-        command = [str(binary), "--model", gguf, "--host", "127.0.0.1", "--port", str(self.port),
-                   "--ctx-size", "4096", "--parallel", "1", "--threads", "2", "--no-webui"]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout  # hang guard: loading the 0.5B takes seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("llama-server was not ready")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -96,22 +47,11 @@ def python_server(gguf: str) -> Iterator[LlamaCppPythonServer]:
 
 @pytest.fixture(scope="module")
 def cpp_server(gguf: str) -> Iterator[LlamaServer]:
-    bench = _bench_llama_server()
-    binary = bench.cache_dir(_llama_cpp_python_version()) / "llama-server"
-    if not binary.is_file():
-        pytest.skip(f"llama-server is not built yet: run `.venv/bin/python {BENCH.relative_to(BENCH.parents[1])}`")
-    server = LlamaServer(binary, gguf)
-    try:
-        server.wait_ready()
+    binary = cached_llama_server()
+    if binary is None:
+        pytest.skip("llama-server is not built yet: run `.venv/bin/python bench/llama_server.py`")
+    with LlamaServer(binary, gguf).start() as server:
         yield server
-    finally:
-        server.stop()
-
-
-def _llama_cpp_python_version() -> str:
-    from importlib.metadata import version
-
-    return version("llama-cpp-python")
 
 
 def judged_catalog(url: str, upstream: str) -> Catalog:

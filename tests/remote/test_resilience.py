@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 import pytest
-from remote_testing import SECRET, free_port, wait_until
+from _servers import free_port
+from remote_testing import SECRET, wait_until
 from starlette.requests import Request
 from starlette.responses import Response
 from stubs import Stub, chat_chunk, json_error, slow_stream, sse_response, text_answer

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _servers import ServerProcess
 from prometheus_client.parser import text_string_to_metric_families
 
 from toolrun import DEFAULT_MODEL
@@ -188,43 +187,30 @@ def prefix_cache_bytes(client: httpx.Client, base_url: str) -> tuple[float, floa
     return values["toolrun_prefix_cache_bytes"], values["toolrun_prefix_cache_budget_bytes"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class ToolrunServe(ServerProcess):
+    """``toolrun serve`` with the default model preloaded, keyless on 127.0.0.1, with no user config."""
+
+    name = "toolrun-serve"
+    health_timeout_s = 300.0  # loading the model takes seconds; 300 s only catches a hang
+    stop_timeout_s = 30.0
+    cwd = str(ROOT)
+    env = {"TOOLRUN_CONFIG": str(Path(tempfile.gettempdir()) / "toolrun-soak-no-config.toml")}
+
+    def __init__(self, *extra: str) -> None:
+        super().__init__()
+        self.extra = extra
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "toolrun", "serve", "--port", str(self.port), "--model", DEFAULT_MODEL,
+                "--log-level", "warning", *self.extra]  # fmt: skip
 
 
 @contextmanager
 def serve_subprocess(*extra: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``toolrun serve`` with the default model preloaded, keyless on 127.0.0.1, with no user config."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "TOOLRUN_CONFIG": str(Path(tempfile.gettempdir()) / "toolrun-soak-no-config.toml")}
-    command = [sys.executable, "-m", "toolrun", "serve", "--port", str(port), "--model", DEFAULT_MODEL]
-    # stderr to a file, not a pipe: llama.cpp logs enough at load to fill a pipe and block the server.
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([*command, "--log-level", "warning", *extra], cwd=ROOT, stdout=log, stderr=log, env=env)
-        try:
-            deadline = time.monotonic() + 300  # loading the model takes seconds; 300 s only catches a hang
-            while True:
-                if proc.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"toolrun serve exited:\n{log.read().decode(errors='replace')[-3000:]}")
-                try:
-                    if httpx.get(base_url + "/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "toolrun serve did not become healthy"
-                time.sleep(0.25)
-            yield proc, base_url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    """A :class:`ToolrunServe`, healthy: its process (for its RSS) and its URL."""
+    with ToolrunServe(*extra).start() as server:
+        assert server.process is not None
+        yield server.process, server.url
 
 
 @pytest.mark.model
