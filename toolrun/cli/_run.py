@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from rich.markup import escape
 
 from .._errors import InvalidInputError
+from .._wire import decode_arguments
 from ._console import console, err_console
 
 if TYPE_CHECKING:
@@ -248,16 +249,11 @@ async def _printing_text(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
 
 def _call_text(call: Mapping[str, Any]) -> str:
     """``name(key="value", ...)``: a call as the user reads it."""
-    args = call.get("arguments")
-    if isinstance(args, str):
-        try:
-            args = json.loads(args)
-        except json.JSONDecodeError:
-            pass
+    arguments, _ = decode_arguments(call.get("arguments"))
     shown = (
-        ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in args.items())
-        if isinstance(args, Mapping)
-        else json.dumps(args)
+        ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
+        if arguments is not None
+        else json.dumps(call.get("arguments"))  # what the model wrote, as it wrote it
     )
     return f"{call.get('name')}({shown})"
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._types import ToolSpec
-from .._wire import openai_tool, openai_tool_choice
+from .._wire import decode_arguments, function_body, openai_tool, openai_tool_choice
 from ..tools import tool_name_and_description
 from ._client import call_model
 
@@ -93,16 +93,9 @@ def _chosen_names(response: Any) -> set[str]:
     for call in calls or []:
         if not isinstance(call, Mapping):
             continue
-        body = call["function"] if isinstance(call.get("function"), Mapping) else call
-        arguments = body.get("arguments")
-        if isinstance(arguments, str):
-            import json
-
-            try:
-                arguments = json.loads(arguments)
-            except json.JSONDecodeError:
-                continue
-        picked = arguments.get("tools") if isinstance(arguments, Mapping) else None
+        # A call the model got wrong (arguments not a JSON object) picks nothing; the next may.
+        arguments, _ = decode_arguments(function_body(call).get("arguments"))
+        picked = arguments.get("tools") if arguments is not None else None
         if isinstance(picked, str):  # small models sometimes answer "a, b"
             picked = re.split(r"[,\s]+", picked)
         if isinstance(picked, list):
