@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -61,38 +62,45 @@ def run_command(
     if not prompt.strip():
         raise InvalidInputError("the prompt is empty", where="PROMPT")
     mcp_servers = [{"command": c} for c in mcp_commands or ()] + [{"url": u} for u in mcp_urls or ()]
-    asyncio.run(
-        _run(
-            model,
-            prompt,
-            tool_refs,
-            openapi_specs,
-            match_patterns,
-            mcp_servers,
-            stream=stream,
-            system=system,
-            sampling={"max_tokens": max_tokens, "temperature": temperature, "seed": seed},
-            max_rounds=max_rounds,
-            json_output=json_output,
-            threads=threads,
-        )
+    ask = _Ask(
+        model,
+        prompt,
+        system,
+        sampling={"max_tokens": max_tokens, "temperature": temperature, "seed": seed},
+        stream=stream,
+        json_output=json_output,
+        max_rounds=max_rounds,
+        threads=threads,
     )
+    asyncio.run(_run(ask, tool_refs, openapi_specs, match_patterns, mcp_servers))
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """One ``toolrun run``: what to ask which model, how, and how to show the answer (whatever the tools)."""
+
+    model: str
+    prompt: str
+    system: str | None
+    sampling: dict[str, Any]
+    stream: bool
+    json_output: bool
+    max_rounds: int
+    threads: int | None
+
+    def inputs(self) -> dict[str, Any]:
+        """The binding's inputs: the system message (if any), the prompt, and the sampling options given."""
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        messages = [*system, {"role": "user", "content": self.prompt}]
+        return {"messages": messages, **{k: v for k, v in self.sampling.items() if v is not None}}
 
 
 async def _run(
-    model: str,
-    prompt: str,
+    ask: _Ask,
     tool_refs: list[str],
     openapi_specs: list[str],
     match_patterns: list[str],
     mcp_servers: list[dict[str, str]],
-    *,
-    stream: bool,
-    system: str | None,
-    sampling: dict[str, Any],
-    max_rounds: int,
-    json_output: bool,
-    threads: int | None = None,
 ) -> None:
     tools: list[Any] = []
     for ref in tool_refs:
@@ -105,16 +113,7 @@ async def _run(
                 "calling), Python, OpenAPI and MCP tools are run: give one kind or the other",
                 where="--tool",
             )
-        await _call_once(
-            model,
-            prompt,
-            schema_only,
-            stream=stream,
-            system=system,
-            sampling=sampling,
-            json_output=json_output,
-            threads=threads,
-        )
+        await _call_once(ask, schema_only)
         return
     # The MCP servers live as long as the run: started here, stopped (and reaped) on the way out.
     async with contextlib.AsyncExitStack() as servers:
@@ -122,46 +121,25 @@ async def _run(
             tools.extend(await _openapi_tools(spec, match_patterns))
         if mcp_servers:
             tools.extend(await servers.enter_async_context(_mcp_tools(mcp_servers)))
-        await _run_with(
-            model,
-            prompt,
-            tools,
-            stream=stream,
-            system=system,
-            sampling=sampling,
-            max_rounds=max_rounds,
-            json_output=json_output,
-            threads=threads,
-        )
+        await _run_with(ask, tools)
 
 
-async def _run_with(
-    model: str,
-    prompt: str,
-    tools: list[Any],
-    *,
-    stream: bool,
-    system: str | None,
-    sampling: dict[str, Any],
-    max_rounds: int,
-    json_output: bool,
-    threads: int | None = None,
-) -> None:
+async def _run_with(ask: _Ask, tools: list[Any]) -> None:
     from ..ai import AsyncAI
     from ..embedded import ToolRunStream, run_with_tools
 
-    inputs = _inputs(prompt, system, sampling)
+    inputs = ask.inputs()
     if tools:
         inputs["tools"] = tools
         names = ", ".join(escape(t.name) for t in tools)
         err_console.print(f"[dim]{len(tools)} tool{'s' if len(tools) != 1 else ''}: {names}[/dim]")
 
-    ai = AsyncAI(n_threads=threads)
+    ai = AsyncAI(n_threads=ask.threads)
     narrator = Narrator(ai)
     started = time.perf_counter()
     try:
         result = await run_with_tools(
-            narrator, model, inputs, stream_final_response=stream, max_recursive_tool_runs=max_rounds
+            narrator, ask.model, inputs, stream_final_response=ask.stream, max_recursive_tool_runs=ask.max_rounds
         )
         if isinstance(result, ToolRunStream):
             async for event in result:
@@ -171,7 +149,7 @@ async def _run_with(
             console.print()
             usage = result.total_usage
         else:
-            if json_output:
+            if ask.json_output:
                 console.print_json(json.dumps(result, default=str))
             else:
                 console.print(result.get("response") or "", markup=False, highlight=False, soft_wrap=True)
@@ -186,49 +164,34 @@ async def _run_with(
     )
 
 
-def _inputs(prompt: str, system: str | None, sampling: dict[str, Any]) -> dict[str, Any]:
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    return {"messages": messages, **{k: v for k, v in sampling.items() if v is not None}}
-
-
-async def _call_once(
-    model: str,
-    prompt: str,
-    tools: list[dict[str, Any]],
-    *,
-    stream: bool,
-    system: str | None,
-    sampling: dict[str, Any],
-    json_output: bool,
-    threads: int | None,
-) -> None:
+async def _call_once(ask: _Ask, tools: list[dict[str, Any]]) -> None:
     """Traditional function calling: one model call, whose tool calls are printed for the caller to run."""
     from ..ai import AsyncAI, collect
 
-    inputs = {**_inputs(prompt, system, sampling), "tools": tools}
+    inputs = {**ask.inputs(), "tools": tools}
     names = ", ".join(escape(str(t.get("name") or t.get("function", {}).get("name"))) for t in tools)
     err_console.print(f"[dim]{len(tools)} tool{'s' if len(tools) != 1 else ''} (calls printed, not run): {names}[/dim]")
-    ai = AsyncAI(n_threads=threads)
+    ai = AsyncAI(n_threads=ask.threads)
     started = time.perf_counter()
-    status = err_console.status(f"[dim]{escape(model)} is thinking…[/dim]", spinner="dots")
+    status = err_console.status(f"[dim]{escape(ask.model)} is thinking…[/dim]", spinner="dots")
     try:
         status.start()
         # One path for both: the stream's events folded into the result, printing the text if asked to.
-        events = cast("AsyncIterator[Event]", await ai.run(model, {**inputs, "stream": True}))
-        if stream:
+        events = cast("AsyncIterator[Event]", await ai.run(ask.model, {**inputs, "stream": True}))
+        if ask.stream:
             status.stop()
-        result = await collect(_printing_text(events) if stream else events)
+        result = await collect(_printing_text(events) if ask.stream else events)
     finally:
         status.stop()
         await ai.aclose()
     calls = [{"name": c["name"], "arguments": c["arguments"], "id": c["id"]} for c in result["tool_calls"]]
-    if json_output:
+    if ask.json_output:
         shown = {"tool_calls": calls, **{k: v for k, v in result.items() if k != "tool_calls"}}
         console.print_json(json.dumps(shown, ensure_ascii=False, default=str))
     else:
         for call in calls:
             console.print(_call_text(call), markup=False, highlight=False, soft_wrap=True)
-        if result["response"] and not stream:
+        if result["response"] and not ask.stream:
             console.print(result["response"], markup=False, highlight=False, soft_wrap=True)
     usage = result["usage"]
     err_console.print(
