@@ -19,9 +19,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from toolrun import EngineError
 from toolrun._types import normalize_tools
 from toolrun.ai import collect
 from toolrun.engines import GenerationRequest, SamplingParams
+from toolrun.engines.remote import RetryPolicy
 from toolrun.engines.remote._openai import OpenAICompatibleEngine
 from toolrun.formats import get_format
 
@@ -29,10 +31,15 @@ from toolrun.formats import get_format
 OWN_TEMPLATE = get_format("hermes").fallback_template.replace("# Tools", "# Tools (the served model's own)")
 
 
-def stand_in(prompts: list[str], *, reports: bool) -> Starlette:
-    """A vLLM that reports its template (or, started without the flag, answers 404) and writes "Hello."."""
+def stand_in(prompts: list[str], *, reports: bool, busy: int = 0) -> Starlette:
+    """A vLLM that reports its template (or, started without the flag, answers 404) and writes "Hello.";
+    the first ``busy`` asks for the template are answered 503, as a proxy in front of a loading vLLM does."""
+    asked: list[int] = []
 
     async def tokenizer_info(request: Request) -> Response:
+        asked.append(1)
+        if len(asked) <= busy:
+            return Response("vLLM is loading", status_code=503)
         if not reports:
             return Response(status_code=404)
         return JSONResponse({"chat_template": OWN_TEMPLATE, "eos_token": "<|im_end|>", "bos_token": "<|endoftext|>"})
@@ -49,8 +56,8 @@ def stand_in(prompts: list[str], *, reports: bool) -> Starlette:
     )
 
 
-async def generate(url: str) -> dict[str, Any]:
-    engine = OpenAICompatibleEngine(url + "/v1", "m", upstream="vllm")
+async def generate(url: str, retry: RetryPolicy | None = None) -> dict[str, Any]:
+    engine = OpenAICompatibleEngine(url + "/v1", "m", upstream="vllm", retry=retry)
     request = GenerationRequest(
         messages=SEED_MESSAGES, tools=normalize_tools([SEED_TOOL]), sampling=SamplingParams(temperature=0.0)
     )
@@ -78,3 +85,32 @@ async def test_toolrun_mode_renders_with_the_template_vllm_reports(
     else:  # as before: the format's fallback, and a warning that says how to get the model's own
         assert not any("the served model's own" in p for p in prompts)
         assert "--enable-tokenizer-info-endpoint" in caplog.text
+
+
+FAST = RetryPolicy(max_retries=3, backoff_base=0.01, backoff_max=0.05)
+
+
+async def test_a_template_lookup_answered_503_is_retried_not_pinned_to_the_fallback() -> None:
+    # The template found is kept for the engine's life: a 503 burst (a vLLM still loading behind a proxy)
+    # once made toolrun render with ChatML's fallback from then on, halving the 0.5B's odds of calling.
+    prompts: list[str] = []
+    server = UvicornThread(stand_in(prompts, reports=True, busy=2))
+    try:
+        out = await generate(server.url, FAST)
+    finally:
+        server.stop()
+    assert out["response"] == "Hello." and prompts
+    assert all("# Tools (the served model's own)" in p for p in prompts)
+
+
+async def test_a_template_lookup_still_refused_after_the_retries_is_a_clear_error() -> None:
+    prompts: list[str] = []
+    server = UvicornThread(stand_in(prompts, reports=True, busy=FAST.max_retries + 1))
+    try:
+        with pytest.raises(EngineError, match=r"could not read the chat template from .*/tokenizer_info: HTTP 503"):
+            await generate(server.url, FAST)
+        out = await generate(server.url, FAST)  # not pinned: the next engine's lookup gets the template
+    finally:
+        server.stop()
+    assert prompts and all("# Tools (the served model's own)" in p for p in prompts)
+    assert out["response"] == "Hello."

@@ -68,7 +68,16 @@ from .._registry import EngineSpec, register_engine
 from ..turn import CallPolicy, GrammarCache, RequestGrammars, TurnGate, Verdict, without_repeats
 from ._calls import CallAccumulator
 from ._errors import openai_error, openai_stream_error
-from ._http import RetryPolicy, Timeouts, UpstreamPool, connection_policy, display_url
+from ._http import (
+    RETRYABLE_STATUS,
+    RetryPolicy,
+    Timeouts,
+    Upstream,
+    UpstreamPool,
+    connection_policy,
+    display_url,
+    parse_retry_after,
+)
 from ._probe import FirstTokenProbe, TokenizeRoute
 from ._template import PromptTemplate, choose_template, read_chat_template, stop_strings
 
@@ -405,10 +414,9 @@ class OpenAICompatibleEngine(Engine):
         (vLLM without ``--enable-tokenizer-info-endpoint``): the format's fallback is used then, which on a
         small model moves the call-or-answer decision (the 0.5B's opener mass on the seed: 0.61 with its own
         template, 0.29 with ChatML's; docs/vllm.md)."""
-        upstream = self.pool.pick()
+        upstream, response = await self._get_from_root(route)
         url = _strip_v1(upstream.base_url) + route
         try:
-            response = await upstream.client.get(url)
             response.raise_for_status()
             props = response.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -432,6 +440,29 @@ class OpenAICompatibleEngine(Engine):
             reported_eos if isinstance(reported_eos, str) else "",
             f"{upstream.name}{route}",
         )
+
+    async def _get_from_root(self, route: str) -> tuple[Upstream, httpx.Response]:
+        """``GET route`` at an upstream's root, retried as completions are (connection failures, 429 after its
+        Retry-After, 502/503/504; another upstream first): the template found is kept for the engine's life,
+        so a server still loading or briefly busy must not pin it to the format's fallback. Retries spent:
+        an EngineError naming the failure, and the next request asks again."""
+        tried: set[Upstream] = set()
+        for attempt in range(self.pool.retry.max_retries + 1):
+            upstream = self.pool.pick(tried)
+            try:
+                response = await upstream.client.get(_strip_v1(upstream.base_url) + route)
+            except httpx.TransportError as exc:
+                why, wait = type(exc).__name__, None
+            else:
+                if response.status_code not in RETRYABLE_STATUS:
+                    return upstream, response
+                why, wait = f"HTTP {response.status_code}", parse_retry_after(response.headers.get("retry-after"))
+            tried.add(upstream)
+            if attempt < self.pool.retry.max_retries:
+                await asyncio.sleep(
+                    min(self.pool.retry.backoff(attempt) if wait is None else wait, self.pool.retry.max_retry_after)
+                )
+        raise EngineError(f"could not read the chat template from {upstream.name}{route}: {why}")
 
     def _completion_body(
         self, prompt: str, request: GenerationRequest, grammar: str | None, max_tokens: int, *, calls: bool = False
