@@ -59,6 +59,7 @@ from .._wire import (
 from ..ai import collect, parse_inputs
 from ..ai._inputs import build_request
 from ..engines import GenerationRequest
+from ._body import reject_unknown_fields, required_model
 from ._endpoint import endpoint
 from ._errors import anthropic_error, anthropic_error_body
 from ._state import ServerState
@@ -90,12 +91,8 @@ class MessagesRequest(NamedTuple):
 
 def to_binding_inputs(body: dict[str, Any], *, counting: bool = False) -> MessagesRequest:
     """The binding's inputs from a Messages request (``counting``: a count_tokens request, no max_tokens)."""
-    unknown = sorted(set(body) - (_KNOWN_FOR_COUNTING if counting else _KNOWN))
-    if unknown:
-        raise InvalidInputError(f"unrecognized request field(s): {', '.join(unknown)}", where=unknown[0])
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidInputError("model is required: a model name (GET /v1/models lists them)", where="model")
+    reject_unknown_fields(body, _KNOWN_FOR_COUNTING if counting else _KNOWN, noun="field")
+    model = required_model(body)
     if not counting and "max_tokens" not in body:
         raise InvalidInputError("max_tokens is required: the most tokens the answer may have", where="max_tokens")
     messages, origins = anthropic_messages(body.get("system"), body.get("messages"))

@@ -27,6 +27,7 @@ from .._wire import (
     openai_assistant_message,
     openai_call_opener,
 )
+from ._body import reject_unknown_fields, required_model
 from ._endpoint import endpoint
 from ._errors import openai_error, openai_error_body
 from ._state import ServerState
@@ -73,20 +74,14 @@ def _unsupported(field: str, why: str) -> InvalidInputError:
 
 def to_binding_inputs(body: dict[str, Any]) -> tuple[str, dict[str, Any], bool, bool]:
     """(model, Workers AI inputs, stream, include_usage) from an OpenAI request body."""
-    unknown = sorted(set(body) - _KNOWN)
-    if "functions" in unknown or "function_call" in unknown:
+    if "functions" in body or "function_call" in body:
         raise _unsupported(
             "functions",
             "the legacy 'functions'/'function_call' parameters are not supported; "
             "send 'tools' and 'tool_choice' instead",
         )
-    if unknown:
-        raise InvalidInputError(f"unrecognized request argument(s): {', '.join(unknown)}", where=unknown[0])
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidInputError(
-            "'model' is required and must be a model name (GET /v1/models lists them)", where="model"
-        )
+    reject_unknown_fields(body, _KNOWN)
+    model = required_model(body)
     if body.get("messages") is None:
         raise InvalidInputError("'messages' is required", where="messages")
     n = body.get("n")

@@ -45,6 +45,7 @@ from .._wire import (
     responses_usage,
 )
 from ..ai import RunInputs
+from ._body import reject_unknown_fields, required_model
 from ._endpoint import endpoint
 from ._errors import openai_error
 from ._state import ServerState
@@ -105,9 +106,7 @@ class ResponsesRequest:
 
 def read_request(body: dict[str, Any]) -> ResponsesRequest:
     """The binding's inputs from a Responses request body; a 400 naming the field for what it cannot do."""
-    unknown = sorted(set(body) - _KNOWN)
-    if unknown:
-        raise InvalidInputError(f"unrecognized request argument(s): {', '.join(unknown)}", where=unknown[0])
+    reject_unknown_fields(body, _KNOWN)
     for field, why in _STATEFUL.items():
         if body.get(field) not in (None, False, 0):
             raise InvalidInputError(why, where=field)
@@ -116,11 +115,7 @@ def read_request(body: dict[str, Any]) -> ResponsesRequest:
             "store must be false: this server is stateless and stores no responses (omit it, or send false)",
             where="store",
         )
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidInputError(
-            "'model' is required and must be a model name (GET /v1/models lists them)", where="model"
-        )
+    model = required_model(body)
     if body.get("input") is None:
         raise InvalidInputError("'input' is required: a string or a list of input items", where="input")
     stream = body.get("stream", False) or False
