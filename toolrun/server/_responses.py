@@ -348,6 +348,14 @@ class _EventRenderer:
         self.sequence += 1
         return sse_event(kind, json.dumps(payload, ensure_ascii=False))
 
+    def _item_frame(self, kind: str, item: _OpenItem, **fields: Any) -> bytes:
+        """An event about an item's content, which names the item and its place in the output."""
+        return self._frame(kind, item_id=item.item_id, output_index=item.output_index, **fields)
+
+    def _output_item_frame(self, kind: str, item: _OpenItem, body: dict[str, Any]) -> bytes:
+        """``response.output_item.added`` / ``.done``: the item itself at its place in the output."""
+        return self._frame(kind, output_index=item.output_index, item=body)
+
     def _new_item(self, prefix: str) -> _OpenItem:
         item = _OpenItem(self.next_index, _item_id(prefix), [])
         self.next_index += 1
@@ -387,43 +395,26 @@ class _EventRenderer:
         frames: list[bytes] = []
         if self.text is None:
             self.text = item = self._new_item("msg")
-            where = {"item_id": item.item_id, "output_index": item.output_index}
-            frames.append(
-                self._frame(
-                    "response.output_item.added",
-                    output_index=item.output_index,
-                    item=responses_message_item(item.item_id, [], "in_progress"),
-                )
-            )
-            frames.append(
-                self._frame("response.content_part.added", **where, content_index=0, part=responses_text_part(""))
-            )
+            opened = responses_message_item(item.item_id, [], "in_progress")
+            frames.append(self._output_item_frame("response.output_item.added", item, opened))
+            part = responses_text_part("")
+            frames.append(self._item_frame("response.content_part.added", item, content_index=0, part=part))
         item = self.text
         item.fragments.append(delta)
-        frames.append(
-            self._frame(
-                "response.output_text.delta",
-                item_id=item.item_id,
-                output_index=item.output_index,
-                content_index=0,
-                delta=delta,
-                logprobs=[],
-            )
-        )
+        frames.append(self._item_frame("response.output_text.delta", item, content_index=0, delta=delta, logprobs=[]))
         return frames
 
     def _close_text(self) -> list[bytes]:
         item, self.text = self.text, None
         if item is None:
             return []
-        where = {"item_id": item.item_id, "output_index": item.output_index, "content_index": 0}
         part = responses_text_part("".join(item.fragments))
         done = responses_message_item(item.item_id, [part])
         self.output[item.output_index] = done
         return [
-            self._frame("response.output_text.done", **where, text=part["text"], logprobs=[]),
-            self._frame("response.content_part.done", **where, part=part),
-            self._frame("response.output_item.done", output_index=item.output_index, item=done),
+            self._item_frame("response.output_text.done", item, content_index=0, text=part["text"], logprobs=[]),
+            self._item_frame("response.content_part.done", item, content_index=0, part=part),
+            self._output_item_frame("response.output_item.done", item, done),
         ]
 
     def _open_call(self, index: int, call_id: str, name: str) -> list[bytes]:
@@ -432,18 +423,11 @@ class _EventRenderer:
         item = self.calls[index] = self._new_item("fc")
         item.call_id, item.name = call_id, name
         opened = responses_function_call_item(item.item_id, call_id, name, "", "in_progress")
-        return [self._frame("response.output_item.added", output_index=item.output_index, item=opened)]
+        return [self._output_item_frame("response.output_item.added", item, opened)]
 
     def _arguments_delta(self, item: _OpenItem, delta: str) -> list[bytes]:
         item.fragments.append(delta)
-        return [
-            self._frame(
-                "response.function_call_arguments.delta",
-                item_id=item.item_id,
-                output_index=item.output_index,
-                delta=delta,
-            )
-        ]
+        return [self._item_frame("response.function_call_arguments.delta", item, delta=delta)]
 
     def _close_call(self, item: _OpenItem, status: str) -> list[bytes]:
         # The fragments sent are the arguments (JSON the grammar held to the schema); done repeats them whole.
@@ -451,13 +435,8 @@ class _EventRenderer:
         done = responses_function_call_item(item.item_id, item.call_id, item.name, arguments, status)
         self.output[item.output_index] = done
         return [
-            self._frame(
-                "response.function_call_arguments.done",
-                item_id=item.item_id,
-                output_index=item.output_index,
-                arguments=arguments,
-            ),
-            self._frame("response.output_item.done", output_index=item.output_index, item=done),
+            self._item_frame("response.function_call_arguments.done", item, arguments=arguments),
+            self._output_item_frame("response.output_item.done", item, done),
         ]
 
     def error_frames(self, error: ToolrunError) -> bytes:
