@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
+import platformdirs
 import pytest
 from _servers import GITHUB_USERS, HttpStandIn, send
 
@@ -55,3 +58,25 @@ def github_standin():
     server = GithubStandIn()
     yield server
     server.close()
+
+
+# Each test's time, kept after the run (CI keeps its log only when it fails): the suite's budget is 30
+# minutes on 2 cores, and this file says where the time goes. Timings are read, never asserted.
+_TIMES: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _TIMES[report.nodeid] = _TIMES.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if len(_TIMES) < 100:  # a handful of tests run by hand: keep the last whole run's figures
+        return
+    path = Path(platformdirs.user_cache_dir("toolrun")) / "test-times.json"
+    slowest = dict(sorted(_TIMES.items(), key=lambda item: -item[1]))
+    record = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_s": round(sum(_TIMES.values()), 1)}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**record, "tests": {k: round(v, 2) for k, v in slowest.items()}}, indent=1))
+    except OSError:
+        pass
