@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from toolrun import AI, AsyncAI
-from toolrun.ai import Catalog, ModelEntry
+from toolrun.ai import Catalog, ModelEntry, parse_inputs
+from toolrun.ai._inputs import build_request
+from toolrun.engines import SamplingParams
 from toolrun.engines.scripted import ScriptedEngine, ScriptedReply
 
 AREA = {
@@ -132,3 +136,20 @@ async def test_a_value_a_result_points_to_is_new():
     ]
     out = await ai.run("@test/scripted", {"messages": messages, "tools": [read_page]})
     assert [c["arguments"] for c in out["tool_calls"]] == [{"page": 4}]
+
+
+def test_every_sampling_input_reaches_the_request() -> None:
+    # build_request takes SamplingParams' fields from the inputs by name: each must exist there, and arrive.
+    given = {
+        "max_tokens": 7,
+        "temperature": 0.1,
+        "top_p": 0.9,
+        "top_k": 5,
+        "seed": 3,
+        "repetition_penalty": 1.1,
+        "frequency_penalty": 0.2,
+        "presence_penalty": -0.3,
+    }
+    assert set(given) == {field.name for field in dataclasses.fields(SamplingParams)}
+    request = build_request(parse_inputs({"prompt": "hi", **given}), function_calling=True)
+    assert dataclasses.asdict(request.sampling) == given

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Required, TypedDict
@@ -38,6 +39,11 @@ class RunInputs(BaseModel):
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     response_format: dict[str, Any] | None = None
+
+
+#: The inputs that are sampling settings: every field of SamplingParams, which RunInputs has by the same name
+#: (tests/core/test_binding.py holds them to it).
+_SAMPLING_FIELDS = {field.name for field in dataclasses.fields(SamplingParams)}
 
 
 class _InputFields(TypedDict, total=False):
@@ -161,16 +167,7 @@ def build_request(inputs: RunInputs, *, function_calling: bool) -> GenerationReq
             "this model does not support function calling; `toolrun models --function-calling` lists those that do",
             where="tools",
         )
-    sampling = SamplingParams(
-        max_tokens=inputs.max_tokens,
-        temperature=inputs.temperature,
-        top_p=inputs.top_p,
-        top_k=inputs.top_k,
-        seed=inputs.seed,
-        repetition_penalty=inputs.repetition_penalty,
-        frequency_penalty=inputs.frequency_penalty,
-        presence_penalty=inputs.presence_penalty,
-    )
+    sampling = SamplingParams(**inputs.model_dump(include=_SAMPLING_FIELDS))
     messages: list[Message] = normalize_messages(inputs.messages) if inputs.messages is not None else []
     raw_prompt = None
     if inputs.prompt is not None:
