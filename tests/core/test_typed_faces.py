@@ -4,10 +4,17 @@ small client, the way a user's code meets toolrun."""
 
 from __future__ import annotations
 
+import inspect
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+import pytest
+
+from toolrun import AI, AsyncAI
+from toolrun._errors import InvalidInputError
 
 CLIENT = """
 from typing import Any
@@ -50,3 +57,19 @@ def test_run_is_typed_by_stream_and_ai_names_its_arguments(tmp_path: Path) -> No
     assert re.match(rf"TypedDict\(toolrun._wire.{events}", revealed[5]), revealed[5]
     errors = [line for line in out.splitlines() if ": error:" in line]
     assert len(errors) == 1 and 'Unexpected keyword argument "providr" for "AI"' in errors[0], out
+
+
+def test_help_shows_ai_the_arguments_of_async_ai() -> None:
+    # AI takes AsyncAI's arguments whole (one list of them); help() and IDEs see that list, not **arguments.
+    assert inspect.signature(AI) == inspect.signature(AsyncAI)
+    assert "provider" in inspect.signature(AI).parameters
+
+
+def test_an_ai_that_cannot_be_built_leaves_no_event_loop_thread() -> None:
+    def loop_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "toolrun-ai"}
+
+    before = loop_threads()
+    with pytest.raises(InvalidInputError, match="provider"):
+        AI(provider="no-such-provider")
+    assert loop_threads() <= before

@@ -10,6 +10,7 @@ from typing import Any, TypeVar, overload
 
 from .._config import config_path
 from .._errors import ModelFetchError, ModelUnavailableError
+from .._signatures import init_arguments_of
 from .._wire import Event, FinishReason, RunResult, ToolCall, result_call, usage
 from ..engines import Engine, EngineKind, EngineSpec, HostedAccount, engine_kind
 from ._catalog import DEFAULT_MODEL, Catalog, ModelEntry
@@ -268,32 +269,14 @@ class AI:
 
     reads_dict_arguments = True
 
-    def __init__(
-        self,
-        *,
-        catalog: Catalog | None = None,
-        context_window: int | None = None,
-        n_threads: int | None = None,
-        progress: Progress | None = None,
-        provider: str = "local",
-        account_id: str | None = None,
-        api_token: str | None = None,
-        base_url: str | None = None,
-    ) -> None:
+    @init_arguments_of(AsyncAI)
+    def __init__(self, **arguments: Any) -> None:
         """The arguments are :class:`AsyncAI`'s."""
+        # Built first: where the arguments are wrong, no event loop thread is left behind.
+        self._async = AsyncAI(**arguments)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="toolrun-ai", daemon=True)
         self._thread.start()
-        self._async = AsyncAI(
-            catalog=catalog,
-            context_window=context_window,
-            n_threads=n_threads,
-            progress=progress,
-            provider=provider,
-            account_id=account_id,
-            api_token=api_token,
-            base_url=base_url,
-        )
 
     @property
     def catalog(self) -> Catalog:

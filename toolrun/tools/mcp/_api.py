@@ -3,38 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
+from ..._signatures import arguments_of
 from .._tool import Tool
 from ._spec import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, server_specs
 from ._spec import connect_timeout as _connect_timeout
 from ._toolset import Toolset
 
 _STOP_WAIT = 60.0  # seconds the sync face waits for servers to stop: stdio shutdown is bounded well below
-
-_Arguments = ParamSpec("_Arguments")
-_Result = TypeVar("_Result")
-
-
-def _arguments_of(
-    source: Callable[_Arguments, object],
-) -> Callable[[Callable[..., _Result]], Callable[_Arguments, _Result]]:
-    """Give the decorated function ``source``'s parameters, for type checkers and ``help()`` alike:
-    a face that passes its arguments on whole then needs no copy of the list."""
-
-    def decorate(function: Callable[..., _Result]) -> Callable[_Arguments, _Result]:
-        returns = inspect.signature(function).return_annotation
-        signature = inspect.signature(source).replace(return_annotation=returns)
-        function.__signature__ = signature  # type: ignore[attr-defined]  # what inspect.signature reads first
-        return function
-
-    return decorate
 
 
 class MCPTools:
@@ -208,7 +190,7 @@ class MCPToolsSync:
         return repr(self._async).replace("MCPTools(", "MCPToolsSync(", 1)
 
 
-@_arguments_of(create_tools_from_mcp)
+@arguments_of(create_tools_from_mcp)
 def create_tools_from_mcp_sync(**arguments: Any) -> MCPToolsSync:
     """:func:`create_tools_from_mcp` for code without an event loop; same arguments.
 
