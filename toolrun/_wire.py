@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, NotRequired, Protocol, TypeAlias, TypedDict, final
 
 from ._errors import InvalidInputError, ToolChoiceError
@@ -315,24 +315,31 @@ _RESPONSES_TEXT_PARTS = ("input_text", "output_text", "text")
 _RESPONSES_ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
 
 
-def _responses_text(content: Any, where: str) -> str:
-    """A Responses message's or tool output's content: a string, or text parts (``input_text``...)."""
+def _string_or_parts(content: Any, where: str, part_text: Callable[[Any, str], str], *, joiner: str, wrong: str) -> str:
+    """Text as Responses and Anthropic both allow it: a string, or a list of parts whose texts are joined
+    (``part_text`` reads one part, or raises at its place); ``wrong`` is the error for anything else."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise InvalidInputError("content must be a string or a list of text parts", where=where)
-    texts: list[str] = []
-    for i, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
-        if isinstance(part, Mapping) and kind in _RESPONSES_TEXT_PARTS and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif isinstance(part, Mapping) and kind == "refusal" and isinstance(part.get("refusal"), str):
-            texts.append(part["refusal"])
-        else:
-            raise InvalidInputError(
-                f"only text content parts (input_text, output_text) are supported, not {kind!r}", where=f"{where}[{i}]"
-            )
-    return "".join(texts)
+        raise InvalidInputError(wrong, where=where)
+    return joiner.join(part_text(part, f"{where}[{i}]") for i, part in enumerate(content))
+
+
+def _responses_part_text(part: Any, where: str) -> str:
+    kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+    if isinstance(part, Mapping) and kind in _RESPONSES_TEXT_PARTS and isinstance(part.get("text"), str):
+        return str(part["text"])
+    if isinstance(part, Mapping) and kind == "refusal" and isinstance(part.get("refusal"), str):
+        return str(part["refusal"])
+    raise InvalidInputError(
+        f"only text content parts (input_text, output_text) are supported, not {kind!r}", where=where
+    )
+
+
+def _responses_text(content: Any, where: str) -> str:
+    """A Responses message's or tool output's content: a string, or text parts (``input_text``...)."""
+    wrong = "content must be a string or a list of text parts"
+    return _string_or_parts(content, where, _responses_part_text, joiner="", wrong=wrong)
 
 
 def _responses_string(item: Mapping[str, Any], key: str, where: str) -> str:
@@ -475,15 +482,12 @@ def _anthropic_block_text(block: Mapping[str, Any], where: str) -> str:
 
 def _anthropic_text(content: Any, where: str, place: str) -> str:
     """A string, or text blocks joined by newlines: what Anthropic allows in ``system`` and a tool_result."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise InvalidInputError("must be a string or a list of text blocks", where=where)
-    texts: list[str] = []
-    for i, block in enumerate(content):
-        _anthropic_block_type(block, f"{where}[{i}]", ("text",), place)
-        texts.append(_anthropic_block_text(block, f"{where}[{i}]"))
-    return "\n".join(texts)
+
+    def block_text(block: Any, at: str) -> str:
+        _anthropic_block_type(block, at, ("text",), place)
+        return _anthropic_block_text(block, at)
+
+    return _string_or_parts(content, where, block_text, joiner="\n", wrong="must be a string or a list of text blocks")
 
 
 def _anthropic_tool_result(block: Mapping[str, Any], where: str) -> Message:
