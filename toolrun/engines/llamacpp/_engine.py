@@ -30,6 +30,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Generator
+from pathlib import Path
 from typing import Any
 
 from ..._errors import ContextOverflowError, EngineError, ModelUnavailableError
@@ -42,6 +43,7 @@ from ..turn._decide import DecisionTokens, decision_tokens, yes_share
 from ..turn._judgment import relevance_examples, relevance_messages
 from ._context import kv_bytes_per_token
 from ._decode import Cancelled, LocalTurn, switch_prompt
+from ._disk_prefix import DiskPrefixStore, default_directory, key_material
 from ._fast_forward import GrammarProbe
 from ._model import LlamaModel
 from ._prefix_cache import common_prefix
@@ -55,6 +57,7 @@ log = logging.getLogger("toolrun.engines.llamacpp")
 #: Defaults, each overridable by the constructor or the environment (for ``toolrun serve``).
 DEFAULT_SLOTS = 4
 DEFAULT_PREFIX_CACHE_MB = 256
+DEFAULT_PREFIX_DISK_MB = 0  # TEMP while untested on a model
 
 
 class LlamaCppEngine(Engine):
@@ -64,6 +67,9 @@ class LlamaCppEngine(Engine):
     ``context_window`` tokens of KV (12 KB a token for the 0.5B model, 28 KB for the 1.5B).
     ``prefix_cache_mb`` (``$TOOLRUN_PREFIX_CACHE_MB``, default 256): RAM for warm prefixes
     beyond the slots, least recently used evicted first; 0 keeps only what the slots hold.
+    ``prefix_disk_mb`` (``$TOOLRUN_PREFIX_DISK_MB``, default 512): disk for the KV of prompts' shared prefixes
+    (system prompt and tool list) in ``prefix_disk_dir`` (default ``$TOOLRUN_CACHE_DIR/prefixes``), so that a new
+    process restores a known tool list instead of evaluating it (:mod:`._disk_prefix`); 0 turns it off.
     ``batch_invariant`` (``$TOOLRUN_BATCH_INVARIANT``, default 1): load the weights without llama.cpp's
     CPU repacking, whose kernels sum differently for batches of 4+ tokens, so that a greedy answer does
     not depend on the other requests decoded in the same batch. Reuse is exact on either kind of weights;
@@ -87,6 +93,8 @@ class LlamaCppEngine(Engine):
         prefix_cache_mb: float | None = None,
         batch_invariant: bool | None = None,
         speculative: bool | None = None,
+        prefix_disk_mb: float | None = None,
+        prefix_disk_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.model_path = model_path
         self.format = tool_format
@@ -106,6 +114,13 @@ class LlamaCppEngine(Engine):
             else _env_number("TOOLRUN_PREFIX_CACHE_MB", DEFAULT_PREFIX_CACHE_MB)
         )
         self.prefix_cache_bytes = max(0, int(cache_mb * 2**20))
+        disk_mb = (
+            prefix_disk_mb
+            if prefix_disk_mb is not None
+            else _env_number("TOOLRUN_PREFIX_DISK_MB", DEFAULT_PREFIX_DISK_MB)
+        )
+        self.prefix_disk_bytes = max(0, int(disk_mb * 2**20))
+        self.prefix_disk_dir = Path(prefix_disk_dir) if prefix_disk_dir is not None else default_directory()
         self.batch_invariant = (
             batch_invariant if batch_invariant is not None else bool(_env_number("TOOLRUN_BATCH_INVARIANT", 1))
         )
@@ -143,6 +158,8 @@ class LlamaCppEngine(Engine):
                         cache_bytes=self.prefix_cache_bytes,
                         row_group=1 if self.batch_invariant else REPACKED_ROW_GROUP,
                     )
+                    if self.prefix_disk_bytes:
+                        self._scheduler.attach_disk(self._disk_store(self._scheduler))
                 except BaseException:
                     llm.close()
                     raise
@@ -236,6 +253,8 @@ class LlamaCppEngine(Engine):
         job = Job(
             lambda seq: LocalTurn(self, request, prompt, grammars, seq, emit, cancelled).run(), cancelled, on_done
         )
+        if scheduler.disk is not None:
+            job.persist = await asyncio.to_thread(self._shared_prefix_length, request, prompt)
         scheduler.submit(job)
         try:
             while True:
@@ -318,6 +337,16 @@ class LlamaCppEngine(Engine):
             "cache_bytes": cache.held_bytes,
             "cache_budget_bytes": cache.budget_bytes,
             "cache_entries": len(cache),
+            "disk_hits": stats.disk_hits,
+            "disk_misses": stats.disk_misses,
+            "disk_restored_tokens": stats.disk_restored_tokens,
+            "disk_read_bytes": stats.disk_read_bytes,
+            "disk_writes": stats.disk_writes,
+            "disk_written_bytes": stats.disk_written_bytes,
+            "disk_evictions": stats.disk_evictions,
+            "disk_rejected": stats.disk_rejected,
+            "disk_budget_bytes": self.prefix_disk_bytes if scheduler.disk is not None else 0,
+            "prefilled_tokens": scheduler.prefilled_tokens,
             "slots": len(scheduler.slots),
             "slots_busy": sum(slot.busy for slot in scheduler.slots),
             "slot_kv_bytes": len(scheduler.slots) * scheduler.context.n_ctx_seq * self._kv_bytes_per_token(),
@@ -329,6 +358,7 @@ class LlamaCppEngine(Engine):
         """The slot configuration in words (for benchmarks and logs)."""
         return (
             f"{self.slots} slots x {self.context_window} tokens, prefix cache {self.prefix_cache_bytes >> 20} MB, "
+            f"on disk {self.prefix_disk_bytes >> 20} MB, "
             f"{'batch-invariant' if self.batch_invariant else 'repacked'} weights, {self.n_threads} threads, "
             f"speculative decoding {'on' if self.speculative else 'off'}"
         )
@@ -361,6 +391,37 @@ class LlamaCppEngine(Engine):
         if errors:
             raise errors[0]
         return result[0]
+
+    def _disk_store(self, scheduler: Scheduler) -> DiskPrefixStore:
+        key = key_material(
+            self.model_path,
+            n_ctx_seq=scheduler.context.n_ctx_seq,
+            row_group=scheduler.row_group,
+            n_threads=self.n_threads,
+        )
+        return DiskPrefixStore(self.prefix_disk_dir, self.prefix_disk_bytes, key)
+
+    def _shared_prefix_length(self, request: GenerationRequest, prompt: list[int]) -> int:
+        """How many leading tokens of ``prompt`` any request with the same system prompt and tools shares: the
+        prefix worth keeping on disk (the conversation after it is the request's own, and stays off the disk)."""
+        if request.raw_prompt is not None:
+            return 0
+        system = []
+        for message in request.messages:
+            if message.get("role") != "system":
+                break
+            system.append(message)
+        # An empty user turn after them: templates index messages[0], and the question's text is where it differs.
+        head = GenerationRequest(
+            messages=[*system, {"role": "user", "content": ""}],
+            tools=request.tools,
+            tool_choice=request.tool_choice,
+            parallel_tool_calls=request.parallel_tool_calls,
+        )
+        try:
+            return common_prefix(self.prompt_tokens(head), prompt)
+        except Exception:  # noqa: BLE001 - a template that wants a user turn: nothing is kept on disk
+            return 0
 
     def _kv_bytes_per_token(self) -> int:
         return kv_bytes_per_token(self.load().model)

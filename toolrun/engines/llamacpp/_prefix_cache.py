@@ -48,6 +48,17 @@ class CacheStats:
     restores: int = 0
     saves: int = 0
     evictions: int = 0
+    #: The disk store (:mod:`._disk_prefix`): prefixes restored from a file, requests that looked there for a long
+    #: prefix and found none, the tokens restored, and the files' traffic, evictions and rejections (corrupt,
+    #: truncated or written for another model or configuration: deleted, never loaded).
+    disk_hits: int = 0
+    disk_misses: int = 0
+    disk_restored_tokens: int = 0
+    disk_read_bytes: int = 0
+    disk_writes: int = 0
+    disk_written_bytes: int = 0
+    disk_evictions: int = 0
+    disk_rejected: int = 0
 
 
 @dataclass

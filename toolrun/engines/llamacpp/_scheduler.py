@@ -33,6 +33,7 @@ import numpy as np
 
 from ..._errors import ContextOverflowError, EngineError
 from ._context import SequenceContext
+from ._disk_prefix import DiskPrefixStore
 from ._prefix_cache import CacheStats, Logits, PrefixCache
 from ._slots import MIN_PIECE, Slot, canonical_stop, prompt_batches, prompt_pieces, reusable
 
@@ -141,6 +142,11 @@ class Job:
     #: The logits its prompt ended on, taken from the slot rather than evaluated (until it evaluates a token).
     kept_logits: np.ndarray[Any, np.dtype[np.float32]] | None = None
     reused: int = 0
+    #: Leading prompt tokens every request with the same system prompt and tools shares (the engine's
+    #: reckoning): worth saving to disk (:meth:`Scheduler.attach_disk`) once evaluated.
+    persist: int = 0
+    #: Where the prompt's pieces are cut so the slot holds exactly that prefix, to save it; 0: not saved.
+    persist_at: int = 0
 
 
 class Scheduler:
@@ -183,10 +189,20 @@ class Scheduler:
         self.steps = 0
         self.decoded_tokens = 0
         self.prefilled_tokens = 0
+        #: Prefixes kept on disk for the next process (``attach_disk``); None: none.
+        self.disk: DiskPrefixStore | None = None
+        self.min_disk_tokens = 256
+        self.min_disk_gain = 64
 
     @property
     def stats(self) -> CacheStats:
         return self.cache.stats
+
+    def attach_disk(self, store: DiskPrefixStore, *, min_tokens: int = 256, min_gain: int = 64) -> None:
+        """Keep prefixes of ``min_tokens`` or more on disk too, and restore one where it spares ``min_gain`` more
+        tokens than the slots and RAM do (before the first request)."""
+        store.stats = self.cache.stats
+        self.disk, self.min_disk_tokens, self.min_disk_gain = store, min_tokens, min_gain
 
     @property
     def queued(self) -> int:
@@ -223,10 +239,12 @@ class Scheduler:
         if self._thread is not None:
             self._thread.join()
         self.context.close()
+        if self.disk is not None:
+            self.disk.flush()  # a process that ends now (toolrun run) leaves its prefix written
 
     def clear(self) -> None:
-        """Forget every warm prefix (slots and RAM), once the requests running now are done; new ones
-        wait until then. For benchmarks and tests that measure cold starts."""
+        """Forget every warm prefix (slots, RAM and this configuration's files on disk), once the requests
+        running now are done; new ones wait until then. For benchmarks and tests that measure cold starts."""
         cleared = threading.Event()
         with self._cond:
             if self._thread is None:
@@ -241,6 +259,8 @@ class Scheduler:
         for slot in self.slots:
             slot.truncate(0)
         self.cache.clear()
+        if self.disk is not None:
+            self.disk.clear()
 
     # -------------------------------------------------------------- worker
 
@@ -304,7 +324,7 @@ class Scheduler:
             self.stats.reused_tokens += start
         else:
             self.stats.misses += 1
-        job.spans = deque(prompt_pieces(start, len(need.tokens), self.n_batch, self.row_group))
+        job.spans = deque(self._prompt_pieces(job, start))
         job.need = None
         self._active.append(job)
         if start == len(need.tokens):  # the slot's own last prompt, again: its logits are kept
@@ -401,6 +421,8 @@ class Scheduler:
                 if slot.canonical == start:
                     slot.canonical = canonical_stop(start, stop, self.row_group)
                 self.prefilled_tokens += stop - start
+                if stop == job.persist_at:
+                    self._persist(job)
                 if stop == len(job.prompt):
                     if slot.canonical == stop:
                         slot.keep_prompt_logits(context.logits(job.logits_index))
@@ -437,12 +459,17 @@ class Scheduler:
             exact = shared == len(key) == len(prompt) and self.cache.has_logits(key)
             if (n := len(prompt) if exact else reusable(key, len(key), prompt, self.row_group)) > best:
                 best, source_slot, source_key = n, None, key
+        from_disk = self._from_disk(prompt, best)
+        if from_disk is not None:
+            best, source_slot, source_key = from_disk[2], None, None
 
         state: bytes | None = None
         logits: Logits | None = None
         if best > start:
             # Taken before the target is saved: saving may evict this very entry.
-            if source_key is not None:
+            if from_disk is not None:
+                tokens, state = list(from_disk[0]), from_disk[1]
+            elif source_key is not None:
                 tokens = list(source_key)
                 state, logits = self.cache.get(source_key)
             else:
@@ -451,7 +478,9 @@ class Scheduler:
                 logits = source_slot.prompt_logits if source_slot.holds_prompt(prompt) else None
         if best > start or start < target.canonical // 2:
             self._save(target, keep=0 if best > start else start)  # about to lose most of it: keep it in RAM
-        if state is not None:
+        if state is not None and from_disk is not None:
+            start = self._restore_from_disk(target, tokens, state, best)
+        elif state is not None:
             started = time.perf_counter()
             self.context.restore(target.seq, state)
             target.replace(tokens, len(tokens))
@@ -484,3 +513,58 @@ class Scheduler:
         self.context.remove(slot.seq, len(tokens), -1)
         slot.truncate(len(tokens))
         self.cache.put(tokens, self.context.save(slot.seq), logits)
+
+    # ------------------------------------------------------------ disk (see _disk_prefix)
+
+    def _from_disk(self, prompt: list[int], best: int) -> tuple[tuple[int, ...], bytes, int] | None:
+        """A prefix saved on disk that spares ``min_disk_gain`` more of ``prompt`` than ``best`` does: its tokens,
+        its state (read and checked whole) and the tokens it spares. Read on this thread: only where it stands
+        in for evaluating those tokens on this same thread, which takes far longer (module doc of _disk_prefix)."""
+        if self.disk is None or len(prompt) - best < self.min_disk_gain:
+            return None
+        found = self.disk.best(prompt)
+        spared = 0 if found is None else reusable(found[0], len(found[0]), prompt, self.row_group)
+        state = self.disk.load(found[0]) if found is not None and spared - best >= self.min_disk_gain else None
+        if state is None:
+            if len(prompt) - best >= self.min_disk_tokens:
+                self.stats.disk_misses += 1
+            return None
+        assert found is not None
+        return found[0], state, spared
+
+    def _restore_from_disk(self, target: Slot, tokens: list[int], state: bytes, spared: int) -> int:
+        """Restore a state read from disk into ``target``; the tokens it now holds for the prompt (0 if llama.cpp
+        refused the state: the file is deleted and the prompt evaluated whole)."""
+        started = time.perf_counter()
+        try:
+            self.context.restore(target.seq, state)
+        except EngineError as exc:
+            assert self.disk is not None
+            self.disk.forget(tokens, str(exc))
+            target.truncate(0)  # restore() dropped the sequence's cells
+            return 0
+        target.replace(tokens, len(tokens))
+        self.stats.disk_hits += 1
+        self.stats.disk_restored_tokens += spared
+        log.debug("restored a %d-token prefix from disk in %.1f ms", len(tokens), (time.perf_counter() - started) * 1e3)
+        return spared
+
+    def _prompt_pieces(self, job: Job, start: int) -> list[tuple[int, int]]:
+        """The pieces ``job``'s prompt is evaluated in from ``start``: cut where its shared prefix ends, when that
+        prefix is to be saved to disk (a cut anywhere keeps the bits: see _slots)."""
+        prompt = job.prompt
+        cut = min(job.persist, len(prompt) - MIN_PIECE)
+        cut -= cut % self.row_group
+        if self.disk is None or cut < self.min_disk_tokens or cut - start < MIN_PIECE or self.disk.holds(prompt[:cut]):
+            return prompt_pieces(start, len(prompt), self.n_batch, self.row_group)
+        job.persist_at = cut
+        return prompt_pieces(start, cut, self.n_batch, self.row_group) + prompt_pieces(
+            cut, len(prompt), self.n_batch, self.row_group
+        )
+
+    def _persist(self, job: Job) -> None:
+        """Hand the slot's state, now exactly the prompt's shared prefix, to the disk store's writer thread."""
+        slot = job.slot
+        assert slot is not None and self.disk is not None
+        if slot.canonical == len(slot.tokens) == job.persist_at:
+            self.disk.save(slot.tokens, self.context.save(slot.seq))
