@@ -175,6 +175,149 @@ def test_metrics_report_the_disk_counters() -> None:
     assert 'toolrun_prefix_disk_rejected_total{model="@local/model"} 1.0' in text
 
 
+# ---------------------------------------------------------------- the scheduler's hooks, on a stand-in context
+
+
+class _FakeBatch:
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, int, int]] = []
+
+    @property
+    def n(self) -> int:
+        return len(self.entries)
+
+    def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
+        self.entries.append((token, pos, seq))
+        return len(self.entries) - 1
+
+
+class _FakeContext:
+    """What the scheduler asks of llama.cpp, over plain lists: a state is the JSON of a sequence's (pos, token)s."""
+
+    def __init__(self, model: Any, *, n_seq: int, n_ctx_seq: int, n_threads: int, n_batch: int) -> None:
+        self.n_ctx_seq, self.n_batch = n_ctx_seq, n_batch
+        self.cells: dict[int, list[tuple[int, int]]] = {seq: [] for seq in range(n_seq)}
+        self.batch = _FakeBatch()
+        self.decodes: list[int] = []
+
+    def decode(self) -> None:
+        for token, pos, seq in self.batch.entries:
+            assert pos == len(self.cells[seq])
+            self.cells[seq].append((pos, token))
+        self.decodes.append(self.batch.n)
+        self.batch = _FakeBatch()
+
+    def logits(self, index: int) -> Any:
+        import numpy as np
+
+        return np.zeros(4, dtype=np.float32)
+
+    def remove(self, seq: int, start: int = 0, end: int = -1) -> None:
+        del self.cells[seq][start:]
+
+    def save(self, seq: int) -> bytes:
+        import json
+
+        return json.dumps(self.cells[seq]).encode()
+
+    def restore(self, seq: int, state: bytes) -> None:
+        import json
+
+        from toolrun._errors import EngineError
+
+        try:
+            self.cells[seq] = [tuple(cell) for cell in json.loads(state)]  # type: ignore[misc]
+        except ValueError:
+            self.cells[seq] = []
+            raise EngineError("llama.cpp could not restore sequence") from None
+
+    def close(self) -> None:
+        pass
+
+
+def _run_prompt(scheduler: Any, prompt: list[int], persist: int) -> None:
+    import threading
+
+    from toolrun.engines.llamacpp._scheduler import Job
+
+    ended = threading.Event()
+    errors: list[BaseException] = []
+
+    def program(seq: Any) -> Any:
+        yield seq.prompt(prompt)
+
+    def done(error: BaseException | None) -> None:
+        if error is not None:
+            errors.append(error)
+        ended.set()
+
+    job = Job(program, threading.Event(), done)
+    job.persist = persist
+    scheduler.submit(job)
+    assert ended.wait(30)
+    assert not errors, errors
+
+
+def _scheduler(monkeypatch: pytest.MonkeyPatch, directory: Path) -> Any:
+    from toolrun.engines.llamacpp import _scheduler as module
+
+    monkeypatch.setattr(module, "SequenceContext", _FakeContext)
+    scheduler = module.Scheduler(None, n_slots=2, n_ctx_seq=4096, n_threads=1, cache_bytes=1 << 20)
+    scheduler.attach_disk(store(directory, budget=16 << 20))
+    return scheduler
+
+
+def test_the_scheduler_saves_the_shared_prefix_once_and_a_new_one_restores_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = list(range(1000, 1700))  # system prompt and tools: 700 tokens
+    first, second = [*shared, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [*shared, *range(20, 60)]
+    before = _scheduler(monkeypatch, tmp_path)
+    _run_prompt(before, first, persist=len(shared))
+    # Cut where the shared part ends (512 + 188, then the question), and only that part saved.
+    assert before.context.decodes == [512, 188, 10]
+    before.close()
+    (path,) = saved_files(tmp_path)
+    assert decode(path, KEY, shared, 1 << 30)[0] == shared
+    assert before.stats.disk_writes == 1 and before.stats.disk_misses == 1
+
+    after = _scheduler(monkeypatch, tmp_path)  # a new process
+    _run_prompt(after, second, persist=len(shared))
+    assert after.stats.disk_hits == 1 and after.stats.disk_restored_tokens == len(shared)
+    assert after.prefilled_tokens == len(second) - len(shared) and after.stats.disk_writes == 0
+    assert after.context.cells[0] == list(enumerate(second))  # the KV a cold run would hold
+    after.close()
+
+
+def test_a_state_the_context_refuses_is_evaluated_instead_and_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = list(range(1000, 1300))
+    prompt = [*shared, *range(20, 40)]
+    store(tmp_path).write(shared, b"not a state")  # a whole file (checksum right) that the context refuses
+    scheduler = _scheduler(monkeypatch, tmp_path)
+    _run_prompt(scheduler, prompt, persist=len(shared))
+    assert scheduler.stats.disk_hits == 0 and scheduler.stats.disk_rejected == 1
+    assert scheduler.prefilled_tokens == len(prompt)
+    assert scheduler.context.cells[0] == list(enumerate(prompt))
+    scheduler.close()
+    (path,) = saved_files(tmp_path)  # rebuilt from the evaluation
+    assert decode(path, KEY, shared, 1 << 30)[1] == json_state(shared)
+
+
+def json_state(tokens: list[int]) -> bytes:
+    import json
+
+    return json.dumps([[pos, token] for pos, token in enumerate(tokens)]).encode()
+
+
+def test_a_short_shared_prefix_is_not_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scheduler = _scheduler(monkeypatch, tmp_path)
+    _run_prompt(scheduler, list(range(200)), persist=100)  # under 128 tokens: not worth a file
+    scheduler.close()
+    assert saved_files(tmp_path) == [] and scheduler.context.decodes == [200]
+
+
 # ---------------------------------------------------------------- a restarted engine, on the real model
 
 TOOLS = [

@@ -191,14 +191,14 @@ class Scheduler:
         self.prefilled_tokens = 0
         #: Prefixes kept on disk for the next process (``attach_disk``); None: none.
         self.disk: DiskPrefixStore | None = None
-        self.min_disk_tokens = 256
+        self.min_disk_tokens = 128
         self.min_disk_gain = 64
 
     @property
     def stats(self) -> CacheStats:
         return self.cache.stats
 
-    def attach_disk(self, store: DiskPrefixStore, *, min_tokens: int = 256, min_gain: int = 64) -> None:
+    def attach_disk(self, store: DiskPrefixStore, *, min_tokens: int = 128, min_gain: int = 64) -> None:
         """Keep prefixes of ``min_tokens`` or more on disk too, and restore one where it spares ``min_gain`` more
         tokens than the slots and RAM do (before the first request)."""
         store.stats = self.cache.stats
