@@ -57,7 +57,9 @@ log = logging.getLogger("toolrun.engines.llamacpp")
 #: Defaults, each overridable by the constructor or the environment (for ``toolrun serve``).
 DEFAULT_SLOTS = 4
 DEFAULT_PREFIX_CACHE_MB = 256
-DEFAULT_PREFIX_DISK_MB = 0  # TEMP while untested on a model
+#: Off until tests/engine/test_disk_prefix.py's real-model tests have passed on the reference machine (they were
+#: queued behind other model jobs when this was written); then 512, and docs/slots.md + configuration.md with it.
+DEFAULT_PREFIX_DISK_MB = 0
 
 
 class LlamaCppEngine(Engine):
@@ -67,9 +69,10 @@ class LlamaCppEngine(Engine):
     ``context_window`` tokens of KV (12 KB a token for the 0.5B model, 28 KB for the 1.5B).
     ``prefix_cache_mb`` (``$TOOLRUN_PREFIX_CACHE_MB``, default 256): RAM for warm prefixes
     beyond the slots, least recently used evicted first; 0 keeps only what the slots hold.
-    ``prefix_disk_mb`` (``$TOOLRUN_PREFIX_DISK_MB``, default 512): disk for the KV of prompts' shared prefixes
-    (system prompt and tool list) in ``prefix_disk_dir`` (default ``$TOOLRUN_CACHE_DIR/prefixes``), so that a new
-    process restores a known tool list instead of evaluating it (:mod:`._disk_prefix`); 0 turns it off.
+    ``prefix_disk_mb`` (``$TOOLRUN_PREFIX_DISK_MB``, default 0 for now, meant to be 512): disk for the KV of
+    prompts' shared prefixes (system prompt and tool list) in ``prefix_disk_dir`` (default
+    ``$TOOLRUN_CACHE_DIR/prefixes``), so that a new process restores a known tool list instead of evaluating
+    it (:mod:`._disk_prefix`); 0 turns it off.
     ``batch_invariant`` (``$TOOLRUN_BATCH_INVARIANT``, default 1): load the weights without llama.cpp's
     CPU repacking, whose kernels sum differently for batches of 4+ tokens, so that a greedy answer does
     not depend on the other requests decoded in the same batch. Reuse is exact on either kind of weights;
