@@ -57,9 +57,7 @@ log = logging.getLogger("toolrun.engines.llamacpp")
 #: Defaults, each overridable by the constructor or the environment (for ``toolrun serve``).
 DEFAULT_SLOTS = 4
 DEFAULT_PREFIX_CACHE_MB = 256
-#: Off until tests/engine/test_disk_prefix.py's real-model tests have passed on the reference machine (they were
-#: queued behind other model jobs when this was written); then 512, and docs/slots.md + configuration.md with it.
-DEFAULT_PREFIX_DISK_MB = 0
+DEFAULT_PREFIX_DISK_MB = 512
 
 
 class LlamaCppEngine(Engine):
@@ -69,7 +67,7 @@ class LlamaCppEngine(Engine):
     ``context_window`` tokens of KV (12 KB a token for the 0.5B model, 28 KB for the 1.5B).
     ``prefix_cache_mb`` (``$TOOLRUN_PREFIX_CACHE_MB``, default 256): RAM for warm prefixes
     beyond the slots, least recently used evicted first; 0 keeps only what the slots hold.
-    ``prefix_disk_mb`` (``$TOOLRUN_PREFIX_DISK_MB``, default 0 for now, meant to be 512): disk for the KV of
+    ``prefix_disk_mb`` (``$TOOLRUN_PREFIX_DISK_MB``, default 512): disk for the KV of
     prompts' shared prefixes (system prompt and tool list) in ``prefix_disk_dir`` (default
     ``$TOOLRUN_CACHE_DIR/prefixes``), so that a new process restores a known tool list instead of evaluating
     it (:mod:`._disk_prefix`); 0 turns it off.
