@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/bench_disk_prefix.py [--rounds 3]
 
+(``one`` is the single measured process the comparison starts.)
+
 Every measured request runs in a fresh process (what a `toolrun run` call or a restarted server is), greedy,
 on the default model: first one process with the disk store on writes the prefix (system + tools), then
 ``--rounds`` pairs run in alternation, one with the store off (cold) and one with it on (restored from
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["one", "run"])
+    parser.add_argument("mode", nargs="?", default="run", choices=["one", "run"])
     parser.add_argument("--tools", default="seed")
     parser.add_argument("--disk-mb", type=int, default=512)
     parser.add_argument("--dir", default=None)
