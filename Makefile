@@ -21,8 +21,11 @@ demo: pull-default
 
 # Lint first: a red lint fails CI before the (slow) tests start.
 # scripts/browser.sh installs Debian's chromium + chromium-driver for the playground's browser test.
+# bench/llama_server.py builds llama.cpp's llama-server once (the llama.cpp llama-cpp-python vendors; about
+# 8 minutes on 2 cores, then cached): the remote-engine tests run against it rather than skip.
 test: lint pull
 	@bash scripts/browser.sh
+	@$(PY) bench/llama_server.py
 	@$(PY) -m pytest -q
 
 # ruff (lint and format check) on everything, mypy --strict on the package.
