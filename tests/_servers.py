@@ -9,6 +9,7 @@
 - :func:`started_for_the_test`: the fixture body that starts servers for a test and stops them after it.
 - :func:`free_port` and :class:`ServerProcess`: a real server (vLLM, llama.cpp's servers, ``toolrun serve``)
   as a subprocess of the tests, in its own process group, healthy before the test goes on.
+- :class:`LlamaServer`: llama.cpp's C++ ``llama-server`` on one GGUF, as ``bench/llama_server.py`` builds it.
 - :class:`ForwardingProxy`: a reverse proxy on 127.0.0.1 in front of a real server, recording each request
   and answering any of them itself where the test says so (a 429/503 burst, a count per upstream).
 """
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import os
 import signal
 import socket
@@ -24,6 +26,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from importlib.metadata import version
+from pathlib import Path
 from types import TracebackType
 from typing import Any, ParamSpec, Self, TypeVar
 
@@ -270,6 +274,36 @@ class ServerProcess:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
+
+
+_BENCH_LLAMA_SERVER = Path(__file__).resolve().parents[1] / "bench" / "llama_server.py"
+
+
+def cached_llama_server() -> Path | None:
+    """llama.cpp's ``llama-server`` as ``bench/llama_server.py`` builds and caches it (from the llama.cpp that
+    llama-cpp-python vendors); None until it is built (a long build on 2 cores: the tests skip meanwhile)."""
+    spec = importlib.util.spec_from_file_location("bench_llama_server", _BENCH_LLAMA_SERVER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    binary = Path(module.cache_dir(version("llama-cpp-python"))) / "llama-server"
+    return binary if binary.is_file() else None
+
+
+class LlamaServer(ServerProcess):
+    """The C++ ``llama-server`` (``binary``) serving one GGUF on 127.0.0.1, one slot, as a subprocess."""
+
+    name = "llama-server"
+
+    def __init__(self, binary: Path, gguf: str, *, extra: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.binary = binary
+        self.gguf = gguf
+        self.extra = list(extra)
+
+    def command(self) -> Sequence[str]:
+        return [str(self.binary), "--model", self.gguf, "--host", "127.0.0.1", "--port", str(self.port),
+                "--ctx-size", "4096", "--parallel", "1", "--threads", "2", "--no-webui", *self.extra]  # fmt: skip
 
 
 #: Answers a request itself (its number among those seen, from 0, and the request), or None to forward it.

@@ -1,21 +1,18 @@
-"""Helpers of the remote-engine tests: real upstreams on 127.0.0.1 — llama-cpp-python's server and llama.cpp's
-``llama-server`` as subprocesses, toolrun's own server and small starlette stubs on uvicorn threads."""
+"""Helpers of the remote-engine tests: real upstreams on 127.0.0.1 — llama-cpp-python's server as a subprocess
+(llama.cpp's ``llama-server`` is in ``_servers``, for tests/vllm too), toolrun's own server and small starlette
+stubs on uvicorn threads."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
 from collections.abc import Sequence
-from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 from _servers import ServerProcess, UvicornThread
 
 SECRET = "sk-remote-test-5c1b9e0f7d2a4e6b"
-BENCH_LLAMA_SERVER = Path(__file__).resolve().parents[2] / "bench" / "llama_server.py"
 
 
 class LlamaCppPythonServer(ServerProcess):
@@ -39,33 +36,6 @@ class LlamaCppPythonServer(ServerProcess):
                 "--n_threads_batch", threads,
                 # Its default cuts a running stream short whenever another request arrives: queue them.
                 "--interrupt_requests", "False"]  # fmt: skip
-
-
-def cached_llama_server() -> Path | None:
-    """llama.cpp's ``llama-server`` as ``bench/llama_server.py`` builds and caches it (from the llama.cpp that
-    llama-cpp-python vendors); None until it is built (a long build on 2 cores: the tests skip meanwhile)."""
-    spec = importlib.util.spec_from_file_location("bench_llama_server", BENCH_LLAMA_SERVER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    binary = Path(module.cache_dir(version("llama-cpp-python"))) / "llama-server"
-    return binary if binary.is_file() else None
-
-
-class LlamaServer(ServerProcess):
-    """The C++ ``llama-server`` (``binary``) serving one GGUF on 127.0.0.1, one slot, as a subprocess."""
-
-    name = "llama-server"
-
-    def __init__(self, binary: Path, gguf: str, *, extra: Sequence[str] = ()) -> None:
-        super().__init__()
-        self.binary = binary
-        self.gguf = gguf
-        self.extra = list(extra)
-
-    def command(self) -> Sequence[str]:
-        return [str(self.binary), "--model", self.gguf, "--host", "127.0.0.1", "--port", str(self.port),
-                "--ctx-size", "4096", "--parallel", "1", "--threads", "2", "--no-webui", *self.extra]  # fmt: skip
 
 
 class ThreadServer(UvicornThread):

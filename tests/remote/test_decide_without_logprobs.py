@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from remote_testing import LlamaCppPythonServer, LlamaServer, ThreadServer, cached_llama_server, served_entry
+from _servers import LlamaServer, cached_llama_server
+from remote_testing import LlamaCppPythonServer, ThreadServer, served_entry
 from seed_testing import SEED_MESSAGES, SEED_TOOL
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

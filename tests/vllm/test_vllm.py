@@ -3,7 +3,8 @@
 ``toolrun`` mode: toolrun renders the prompt with the template vLLM reports at ``/tokenizer_info``,
 decides call-or-answer from the first token's log-probabilities, and constrains calls with
 ``structured_outputs.grammar``. ``native`` mode: vLLM's own hermes parser, passed through.
-The fault test kills the server and restarts it, so it runs last.
+Faults: a 429/503 burst from a proxy in front of it; one entry routed across it and llama.cpp's C++
+``llama-server`` on the same GGUF, one of them killed. The kill-and-restart test runs last.
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import jsonschema
 import pytest
+from _servers import ForwardingProxy, LlamaServer, cached_llama_server
 from seed_testing import SEED_MESSAGES, SEED_TOOL
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from vllm_testing import SERVED, VllmServer
 
-from toolrun import DEFAULT_MODEL, EngineError
+from toolrun import DEFAULT_MODEL, EngineError, OverloadedError
 from toolrun._types import normalize_tools
 from toolrun.ai import AsyncAI, Catalog, ModelEntry, RemoteEndpoint, collect
 from toolrun.engines import GenerationRequest, SamplingParams
@@ -190,6 +196,98 @@ async def test_native_mode_passes_vllms_own_parser_result_through(vllm: VllmServ
 
 
 # ------------------------------------------------------------------------ faults
+
+
+class Burst:
+    """A proxy's refusals: the first ``count`` requests to each path answered ``status`` (a 429 with
+    ``Retry-After: 1``), as a load balancer in front of a busy or loading vLLM answers; ``count`` None: all."""
+
+    def __init__(self, status: int, count: int | None) -> None:
+        self.status = status
+        self.count = count
+        self.refused: Counter[str] = Counter()
+
+    def __call__(self, n: int, request: Request) -> Response | None:
+        path = request.url.path
+        if self.count is not None and self.refused[path] >= self.count:
+            return None
+        self.refused[path] += 1
+        body = {"error": {"message": f"stand-in proxy says {self.status}", "type": "busy", "code": self.status}}
+        return JSONResponse(body, status_code=self.status, headers={"Retry-After": "1"} if self.status == 429 else {})
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_429_or_503_burst_is_retried_then_a_clear_error_once_retries_are_spent(
+    vllm: VllmServer, status: int
+) -> None:
+    burst = Burst(status, count=2)  # the entry's default: 3 retries after the first try
+    proxy = ForwardingProxy(vllm.root, burst)
+    try:
+        async with AsyncAI(catalog=catalog_for(proxy.root + "/v1")) as ai:
+            out = await ai.run(TOOLRUN, seed_inputs(temperature=0, max_tokens=32))
+            assert calls_of(out) == [("getGithubUser", "cloudflare")], out
+            assert_valid(out["tool_calls"])
+            # The template lookup and the completions were each refused twice, then went through.
+            assert (burst.refused["/tokenizer_info"], burst.refused["/v1/completions"]) == (2, 2), burst.refused
+            burst.count = None  # from now on every request is refused
+            with pytest.raises((EngineError, OverloadedError)) as caught:
+                await ai.run(TOOLRUN, seed_inputs(temperature=0, max_tokens=32))
+    finally:
+        proxy.stop()
+    error = caught.value
+    assert f"127.0.0.1:{proxy.port}" in error.message
+    if status == 429:  # toolrun's own 429: the caller may retry later, as the upstream asked
+        assert isinstance(error, OverloadedError) and error.status_code == 429 and error.retry_after == 1
+    else:
+        assert isinstance(error, EngineError) and "HTTP 503" in error.message
+    assert burst.refused["/v1/completions"] == 2 + 4  # 1 try + 3 retries, no more: no hang, no retry storm
+
+
+MIXED = "@vllm/with-llama-server"
+
+
+@pytest.fixture
+def llama_server() -> Iterator[LlamaServer]:
+    binary = cached_llama_server()
+    if binary is None:
+        pytest.skip("llama-server is not built yet: run `.venv/bin/python bench/llama_server.py`")
+    with LlamaServer(binary, AsyncAI().weights(DEFAULT_MODEL, download=False)).start() as server:
+        yield server
+
+
+def mixed_catalog(urls: tuple[str, ...], gguf: str) -> Catalog:
+    """One entry on both servers: vLLM's dialect (llama-server's ``/v1/completions`` reads the same body),
+    the prompt from the GGUF's own template whichever server is asked, the local model's judgement."""
+    catalog = Catalog()
+    endpoint = RemoteEndpoint(urls, SERVED, upstream="vllm", tool_parsing="toolrun", chat_template=gguf)
+    policy = catalog.get(DEFAULT_MODEL).policy
+    catalog.add(ModelEntry(name=MIXED, description="vLLM and llama-server", remote=endpoint, policy=policy))
+    return catalog
+
+
+async def test_one_entry_routes_across_vllm_and_llama_server_and_survives_losing_one(
+    vllm: VllmServer, llama_server: LlamaServer
+) -> None:
+    to_vllm, to_cpp = ForwardingProxy(vllm.root), ForwardingProxy(llama_server.root)
+    catalog = mixed_catalog((to_vllm.root + "/v1", to_cpp.root + "/v1"), llama_server.gguf)
+    try:
+        async with AsyncAI(catalog=catalog) as ai:
+            for _ in range(2):  # each turn's completions are routed one by one: both servers write some
+                out = await ai.run(MIXED, seed_inputs(temperature=0, max_tokens=32))
+                assert calls_of(out) == [("getGithubUser", "cloudflare")], out
+                assert_valid(out["tool_calls"])
+            assert to_vllm.posts > 0 and to_cpp.posts > 0, (to_vllm.paths, to_cpp.paths)
+            llama_server.kill()
+            to_cpp.stop()  # gone: its port refuses connections
+            before = to_vllm.posts
+            for _ in range(2):
+                out = await ai.run(MIXED, seed_inputs(temperature=0, max_tokens=32))
+                assert calls_of(out) == [("getGithubUser", "cloudflare")], out
+                assert_valid(out["tool_calls"])
+            assert to_vllm.posts > before
+    finally:
+        to_vllm.stop()
+        to_cpp.stop()
 
 
 async def test_a_vllm_killed_mid_stream_is_a_clear_error_then_recovers_after_restart(vllm: VllmServer) -> None:
