@@ -70,7 +70,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if len(_TIMES) < 100:  # a handful of tests run by hand: keep the last whole run's figures
+    option = session.config.option
+    if len(_TIMES) < 100 or option.markexpr or option.keyword:  # a part run by hand: keep the whole run's
         return
     path = Path(platformdirs.user_cache_dir("toolrun")) / "test-times.json"
     slowest = dict(sorted(_TIMES.items(), key=lambda item: -item[1]))
