@@ -65,6 +65,7 @@ async def _both(
     """The request answered with speculation off, then on (greedy unless ``sampling`` says otherwise)."""
     engine = await async_ai.engine(DEFAULT_MODEL)
     greedy = {**inputs, **(sampling if sampling is not None else {"temperature": 0})}
+    was = engine.speculative
     try:
         engine.speculative = False
         before = dict(engine.stats())
@@ -73,7 +74,7 @@ async def _both(
         engine.speculative = True
         fast = await async_ai.run(DEFAULT_MODEL, greedy)
     finally:
-        engine.speculative = True
+        engine.speculative = was
     after = engine.stats()
     gained = {key: after[key] - before[key] for key in after if key.startswith("spec_")}
     return plain, fast, gained
@@ -109,9 +110,12 @@ async def test_default_sampling_draws_the_same_answers_with_speculation(async_ai
 
 async def test_streamed_arguments_still_arrive_in_pieces(async_ai: Any) -> None:
     engine = await async_ai.engine(DEFAULT_MODEL)
-    assert engine.speculative
     inputs = {**CASES["five-arguments"], "temperature": 0, "stream": True}
-    events = [e async for e in await async_ai.run(DEFAULT_MODEL, inputs)]
+    was, engine.speculative = engine.speculative, True
+    try:
+        events = [e async for e in await async_ai.run(DEFAULT_MODEL, inputs)]
+    finally:
+        engine.speculative = was
     deltas = [e["tool_call_delta"]["arguments"] for e in events if "tool_call_delta" in e]
     calls = [c for e in events if "tool_calls" in e for c in e["tool_calls"]]
     assert len(calls) == 1 and len(deltas) >= 5  # one delta per decoded token of the value text, not one blob
