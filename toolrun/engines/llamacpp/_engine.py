@@ -79,7 +79,7 @@ class LlamaCppEngine(Engine):
     ``speculative`` (``$TOOLRUN_SPECULATIVE``, default 0): evaluate the text a call's grammar forces and
     drafts copied from the prompt in one batch, keeping what the model's own sampling agrees with
     (:mod:`._speculative`). Off by default: on BFCL's first 40 per category, 3 of 160 greedy calls and 7
-    texts come out different with it on (docs/design.md, "Speculative decoding"), and it buys 1.05-1.1x.
+    texts came out different with it on (docs/design.md, "Speculative decoding"), and it buys 1.05-1.1x.
     """
 
     def __init__(
