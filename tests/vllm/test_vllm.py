@@ -224,14 +224,14 @@ async def test_a_429_or_503_burst_is_retried_then_a_clear_error_once_retries_are
     proxy = ForwardingProxy(vllm.root, burst)
     try:
         async with AsyncAI(catalog=catalog_for(proxy.root + "/v1")) as ai:
-            out = await ai.run(TOOLRUN, seed_inputs(temperature=0, max_tokens=32))
+            out = await ai.run(TOOLRUN, seed_inputs(max_tokens=32))
             assert calls_of(out) == [("getGithubUser", "cloudflare")], out
             assert_valid(out["tool_calls"])
             # The template lookup and the completions were each refused twice, then went through.
             assert (burst.refused["/tokenizer_info"], burst.refused["/v1/completions"]) == (2, 2), burst.refused
             burst.count = None  # from now on every request is refused
             with pytest.raises((EngineError, OverloadedError)) as caught:
-                await ai.run(TOOLRUN, seed_inputs(temperature=0, max_tokens=32))
+                await ai.run(TOOLRUN, seed_inputs(max_tokens=32))
     finally:
         proxy.stop()
     error = caught.value
@@ -273,7 +273,7 @@ async def test_one_entry_routes_across_vllm_and_llama_server_and_survives_losing
     try:
         async with AsyncAI(catalog=catalog) as ai:
             for _ in range(2):  # each turn's completions are routed one by one: both servers write some
-                out = await ai.run(MIXED, seed_inputs(temperature=0, max_tokens=32))
+                out = await ai.run(MIXED, seed_inputs(max_tokens=32))
                 assert calls_of(out) == [("getGithubUser", "cloudflare")], out
                 assert_valid(out["tool_calls"])
             assert to_vllm.posts > 0 and to_cpp.posts > 0, (to_vllm.paths, to_cpp.paths)
@@ -281,7 +281,7 @@ async def test_one_entry_routes_across_vllm_and_llama_server_and_survives_losing
             to_cpp.stop()  # gone: its port refuses connections
             before = to_vllm.posts
             for _ in range(2):
-                out = await ai.run(MIXED, seed_inputs(temperature=0, max_tokens=32))
+                out = await ai.run(MIXED, seed_inputs(max_tokens=32))
                 assert calls_of(out) == [("getGithubUser", "cloudflare")], out
                 assert_valid(out["tool_calls"])
             assert to_vllm.posts > before
