@@ -37,6 +37,11 @@ from ._disk_prefix import DiskPrefixStore
 from ._prefix_cache import CacheStats, Logits, PrefixCache
 from ._slots import MIN_PIECE, Slot, canonical_stop, prompt_batches, prompt_pieces, reusable
 
+#: A shared prefix shorter than this is not worth a file (128 tokens take ~0.15 s to evaluate).
+MIN_DISK_TOKENS = 128
+#: A file is read only where it spares this many more tokens than the slots and RAM already do.
+MIN_DISK_GAIN = 64
+
 log = logging.getLogger("toolrun.engines.llamacpp")
 
 #: What a sequence held, to go back to after a detour: its tokens, their count, and their KV state.
@@ -191,14 +196,16 @@ class Scheduler:
         self.prefilled_tokens = 0
         #: Prefixes kept on disk for the next process (``attach_disk``); None: none.
         self.disk: DiskPrefixStore | None = None
-        self.min_disk_tokens = 128
-        self.min_disk_gain = 64
+        self.min_disk_tokens = MIN_DISK_TOKENS
+        self.min_disk_gain = MIN_DISK_GAIN
 
     @property
     def stats(self) -> CacheStats:
         return self.cache.stats
 
-    def attach_disk(self, store: DiskPrefixStore, *, min_tokens: int = 128, min_gain: int = 64) -> None:
+    def attach_disk(
+        self, store: DiskPrefixStore, *, min_tokens: int = MIN_DISK_TOKENS, min_gain: int = MIN_DISK_GAIN
+    ) -> None:
         """Keep prefixes of ``min_tokens`` or more on disk too, and restore one where it spares ``min_gain`` more
         tokens than the slots and RAM do (before the first request)."""
         store.stats = self.cache.stats
