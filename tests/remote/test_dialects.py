@@ -22,6 +22,7 @@ from stubs import Stub, sse_response
 from toolrun.ai import Catalog, collect
 from toolrun.engines import GenerationRequest
 from toolrun.engines.remote import OpenAICompatibleEngine
+from toolrun.engines.remote._openai import xgrammar_gbnf
 from toolrun.engines.turn import CallPolicy
 from toolrun.formats import get_format
 from toolrun.server import read_server_section
@@ -74,6 +75,8 @@ async def test_required_call_is_one_constrained_completion(serve, upstream: str,
     if upstream in ("vllm", "sglang"):
         # xgrammar refuses empty alternatives (``space ::= | " "``); they go as "" instead.
         assert not re.search(r"::=\s*\|", grammar) and 'space ::= "" |' in grammar
+    if upstream == "vllm":  # and llama.cpp's own, which vLLM ignores and llama-server in the same pool reads
+        assert "root ::=" in body["grammar"] and xgrammar_gbnf(body["grammar"]) == grammar
     assert body["prompt"].endswith("<|im_start|>assistant\n") and "getGithubUser" in body["prompt"]
     assert body["stream"] is True and "<|im_end|>" in body["stop"]
     if upstream in ("vllm", "sglang"):
@@ -198,26 +201,26 @@ def test_the_deploy_recipe_is_a_valid_config(monkeypatch) -> None:
                 assert (deploy / source).is_file(), source
 
 
-def logprob_chunk(token: str, top: dict[str, float]) -> Response:
-    return sse_response(
-        [
-            {
-                "choices": [
-                    {
-                        "index": 0,
-                        "text": token,
-                        "finish_reason": "length",
-                        "logprobs": {"tokens": [token], "token_logprobs": [top[token]], "top_logprobs": [top]},
-                    }
-                ]
-            }
+def logprob_chunk(token: str, top: dict[str, float], shape: str = "legacy") -> Response:
+    """One token's completion chunk with its candidates, in the legacy completions shape (OpenAI, vLLM)
+    or the chat-style one llama-server's ``/v1/completions`` writes."""
+    if shape == "legacy":
+        logprobs: dict[str, Any] = {"tokens": [token], "token_logprobs": [top[token]], "top_logprobs": [top]}
+    else:
+        listed = [
+            {"id": i, "token": t, "bytes": list(t.encode()), "logprob": lp} for i, (t, lp) in enumerate(top.items())
         ]
-    )
+        logprobs = {"content": [{"id": 0, "token": token, "logprob": top[token], "top_logprobs": listed}]}
+    return sse_response([{"choices": [{"index": 0, "text": token, "finish_reason": "length", "logprobs": logprobs}]}])
 
 
+@pytest.mark.parametrize("shape", ["legacy", "llama-server"])
 @pytest.mark.parametrize(("p_call", "calls"), [(0.6, True), (0.1, False)])
-async def test_call_threshold_decides_from_the_upstreams_logprobs(serve, p_call: float, calls: bool) -> None:
-    """As the local engine does: call when the model's probability of opening one reaches the threshold."""
+async def test_call_threshold_decides_from_the_upstreams_logprobs(
+    serve, p_call: float, calls: bool, shape: str
+) -> None:
+    """As the local engine does: call when the model's probability of opening one reaches the threshold,
+    whichever shape the server writes its log-probabilities in (one vLLM entry may route to llama-server)."""
     import math
 
     top = {"<tool_call>": math.log(p_call), "I": math.log(0.9 - p_call), "```": math.log(0.05)}
@@ -225,7 +228,7 @@ async def test_call_threshold_decides_from_the_upstreams_logprobs(serve, p_call:
     async def answer(n: int, req: Request, body: dict[str, Any]) -> Response:
         if n == 0:
             assert body["max_tokens"] == 1 and body["logprobs"] == 20
-            return logprob_chunk("<tool_call>", top)  # the sampled token does not matter: the mass does
+            return logprob_chunk("<tool_call>", top, shape)  # the sampled token does not matter: the mass does
         if calls:
             return completion_chunks(split(CALL))
         return completion_chunks([" don't", " know", "."])

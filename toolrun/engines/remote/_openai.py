@@ -23,7 +23,7 @@ Defaults per upstream (``upstream`` in the catalog):
 =================== ================ ======================================== ===========================
 upstream            tool_parsing     raw completion endpoint                  grammar option
 =================== ================ ======================================== ===========================
-``vllm``            toolrun          ``/v1/completions``                      ``structured_outputs.grammar``
+``vllm``            toolrun          ``/v1/completions``                      ``structured_outputs.grammar`` (+)
 ``sglang``          toolrun          ``/v1/completions``                      ``ebnf``
 ``llama.cpp``       toolrun          ``/completion``                          ``grammar``
 ``llama-cpp-python`` toolrun         ``/v1/completions``                      ``grammar``
@@ -35,6 +35,10 @@ format). ``openai`` is any other server (Ollama, hosted APIs): without a known
 grammar option, ``toolrun`` mode there parses leniently but cannot constrain.
 In both modes the binding validates every call; argument fragments are
 streamed only while an exact grammar constrains the call.
+
+(+) ``vllm`` also sends llama.cpp's top-level ``grammar``, which vLLM ignores: one
+entry may then route across vLLM and llama-server (``/v1/completions`` on both),
+and each server applies the grammar it reads.
 """
 
 from __future__ import annotations
@@ -138,7 +142,7 @@ DIALECTS: dict[str, Dialect] = {
         "toolrun",
         "/chat/completions",
         "/completions",
-        lambda g: {"structured_outputs": {"grammar": xgrammar_gbnf(g)}},
+        lambda g: {"structured_outputs": {"grammar": xgrammar_gbnf(g)}, "grammar": g},
         logprobs=_openai_logprobs,
         template_route="/tokenizer_info",
         template_optional=True,
@@ -903,13 +907,27 @@ __all__ = ["DIALECTS", "Dialect", "OpenAICompatibleEngine", "ToolParsing", "Upst
 
 
 def _openai_top(logprobs: Any) -> dict[str, float] | None:
-    """The first token's candidates from OpenAI's completions ``logprobs`` (``top_logprobs: [{token: lp}]``)."""
+    """The first token's candidates from a completion's ``logprobs``, in either shape servers write:
+    the legacy completions one (``top_logprobs: [{token: lp}]``: OpenAI, vLLM, SGLang) or the chat one
+    (``content: [{top_logprobs: [{token, logprob}]}]``: llama-server's ``/v1/completions``)."""
     if not isinstance(logprobs, Mapping):
         return None
     tops = logprobs.get("top_logprobs")
     if isinstance(tops, list) and tops and isinstance(tops[0], Mapping):
         return {str(t): float(lp) for t, lp in tops[0].items() if isinstance(lp, int | float)}
+    content = logprobs.get("content")
+    if isinstance(content, list) and content and isinstance(content[0], Mapping):
+        return _listed_top(content[0].get("top_logprobs"))
     return None
+
+
+def _listed_top(items: Any) -> dict[str, float] | None:
+    """Candidates listed as ``[{token, logprob}]``."""
+    top: dict[str, float] = {}
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, Mapping) and isinstance(item.get("logprob"), int | float):
+            top[str(item.get("token", ""))] = float(item["logprob"])
+    return top or None
 
 
 def _llama_top(payload: Mapping[str, Any]) -> dict[str, float] | None:
@@ -918,10 +936,7 @@ def _llama_top(payload: Mapping[str, Any]) -> dict[str, float] | None:
     if not isinstance(probabilities, list) or not probabilities or not isinstance(probabilities[0], Mapping):
         return None
     first = probabilities[0]
-    top: dict[str, float] = {}
-    for item in first.get("top_logprobs") or ():
-        if isinstance(item, Mapping) and isinstance(item.get("logprob"), int | float):
-            top[str(item.get("token", ""))] = float(item["logprob"])
+    top = _listed_top(first.get("top_logprobs")) or {}
     for item in first.get("probs") or first.get("top_probs") or ():  # older servers: probabilities
         p = item.get("prob") if isinstance(item, Mapping) else None
         if isinstance(p, int | float) and p > 0:
