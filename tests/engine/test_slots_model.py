@@ -173,16 +173,30 @@ async def test_eviction_under_a_tiny_budget_keeps_answers_correct(weights: str) 
 
 async def test_a_request_cancelled_while_queued_never_runs(weights: str) -> None:
     engine = make_engine(weights, slots=1)
+    # A long answer holds the only slot while the second request waits: its first event proves it admitted,
+    # and the second is cancelled only once the engine reports it queued, however fast or busy the machine.
+    counting = GenerationRequest(
+        normalize_messages([{"role": "user", "content": "Count from 1 to 200, one number per line."}]),
+        [],
+        sampling=SamplingParams(max_tokens=400, temperature=0),
+    )
     try:
-        long_one = asyncio.create_task(answer(engine, request("weather", max_tokens=16)))
+        long_one = engine.generate(counting)
+        await long_one.__anext__()
         queued = engine.generate(request("mail"))
         waiting = asyncio.create_task(queued.__anext__())
-        await asyncio.sleep(0.2)  # both submitted; the second waits for the only slot
+        for _ in range(1000):
+            if engine.stats()["queued"]:
+                break
+            await asyncio.sleep(0.01)
+        assert engine.stats()["queued"] == 1, engine.stats()
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
         await queued.aclose()
-        await long_one
+        assert engine.stats()["queued"] == 0
+        rest = [event async for event in long_one]
+        assert rest[-1]["usage"]["completion_tokens"] > 100, rest[-1]  # it held the slot all along
         stats = engine.stats()
         assert stats["cache_hits"] + stats["cache_misses"] == 1, stats  # only the first was admitted
     finally:
