@@ -257,6 +257,24 @@ async def test_restarted_upstream_is_used_again(serve) -> None:
         await eng.aclose()
 
 
+async def test_llama_cpp_without_its_template_is_an_error_that_names_the_route(serve) -> None:
+    """llama-server's template at /props is required: a 404 there is an answer (not retried, the upstream
+    not counted failing), and the error names the route asked at the server's root and the status."""
+
+    async def no_props(n: int, req: Request, body: dict[str, Any]) -> Response:
+        return Response(status_code=404) if req.url.path == "/props" else text_answer(["unused"])
+
+    stub = Stub(no_props)
+    server = serve(stub.app())
+    eng = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="llama.cpp", retry=FAST)
+    try:
+        with pytest.raises(EngineError, match=rf"chat template from {server.url}/props: HTTP 404$"):
+            await eng.prompt_template()
+    finally:
+        await eng.aclose()
+    assert stub.count == 1 and eng.pool.upstreams[0].failures == 0
+
+
 async def test_tool_calls_in_native_mode_join_fragments_and_name_once(serve) -> None:
     """llama-cpp-python repeats the name in every fragment; vLLM sends it once. Both read the same."""
     fragments = ['{"ci', 'ty": "Lis', 'bon"}']

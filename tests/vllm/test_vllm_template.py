@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
-from _servers import UvicornThread
+from _servers import UvicornThread, free_port
 from seed_testing import SEED_MESSAGES, SEED_TOOL
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -56,13 +57,16 @@ def stand_in(prompts: list[str], *, reports: bool, busy: int = 0) -> Starlette:
     )
 
 
-async def generate(url: str, retry: RetryPolicy | None = None) -> dict[str, Any]:
-    engine = OpenAICompatibleEngine(url + "/v1", "m", upstream="vllm", retry=retry)
-    request = GenerationRequest(
+def seed_request() -> GenerationRequest:
+    return GenerationRequest(
         messages=SEED_MESSAGES, tools=normalize_tools([SEED_TOOL]), sampling=SamplingParams(temperature=0.0)
     )
+
+
+async def generate(url: str, retry: RetryPolicy | None = None) -> dict[str, Any]:
+    engine = OpenAICompatibleEngine(url + "/v1", "m", upstream="vllm", retry=retry)
     try:
-        return dict(await collect(engine.generate(request)))
+        return dict(await collect(engine.generate(seed_request())))
     finally:
         await engine.aclose()
 
@@ -114,3 +118,40 @@ async def test_a_template_lookup_still_refused_after_the_retries_is_a_clear_erro
         server.stop()
     assert prompts and all("# Tools (the served model's own)" in p for p in prompts)
     assert out["response"] == "Hello."
+
+
+async def test_a_dead_upstream_met_by_the_template_lookup_is_set_aside() -> None:
+    # The lookup once had retries of its own that left the pool's health alone: a dead upstream it met
+    # was not counted, so the completions after it went there again to find out.
+    prompts: list[str] = []
+    server = UvicornThread(stand_in(prompts, reports=True))
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there: connections are refused
+    eject_at_once = RetryPolicy(max_retries=3, backoff_base=0.01, backoff_max=0.05, failures_to_eject=1, cooldown=60)
+    engine = OpenAICompatibleEngine([server.url + "/v1", dead], "m", upstream="vllm", retry=eject_at_once)
+    dead_upstream = engine.pool.upstreams[1]  # the pool's first pick goes to the second URL: the lookup meets it
+    try:
+        template = await engine.prompt_template()
+        assert "# Tools (the served model's own)" in template.source
+        assert dead_upstream.failures == 1 and dead_upstream.down_until > time.monotonic()
+        for _ in range(3):
+            out = dict(await collect(engine.generate(seed_request())))
+            assert out["response"] == "Hello."
+    finally:
+        await engine.aclose()
+        server.stop()
+    # Every completion went straight to the live one: an attempt at the dead one would count a failure.
+    assert prompts and dead_upstream.failures == 1
+
+
+async def test_a_template_lookup_that_finds_no_upstream_names_the_route_never_the_key() -> None:
+    secret = "sk-template-lookup-3f9a7c"
+    dead = f"http://user:pw-{secret}@127.0.0.1:{free_port()}/v1"
+    engine = OpenAICompatibleEngine(dead, "m", upstream="vllm", api_key=secret, retry=FAST)
+    try:
+        with pytest.raises(EngineError, match=r"could not read the chat template from .*/tokenizer_info: ") as caught:
+            await engine.prompt_template()
+    finally:
+        await engine.aclose()
+    assert "/v1/tokenizer_info" not in str(caught.value)  # the route is asked at the server's root
+    assert secret not in str(caught.value) and secret not in repr(caught.value.args)
+    assert engine.pool.upstreams[0].failures == FAST.max_retries + 1

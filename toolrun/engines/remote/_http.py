@@ -10,7 +10,9 @@ the health check.
 Retries (exponential backoff with full jitter) cover connection failures, 429
 (after its ``Retry-After``) and 502/503/504, and also a stream that broke
 before its first payload — never one that already delivered a payload, since
-its tokens may have reached the caller. Errors name the upstream by its URL
+its tokens may have reached the caller. :meth:`UpstreamPool.get` (a server's own
+routes at its root, such as the chat template) goes through the same retries and
+health checks. Errors name the upstream by its URL
 without credentials; the API key lives only in the clients' headers, which
 httpx masks in reprs, and is never logged.
 """
@@ -23,10 +25,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -40,6 +42,9 @@ log = logging.getLogger("toolrun.engines.remote")
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 #: How much of an error body is read (error messages are short; a misbehaving upstream is not).
 MAX_ERROR_BODY = 64 * 1024
+
+#: What one attempt of a request gives back (an opened stream, a whole answer).
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,12 @@ def connection_policy(remote: RemoteEndpoint) -> tuple[Timeouts, RetryPolicy]:
     return timeouts, retry
 
 
+def strip_v1(url: str) -> str:
+    """A base URL's server root: less a trailing ``/v1`` (the OpenAI-compatible routes' prefix)."""
+    url = url.rstrip("/")
+    return url.removesuffix("/v1")
+
+
 def display_url(url: str) -> str:
     """A URL fit for messages and logs: no user info, no query string, no fragment."""
     parts = urlsplit(url)
@@ -97,6 +108,8 @@ class Upstream:
 
     def __init__(self, base_url: str, client: httpx.AsyncClient, position: int) -> None:
         self.base_url = base_url.rstrip("/")
+        #: Where the servers' own routes are (``/props``, ``/tokenizer_info``, ``/tokenize``).
+        self.root_url = strip_v1(self.base_url)
         self.name = display_url(self.base_url)
         self.client = client
         self.position = position
@@ -227,6 +240,52 @@ class UpstreamPool:
         happen only before the first payload is yielded (see the module doc).
         Closing the iterator closes the upstream connection, which stops generation there.
         """
+        try:
+            async with (
+                self._answered(lambda upstream: self._open_stream(upstream, path, body)) as (upstream, opened),
+                opened.closing,
+            ):
+                if opened.first is None:
+                    return
+                yield opened.first
+                try:
+                    async for payload in opened.payloads:
+                        self._check_payload(upstream, payload)
+                        yield payload
+                except (httpx.TransportError, httpx.StreamError, _BadPayloadError) as exc:
+                    reason = _describe(exc, self.timeouts)
+                    self._failed(upstream, reason)
+                    raise EngineError(
+                        f"the upstream {upstream.name} failed mid-answer ({reason}); an answer "
+                        "that has started is not retried"
+                    ) from None
+                except _RefusedError as refusal:
+                    raise refusal.error from None
+        except _GaveUpError as gave_up:
+            raise gave_up.error from None
+
+    async def get(self, route: str, *, what: str) -> tuple[Upstream, httpx.Response]:
+        """GET ``route`` at an upstream's root (its base URL less a trailing ``/v1``), retried as
+        :meth:`stream`'s requests are, and counted in the upstreams' health likewise.
+
+        Returns the first answer that is not retried, whatever its status: the caller reads it (a 404 is
+        an answer). When the retries are spent, raises an EngineError that says it ``could not read
+        {what}`` from the URL and why ("HTTP 503", "cannot connect"), never the body or a credential.
+        """
+        try:
+            async with self._answered(lambda upstream: self._get_once(upstream, route)) as answered:
+                return answered
+        except _GaveUpError as gave_up:
+            url = display_url(gave_up.upstream.root_url + route)
+            raise EngineError(f"could not read {what} from {url}: {gave_up.reason}") from None
+
+    @asynccontextmanager
+    async def _answered(self, send: Callable[[Upstream], Awaitable[T]]) -> AsyncIterator[tuple[Upstream, T]]:
+        """The retry loop every request shares: ``send`` makes one attempt at the upstream given, and fails
+        it by raising a transport error, ``_BadPayloadError`` or ``_RefusedError``. Gives the upstream that
+        answered and what ``send`` returned, the request still counted in flight there until the block
+        ends; raises ``_GaveUpError`` when the failure is not one to retry or the retries are spent.
+        """
         tried: set[Upstream] = set()
         attempt = 0
         stale_retried = False
@@ -237,73 +296,104 @@ class UpstreamPool:
             wait = upstream.busy_until - self._clock()
             if wait > 0:
                 await asyncio.sleep(min(wait, self.retry.max_retry_after))
-            delivered = False
             upstream.in_flight += 1
             try:
-                async with (
-                    upstream.client.stream("POST", upstream.base_url + path, json=body) as response,
-                    aclosing(_payloads(response)) as payloads,
-                ):
-                    if response.status_code >= 400:
-                        raise await self._refusal(upstream, response)
-                    async for payload in payloads:
-                        if self._payload_error is not None:
-                            in_stream = self._payload_error(upstream.name, payload)
-                            if in_stream is not None:
-                                if self._secrets:
-                                    redacted = json.loads(self._redact(json.dumps(payload)))
-                                    in_stream = self._payload_error(upstream.name, redacted) or in_stream
-                                raise _RefusedError(in_stream, 0, getattr(in_stream, "retry_after", None))
-                        if not delivered:
-                            self._succeeded(upstream)
-                            delivered = True
-                        yield payload
-                    if not delivered:
-                        self._succeeded(upstream)
-                    return
+                answer = await send(upstream)
+                break
             except (httpx.TransportError, httpx.StreamError, _BadPayloadError) as exc:
-                if not delivered and not stale_retried and _closed_before_answering(exc):
+                upstream.in_flight -= 1
+                if not stale_retried and _closed_before_answering(exc):
                     # A kept-alive connection the server had just closed (llama-server closes one after a
                     # few requests): nothing is wrong with the upstream; send it again at once, once.
                     stale_retried = True
                     log.debug("upstream %s closed a kept-alive connection; sending again", upstream.name)
                     continue
-                reason = _describe(exc, self.timeouts)
-                self._failed(upstream, reason)
-                if delivered:
-                    raise EngineError(
-                        f"the upstream {upstream.name} failed mid-answer ({reason}); an answer "
-                        "that has started is not retried"
-                    ) from None
-                if not _retryable_transport(exc) or attempt >= self.retry.max_retries:
-                    raise EngineError(f"the upstream {upstream.name} failed: {reason}") from None
-                delay = self.retry.backoff(attempt)
-                log.warning("upstream %s: %s; retrying in %.2f s", upstream.name, reason, delay)
+                delay = self._after_transport_failure(upstream, exc, attempt)
             except _RefusedError as refusal:
-                error = refusal.error
-                if delivered:
-                    raise error from None
-                if isinstance(error, OverloadedError):
-                    # Busy, not broken: honour its Retry-After, and meanwhile prefer the others.
-                    if refusal.retry_after is not None and refusal.retry_after > self.retry.max_retry_after:
-                        raise error from None
-                    delay = refusal.retry_after if refusal.retry_after is not None else self.retry.backoff(attempt)
-                    upstream.busy_until = self._clock() + delay
-                elif refusal.status in RETRYABLE_STATUS:
-                    self._failed(upstream, f"HTTP {refusal.status}")
-                    delay = self.retry.backoff(attempt)
-                else:
-                    raise error from None
-                if attempt >= self.retry.max_retries:
-                    raise error from None
-                log.warning("upstream %s: %s; retrying in %.2f s", upstream.name, error.message, delay)
-            finally:
                 upstream.in_flight -= 1
+                delay = self._after_refusal(upstream, refusal, attempt)
+            except BaseException:
+                upstream.in_flight -= 1
+                raise
             tried.add(upstream)
             attempt += 1
             if self._other_ready(upstream, tried):
                 delay = 0.0  # another upstream is ready: go there now
             await asyncio.sleep(delay)
+        self._succeeded(upstream)
+        try:
+            yield upstream, answer
+        finally:
+            upstream.in_flight -= 1
+
+    def _after_transport_failure(self, upstream: Upstream, exc: Exception, attempt: int) -> float:
+        """The wait before the next attempt after the connection failed; raises ``_GaveUpError`` instead
+        when a read timed out (the upstream may be working on it) or the retries are spent."""
+        reason = _describe(exc, self.timeouts)
+        self._failed(upstream, reason)
+        if not _retryable_transport(exc) or attempt >= self.retry.max_retries:
+            raise _GaveUpError(upstream, reason, EngineError(f"the upstream {upstream.name} failed: {reason}"))
+        delay = self.retry.backoff(attempt)
+        log.warning("upstream %s: %s; retrying in %.2f s", upstream.name, reason, delay)
+        return delay
+
+    def _after_refusal(self, upstream: Upstream, refusal: _RefusedError, attempt: int) -> float:
+        """The wait before the next attempt after an error answer; raises ``_GaveUpError`` instead when
+        it is not one to retry, asks for a longer wait than the cap, or the retries are spent."""
+        error = refusal.error
+        reason = f"HTTP {refusal.status}" if refusal.status else error.message
+        if isinstance(error, OverloadedError):
+            # Busy, not broken: honour its Retry-After, and meanwhile prefer the others.
+            if refusal.retry_after is not None and refusal.retry_after > self.retry.max_retry_after:
+                raise _GaveUpError(upstream, reason, error)
+            delay = refusal.retry_after if refusal.retry_after is not None else self.retry.backoff(attempt)
+            upstream.busy_until = self._clock() + delay
+        elif refusal.status in RETRYABLE_STATUS:
+            self._failed(upstream, f"HTTP {refusal.status}")
+            delay = self.retry.backoff(attempt)
+        else:
+            raise _GaveUpError(upstream, reason, error)
+        if attempt >= self.retry.max_retries:
+            raise _GaveUpError(upstream, reason, error)
+        log.warning("upstream %s: %s; retrying in %.2f s", upstream.name, error.message, delay)
+        return delay
+
+    async def _open_stream(self, upstream: Upstream, path: str, body: Mapping[str, Any]) -> _OpenStream:
+        """One attempt of :meth:`stream`: the POST sent, its status checked and its first payload read
+        (the answer left open for the rest); closed again when any of that fails."""
+        closing = AsyncExitStack()
+        try:
+            response = await closing.enter_async_context(
+                upstream.client.stream("POST", upstream.base_url + path, json=body)
+            )
+            if response.status_code >= 400:
+                raise await self._refusal(upstream, response)
+            payloads = await closing.enter_async_context(aclosing(_payloads(response)))
+            first = await anext(payloads, None)
+            if first is not None:
+                self._check_payload(upstream, first)
+            return _OpenStream(closing, payloads, first)
+        except BaseException:
+            await closing.aclose()
+            raise
+
+    async def _get_once(self, upstream: Upstream, route: str) -> httpx.Response:
+        """One attempt of :meth:`get`: only the statuses worth another try are refusals here."""
+        response = await upstream.client.get(upstream.root_url + route)
+        if response.status_code in RETRYABLE_STATUS:
+            raise await self._refusal(upstream, response)
+        return response
+
+    def _check_payload(self, upstream: Upstream, payload: Mapping[str, Any]) -> None:
+        """Raises ``_RefusedError`` for an error sent as a stream payload (after a 200), its secrets masked."""
+        if self._payload_error is None:
+            return
+        in_stream = self._payload_error(upstream.name, payload)
+        if in_stream is not None:
+            if self._secrets:
+                redacted = json.loads(self._redact(json.dumps(payload)))
+                in_stream = self._payload_error(upstream.name, redacted) or in_stream
+            raise _RefusedError(in_stream, 0, getattr(in_stream, "retry_after", None))
 
     def _other_ready(self, failed: Upstream, tried: set[Upstream]) -> bool:
         now = self._clock()
@@ -344,6 +434,26 @@ class _RefusedError(Exception):
         self.status = status
         self.retry_after = retry_after
         super().__init__(error.message)
+
+
+class _GaveUpError(Exception):
+    """No attempt is left: ``error`` is what :meth:`UpstreamPool.stream` raises, ``reason`` a short why
+    ("HTTP 503", "cannot connect") for requests that word their own error."""
+
+    def __init__(self, upstream: Upstream, reason: str, error: ToolrunError) -> None:
+        self.upstream = upstream
+        self.reason = reason
+        self.error = error
+        super().__init__(reason)
+
+
+@dataclass
+class _OpenStream:
+    """A streamed answer that got past its first payload (None when it had none): ``closing`` closes it."""
+
+    closing: AsyncExitStack
+    payloads: AsyncGenerator[dict[str, Any], None]
+    first: dict[str, Any] | None
 
 
 class _BadPayloadError(Exception):
@@ -447,4 +557,5 @@ __all__ = [
     "display_url",
     "error_text",
     "parse_retry_after",
+    "strip_v1",
 ]

@@ -72,16 +72,7 @@ from .._registry import EngineSpec, register_engine
 from ..turn import CallPolicy, GrammarCache, RequestGrammars, TurnGate, Verdict, without_repeats
 from ._calls import CallAccumulator
 from ._errors import openai_error, openai_stream_error
-from ._http import (
-    RETRYABLE_STATUS,
-    RetryPolicy,
-    Timeouts,
-    Upstream,
-    UpstreamPool,
-    connection_policy,
-    display_url,
-    parse_retry_after,
-)
+from ._http import RetryPolicy, Timeouts, UpstreamPool, connection_policy, display_url, strip_v1
 from ._probe import FirstTokenProbe, TokenizeRoute
 from ._template import PromptTemplate, choose_template, read_chat_template, stop_strings
 
@@ -263,7 +254,7 @@ class OpenAICompatibleEngine(Engine):
         key = api_key if api_key is not None else (os.environ.get(api_key_env) if api_key_env else None)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         if self.dialect.llama_native:
-            urls = [_strip_v1(u) for u in urls]
+            urls = [strip_v1(u) for u in urls]
         self.pool = UpstreamPool(
             urls,
             headers=headers,
@@ -417,23 +408,26 @@ class OpenAICompatibleEngine(Engine):
         """The chat template the server reports at ``route``; None where an optional route is not served
         (vLLM without ``--enable-tokenizer-info-endpoint``): the format's fallback is used then, which on a
         small model moves the call-or-answer decision (the 0.5B's opener mass on the seed: 0.61 with its own
-        template, 0.29 with ChatML's; docs/vllm.md)."""
-        upstream, response = await self._get_from_root(route)
-        url = _strip_v1(upstream.base_url) + route
+        template, 0.29 with ChatML's; docs/vllm.md).
+
+        The lookup is retried as completions are (the pool's :meth:`~UpstreamPool.get`): the template found is
+        kept for the engine's life, so a server still loading or briefly busy must not pin it to the fallback.
+        Retries spent: an EngineError naming the failure, and the next request asks again."""
+        upstream, response = await self.pool.get(route, what="the chat template")
+        url = display_url(upstream.root_url + route)
         try:
             response.raise_for_status()
             props = response.json()
         except (httpx.HTTPError, ValueError) as exc:
+            why = f"not JSON ({type(exc).__name__})" if response.is_success else f"HTTP {response.status_code}"
             if self.dialect.template_optional:
                 log.warning(
                     "%s: %s did not give the chat template (%s); rendering with the %s format's fallback "
                     "template (give the entry a chat_template, or start vLLM with --enable-tokenizer-info-endpoint)",
-                    self.model, display_url(url), type(exc).__name__, self.format.name,
+                    self.model, url, why, self.format.name,
                 )  # fmt: skip
                 return None
-            raise EngineError(
-                f"could not read the chat template from {upstream.name}{route}: {type(exc).__name__}"
-            ) from None
+            raise EngineError(f"could not read the chat template from {url}: {why}") from None
         props = props if isinstance(props, Mapping) else {}
         reported, reported_eos = props.get("chat_template"), props.get("eos_token")
         if not isinstance(reported, str) and self.dialect.template_optional:
@@ -442,31 +436,8 @@ class OpenAICompatibleEngine(Engine):
             self.format,
             reported if isinstance(reported, str) else None,
             reported_eos if isinstance(reported_eos, str) else "",
-            f"{upstream.name}{route}",
+            url,
         )
-
-    async def _get_from_root(self, route: str) -> tuple[Upstream, httpx.Response]:
-        """``GET route`` at an upstream's root, retried as completions are (connection failures, 429 after its
-        Retry-After, 502/503/504; another upstream first): the template found is kept for the engine's life,
-        so a server still loading or briefly busy must not pin it to the format's fallback. Retries spent:
-        an EngineError naming the failure, and the next request asks again."""
-        tried: set[Upstream] = set()
-        for attempt in range(self.pool.retry.max_retries + 1):
-            upstream = self.pool.pick(tried)
-            try:
-                response = await upstream.client.get(_strip_v1(upstream.base_url) + route)
-            except httpx.TransportError as exc:
-                why, wait = type(exc).__name__, None
-            else:
-                if response.status_code not in RETRYABLE_STATUS:
-                    return upstream, response
-                why, wait = f"HTTP {response.status_code}", parse_retry_after(response.headers.get("retry-after"))
-            tried.add(upstream)
-            if attempt < self.pool.retry.max_retries:
-                await asyncio.sleep(
-                    min(self.pool.retry.backoff(attempt) if wait is None else wait, self.pool.retry.max_retry_after)
-                )
-        raise EngineError(f"could not read the chat template from {upstream.name}{route}: {why}")
 
     def _completion_body(
         self, prompt: str, request: GenerationRequest, grammar: str | None, max_tokens: int, *, calls: bool = False
@@ -564,7 +535,7 @@ class OpenAICompatibleEngine(Engine):
         """``text``'s token ids by the upstream's own tokenizer; None (logged) when it cannot say."""
         upstream = self.pool.pick()
         try:
-            response = await upstream.client.post(_strip_v1(upstream.base_url) + route.path, json=route.body(text))
+            response = await upstream.client.post(upstream.root_url + route.path, json=route.body(text))
             response.raise_for_status()
             tokens = response.json().get("tokens")
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
@@ -891,11 +862,6 @@ def finish_reason(reason: str, calls: bool) -> FinishReason:
     if reason == "length":
         return "length"
     return "tool_calls" if calls else "stop"
-
-
-def _strip_v1(url: str) -> str:
-    url = url.rstrip("/")
-    return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
 def _call_grammar(grammars: RequestGrammars) -> CallGrammar:
