@@ -155,3 +155,37 @@ async def test_a_template_lookup_that_finds_no_upstream_names_the_route_never_th
     assert "/v1/tokenizer_info" not in str(caught.value)  # the route is asked at the server's root
     assert secret not in str(caught.value) and secret not in repr(caught.value.args)
     assert engine.pool.upstreams[0].failures == FAST.max_retries + 1
+
+
+async def test_a_template_lookup_that_runs_on_is_cut_at_its_cap() -> None:
+    # A misbehaving server at /tokenizer_info streams 256 MiB: the lookup stops reading at the cap (nothing
+    # is held past it), closes the connection and says so, without retrying.
+    import asyncio
+
+    from starlette.responses import StreamingResponse
+
+    from toolrun.engines.remote._http import MAX_ROUTE_BODY
+
+    block = b"x" * 65536
+    total = 256 * 2**20
+    sent: list[int] = []
+
+    async def runs_on(request: Request) -> Response:
+        async def chunks() -> Any:
+            yield b'{"chat_template": "'
+            while sum(sent) < total and not await request.is_disconnected():
+                sent.append(len(block))
+                yield block
+                await asyncio.sleep(0)
+
+        return StreamingResponse(chunks(), media_type="application/json")
+
+    server = UvicornThread(Starlette(routes=[Route("/tokenizer_info", runs_on)]))
+    engine = OpenAICompatibleEngine(server.url + "/v1", "m", upstream="vllm", retry=FAST)
+    try:
+        with pytest.raises(EngineError, match=r"/tokenizer_info answered more than 8 MiB"):
+            await engine.prompt_template()
+    finally:
+        await engine.aclose()
+        server.stop()
+    assert MAX_ROUTE_BODY < sum(sent) < total  # the server was cut off, not read to its end

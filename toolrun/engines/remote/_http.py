@@ -42,6 +42,9 @@ log = logging.getLogger("toolrun.engines.remote")
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 #: How much of an error body is read (error messages are short; a misbehaving upstream is not).
 MAX_ERROR_BODY = 64 * 1024
+#: How much of a server's own route is read (a chat template runs to tens of KB; toolrun refuses one over
+#: a million characters anyway).
+MAX_ROUTE_BODY = 8 * 1024 * 1024
 
 #: What one attempt of a request gives back (an opened stream, a whole answer).
 T = TypeVar("T")
@@ -378,11 +381,20 @@ class UpstreamPool:
             raise
 
     async def _get_once(self, upstream: Upstream, route: str) -> httpx.Response:
-        """One attempt of :meth:`get`: only the statuses worth another try are refusals here."""
-        response = await upstream.client.get(upstream.root_url + route)
-        if response.status_code in RETRYABLE_STATUS:
-            raise await self._refusal(upstream, response)
-        return response
+        """One attempt of :meth:`get`: only the statuses worth another try are refusals here. The answer is
+        read up to ``MAX_ROUTE_BODY``: past it, an EngineError (a misbehaving server, not one to retry)."""
+        async with upstream.client.stream("GET", upstream.root_url + route) as response:
+            if response.status_code in RETRYABLE_STATUS:
+                raise await self._refusal(upstream, response)
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_ROUTE_BODY:
+                    url = display_url(upstream.root_url + route)
+                    raise EngineError(f"{url} answered more than {MAX_ROUTE_BODY // 2**20} MiB; not read further")
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=bytes(body), request=response.request
+        )
 
     def _check_payload(self, upstream: Upstream, payload: Mapping[str, Any]) -> None:
         """Raises ``_RefusedError`` for an error sent as a stream payload (after a 200), its secrets masked."""
