@@ -14,6 +14,7 @@ from .._version import __version__
 from ..ai import DEFAULT_MODEL
 from ._console import fail_on_toolrun_errors
 from ._eval import eval_app
+from ._options import MaxTokens, Threads, examples
 
 app = typer.Typer(
     name="toolrun",
@@ -46,13 +47,12 @@ def _options(
 
 
 @app.command(
-    epilog=(
-        "[bold]Examples[/bold]\n\n"
-        "  toolrun serve\n\n"
-        "  toolrun serve --port 9000 --model @local/qwen2.5-coder-0.5b-instruct\n\n"
-        '  toolrun serve --host 0.0.0.0 --api-key "$(openssl rand -hex 16)"\n\n'
-        '  curl localhost:8787/v1/chat/completions -H \'Content-Type: application/json\' -d \'{"model": "default", '
-        '"messages": [{"role": "user", "content": "hi"}]}\''
+    epilog=examples(
+        "toolrun serve",
+        "toolrun serve --port 9000 --model @local/qwen2.5-coder-0.5b-instruct",
+        'toolrun serve --host 0.0.0.0 --api-key "$(openssl rand -hex 16)"',
+        'curl localhost:8787/v1/chat/completions -H \'Content-Type: application/json\' -d \'{"model": "default", '
+        '"messages": [{"role": "user", "content": "hi"}]}\'',
     ),
 )
 def serve(
@@ -92,9 +92,7 @@ def serve(
     max_body_bytes: Annotated[
         int | None, typer.Option(help="Largest request body in bytes \\[default: 4 MiB].", min=1, show_default=False)
     ] = None,
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads for local models \\[default: all cores].", min=1, show_default=False)
-    ] = None,
+    threads: Threads = None,
     allow_download: Annotated[
         bool | None,
         typer.Option(
@@ -152,20 +150,19 @@ def serve(
 
 
 @app.command(
-    epilog=(
-        "[bold]Examples[/bold]\n\n"
-        '  toolrun run default "Write a haiku about CPUs" --stream\n\n'
-        """  toolrun run default "Who is Cloudflare on github?" --json --tool '{"name": "getGithubUser", """
+    epilog=examples(
+        'toolrun run default "Write a haiku about CPUs" --stream',
+        """toolrun run default "Who is Cloudflare on github?" --json --tool '{"name": "getGithubUser", """
         """"description": "Public facts about a GitHub account.", "parameters": {"type": "object", "properties": """
-        """{"username": {"type": "string"}}, "required": ["username"]}}'\n\n"""
-        '  toolrun run default "What\'s the weather in Lisbon?" --tool tools.json\n\n'
-        '  toolrun run default "What\'s the weather in Lisbon?" --tool weather:get_weather\n\n'
-        '  toolrun run default "Add 2 and 40" --tool ./mytools.py:add --tool ./mytools.py:multiply\n\n'
-        '  toolrun run default "Who is torvalds on GitHub?" --openapi https://api.apis.guru/v2/specs/github.com/'
-        "api.github.com/1.1.4/openapi.json --match '^https://api.github.com/users/[^/]+$'\n\n"
-        '  toolrun run default "What\'s the weather in Austin?" --mcp "python weather_server.py"\n\n'
-        '  toolrun run default "List my notes" --mcp-url http://127.0.0.1:8000/mcp\n\n'
-        '  echo "Summarise this" | toolrun run default -'
+        """{"username": {"type": "string"}}, "required": ["username"]}}'""",
+        'toolrun run default "What\'s the weather in Lisbon?" --tool tools.json',
+        'toolrun run default "What\'s the weather in Lisbon?" --tool weather:get_weather',
+        'toolrun run default "Add 2 and 40" --tool ./mytools.py:add --tool ./mytools.py:multiply',
+        'toolrun run default "Who is torvalds on GitHub?" --openapi https://api.apis.guru/v2/specs/github.com/'
+        "api.github.com/1.1.4/openapi.json --match '^https://api.github.com/users/[^/]+$'",
+        'toolrun run default "What\'s the weather in Austin?" --mcp "python weather_server.py"',
+        'toolrun run default "List my notes" --mcp-url http://127.0.0.1:8000/mcp',
+        'echo "Summarise this" | toolrun run default -',
     ),
 )
 def run(
@@ -207,21 +204,14 @@ def run(
     ] = None,
     stream: Annotated[bool, typer.Option("--stream", "-s", help="Print the final answer as it is generated.")] = False,
     system: Annotated[str | None, typer.Option(help="A system message to put first.")] = None,
-    max_tokens: Annotated[int | None, typer.Option(help="Tokens per model call.", min=1)] = None,
+    max_tokens: MaxTokens = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature (0 = greedy).", min=0)] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed, for repeatable answers.", min=0)] = None,
     max_rounds: Annotated[
         int, typer.Option(help="Tool rounds after the first before the model must answer.", min=0)
     ] = 1,
     json_output: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON instead.")] = False,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            help="CPU threads for local models \\[default: all cores]; fewer can be faster on a busy machine.",
-            min=1,
-            show_default=False,
-        ),
-    ] = None,
+    threads: Threads = None,
 ) -> None:
     """Run a model from the shell, letting it call your Python functions, OpenAPI operations and MCP servers' tools.
 
@@ -252,12 +242,7 @@ def run(
 
 
 @app.command(
-    epilog=(
-        "[bold]Examples[/bold]\n\n"
-        "  toolrun models\n\n"
-        "  toolrun models --function-calling\n\n"
-        "  toolrun models --search llama --json"
-    ),
+    epilog=examples("toolrun models", "toolrun models --function-calling", "toolrun models --search llama --json"),
 )
 def models(
     function_calling: Annotated[
@@ -277,9 +262,7 @@ def models(
 
 
 @app.command(
-    epilog=(
-        "[bold]Examples[/bold]\n\n  toolrun pull default\n\n  toolrun pull @hf/nousresearch/hermes-2-pro-mistral-7b"
-    ),
+    epilog=examples("toolrun pull default", "toolrun pull @hf/nousresearch/hermes-2-pro-mistral-7b"),
 )
 def pull(
     model: Annotated[str, typer.Argument(help="Catalog name or alias.")],

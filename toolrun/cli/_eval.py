@@ -18,6 +18,7 @@ from rich.table import Table
 
 from ..ai import DEFAULT_MODEL
 from ._console import console, err_console, fail_on_toolrun_errors
+from ._options import MaxTokens, Threads, examples
 
 if TYPE_CHECKING:
     from ..eval import Case
@@ -37,12 +38,11 @@ _CATEGORY_HELP = (
 
 
 @eval_app.command(
-    epilog=(
-        "[bold]Examples[/bold]\n\n"
-        "  toolrun eval bfcl --limit 40 --output default.json\n\n"
-        "  toolrun eval bfcl -m @local/qwen2.5-coder-1.5b-instruct -c simple_python -c irrelevance -o 1.5b.json\n\n"
-        "  toolrun eval bfcl -m default --base-url http://127.0.0.1:8787/v1 --limit 10   [dim]# a server[/dim]\n\n"
-        "  toolrun eval bfcl --offset 40 --limit 50   [dim]# held-out cases, for tuning[/dim]"
+    epilog=examples(
+        "toolrun eval bfcl --limit 40 --output default.json",
+        "toolrun eval bfcl -m @local/qwen2.5-coder-1.5b-instruct -c simple_python -c irrelevance -o 1.5b.json",
+        "toolrun eval bfcl -m default --base-url http://127.0.0.1:8787/v1 --limit 10   [dim]# a server[/dim]",
+        "toolrun eval bfcl --offset 40 --limit 50   [dim]# held-out cases, for tuning[/dim]",
     ),
 )
 def bfcl(
@@ -64,9 +64,7 @@ def bfcl(
             min=0,
         ),
     ] = 0.0,
-    max_tokens: Annotated[
-        int | None, typer.Option(help="Tokens per answer \\[default: toolrun's, 256].", min=1, show_default=False)
-    ] = None,
+    max_tokens: MaxTokens = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -88,15 +86,7 @@ def bfcl(
         str | None,
         typer.Option(help="With --base-url: the environment variable holding its API key.", show_default=False),
     ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            help="CPU threads for a local model \\[default: all cores]. On a "
-            "busy machine fewer threads can be much faster.",
-            min=1,
-            show_default=False,
-        ),
-    ] = None,
+    threads: Threads = None,
     bfcl_wheel: Annotated[
         Path | None,
         typer.Option(
@@ -285,10 +275,9 @@ def _flag(count: int) -> str:
 
 
 @eval_app.command(
-    epilog=(
-        "[bold]Examples[/bold]\n\n"
-        "  toolrun eval chart 0.5b.json 1.5b.json -o bfcl.png\n\n"
-        "  toolrun eval chart before.json after.json --label before --label after -o progress.png"
+    epilog=examples(
+        "toolrun eval chart 0.5b.json 1.5b.json -o bfcl.png",
+        "toolrun eval chart before.json after.json --label before --label after -o progress.png",
     ),
 )
 def chart(
