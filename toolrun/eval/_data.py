@@ -54,11 +54,8 @@ DEFAULT_CATEGORIES = ("simple_python", "multiple", "parallel", "irrelevance")
 Checker = Callable[..., dict[str, Any]]
 
 
-class EvalDataError(ToolrunError):
+class EvalDataError(ToolrunError, status_code=503, code="eval_data_unavailable"):
     """The benchmark's data could not be fetched or read."""
-
-    status_code = 503
-    code = "eval_data_unavailable"
 
 
 def bfcl_cache_dir() -> Path:

@@ -20,35 +20,28 @@ from starlette.responses import JSONResponse
 from .._errors import InvalidInputError, OverloadedError, ToolrunError
 
 
-class AuthenticationError(ToolrunError):
-    status_code = 401
-    code = "unauthorized"
+class AuthenticationError(ToolrunError, status_code=401, code="unauthorized"):
+    """The request carries no API key, or one this server does not accept."""
 
 
-class ForbiddenError(ToolrunError):
+class ForbiddenError(ToolrunError, status_code=403, code="forbidden"):
     """A request this server refuses whoever sends it: a browser's cross-site request, a foreign Host."""
 
-    status_code = 403
-    code = "forbidden"
+
+class PayloadTooLargeError(InvalidInputError, status_code=413, code="payload_too_large"):
+    """The request body is over the server's limit."""
 
 
-class PayloadTooLargeError(InvalidInputError):
-    status_code = 413
-    code = "payload_too_large"
+class InvalidJSONError(InvalidInputError, code="invalid_json"):
+    """The request body is not a JSON object: empty, not UTF-8, not JSON, or nested too deeply."""
 
 
-class InvalidJSONError(InvalidInputError):
-    code = "invalid_json"
+class RouteNotFoundError(ToolrunError, status_code=404, code="not_found"):
+    """No endpoint answers at this path."""
 
 
-class RouteNotFoundError(ToolrunError):
-    status_code = 404
-    code = "not_found"
-
-
-class MethodNotAllowedError(ToolrunError):
-    status_code = 405
-    code = "method_not_allowed"
+class MethodNotAllowedError(ToolrunError, status_code=405, code="method_not_allowed"):
+    """The path has an endpoint, but not for this HTTP method."""
 
 
 # How each error code reads in the two dialects: (Cloudflare's integer code, OpenAI's error type).
