@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeAlias
 
 from .._types import ToolSpec
 from .._wire import Event, Message
+from ..formats import PlainTextParser, StreamParser, ToolCallFormat
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ class GenerationRequest:
     def must_call(self) -> bool:
         """A call is required from the first token (``required`` or a named tool)."""
         return self.uses_tools and self.tool_choice != "auto"
+
+    def answer_parser(self, tool_format: ToolCallFormat) -> StreamParser | PlainTextParser:
+        """What reads the model's answer: ``tool_format``'s call parser for the tools offered, or, with no
+        tools in use, a parser that passes the text through."""
+        return tool_format.stream_parser([t.name for t in self.tools]) if self.uses_tools else PlainTextParser()
 
     @property
     def may_add_calls(self) -> bool:

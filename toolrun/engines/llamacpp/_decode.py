@@ -89,9 +89,7 @@ class LocalTurn:
         self._emit = emit
         self.cancelled = cancelled
         self.gate = TurnGate(engine.policy, request, reads_logits=True)
-        self.parser: StreamParser | PlainTextParser = (
-            engine.format.stream_parser([t.name for t in request.tools]) if request.uses_tools else PlainTextParser()
-        )
+        self.parser = request.answer_parser(engine.format)
         self.generated: list[int] = []
         self.starts: list[int] = []  # text offset where each generated token's text begins
         self.text = ""

@@ -61,7 +61,6 @@ from ..._wire import Event, FinishReason, final_event, openai_message, openai_to
 from ...formats import (
     CallGrammar,
     ControlTokens,
-    PlainTextParser,
     StreamParser,
     ToolCallFormat,
     get_format,
@@ -654,9 +653,7 @@ class _ToolrunTurn:
         self.prompt = prompt
         self.grammars = grammars
         self.gate = gate
-        self.parser: StreamParser | PlainTextParser = (
-            engine.format.stream_parser([t.name for t in request.tools]) if request.uses_tools else PlainTextParser()
-        )
+        self.parser = request.answer_parser(engine.format)
         self.tally = _Tally()
         self.text = ""  # everything the model wrote this turn (the continuation prompts build on it)
         self.starts: list[int] = []  # where each piece's text begins, to count the pieces before an opener
