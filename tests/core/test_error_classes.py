@@ -50,3 +50,36 @@ def test_a_subclass_that_states_nothing_inherits_both() -> None:
 
     assert (Quiet.status_code, Quiet.code) == (503, "model_unavailable")
     assert (errors.ModelUnavailableError.status_code, errors.ModelUnavailableError.code) == (503, "model_unavailable")
+
+
+# How the server names each error in Cloudflare's envelope (its integer code) and OpenAI's (its type).
+DIALECTS = {
+    "ToolrunError": (3043, "server_error"),
+    "InvalidInputError": (5006, "invalid_request_error"),
+    "ToolSchemaError": (5006, "invalid_request_error"),
+    "ToolChoiceError": (5006, "invalid_request_error"),
+    "ContextOverflowError": (5021, "invalid_request_error"),
+    "ModelNotFoundError": (5007, "invalid_request_error"),
+    "ModelUnavailableError": (5016, "server_error"),
+    "ModelFetchError": (5016, "server_error"),
+    "EngineError": (3043, "server_error"),
+    "OverloadedError": (3040, "rate_limit_error"),
+    "OpenAPISpecError": (5006, "invalid_request_error"),
+    "ToolExecutionError": (3043, "server_error"),
+    "MCPServerError": (3043, "server_error"),
+    "EvalDataError": (3043, "server_error"),
+    "AuthenticationError": (10000, "authentication_error"),
+    "ForbiddenError": (7403, "permission_error"),
+    "PayloadTooLargeError": (3006, "invalid_request_error"),
+    "InvalidJSONError": (5006, "invalid_request_error"),
+    "RouteNotFoundError": (7003, "invalid_request_error"),
+    "MethodNotAllowedError": (7001, "invalid_request_error"),
+}
+
+
+@pytest.mark.parametrize("cls", [c for c, _, _ in EXPECTED], ids=[c.__name__ for c, _, _ in EXPECTED])
+def test_cloudflare_code_and_openai_type(cls: type[errors.ToolrunError]) -> None:
+    error = errors.ContextOverflowError(10, 10, 16) if cls is errors.ContextOverflowError else cls("no")
+    cloudflare = server_errors.cloudflare_error_body(error)["errors"][0]["code"]
+    openai = server_errors.openai_error_body(error)["error"]["type"]
+    assert (cloudflare, openai) == DIALECTS[cls.__name__]

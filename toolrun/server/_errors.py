@@ -44,37 +44,51 @@ class MethodNotAllowedError(ToolrunError, status_code=405, code="method_not_allo
     """The path has an endpoint, but not for this HTTP method."""
 
 
-# How each error code reads in the two dialects: (Cloudflare's integer code, OpenAI's error type).
-# Where Workers AI has a well-known code (5006 input validation, 5007 no such model, 3040 capacity
-# exceeded, 10000 authentication, 3006 request too large) it is used, so clients that branch on them
-# keep working; the rest are toolrun's own in the same ranges. The HTTP status is the error's own.
-_INVALID = (5006, "invalid_request_error")
-_DIALECTS: dict[str, tuple[int, str]] = {
-    "invalid_input": _INVALID,
-    "invalid_json": _INVALID,
-    "invalid_tool_schema": _INVALID,
-    "invalid_tool_choice": _INVALID,
-    "invalid_openapi_spec": _INVALID,
-    "context_length_exceeded": (5021, "invalid_request_error"),
-    "model_not_found": (5007, "invalid_request_error"),
-    "model_unavailable": (5016, "server_error"),
-    "model_fetch_failed": (5016, "server_error"),
-    "overloaded": (3040, "rate_limit_error"),
-    "unauthorized": (10000, "authentication_error"),
-    "forbidden": (7403, "permission_error"),
-    "payload_too_large": (3006, "invalid_request_error"),
-    "not_found": (7003, "invalid_request_error"),
-    "method_not_allowed": (7001, "invalid_request_error"),
-    "engine_error": (3043, "server_error"),
-    "mcp_server_error": (3043, "server_error"),
+# Cloudflare's integer code for each error code. Where Workers AI has a well-known code (5006 input
+# validation, 5007 no such model, 3040 capacity exceeded, 10000 authentication, 3006 request too large) it
+# is used, so clients that branch on them keep working; the rest are toolrun's own in the same ranges.
+_CLOUDFLARE_CODES: dict[str, int] = {
+    "invalid_input": 5006,
+    "invalid_json": 5006,
+    "invalid_tool_schema": 5006,
+    "invalid_tool_choice": 5006,
+    "invalid_openapi_spec": 5006,
+    "context_length_exceeded": 5021,
+    "model_not_found": 5007,
+    "model_unavailable": 5016,
+    "model_fetch_failed": 5016,
+    "overloaded": 3040,
+    "unauthorized": 10000,
+    "forbidden": 7403,
+    "payload_too_large": 3006,
+    "not_found": 7003,
+    "method_not_allowed": 7001,
+    "engine_error": 3043,
+    "mcp_server_error": 3043,
+}
+
+# OpenAI's and Anthropic's error types by HTTP status (their SDKs pick the exception class by status, people
+# read the type). A status not listed is the client's error below 500, the server's from 500.
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
 }
 
 
-def _dialect(exc: ToolrunError) -> tuple[int, str]:
-    found = _DIALECTS.get(exc.code)
-    if found is not None:
-        return found
-    return (5000, "invalid_request_error") if exc.status_code < 500 else (3043, "server_error")
+def _cloudflare_code(exc: ToolrunError) -> int:
+    return _CLOUDFLARE_CODES.get(exc.code) or (5000 if exc.status_code < 500 else 3043)
+
+
+def _error_type(exc: ToolrunError, by_status: dict[int, str], *, server_error: str) -> str:
+    return by_status.get(exc.status_code) or ("invalid_request_error" if exc.status_code < 500 else server_error)
 
 
 def as_toolrun_error(exc: BaseException) -> ToolrunError:
@@ -103,7 +117,7 @@ def _headers(exc: ToolrunError) -> dict[str, str]:
 
 
 def cloudflare_error_body(exc: ToolrunError) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": _dialect(exc)[0], "message": str(exc)}
+    error: dict[str, Any] = {"code": _cloudflare_code(exc), "message": str(exc)}
     pointer = json_pointer(exc.where)
     if pointer:
         error["source"] = {"pointer": pointer}
@@ -111,26 +125,13 @@ def cloudflare_error_body(exc: ToolrunError) -> dict[str, Any]:
 
 
 def openai_error_body(exc: ToolrunError) -> dict[str, Any]:
-    return {"error": {"message": str(exc), "type": _dialect(exc)[1], "param": exc.where, "code": exc.code}}
-
-
-# Anthropic's error types by HTTP status (its SDKs pick the exception class by status, people read the type).
-_ANTHROPIC_TYPES = {
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    503: "overloaded_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
+    kind = _error_type(exc, _OPENAI_TYPES, server_error="server_error")
+    return {"error": {"message": str(exc), "type": kind, "param": exc.where, "code": exc.code}}
 
 
 def anthropic_error_body(exc: ToolrunError) -> dict[str, Any]:
     """Anthropic's ``{"type": "error", "error": {"type", "message"}}``; the message names the field."""
-    kind = _ANTHROPIC_TYPES.get(exc.status_code) or ("invalid_request_error" if exc.status_code < 500 else "api_error")
+    kind = _error_type(exc, _ANTHROPIC_TYPES, server_error="api_error")
     return {"type": "error", "error": {"type": kind, "message": str(exc)}}
 
 
