@@ -126,15 +126,23 @@ class UvicornThread:
     def __init__(self, app: Any = None, port: int = 0, *, config: uvicorn.Config | None = None) -> None:
         config = config or uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="test-uvicorn", daemon=True)
+        #: uvicorn's exit status when its startup failed (it calls sys.exit on its thread).
+        self.exit_status: object = None
+        self.thread = threading.Thread(target=self._serve, name="test-uvicorn", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30  # hang guard: starting takes milliseconds
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
+                raise RuntimeError(f"the test server did not start (uvicorn's exit status: {self.exit_status})")
             time.sleep(0.01)
         self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except SystemExit as exit_:  # a startup that failed, which some tests want: __init__ reports it
+            self.exit_status = exit_.code
 
     def stop(self) -> None:
         self.server.should_exit = True
