@@ -52,6 +52,10 @@ async def test_fetched_verified_and_calls_the_seed_tool(second_ai):
     assert out["finish_reason"] == "tool_calls"
 
 
+#: Enough for any call here and the start of a text answer, whose words no test reads (the 1.5B writes ~20/s).
+ANSWER = 64
+
+
 @pytest.mark.model
 async def test_a_tool_that_only_shares_words_with_the_request_gets_a_text_answer(second_ai):
     # "triangle" is shared and 3 and 4 were said, so the word check alone keeps the 1.5B's area call; asked
@@ -59,7 +63,7 @@ async def test_a_tool_that_only_shares_words_with_the_request_gets_a_text_answer
     assert second_ai.catalog.get(MODEL).policy.ask_relevance > 0
     perimeter = [{"role": "user", "content": "What is the perimeter of a triangle with sides 3, 4 and 5?"}]
     for _ in range(3):  # at the default temperature, as users run it
-        out = await second_ai.run(MODEL, {"messages": perimeter, "tools": [TRIANGLE_AREA]})
+        out = await second_ai.run(MODEL, {"messages": perimeter, "tools": [TRIANGLE_AREA], "max_tokens": ANSWER})
         assert out["tool_calls"] == [] and out["response"], out
         out = await second_ai.run(MODEL, {"messages": AREA_REQUEST, "tools": [TRIANGLE_AREA]})
         assert [(c["name"], c["arguments"]) for c in out["tool_calls"]] == [
@@ -129,7 +133,7 @@ async def test_a_call_with_made_up_required_values_is_asked_to_clear_a_higher_ba
             (UNSAID_AREA, entry.policy.ask_relevance_unsaid),
         ):
             caplog.clear()
-            out = await second_ai.run(MODEL, {"messages": messages, "tools": [TRIANGLE_AREA]})
+            out = await second_ai.run(MODEL, {"messages": messages, "tools": [TRIANGLE_AREA], "max_tokens": ANSWER})
             asked = re.findall(
                 r"relevance of calculate_triangle_area: yes (\d\.\d+) \(keep at (\d\.\d+)\)", caplog.text
             )
