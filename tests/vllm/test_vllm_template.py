@@ -7,6 +7,7 @@ on which the 0.5B's first-token odds of calling the seed's tool are half its own
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ from _servers import UvicornThread, free_port
 from seed_testing import SEED_MESSAGES, SEED_TOOL
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from toolrun import EngineError
@@ -25,6 +26,7 @@ from toolrun._types import normalize_tools
 from toolrun.ai import collect
 from toolrun.engines import GenerationRequest, SamplingParams
 from toolrun.engines.remote import RetryPolicy
+from toolrun.engines.remote._http import MAX_ROUTE_BODY
 from toolrun.engines.remote._openai import OpenAICompatibleEngine
 from toolrun.formats import get_format
 
@@ -160,21 +162,15 @@ async def test_a_template_lookup_that_finds_no_upstream_names_the_route_never_th
 async def test_a_template_lookup_that_runs_on_is_cut_at_its_cap() -> None:
     # A misbehaving server at /tokenizer_info streams 256 MiB: the lookup stops reading at the cap (nothing
     # is held past it), closes the connection and says so, without retrying.
-    import asyncio
-
-    from starlette.responses import StreamingResponse
-
-    from toolrun.engines.remote._http import MAX_ROUTE_BODY
-
     block = b"x" * 65536
     total = 256 * 2**20
-    sent: list[int] = []
+    sent = [0]  # bytes of the template sent so far
 
     async def runs_on(request: Request) -> Response:
         async def chunks() -> Any:
             yield b'{"chat_template": "'
-            while sum(sent) < total and not await request.is_disconnected():
-                sent.append(len(block))
+            while sent[0] < total and not await request.is_disconnected():
+                sent[0] += len(block)
                 yield block
                 await asyncio.sleep(0)
 
@@ -188,4 +184,4 @@ async def test_a_template_lookup_that_runs_on_is_cut_at_its_cap() -> None:
     finally:
         await engine.aclose()
         server.stop()
-    assert MAX_ROUTE_BODY < sum(sent) < total  # the server was cut off, not read to its end
+    assert MAX_ROUTE_BODY < sent[0] < total  # the server was cut off, not read to its end
